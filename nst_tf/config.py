@@ -1,0 +1,197 @@
+"""The run configuration: frozen dataclasses, validated once, with no TensorFlow in sight.
+
+`run.py` builds a `Config` from its flags; the library only ever sees this object. Field names equal
+flag names, so `to_flags` can write a flagfile that reproduces a run exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Iterator, Optional
+
+from nst_tf.errors import UserError
+
+MODES = ("transfer", "content", "texture")
+BACKBONES = ("auto", "vgg19", "vgg16_hed")
+POOLINGS = ("avg", "max")
+CONTENT_LOSSES = ("l2", "l1")
+GRAM_NORMS = ("paper", "positions", "elements")
+INITS = ("auto", "noise", "content", "style")
+
+# The paper's layers (Gatys et al. 2016, Sec. 3): content conv4_2, style conv1_1 ... conv5_1.
+PAPER_CONTENT_LAYERS = ("conv4_2",)
+PAPER_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+
+# Largest side we accept; beyond it a CPU run takes hours and memory runs out (tiling is issue 6).
+MAX_SIZE_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """Inputs and their sizes. Paths are None where the mode does not use that image."""
+    content: Optional[str] = None
+    style: Optional[str] = None
+    max_size: int = 384          # longest side of the result, in pixels
+    style_scale: float = 1.0     # style image's longest side = max_size * style_scale
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "auto"       # resolved to a concrete name before the run starts
+    weights: Optional[str] = None  # a Keras weights file, or "random" (for tests and smoke runs)
+    pooling: str = "avg"
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """What is matched and how strongly. Empty per-layer weights mean the defaults (see `layer_weights`)."""
+    content_layers: tuple[str, ...] = PAPER_CONTENT_LAYERS
+    content_layer_weights: tuple[float, ...] = ()
+    style_layers: tuple[str, ...] = PAPER_STYLE_LAYERS
+    style_layer_weights: tuple[float, ...] = ()
+    content_loss: str = "l2"
+    gram_norm: str = "paper"
+    content_weight: float = 1.0   # alpha
+    style_weight: float = 1e4     # beta
+    tv_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    num_steps: int = 300
+    learning_rate: float = 0.02
+    init: str = "auto"            # auto: content image for transfer, noise otherwise
+    seed: Optional[int] = None    # None: drawn at start and recorded, so the run can be repeated
+    device: str = "auto"          # auto, cpu, gpu, or a TensorFlow device string like /GPU:1
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    output_dir: str = "outputs"
+    run_name: Optional[str] = None
+    save_every: int = 100         # snapshot period in steps; 0 disables snapshots
+    log_every: int = 10           # loss logging period in steps (CSV, TensorBoard, progress line)
+
+
+@dataclass(frozen=True)
+class Config:
+    mode: str = "transfer"
+    images: ImageConfig = field(default_factory=ImageConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    @property
+    def uses_content(self) -> bool:
+        return self.mode in ("transfer", "content")
+
+    @property
+    def uses_style(self) -> bool:
+        return self.mode in ("transfer", "texture")
+
+    @property
+    def init(self) -> str:
+        """The init actually used: `auto` is the content image for transfer and noise otherwise."""
+        if self.optim.init != "auto":
+            return self.optim.init
+        return "content" if self.mode == "transfer" else "noise"
+
+
+def layer_weights(layers: tuple[str, ...], weights: tuple[float, ...]) -> tuple[float, ...]:
+    """Per-layer weights w_l: the given ones, or 1/L each (the paper's equal weighting)."""
+    if weights:
+        return tuple(float(w) for w in weights)
+    return tuple(1.0 / len(layers) for _ in layers)
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise UserError(f"--{name}={value!r} is not one of {', '.join(allowed)}.")
+
+
+def _finite_nonneg(name: str, value: float) -> None:
+    if not (math.isfinite(value) and value >= 0):
+        raise UserError(f"--{name}={value} must be a finite number >= 0.")
+
+
+def validate(config: Config) -> Config:
+    """Checks every field that can be checked without files or TensorFlow; returns the config."""
+    _choice("mode", config.mode, MODES)
+    im, model, loss, opt, out = config.images, config.model, config.loss, config.optim, config.output
+    if config.uses_content and not im.content:
+        raise UserError(f"--mode={config.mode} needs --content=IMAGE (a JPEG/PNG/... file).")
+    if config.uses_style and not im.style:
+        raise UserError(f"--mode={config.mode} needs --style=IMAGE (a JPEG/PNG/... file).")
+    if not 16 <= im.max_size <= MAX_SIZE_LIMIT:
+        raise UserError(f"--max_size={im.max_size} is out of range: use 16 to {MAX_SIZE_LIMIT} pixels.")
+    if not (math.isfinite(im.style_scale) and 0.05 <= im.style_scale <= 4):
+        raise UserError(f"--style_scale={im.style_scale} is out of range: use 0.05 to 4.")
+    _choice("backbone", model.backbone, BACKBONES)
+    _choice("pooling", model.pooling, POOLINGS)
+    _choice("content_loss", loss.content_loss, CONTENT_LOSSES)
+    _choice("gram_norm", loss.gram_norm, GRAM_NORMS)
+    _choice("init", opt.init, INITS)
+    for name in ("content_weight", "style_weight", "tv_weight"):
+        _finite_nonneg(name, getattr(loss, name))
+    for kind in ("content", "style"):
+        layers = getattr(loss, f"{kind}_layers")
+        weights = getattr(loss, f"{kind}_layer_weights")
+        used = config.uses_content if kind == "content" else config.uses_style
+        if used and not layers:
+            raise UserError(f"--{kind}_layers is empty: name at least one layer, e.g. --{kind}_layers="
+                            f"{','.join(getattr(LossConfig, f'{kind}_layers'))}.")
+        if len(set(layers)) != len(layers):
+            raise UserError(f"--{kind}_layers={','.join(layers)} names a layer twice.")
+        if weights and len(weights) != len(layers):
+            raise UserError(f"--{kind}_layer_weights has {len(weights)} values but --{kind}_layers has "
+                            f"{len(layers)} layers: give one weight per layer.")
+        for w in weights:
+            _finite_nonneg(f"{kind}_layer_weights", w)
+    if config.init == "content" and not im.content:
+        raise UserError("--init=content needs --content=IMAGE.")
+    if config.init == "style" and not im.style:
+        raise UserError("--init=style needs --style=IMAGE.")
+    if opt.num_steps < 1:
+        raise UserError(f"--num_steps={opt.num_steps} must be at least 1.")
+    if not (math.isfinite(opt.learning_rate) and opt.learning_rate > 0):
+        raise UserError(f"--learning_rate={opt.learning_rate} must be a positive number.")
+    if opt.seed is not None and not 0 <= opt.seed < 2**31:
+        raise UserError(f"--seed={opt.seed} must be in [0, 2**31).")
+    if out.save_every < 0 or out.log_every < 1:
+        raise UserError("--save_every must be >= 0 (0: no snapshots) and --log_every >= 1.")
+    if out.run_name is not None and (not out.run_name or "/" in out.run_name or out.run_name in (".", "..")):
+        raise UserError(f"--run_name={out.run_name!r} must be a plain folder name (no '/').")
+    return config
+
+
+def _sections(config: Config) -> Iterator[object]:
+    yield config
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            yield value
+
+
+def to_flags(config: Config, skip: tuple[str, ...] = ("run_name",)) -> list[str]:
+    """The config as flagfile lines (`--name=value`), one per field; None fields are left out.
+
+    Floats are written with `repr` so they read back bit for bit.
+    """
+    lines = []
+    for section in _sections(config):
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if dataclasses.is_dataclass(value) or value is None or f.name in skip:
+                continue
+            if isinstance(value, tuple):
+                value = ",".join(repr(v) if isinstance(v, float) else str(v) for v in value)
+            elif isinstance(value, float):
+                value = repr(value)
+            lines.append(f"--{f.name}={value}")
+    return lines
+
+
+def to_dict(config: Config) -> dict:
+    return dataclasses.asdict(config)

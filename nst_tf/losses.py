@@ -1,0 +1,97 @@
+"""Pure loss math: content, Gram-matrix style and total variation.
+
+Every function takes a batch and returns one value per image (shape [B]), so a batch of images with
+different weights optimizes as independent runs. Feature maps are NHWC; for a layer l, N_l is its
+channel count C and M_l = H * W its number of positions, as in Gatys et al., "Image Style Transfer Using
+Convolutional Neural Networks", CVPR 2016 (the paper).
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def gram_matrix(features: tf.Tensor) -> tf.Tensor:
+    """The Gram matrix of the paper's Eq. 3 divided by the layer's number of positions M = H * W:
+
+      g_ij = G_ij / M = (1/M) * sum_k F_ik F_jk
+
+    Dividing by M makes Gram matrices of images of different sizes comparable (a style image need not
+    have the content image's size) and keeps float32 far from overflow at large sizes.
+
+    Args:
+      features: [B, H, W, C] float32.
+    Returns:
+      [B, C, C] float32.
+    """
+    m = tf.cast(tf.shape(features)[1] * tf.shape(features)[2], features.dtype)
+    return tf.einsum("bhwi,bhwj->bij", features, features) / m
+
+
+def content_loss(features: tf.Tensor, target: tf.Tensor, kind: str = "l2") -> tf.Tensor:
+    """Content term of one layer, per image.
+
+      l2 (the paper's Eq. 1): 1/2 * sum_ij (F_ij - P_ij)^2
+      l1 (the reports' variant): sum_ij |F_ij - P_ij|
+
+    Sums, not means: the term grows with the layer's size N_l * M_l (see README, "Weights").
+
+    Args:
+      features: [B, H, W, C] features F of the image being optimized.
+      target: [1 or B, H, W, C] features P of the content image (broadcast over the batch).
+      kind: "l2" or "l1".
+    Returns:
+      [B] float32.
+    """
+    diff = features - target
+    if kind == "l2":
+        return 0.5 * tf.reduce_sum(tf.square(diff), axis=[1, 2, 3])
+    if kind == "l1":
+        return tf.reduce_sum(tf.abs(diff), axis=[1, 2, 3])
+    raise ValueError(f"unknown content loss {kind!r}")
+
+
+def style_layer_loss(gram: tf.Tensor, target_gram: tf.Tensor, norm: str = "paper") -> tf.Tensor:
+    """Style term E_l of one layer, per image, from `gram_matrix` outputs g = G/M and a = A/M.
+
+    With N = channels of this layer (each layer its own N and M):
+      paper     (the paper's Eq. 4): 1/(4 N^2 M^2) * sum_ij (G_ij - A_ij)^2  = 1/(4 N^2) * sum_ij (g_ij - a_ij)^2
+      positions (TensorFlow tutorial: Gram divided by M, then the mean over the N^2 entries):
+                1/N^2 * sum_ij (g_ij - a_ij)^2                               = 4 * paper
+      elements  (PyTorch tutorial: Gram divided by N*M, then the mean over the N^2 entries):
+                1/N^4 * sum_ij (g_ij - a_ij)^2                               = 4/N^2 * paper
+
+    Args:
+      gram: [B, N, N] normalized Gram matrices g of the image being optimized.
+      target_gram: [1 or B, N, N] normalized Gram matrices a of the style image.
+      norm: "paper", "positions" or "elements".
+    Returns:
+      [B] float32.
+    """
+    n2 = tf.square(tf.cast(tf.shape(gram)[-1], gram.dtype))
+    sq = tf.reduce_sum(tf.square(gram - target_gram), axis=[1, 2]) / n2
+    if norm == "paper":
+        return 0.25 * sq
+    if norm == "positions":
+        return sq
+    if norm == "elements":
+        return sq / n2
+    raise ValueError(f"unknown Gram normalization {norm!r}")
+
+
+def total_variation(images: tf.Tensor) -> tf.Tensor:
+    """Squared total variation per image, on the project's pixel scale [0, 1]:
+
+      TV(x) = sum_{i,j,c} (x_{i+1,j,c} - x_{i,j,c})^2 + (x_{i,j+1,c} - x_{i,j,c})^2
+
+    (the beta = 2 regularizer of Mahendran & Vedaldi 2015, as jcjohnson/neural-style uses it, whose images
+    are on a 0..255 scale: its tv_weight is ours divided by 255^2). It grows with the number of pixels,
+    like the content term.
+
+    Args:
+      images: [B, H, W, 3] float32 in [0, 1].
+    Returns:
+      [B] float32.
+    """
+    dy = images[:, 1:, :, :] - images[:, :-1, :, :]
+    dx = images[:, :, 1:, :] - images[:, :, :-1, :]
+    return tf.reduce_sum(tf.square(dy), axis=[1, 2, 3]) + tf.reduce_sum(tf.square(dx), axis=[1, 2, 3])

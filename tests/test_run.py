@@ -1,0 +1,183 @@
+"""End to end: `run.py` as a user runs it, on tiny images, with the offline backbone."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import run as run_script
+from nst_tf import image_io
+from tests.conftest import write_png, smooth_image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--backbone=vgg16_hed", "--max_size=32", "--seed=3", "--progress=false"]
+
+
+def run_py(*args, timeout=300):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, os.path.join(ROOT, "run.py"), *args], capture_output=True,
+                          text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+def only_run(out_dir):
+    runs = os.listdir(out_dir)
+    assert len(runs) == 1, runs
+    return os.path.join(out_dir, runs[0])
+
+
+@pytest.mark.slow
+def test_transfer_writes_every_output(tmp_path, content_path, style_path):
+    out = tmp_path / "out"
+    proc = run_py(f"--content={content_path}", f"--style={style_path}", "--num_steps=6", "--save_every=3",
+                  "--log_every=2", "--tv_weight=10", f"--output_dir={out}", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    run_dir = only_run(out)
+    assert os.path.basename(run_dir).startswith("content_style_")
+    files = set(os.listdir(run_dir))
+    assert {"result.png", "run.flags", "config.json", "losses.csv", "losses.png", "summary.json",
+            "snapshots"} <= files
+    assert any(f.startswith("events.out.tfevents") for f in files)
+    assert os.listdir(os.path.join(run_dir, "snapshots")) == ["step_00003.png"]
+    assert not [f for f in files if f.endswith(".tmp")]
+
+    result = image_io.load_image(os.path.join(run_dir, "result.png"))
+    assert result.shape == (32, 27, 3)      # content 40x48 (h x w) -> longest side 32... (w 48 -> 32)
+    with open(os.path.join(run_dir, "losses.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [0, 2, 4, 6]
+    for name in ("total", "content/conv4_2", "style/conv1_1", "style/conv5_1", "tv", "weighted/style",
+                 "weighted/content/conv4_2", "wall_s"):
+        assert name in rows[0]
+    assert float(rows[-1]["total"]) < float(rows[0]["total"])
+    summary = json.load(open(os.path.join(run_dir, "summary.json")))
+    assert summary["status"] == "done" and summary["steps"] == 6 and summary["wall_time_s"] > 0
+    assert summary["backbone"] == "vgg16_hed"
+    flags_text = open(os.path.join(run_dir, "run.flags")).read()
+    assert flags_text.startswith("# Reproduces run") and "--seed=3" in flags_text
+    assert "--backbone=vgg16_hed" in flags_text and "--tv_weight=10.0" in flags_text
+
+    # TensorBoard events hold the named scalars.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(run_dir)
+    acc.Reload()
+    tags = acc.Tags()["tensors"]
+    assert {"total", "content/conv4_2", "style/conv3_1", "weighted/tv", "image/2_result"} <= set(tags)
+
+
+@pytest.mark.slow
+def test_flagfile_reproduces_the_run(tmp_path, content_path, style_path):
+    out = tmp_path / "out"
+    first = run_py(f"--content={content_path}", f"--style={style_path}", "--num_steps=3", "--init=noise",
+                   f"--output_dir={out}", "--run_name=a", *TINY)
+    assert first.returncode == 0, first.stderr
+    again = run_py(f"--flagfile={out}/a/run.flags", "--run_name=b", "--progress=false")
+    assert again.returncode == 0, again.stderr
+    a = image_io.load_image(str(out / "a" / "result.png"))
+    b = image_io.load_image(str(out / "b" / "result.png"))
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_content_and_texture_modes(tmp_path, content_path, style_path):
+    out = tmp_path / "out"
+    proc = run_py("--mode=texture", f"--style={style_path}", "--num_steps=2", f"--output_dir={out}", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_py("--mode=content", f"--content={content_path}", "--content_layers=conv_1", "--num_steps=2",
+                  f"--output_dir={out}", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(os.listdir(out))
+    assert names[0].startswith("content_content_") and names[1].startswith("texture_style_")
+    texture_csv = open(os.path.join(out, names[1], "losses.csv")).readline()
+    assert "style/conv1_1" in texture_csv and "content/" not in texture_csv
+    content_csv = open(os.path.join(out, names[0], "losses.csv")).readline()
+    assert "content/conv1_1" in content_csv and "style/" not in content_csv
+
+
+def test_run_folders_are_never_reused(tmp_path):
+    from nst_tf.stylize import make_run_dir
+    a = make_run_dir(str(tmp_path), "same")
+    b = make_run_dir(str(tmp_path), "same")
+    assert a != b and os.path.basename(b) == "same-2"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--content=missing.jpg", "--style=missing.jpg"], "image not found: 'missing.jpg'"),
+    (["--style_layers=conv1_1,conv9_1"], "unknown layer 'conv9_1' for vgg16_hed; valid layers:"),
+    (["--max_size=99999"], "--max_size=99999 is out of range"),
+    (["--num_steps=abc"], "--num_steps"),
+    (["--style_layer_weights=1,x"], "must be comma-separated numbers"),
+    (["--backbone=alexnet"], "--backbone"),
+    (["--weights=nowhere.h5"], "weights file not found"),
+    (["stray"], "unexpected argument 'stray'"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, content_path, style_path, args, message):
+    base = [f"--content={content_path}", f"--style={style_path}", f"--output_dir={tmp_path / 'out'}", *TINY,
+            "--num_steps=1"]
+    proc = run_py(*base, *args)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not os.path.exists(tmp_path / "out") or not os.listdir(tmp_path / "out")
+
+
+def test_corrupt_image_is_one_line(tmp_path, style_path):
+    bad = tmp_path / "photo.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    proc = run_py(f"--content={bad}", f"--style={style_path}", f"--output_dir={tmp_path}", *TINY)
+    assert proc.returncode == 2 and "error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_non_finite_loss_stops_with_exit_2(tmp_path, content_path, style_path):
+    proc = run_py(f"--content={content_path}", f"--style={style_path}", "--num_steps=5",
+                  "--style_weight=1e38", "--content_weight=1e38", f"--output_dir={tmp_path}", *TINY)
+    assert proc.returncode == 2, proc.stderr
+    assert "the loss became non-finite at step 0" in proc.stderr and "Traceback" not in proc.stderr
+    summary = json.load(open(os.path.join(only_run(tmp_path), "summary.json")))
+    assert summary["status"] == "diverged"
+
+
+@pytest.mark.slow
+def test_sigterm_keeps_the_last_image(tmp_path, content_path, style_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "run.py"), f"--content={content_path}",
+                             f"--style={style_path}", "--num_steps=100000", "--log_every=1",
+                             f"--output_dir={tmp_path}", *TINY], stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline:   # wait until some steps are done
+        runs = os.listdir(tmp_path)
+        if runs and os.path.exists(os.path.join(tmp_path, runs[0], "config.json")):
+            time.sleep(4)
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "stopped: interrupted; the last good image (step" in err
+    run_dir = only_run(tmp_path)
+    assert os.path.exists(os.path.join(run_dir, "result.png"))
+    assert json.load(open(os.path.join(run_dir, "summary.json")))["status"] == "interrupted"
+
+
+def test_config_from_flags_round_trip(tmp_path):
+    """Every flag of a written flagfile parses back to the same config."""
+    from absl import flags
+    from nst_tf.config import to_flags
+    argv = ["run.py", "--content=a.jpg", "--style=b.png", "--style_layer_weights=0.1,0.2,0.3,0.2,0.2",
+            "--content_layers=conv4_2,conv5_2", "--seed=9", "--tv_weight=0.5"]
+    run_script.FLAGS.unparse_flags()
+    run_script.FLAGS(argv)
+    config = run_script.config_from_flags()
+    flagfile = tmp_path / "x.flags"
+    flagfile.write_text("\n".join(to_flags(config)))
+    run_script.FLAGS.unparse_flags()
+    run_script.FLAGS(["run.py", f"--flagfile={flagfile}"])
+    assert run_script.config_from_flags() == config
+    run_script.FLAGS.unparse_flags()
+    assert isinstance(run_script.FLAGS, flags.FlagValues)
