@@ -51,6 +51,7 @@ class RunLogger:
         self.rows: list[dict] = []
         self.last_good_step: int | None = None
         self.last_good_image: np.ndarray | None = None
+        self.last_snapshot = 0
         self.start = time.perf_counter()
         self.writer = tf.summary.create_file_writer(run_dir)
         self.bar = tqdm(total=num_steps, desc="steps", unit="step", file=sys.stderr, dynamic_ncols=True,
@@ -83,8 +84,10 @@ class RunLogger:
         self.bar.update(step - self.bar.n)
         self.bar.set_postfix_str(" ".join(f"{n.split('/')[-1]}={values[n]:.3g}" for n in PROGRESS_TERMS),
                                  refresh=True)
-        if self.save_every and step % self.save_every == 0 and 0 < step < self.num_steps:
+        # A snapshot at the first logged step at or after each multiple of save_every.
+        if self.save_every and 0 < step < self.num_steps and step // self.save_every > self.last_snapshot // self.save_every:
             self.snapshot(step, image)
+            self.last_snapshot = step
 
     def snapshot(self, step: int, image: np.ndarray) -> None:
         """Writes snapshots/step_NNNNN.png, a TensorBoard image, and the CSV and plot so far."""

@@ -42,11 +42,12 @@ def test_transfer_writes_every_output(tmp_path, content_path, style_path):
     assert {"result.png", "run.flags", "config.json", "losses.csv", "losses.png", "summary.json",
             "snapshots"} <= files
     assert any(f.startswith("events.out.tfevents") for f in files)
-    assert os.listdir(os.path.join(run_dir, "snapshots")) == ["step_00003.png"]
+    # save_every=3, log_every=2: the first logged step at or after 3 (the last step is result.png)
+    assert os.listdir(os.path.join(run_dir, "snapshots")) == ["step_00004.png"]
     assert not [f for f in files if f.endswith(".tmp")]
 
     result = image_io.load_image(os.path.join(run_dir, "result.png"))
-    assert result.shape == (32, 27, 3)      # content 40x48 (h x w) -> longest side 32... (w 48 -> 32)
+    assert result.shape == (27, 32, 3)      # the 40x48 (h x w) content image at a longest side of 32
     with open(os.path.join(run_dir, "losses.csv")) as f:
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == [0, 2, 4, 6]
@@ -135,24 +136,26 @@ def test_corrupt_image_is_one_line(tmp_path, style_path):
 
 @pytest.mark.slow
 def test_non_finite_loss_stops_with_exit_2(tmp_path, content_path, style_path):
+    out = tmp_path / "out"
     proc = run_py(f"--content={content_path}", f"--style={style_path}", "--num_steps=5",
-                  "--style_weight=1e38", "--content_weight=1e38", f"--output_dir={tmp_path}", *TINY)
+                  "--style_weight=1e38", "--content_weight=1e38", f"--output_dir={out}", *TINY)
     assert proc.returncode == 2, proc.stderr
     assert "the loss became non-finite at step 0" in proc.stderr and "Traceback" not in proc.stderr
-    summary = json.load(open(os.path.join(only_run(tmp_path), "summary.json")))
+    summary = json.load(open(os.path.join(only_run(out), "summary.json")))
     assert summary["status"] == "diverged"
 
 
 @pytest.mark.slow
 def test_sigterm_keeps_the_last_image(tmp_path, content_path, style_path):
+    out = tmp_path / "out"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "run.py"), f"--content={content_path}",
                              f"--style={style_path}", "--num_steps=100000", "--log_every=1",
-                             f"--output_dir={tmp_path}", *TINY], stderr=subprocess.PIPE, text=True, env=env)
+                             f"--output_dir={out}", *TINY], stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 120
     while time.time() < deadline:   # wait until some steps are done
-        runs = os.listdir(tmp_path)
-        if runs and os.path.exists(os.path.join(tmp_path, runs[0], "config.json")):
+        runs = os.listdir(out) if out.exists() else []
+        if runs and os.path.exists(os.path.join(out, runs[0], "config.json")):
             time.sleep(4)
             break
         time.sleep(0.2)
@@ -160,7 +163,7 @@ def test_sigterm_keeps_the_last_image(tmp_path, content_path, style_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "stopped: interrupted; the last good image (step" in err
-    run_dir = only_run(tmp_path)
+    run_dir = only_run(out)
     assert os.path.exists(os.path.join(run_dir, "result.png"))
     assert json.load(open(os.path.join(run_dir, "summary.json")))["status"] == "interrupted"
 
