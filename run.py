@@ -120,6 +120,10 @@ def main(argv: list[str]) -> int:
     except (stylize.Interrupted, KeyboardInterrupt) as e:
         print(f"stopped: {e or 'interrupted before the first step'}", file=sys.stderr)
         return 130
+    except OSError as e:   # a full disk or a folder that vanished while writing outputs
+        print(f"error: cannot write {e.filename or 'the outputs'} ({e.strerror or e}); free some space or "
+              "choose another --output_dir.", file=sys.stderr)
+        return 2
     return 0
 
 

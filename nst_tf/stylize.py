@@ -127,9 +127,9 @@ def run(config: Config, show_progress: bool = True, say=print) -> str:
     Raises UserError (with a one-line message) for bad input or a diverging run, and `Interrupted` on
     Ctrl-C; in both cases after the run's last good image and its logs are saved.
     """
-    config = resolve(validate(config), say)
+    content, style = load_inputs(validate(config))   # bad images fail first, before any slow work
+    config = resolve(config, say)
     keras.utils.set_random_seed(config.optim.seed)
-    content, style = load_inputs(config)
     device = backbones.pick_device(config.optim.device)
 
     loss = config.loss
@@ -165,13 +165,16 @@ def run(config: Config, show_progress: bool = True, say=print) -> str:
         try:
             run_adam(objective, images, weights, config.optim.num_steps, config.optim.learning_rate,
                      logger, config.output.log_every)
-        except (KeyboardInterrupt, NonFiniteLoss) as e:
+        except (KeyboardInterrupt, NonFiniteLoss, tf.errors.ResourceExhaustedError) as e:
             saved = _save_last_good(logger, result_path)
             logger.close()
-            _write_summary(run_dir, config, device, logger, status="interrupted"
-                           if isinstance(e, KeyboardInterrupt) else "diverged")
+            status = {KeyboardInterrupt: "interrupted", NonFiniteLoss: "diverged"}.get(type(e), "out of memory")
+            _write_summary(run_dir, config, device, logger, status=status)
             if isinstance(e, KeyboardInterrupt):
                 raise Interrupted(f"interrupted; {saved}") from None
+            if isinstance(e, tf.errors.ResourceExhaustedError):
+                raise UserError(f"out of memory at {shape[1]}x{shape[0]} pixels on {device}; lower --max_size; "
+                                f"{saved}") from None
             raise UserError(f"{e}; {saved}") from None
     image_io.save_image(logger.last_good_image, result_path)
     logger.close(final_image=logger.last_good_image)
