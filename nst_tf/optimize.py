@@ -38,11 +38,6 @@ def make_adam_step(objective: Objective, optimizer: keras.optimizers.Optimizer):
     return step
 
 
-def make_evaluate(objective: Objective):
-    """A compiled `(images, weights) -> (total, terms)` without an update."""
-    return tf.function(lambda images, weights: objective(images, weights))
-
-
 def run_adam(objective: Objective, images: tf.Variable, weights: LossWeights, num_steps: int,
              learning_rate: float, on_log: LogCallback, log_every: int = 10) -> None:
     """`num_steps` Adam updates of `images` in place, reporting to `on_log` (see module docstring).
@@ -59,5 +54,5 @@ def run_adam(objective: Objective, images: tf.Variable, weights: LossWeights, nu
             on_log(i, before, terms)
         else:
             step(images, weights)
-    _, terms = make_evaluate(objective)(images, weights)
+    _, terms = objective(images, weights)   # once, eagerly: compiling it would cost more than it saves
     on_log(num_steps, images.numpy(), terms)
