@@ -39,9 +39,9 @@ class LossWeights(NamedTuple):
     def create(cls, batch: int, content: float, style: float, tv: float,
                content_layers: tuple[float, ...], style_layers: tuple[float, ...]) -> "LossWeights":
         """The same weights for each of `batch` images."""
-        def var(row, name):
-            value = np.tile(np.asarray(row, np.float32), (batch, 1)).reshape(batch, -1)
-            return tf.Variable(value if np.ndim(row) else value[:, 0], trainable=False, name=name)
+        def var(value, name):   # a scalar becomes [B], a per-layer tuple [B, L]
+            rows = np.broadcast_to(np.asarray(value, np.float32), (batch, *np.shape(value)))
+            return tf.Variable(rows.copy(), trainable=False, name=name)
         return cls(var(content, "content_weight"), var(style, "style_weight"), var(tv, "tv_weight"),
                    var(content_layers, "content_layer_weights"), var(style_layers, "style_layer_weights"))
 
