@@ -20,6 +20,7 @@ from absl import flags
 
 from nst_tf.config import (BACKBONES, CONTENT_LOSSES, GRAM_NORMS, INITS, MODES, POOLINGS, Config, ImageConfig,
                            LossConfig, ModelConfig, OptimConfig, OutputConfig, validate)
+from nst_tf import image_io
 from nst_tf.errors import UserError
 
 _D = {c.__name__: c() for c in (ImageConfig, ModelConfig, LossConfig, OptimConfig, OutputConfig)}
@@ -106,6 +107,8 @@ def main(argv: list[str]) -> int:
         if len(rest) > 1:
             raise UserError(f"unexpected argument {rest[1]!r}; options are written --name=value.")
         config = config_from_flags()
+        for path in config.image_paths.values():
+            image_io.check_image_path(path)   # fail in a blink, before TensorFlow loads
     except (flags.Error, UserError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -95,6 +95,14 @@ class Config:
         return self.mode in ("transfer", "texture")
 
     @property
+    def image_paths(self) -> dict[str, str]:
+        """The input images this run reads: {"content": path, "style": path}, for the mode and the init."""
+        im = self.images
+        paths = {"content": im.content if self.uses_content or self.init == "content" else None,
+                 "style": im.style if self.uses_style or self.init == "style" else None}
+        return {kind: path for kind, path in paths.items() if path}
+
+    @property
     def init(self) -> str:
         """The init actually used: `auto` is the content image for transfer and noise otherwise."""
         if self.optim.init != "auto":

@@ -38,18 +38,23 @@ def _to_float_rgb(img: Image.Image) -> np.ndarray:
     return rgb
 
 
-def load_image(path: str) -> np.ndarray:
-    """Reads an image file -> float32 HxWx3 RGB in [0, 1], upright (EXIF orientation applied).
-
-    Animated files give their first frame. Raises UserError for a missing, empty, corrupt, truncated or
-    oversized file.
-    """
+def check_image_path(path: str) -> None:
+    """Raises UserError unless `path` is a non-empty file (cheap: run.py checks before TensorFlow loads)."""
     if not os.path.exists(path):
         raise UserError(f"image not found: {path!r}; check the path.")
     if os.path.isdir(path):
         raise UserError(f"{path!r} is a folder, not an image file.")
     if os.path.getsize(path) == 0:
         raise UserError(f"image file is empty: {path!r}; use a JPEG, PNG, BMP, WebP or TIFF file.")
+
+
+def load_image(path: str) -> np.ndarray:
+    """Reads an image file -> float32 HxWx3 RGB in [0, 1], upright (EXIF orientation applied).
+
+    Animated files give their first frame. Raises UserError for a missing, empty, corrupt, truncated or
+    oversized file.
+    """
+    check_image_path(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -81,13 +81,13 @@ def load_inputs(config: Config) -> tuple[np.ndarray | None, np.ndarray | None]:
     `style_scale` times the content's (times `max_size` in texture mode, where the result takes the style
     image's aspect ratio).
     """
-    im = config.images
+    im, paths = config.images, config.image_paths
     content = style = None
-    if config.images.content and (config.uses_content or config.init == "content"):
-        content = image_io.load_resized(im.content, im.max_size)
-    if config.images.style and (config.uses_style or config.init == "style"):
+    if "content" in paths:
+        content = image_io.load_resized(paths["content"], im.max_size)
+    if "style" in paths:
         base = max(content.shape[:2]) if content is not None else im.max_size
-        style = image_io.load_resized(im.style, max(16, round(base * im.style_scale)))
+        style = image_io.load_resized(paths["style"], max(16, round(base * im.style_scale)))
     return content, style
 
 

@@ -64,3 +64,10 @@ def test_to_flags_writes_every_field_exactly():
     assert "--style_layers=conv1_1,conv2_1,conv3_1,conv4_1,conv5_1" in lines
     assert "--seed=5" in lines and "--content=c.jpg" in lines
     assert not any(line.startswith("--run_name") for line in lines)
+
+
+def test_image_paths_are_those_the_run_reads():
+    assert GOOD.image_paths == {"content": "c.jpg", "style": "s.jpg"}
+    texture = Config(mode="texture", images=ImageConfig(content="c.jpg", style="s.jpg"))
+    assert texture.image_paths == {"style": "s.jpg"}
+    assert with_(texture, "optim", init="content").image_paths == {"content": "c.jpg", "style": "s.jpg"}
