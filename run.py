@@ -97,6 +97,33 @@ def config_from_flags() -> Config:
                             log_every=f.log_every)))
 
 
+def _load_engine():
+    """Imports the engine and starts TensorFlow's runtime, without its C++ start-up lines.
+
+    TensorFlow prints lines like "cudart_stub.cc: Could not find cuda drivers" before its log level
+    applies, so stderr is muted at the file-descriptor level while it loads. Set TF_CPP_MIN_LOG_LEVEL
+    yourself (e.g. to 0 when debugging a GPU) to see everything.
+    """
+    quiet = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    saved = os.dup(2) if quiet else None
+    if quiet:
+        sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    try:
+        from nst_tf import stylize
+        import tensorflow as tf
+        tf.config.list_logical_devices()   # the runtime's own start-up lines come here
+    finally:
+        if quiet:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+    return stylize
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -112,9 +139,8 @@ def main(argv: list[str]) -> int:
     except (flags.Error, UserError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TensorFlow's C++ start-up chatter
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    from nst_tf import stylize   # TensorFlow loads here, after the flags are known to be good.
+    stylize = _load_engine()   # TensorFlow loads here, after the flags are known to be good.
     try:
         stylize.run(config, show_progress=FLAGS.progress)
     except UserError as e:

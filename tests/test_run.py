@@ -184,3 +184,14 @@ def test_config_from_flags_round_trip(tmp_path):
     assert run_script.config_from_flags() == config
     run_script.FLAGS.unparse_flags()
     assert isinstance(run_script.FLAGS, flags.FlagValues)
+
+
+def test_tensorflow_start_up_lines_are_hidden(tmp_path, content_path, style_path):
+    """Without TF_CPP_MIN_LOG_LEVEL set, stderr holds only our own line (and is restored after loading)."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "run.py"), f"--content={content_path}",
+                           f"--style={style_path}", "--style_layers=conv9_1", f"--output_dir={tmp_path}", *TINY],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(proc.stderr.splitlines()) == 1 and "unknown layer 'conv9_1'" in proc.stderr
