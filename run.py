@@ -12,6 +12,7 @@ SIGTERM saves the last image and exits with status 130.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -97,30 +98,37 @@ def config_from_flags() -> Config:
                             log_every=f.log_every)))
 
 
+@contextlib.contextmanager
+def _stderr_muted(muted: bool):
+    """Sends file descriptor 2 (C++ code writes there too, not only Python) to /dev/null inside the block."""
+    if not muted:
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _load_engine():
     """Imports the engine and starts TensorFlow's runtime, without its C++ start-up lines.
 
     TensorFlow prints lines like "cudart_stub.cc: Could not find cuda drivers" before its log level
-    applies, so stderr is muted at the file-descriptor level while it loads. Set TF_CPP_MIN_LOG_LEVEL
-    yourself (e.g. to 0 when debugging a GPU) to see everything.
+    applies, so stderr is muted while it loads. Set TF_CPP_MIN_LOG_LEVEL yourself (e.g. to 0 when
+    debugging a GPU) to see everything.
     """
-    quiet = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    muted = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    saved = os.dup(2) if quiet else None
-    if quiet:
-        sys.stderr.flush()
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-    try:
+    with _stderr_muted(muted):
         from nst_tf import stylize
         import tensorflow as tf
         tf.config.list_logical_devices()   # the runtime's own start-up lines come here
-    finally:
-        if quiet:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
     return stylize
 
 

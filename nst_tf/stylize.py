@@ -146,8 +146,8 @@ def run(config: Config, show_progress: bool = True, say=print) -> str:
         weights = LossWeights.create(
             1, content=loss.content_weight if config.uses_content else 0.0,
             style=loss.style_weight if config.uses_style else 0.0, tv=loss.tv_weight,
-            content_layers=layer_weights(content_layers, loss.content_layer_weights) if content_layers else (),
-            style_layers=layer_weights(style_layers, loss.style_layer_weights) if style_layers else ())
+            content_layers=layer_weights(content_layers, loss.content_layer_weights),
+            style_layers=layer_weights(style_layers, loss.style_layer_weights))
 
         run_dir = make_run_dir(config.output.output_dir, config.output.run_name or default_run_name(config))
         _write_text(os.path.join(run_dir, "run.flags"),
@@ -165,17 +165,14 @@ def run(config: Config, show_progress: bool = True, say=print) -> str:
         try:
             run_adam(objective, images, weights, config.optim.num_steps, config.optim.learning_rate,
                      logger, config.output.log_every)
-        except (KeyboardInterrupt, NonFiniteLoss, tf.errors.ResourceExhaustedError) as e:
-            saved = _save_last_good(logger, result_path)
-            logger.close()
-            status = {KeyboardInterrupt: "interrupted", NonFiniteLoss: "diverged"}.get(type(e), "out of memory")
-            _write_summary(run_dir, config, device, logger, status=status)
-            if isinstance(e, KeyboardInterrupt):
-                raise Interrupted(f"interrupted; {saved}") from None
-            if isinstance(e, tf.errors.ResourceExhaustedError):
-                raise UserError(f"out of memory at {shape[1]}x{shape[0]} pixels on {device}; lower --max_size; "
-                                f"{saved}") from None
-            raise UserError(f"{e}; {saved}") from None
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted; {_stop_early(run_dir, config, device, logger, 'interrupted')}") from None
+        except NonFiniteLoss as e:
+            raise UserError(f"{e}; {_stop_early(run_dir, config, device, logger, 'diverged')}") from None
+        except tf.errors.ResourceExhaustedError:
+            saved = _stop_early(run_dir, config, device, logger, "out of memory")
+            raise UserError(f"out of memory at {shape[1]}x{shape[0]} pixels on {device}; lower --max_size; "
+                            f"{saved}") from None
     image_io.save_image(logger.last_good_image, result_path)
     logger.close(final_image=logger.last_good_image)
     _write_summary(run_dir, config, device, logger, status="done")
@@ -183,11 +180,17 @@ def run(config: Config, show_progress: bool = True, say=print) -> str:
     return run_dir
 
 
-def _save_last_good(logger: RunLogger, path: str) -> str:
+def _stop_early(run_dir: str, config: Config, device: str, logger: RunLogger, status: str) -> str:
+    """Saves what a stopped run has (last good image, logs, summary); returns where the image went."""
+    path = os.path.join(run_dir, "result.png")
     if logger.last_good_image is None:
-        return "no step completed, so there is no image to keep"
-    image_io.save_image(logger.last_good_image, path)
-    return f"the last good image (step {logger.last_good_step}) is saved as {path}"
+        saved = "no step completed, so there is no image to keep"
+    else:
+        image_io.save_image(logger.last_good_image, path)
+        saved = f"the last good image (step {logger.last_good_step}) is saved as {path}"
+    logger.close()
+    _write_summary(run_dir, config, device, logger, status=status)
+    return saved
 
 
 def _write_summary(run_dir: str, config: Config, device: str, logger: RunLogger, status: str) -> None:

@@ -85,7 +85,8 @@ class RunLogger:
         self.bar.set_postfix_str(" ".join(f"{n.split('/')[-1]}={values[n]:.3g}" for n in PROGRESS_TERMS),
                                  refresh=True)
         # A snapshot at the first logged step at or after each multiple of save_every.
-        if self.save_every and 0 < step < self.num_steps and step // self.save_every > self.last_snapshot // self.save_every:
+        period = self.save_every
+        if period and 0 < step < self.num_steps and step // period > self.last_snapshot // period:
             self.snapshot(step, image)
             self.last_snapshot = step
 
