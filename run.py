@@ -5,6 +5,7 @@
   python run.py --mode=content --content=photo.jpg --content_layers=conv2_1     # reconstruction
   python run.py --mode=texture --style=painting.jpg                              # texture synthesis
   python run.py --flagfile=flags/paper.flags --content=... --style=...           # a preset
+  python run.py --content=... --style=... --sweep=ratio:1e-4,1e-3 --sweep=seed:1,2  # a comparison grid
 
 This file alone defines and reads flags; it turns them into one frozen `nst_tf.config.Config` and hands
 it to `nst_tf.stylize.run`. Errors in the input end with one line on stderr and exit status 2; Ctrl-C or
@@ -21,7 +22,7 @@ from absl import flags
 
 from nst_tf.config import (BACKBONES, CONTENT_LOSSES, GRAM_NORMS, INITS, MODES, POOLINGS, Config, ImageConfig,
                            LossConfig, ModelConfig, OptimConfig, OutputConfig, validate)
-from nst_tf import image_io
+from nst_tf import image_io, sweep
 from nst_tf.errors import UserError
 
 _D = {c.__name__: c() for c in (ImageConfig, ModelConfig, LossConfig, OptimConfig, OutputConfig)}
@@ -70,6 +71,12 @@ flags.DEFINE_string("run_name", None, "Run folder name (default: <content>_<styl
 flags.DEFINE_integer("save_every", _D["OutputConfig"].save_every, "Snapshot every N steps (0: none).")
 flags.DEFINE_integer("log_every", _D["OutputConfig"].log_every, "Log losses every N steps.")
 flags.DEFINE_bool("progress", True, "Show the progress bar.")
+# Comparison runs
+flags.DEFINE_multi_string("sweep", [], "A comparison axis NAME:VALUE,VALUE,... (repeat the flag for a grid): "
+                          "any run flag or 'ratio' (alpha/beta); list-valued flags take ';' between values, "
+                          "e.g. 'style_layers:conv1_1;conv1_1,conv2_1'. Writes a labelled grid and a table.")
+flags.DEFINE_integer("sweep_batch", 0, "Most sweep cells optimized together in one batch (0: all that share "
+                     "sizes and network on a GPU; one at a time on a CPU, where batching gains nothing).")
 
 FLAGS = flags.FLAGS
 
@@ -95,7 +102,8 @@ def config_from_flags() -> Config:
         optim=OptimConfig(num_steps=f.num_steps, learning_rate=f.learning_rate, init=f.init, seed=f.seed,
                           device=f.device),
         output=OutputConfig(output_dir=f.output_dir, run_name=f.run_name, save_every=f.save_every,
-                            log_every=f.log_every)))
+                            log_every=f.log_every),
+        sweep=tuple(f.sweep), sweep_batch=f.sweep_batch))
 
 
 @contextlib.contextmanager
@@ -126,10 +134,10 @@ def _load_engine():
     muted = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with _stderr_muted(muted):
-        from nst_tf import stylize
+        from nst_tf import comparison, stylize
         import tensorflow as tf
         tf.config.list_logical_devices()   # the runtime's own start-up lines come here
-    return stylize
+    return stylize, comparison
 
 
 def _raise_interrupt(signum, frame):
@@ -142,15 +150,20 @@ def main(argv: list[str]) -> int:
         if len(rest) > 1:
             raise UserError(f"unexpected argument {rest[1]!r}; options are written --name=value.")
         config = config_from_flags()
-        for path in config.image_paths.values():
-            image_io.check_image_path(path)   # fail in a blink, before TensorFlow loads
+        cells = sweep.expand(config)
+        for cfg in [c.config for c in cells] or [config]:
+            for path in cfg.image_paths.values():
+                image_io.check_image_path(path)   # fail in a blink, before TensorFlow loads
     except (flags.Error, UserError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    stylize = _load_engine()   # TensorFlow loads here, after the flags are known to be good.
+    stylize, comparison = _load_engine()   # TensorFlow loads here, after the flags are known to be good.
     try:
-        stylize.run(config, show_progress=FLAGS.progress)
+        if cells:
+            comparison.run_sweep(config, show_progress=FLAGS.progress)
+        else:
+            stylize.run(config, show_progress=FLAGS.progress)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -85,6 +85,9 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    # A comparison run: one "axis:values" entry per --sweep flag (see `nst_tf.sweep`); empty for one run.
+    sweep: tuple[str, ...] = field(default=(), metadata={"multi": True})
+    sweep_batch: int = 0          # most cells optimized together; 0: all that can be on a GPU, 1 on a CPU
 
     @property
     def uses_content(self) -> bool:
@@ -172,6 +175,8 @@ def validate(config: Config) -> Config:
         raise UserError(f"--seed={opt.seed} must be in [0, 2**31).")
     if out.save_every < 0 or out.log_every < 1:
         raise UserError("--save_every must be >= 0 (0: no snapshots) and --log_every >= 1.")
+    if config.sweep_batch < 0:
+        raise UserError(f"--sweep_batch={config.sweep_batch} must be >= 0 (0: automatic).")
     if out.run_name is not None and (not out.run_name or "/" in out.run_name or out.run_name in (".", "..")):
         raise UserError(f"--run_name={out.run_name!r} must be a plain folder name (no '/').")
     return config
@@ -196,6 +201,9 @@ def to_flags(config: Config, skip: tuple[str, ...] = ("run_name",)) -> list[str]
             value = getattr(section, f.name)
             if dataclasses.is_dataclass(value) or value is None or f.name in skip:
                 continue
+            if f.metadata.get("multi"):   # a repeated flag: one line per value
+                lines.extend(f"--{f.name}={v}" for v in value)
+                continue
             if isinstance(value, tuple):
                 value = ",".join(repr(v) if isinstance(v, float) else str(v) for v in value)
             elif isinstance(value, float):
@@ -206,3 +214,53 @@ def to_flags(config: Config, skip: tuple[str, ...] = ("run_name",)) -> list[str]
 
 def to_dict(config: Config) -> dict:
     return dataclasses.asdict(config)
+
+
+def field_sections(config: Config) -> dict[str, str]:
+    """{field name: the section holding it ("" for Config itself)} for every settable field."""
+    names = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            names.update({g.name: f.name for g in dataclasses.fields(value)})
+        else:
+            names[f.name] = ""
+    return names
+
+
+def _parse_scalar(kind: str, text: str, name: str):
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+    except ValueError:
+        raise UserError(f"--{name}: {text!r} is not a{'n integer' if kind == 'int' else ' number'}.") from None
+    return text
+
+
+def parse_field(name: str, text: str):
+    """A flag's value from its text, typed as the config field `name` is ("a,b" for tuples)."""
+    kinds = {f.name: f.type for section in _sections(Config()) for f in dataclasses.fields(section)}
+    kind = kinds[name].replace("Optional[", "").rstrip("]")
+    if kind.startswith("tuple["):
+        item = kind[len("tuple["):].split(",")[0]
+        return tuple(_parse_scalar(item, t.strip(), name) for t in text.split(",") if t.strip())
+    if text == "" and "Optional" in kinds[name]:
+        return None
+    if kind == "bool":
+        return text.lower() in ("1", "true", "yes")
+    return _parse_scalar(kind, text, name)
+
+
+def with_field(config: Config, name: str, value) -> Config:
+    """`config` with the field `name` (in whichever section holds it) set to `value`."""
+    section = field_sections(config)[name]
+    if not section:
+        return dataclasses.replace(config, **{name: value})
+    return dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **{name: value})})
+
+
+def get_field(config: Config, name: str):
+    section = field_sections(config)[name]
+    return getattr(getattr(config, section) if section else config, name)

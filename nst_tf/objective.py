@@ -39,11 +39,24 @@ class LossWeights(NamedTuple):
     def create(cls, batch: int, content: float, style: float, tv: float,
                content_layers: tuple[float, ...], style_layers: tuple[float, ...]) -> "LossWeights":
         """The same weights for each of `batch` images."""
-        def var(value, name):   # a scalar becomes [B], a per-layer tuple [B, L]
-            rows = np.broadcast_to(np.asarray(value, np.float32), (batch, *np.shape(value)))
-            return tf.Variable(rows.copy(), trainable=False, name=name)
+        def rows(value):   # a scalar becomes [B], a per-layer tuple [B, L]
+            return np.broadcast_to(np.asarray(value, np.float32), (batch, *np.shape(value)))
+        return cls.from_rows(rows(content), rows(style), rows(tv), rows(content_layers), rows(style_layers))
+
+    @classmethod
+    def from_rows(cls, content, style, tv, content_layers, style_layers) -> "LossWeights":
+        """Weights from arrays with one row per image: [B], [B], [B], [B, Lc], [B, Ls]."""
+        def var(value, name):
+            return tf.Variable(np.array(value, np.float32), trainable=False, name=name)
         return cls(var(content, "content_weight"), var(style, "style_weight"), var(tv, "tv_weight"),
                    var(content_layers, "content_layer_weights"), var(style_layers, "style_layer_weights"))
+
+
+def term_names(content_layers: tuple[str, ...], style_layers: tuple[str, ...]) -> list[str]:
+    """Every term name an objective with these layers reports, in a stable order."""
+    raw = ([f"content/{n}" for n in content_layers] + [f"style/{n}" for n in style_layers]
+           + ["tv", "content", "style"])
+    return raw + ["weighted/" + name for name in raw] + ["total"]
 
 
 class Objective:
@@ -75,9 +88,7 @@ class Objective:
 
     def term_names(self) -> list[str]:
         """Every term name the objective reports, in a stable order."""
-        raw = ([f"content/{n}" for n in self.content_layers] + [f"style/{n}" for n in self.style_layers]
-               + ["tv", "content", "style"])
-        return raw + ["weighted/" + name for name in raw] + ["total"]
+        return term_names(self.content_layers, self.style_layers)
 
     def __call__(self, images: tf.Tensor, weights: LossWeights) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         features = self.extractor(images)

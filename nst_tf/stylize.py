@@ -1,6 +1,7 @@
 """One run end to end: resolve the config, load the images, build the objective, optimize, save.
 
-`run(config)` is what `run.py` calls and what the end-to-end test calls. A run writes
+`run(config)` is what `run.py` calls for one run and what the end-to-end test calls; `optimize(jobs)` is
+the engine under it, which also optimizes the cells of a sweep together (`nst_tf.comparison`). A run writes
 `<output_dir>/<run_name>/`:
   result.png        the final image
   snapshots/        step_NNNNN.png every `save_every` steps
@@ -30,7 +31,7 @@ import tensorflow as tf
 from nst_tf import backbones, image_io
 from nst_tf.config import Config, layer_weights, to_dict, to_flags, validate
 from nst_tf.errors import UserError
-from nst_tf.objective import LossWeights, Objective
+from nst_tf.objective import LossWeights, Objective, term_names
 from nst_tf.optimize import run_adam
 from nst_tf.summaries import NonFiniteLoss, RunLogger
 
@@ -121,85 +122,185 @@ def _write_text(path: str, text: str) -> None:
     image_io.atomic_write(path, lambda f: f.write(text), mode="w")
 
 
+def prepare(config: Config, say=print) -> tuple[Config, np.ndarray | None, np.ndarray | None]:
+    """(resolved config, content image, style image); bad images fail first, before any slow work."""
+    content, style = load_inputs(validate(config))
+    return resolve(config, say), content, style
+
+
+def load_model(config: Config) -> keras.Model:
+    """The backbone of a resolved config, with its weights."""
+    model = config.model
+    return backbones.load_backbone(model.backbone, model.pooling, model.weights, seed=config.optim.seed)
+
+
+def start_run_dir(config: Config, run_dir: str) -> None:
+    """Writes run.flags (reproduces the run) and config.json into a new run folder."""
+    _write_text(os.path.join(run_dir, "run.flags"),
+                f"# Reproduces run {os.path.basename(run_dir)}: python run.py --flagfile={run_dir}/run.flags\n"
+                + "\n".join(to_flags(config)) + "\n")
+    _write_text(os.path.join(run_dir, "config.json"), json.dumps(to_dict(config), indent=2) + "\n")
+
+
+@dataclasses.dataclass
+class Job:
+    """One image to optimize: its resolved config, inputs and run folder; `status` and `message` say how
+    it ended (done, diverged, interrupted, out of memory) and `logger` holds its losses and last image."""
+    config: Config
+    content: np.ndarray | None
+    style: np.ndarray | None
+    run_dir: str
+    status: str = "pending"
+    message: str = ""
+    logger: RunLogger | None = None
+
+    @property
+    def content_layers(self) -> tuple[str, ...]:
+        return self.config.loss.content_layers if self.config.uses_content else ()
+
+    @property
+    def style_layers(self) -> tuple[str, ...]:
+        return self.config.loss.style_layers if self.config.uses_style else ()
+
+    def weight_row(self, content_layers: tuple[str, ...], style_layers: tuple[str, ...]):
+        """This job's loss weights as one row of a batch whose objective has the given (union) layers:
+        its own per-layer weights at its layers' positions, zero at the others (the layer mask)."""
+        loss = self.config.loss
+        def row(own, weights, union):
+            table = dict(zip(own, layer_weights(own, weights))) if own else {}
+            return [table.get(name, 0.0) for name in union]
+        return (loss.content_weight if self.config.uses_content else 0.0,
+                loss.style_weight if self.config.uses_style else 0.0, loss.tv_weight,
+                row(self.content_layers, loss.content_layer_weights, content_layers),
+                row(self.style_layers, loss.style_layer_weights, style_layers))
+
+
+class _AllStopped(Exception):
+    """Every job of the batch has stopped (diverged): nothing left to optimize."""
+
+
+class _BatchLog:
+    """The `on_log` callback of a batch: feeds each running job's logger its own row; a job whose loss
+    becomes non-finite stops alone (images of a batch do not share gradients) and keeps its last image."""
+
+    def __init__(self, jobs: list[Job], device: str):
+        self.jobs, self.device = jobs, device
+
+    def __call__(self, step: int, images: np.ndarray, terms: dict) -> None:
+        for job in self.jobs:
+            if job.status != "running":
+                continue
+            try:
+                job.logger(step, images, terms)
+            except NonFiniteLoss as e:
+                job.message = f"{e}; {_stop_early(job, self.device, 'diverged')}"
+        if all(job.status != "running" for job in self.jobs):
+            raise _AllStopped
+
+
+def _ordered_union(layer_sets, spec) -> tuple[str, ...]:
+    order = [paper for paper, _ in backbones.layer_table(spec)]
+    return tuple(sorted({name for layers in layer_sets for name in layers}, key=order.index))
+
+
+def optimize(jobs: list[Job], backbone: keras.Model, device: str, show_progress: bool = True,
+             desc: str = "steps") -> None:
+    """Optimizes `jobs` together as one batch in one compiled step, then saves each job's outputs.
+
+    The jobs must share `sweep.batch_key` (the images' sizes, the network, the targets, the optimizer
+    settings); they may differ in loss weights, layer sets (a zero weight masks a layer out), init and seed.
+    Each job's status ends as "done" or "diverged". Raises `Interrupted` on Ctrl-C and UserError when
+    memory runs out, after every job has saved its last good image and logs.
+    """
+    first = jobs[0].config
+    loss, optim = first.loss, first.optim
+    spec = backbones.BACKBONES[first.model.backbone]
+    content_layers = _ordered_union([j.content_layers for j in jobs], spec)
+    style_layers = _ordered_union([j.style_layers for j in jobs], spec)
+    shape = (jobs[0].content if jobs[0].content is not None else jobs[0].style).shape
+    keras.utils.set_random_seed(optim.seed)
+
+    with tf.device(device):
+        extractor = backbones.build_extractor(backbone, content_layers + style_layers)
+        objective = Objective(extractor, content_layers, style_layers, jobs[0].content, jobs[0].style,
+                              loss.content_loss, loss.gram_norm)
+        weights = LossWeights.from_rows(*zip(*(j.weight_row(content_layers, style_layers) for j in jobs)))
+        images = tf.Variable(np.stack([initial_image(j.config, j.content, j.style, shape) for j in jobs]),
+                             name="image")
+        for i, job in enumerate(jobs):
+            job.status = "running"
+            job.logger = RunLogger(job.run_dir, term_names(job.content_layers, job.style_layers),
+                                   optim.num_steps, first.output.save_every, index=i, desc=desc,
+                                   show_progress=show_progress and i == 0)
+            job.logger.log_inputs({name: im for name, im in (("0_content", job.content), ("1_style", job.style))
+                                   if im is not None})
+        try:
+            run_adam(objective, images, weights, optim.num_steps, optim.learning_rate, _BatchLog(jobs, device),
+                     first.output.log_every)
+        except _AllStopped:
+            pass
+        except KeyboardInterrupt:
+            saved = [_stop_early(job, device, "interrupted") for job in jobs if job.status == "running"]
+            raise Interrupted("interrupted; " + (saved[0] if len(saved) == 1 else
+                                                 f"each of the {len(saved)} runs kept its last good image")) from None
+        except tf.errors.ResourceExhaustedError:
+            saved = [_stop_early(job, device, "out of memory") for job in jobs if job.status == "running"]
+            hint = " or --sweep_batch" if len(jobs) > 1 else ""
+            raise UserError(f"out of memory at {shape[1]}x{shape[0]} pixels x {len(jobs)} images on {device}; "
+                            f"lower --max_size{hint}; " + (saved[0] if len(saved) == 1 else
+                                                          "each run kept its last good image")) from None
+    for job in jobs:
+        if job.status == "running":
+            image_io.save_image(job.logger.last_good_image, os.path.join(job.run_dir, "result.png"))
+            job.logger.close(final_image=job.logger.last_good_image)
+            job.status = "done"
+            _write_summary(job, device)
+
+
 def run(config: Config, show_progress: bool = True, say=print) -> str:
     """Runs one stylization (or reconstruction, or texture synthesis); returns the run folder.
 
     Raises UserError (with a one-line message) for bad input or a diverging run, and `Interrupted` on
     Ctrl-C; in both cases after the run's last good image and its logs are saved.
     """
-    content, style = load_inputs(validate(config))   # bad images fail first, before any slow work
-    config = resolve(config, say)
-    keras.utils.set_random_seed(config.optim.seed)
+    config, content, style = prepare(config, say)
     device = backbones.pick_device(config.optim.device)
-
-    loss = config.loss
-    content_layers = loss.content_layers if config.uses_content else ()
-    style_layers = loss.style_layers if config.uses_style else ()
-    shape = (content if content is not None else style).shape
-
     with tf.device(device):
-        backbone = backbones.load_backbone(config.model.backbone, config.model.pooling, config.model.weights,
-                                           seed=config.optim.seed)
-        extractor = backbones.build_extractor(backbone, content_layers + style_layers)
-        objective = Objective(extractor, content_layers, style_layers, content, style,
-                              loss.content_loss, loss.gram_norm)
-        weights = LossWeights.create(
-            1, content=loss.content_weight if config.uses_content else 0.0,
-            style=loss.style_weight if config.uses_style else 0.0, tv=loss.tv_weight,
-            content_layers=layer_weights(content_layers, loss.content_layer_weights),
-            style_layers=layer_weights(style_layers, loss.style_layer_weights))
-
-        run_dir = make_run_dir(config.output.output_dir, config.output.run_name or default_run_name(config))
-        _write_text(os.path.join(run_dir, "run.flags"),
-                    f"# Reproduces run {os.path.basename(run_dir)}: python run.py --flagfile={run_dir}/run.flags\n"
-                    + "\n".join(to_flags(config)) + "\n")
-        _write_text(os.path.join(run_dir, "config.json"), json.dumps(to_dict(config), indent=2) + "\n")
-        say(f"run folder: {run_dir}")
-        images = tf.Variable(initial_image(config, content, style, shape)[None], name="image")
-
-        logger = RunLogger(run_dir, objective.term_names(), config.optim.num_steps, config.output.save_every,
-                           show_progress=show_progress)
-        logger.log_inputs({name: im for name, im in (("0_content", content), ("1_style", style))
-                           if im is not None})
-        result_path = os.path.join(run_dir, "result.png")
-        try:
-            run_adam(objective, images, weights, config.optim.num_steps, config.optim.learning_rate,
-                     logger, config.output.log_every)
-        except KeyboardInterrupt:
-            raise Interrupted(f"interrupted; {_stop_early(run_dir, config, device, logger, 'interrupted')}") from None
-        except NonFiniteLoss as e:
-            raise UserError(f"{e}; {_stop_early(run_dir, config, device, logger, 'diverged')}") from None
-        except tf.errors.ResourceExhaustedError:
-            saved = _stop_early(run_dir, config, device, logger, "out of memory")
-            raise UserError(f"out of memory at {shape[1]}x{shape[0]} pixels on {device}; lower --max_size; "
-                            f"{saved}") from None
-    image_io.save_image(logger.last_good_image, result_path)
-    logger.close(final_image=logger.last_good_image)
-    _write_summary(run_dir, config, device, logger, status="done")
-    say(f"result: {result_path} ({logger.elapsed:.1f} s)")
+        backbone = load_model(config)
+    run_dir = make_run_dir(config.output.output_dir, config.output.run_name or default_run_name(config))
+    start_run_dir(config, run_dir)
+    say(f"run folder: {run_dir}")
+    job = Job(config, content, style, run_dir)
+    optimize([job], backbone, device, show_progress)
+    if job.status == "diverged":
+        raise UserError(job.message)
+    say(f"result: {os.path.join(run_dir, 'result.png')} ({job.logger.elapsed:.1f} s)")
     return run_dir
 
 
-def _stop_early(run_dir: str, config: Config, device: str, logger: RunLogger, status: str) -> str:
-    """Saves what a stopped run has (last good image, logs, summary); returns where the image went."""
-    path = os.path.join(run_dir, "result.png")
+def _stop_early(job: Job, device: str, status: str) -> str:
+    """Saves what a stopped job has (last good image, logs, summary); returns where the image went."""
+    logger = job.logger
+    path = os.path.join(job.run_dir, "result.png")
     if logger.last_good_image is None:
         saved = "no step completed, so there is no image to keep"
     else:
         image_io.save_image(logger.last_good_image, path)
         saved = f"the last good image (step {logger.last_good_step}) is saved as {path}"
     logger.close()
-    _write_summary(run_dir, config, device, logger, status=status)
+    job.status = status
+    _write_summary(job, device)
     return saved
 
 
-def _write_summary(run_dir: str, config: Config, device: str, logger: RunLogger, status: str) -> None:
+def _write_summary(job: Job, device: str) -> None:
+    logger, config = job.logger, job.config
     last = logger.rows[-1] if logger.rows else {}
     steps = last.get("step", 0)
-    summary = {"status": status, "steps": steps, "wall_time_s": round(logger.elapsed, 3),
+    summary = {"status": job.status, "steps": steps, "wall_time_s": round(logger.elapsed, 3),
                "steps_per_s": round(steps / logger.elapsed, 4) if logger.elapsed > 0 else None,
                "device": device, "backbone": config.model.backbone,
                "tensorflow": tf.__version__, "keras": keras.__version__, "python": sys.version.split()[0],
                "final": {k: v for k, v in last.items() if k not in ("step", "wall_s")},
                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    _write_text(os.path.join(run_dir, "summary.json"), json.dumps(summary, indent=2) + "\n")
+    _write_text(os.path.join(job.run_dir, "summary.json"), json.dumps(summary, indent=2) + "\n")

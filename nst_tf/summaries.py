@@ -35,14 +35,14 @@ class NonFiniteLoss(UserError):
 
 
 class RunLogger:
-    """The `on_log` callback of `optimize.run_adam` for image `index` of the batch.
+    """The `on_log` callback of `optimize.run_adam` for image `index` of the batch, writing into `run_dir`.
 
     Keeps the last image whose loss was finite (`last_good_image`, `last_good_step`), so a run that fails
     or is interrupted can still save it.
     """
 
     def __init__(self, run_dir: str, term_names: list[str], num_steps: int, save_every: int,
-                 show_progress: bool = True, index: int = 0):
+                 show_progress: bool = True, index: int = 0, desc: str = "steps"):
         self.run_dir = run_dir
         self.term_names = term_names
         self.num_steps = num_steps
@@ -54,7 +54,7 @@ class RunLogger:
         self.last_snapshot = 0
         self.start = time.perf_counter()
         self.writer = tf.summary.create_file_writer(run_dir)
-        self.bar = tqdm(total=num_steps, desc="steps", unit="step", file=sys.stderr, dynamic_ncols=True,
+        self.bar = tqdm(total=num_steps, desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True,
                         disable=not show_progress, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} "
                         "[{elapsed}<{remaining}, {rate_fmt}]{postfix}")
 

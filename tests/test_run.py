@@ -99,6 +99,23 @@ def test_content_and_texture_modes(tmp_path, content_path, style_path):
     assert "content/conv1_1" in content_csv and "style/" not in content_csv
 
 
+@pytest.mark.slow
+def test_sweep_from_the_command_line(tmp_path, content_path, style_path):
+    out = tmp_path / "out"
+    proc = run_py(f"--content={content_path}", f"--style={style_path}", "--num_steps=2", f"--output_dir={out}",
+                  "--sweep=ratio:1e-3,1e-2", "--sweep_batch=2", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    sweep_dir = only_run(out)
+    assert os.path.basename(sweep_dir).startswith("sweep_content_style_")
+    assert "grid:" in proc.stdout and "batch 1/1: ratio=1e-3; ratio=1e-2" in proc.stdout
+    again = run_py(f"--flagfile={sweep_dir}/sweep.flags", "--run_name=again", "--progress=false")
+    assert again.returncode == 0, again.stderr
+    for cell in ("00_ratio=1e-3", "01_ratio=1e-2"):
+        a = image_io.load_image(os.path.join(sweep_dir, cell, "result.png"))
+        b = image_io.load_image(os.path.join(out, "again", cell, "result.png"))
+        np.testing.assert_array_equal(a, b)
+
+
 def test_run_folders_are_never_reused(tmp_path):
     from nst_tf.stylize import make_run_dir
     a = make_run_dir(str(tmp_path), "same")
@@ -115,6 +132,9 @@ def test_run_folders_are_never_reused(tmp_path):
     (["--backbone=alexnet"], "--backbone"),
     (["--weights=nowhere.h5"], "weights file not found"),
     (["stray"], "unexpected argument 'stray'"),
+    (["--sweep=colour:1,2"], "'colour' cannot be swept"),
+    (["--sweep=style:missing.jpg,other.jpg"], "image not found: 'missing.jpg'"),
+    (["--sweep=style_layers:conv1_1;conv9_1"], "sweep cell style_layers=conv9_1: unknown layer 'conv9_1'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, content_path, style_path, args, message):
     base = [f"--content={content_path}", f"--style={style_path}", f"--output_dir={tmp_path / 'out'}", *TINY,

@@ -1,0 +1,273 @@
+"""A sweep end to end: expand `--sweep` into cells, optimize them in batches, write the comparison.
+
+A sweep writes `<output_dir>/sweep_<content>_<style>_<time>/`:
+  sweep.flags           reproduces the whole sweep
+  <NN>_<axis=value>_.../  one folder per cell, with the usual run outputs (result.png, losses.csv, ...);
+                        `tensorboard --logdir <sweep folder>` overlays the cells' curves, named by folder
+  grid.png              the labelled grid: inputs on top, the last axis across, the others down
+  difference.png        (seed sweeps) each cell's pixel difference to the cell with the first seed
+  results.csv, results.md  each cell's axis values, status, final loss terms and wall time
+  curves.png            every cell's total loss on one plot
+
+Cells that share `sweep.batch_key` are optimized together as one batch (`--sweep_batch` caps the batch).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import os
+import random
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from nst_tf import backbones, image_io, sweep  # noqa: E402
+from nst_tf.config import Config, to_flags  # noqa: E402
+from nst_tf.errors import UserError  # noqa: E402
+from nst_tf.grid import render_grid  # noqa: E402
+from nst_tf.stylize import (Interrupted, Job, default_run_name, load_model, make_run_dir, optimize,  # noqa: E402
+                            prepare, start_run_dir)
+
+SUMMARY_TERMS = ("total", "weighted/content", "weighted/style", "weighted/tv", "content", "style", "tv")
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What one cell produced: its job (status, logger, folder), its batch and that batch's wall time."""
+    cell: sweep.Cell
+    job: Job | None = None
+    batch: int | None = None
+    batch_cells: int = 0
+    wall_s: float | None = None
+
+    @property
+    def image(self) -> np.ndarray | None:
+        return None if self.job is None or self.job.logger is None else self.job.logger.last_good_image
+
+    @property
+    def final(self) -> dict:
+        rows = self.job.logger.rows if self.job is not None and self.job.logger is not None else []
+        return rows[-1] if rows else {}
+
+    @property
+    def status(self) -> str:
+        return "not run" if self.job is None else self.job.status
+
+
+def _once(say):
+    seen = set()
+    def say_once(line):
+        if line not in seen:
+            seen.add(line)
+            say(line)
+    return say_once
+
+
+def _model_key(config: Config):
+    m = config.model
+    return (m.backbone, m.pooling, m.weights, config.optim.seed if m.weights == "random" else None)
+
+
+def run_sweep(config: Config, show_progress: bool = True, say=print) -> str:
+    """Runs every cell of `config.sweep`; returns the sweep folder.
+
+    Raises UserError if a cell's input is bad (before anything runs) or, after everything is written, if
+    a cell diverged; `Interrupted` on Ctrl-C after the grid and table of what finished are written.
+    """
+    if config.optim.seed is None:   # one seed for every cell, so cells differ only where the axes say
+        config = dataclasses.replace(config, optim=dataclasses.replace(
+            config.optim, seed=random.SystemRandom().randrange(2**31)))
+    cells = sweep.expand(config)
+    say_once = _once(say)
+    prepared = {}
+    for cell in cells:
+        try:
+            prepared[cell.index] = prepare(cell.config, say_once)
+        except UserError as e:
+            raise UserError(f"sweep cell {cell.label}: {e}") from None
+    cells = [dataclasses.replace(c, config=prepared[c.index][0]) for c in cells]
+    device = backbones.pick_device(config.optim.device)
+    batch_size = config.sweep_batch or (0 if ":GPU:" in device.upper() else 1)
+    models = {}
+    with tf.device(device):
+        for cell in cells:
+            key = _model_key(cell.config)
+            if key not in models:
+                models[key] = load_model(cell.config)
+
+    sweep_dir = make_run_dir(config.output.output_dir,
+                             config.output.run_name or "sweep_" + default_run_name(config))
+    image_io.atomic_write(os.path.join(sweep_dir, "sweep.flags"), lambda f: f.write(
+        f"# Reproduces sweep {os.path.basename(sweep_dir)} ({len(cells)} cells): "
+        f"python run.py --flagfile={sweep_dir}/sweep.flags\n" + "\n".join(to_flags(config)) + "\n"), mode="w")
+    say(f"sweep folder: {sweep_dir} ({len(cells)} cells)")
+
+    outcomes = [Outcome(c) for c in cells]
+    groups = sweep.batches(cells, batch_size)
+    try:
+        for b, batch in enumerate(groups):
+            jobs = []
+            for cell in batch:
+                run_dir = os.path.join(sweep_dir, cell.name)
+                os.mkdir(run_dir)
+                _, content, style = prepared[cell.index]
+                start_run_dir(cell.config, run_dir)
+                jobs.append(Job(cell.config, content, style, run_dir))
+                outcomes[cell.index] = Outcome(cell, jobs[-1], b, len(batch))
+            say(f"batch {b + 1}/{len(groups)}: " + "; ".join(c.label for c in batch))
+            try:
+                optimize(jobs, models[_model_key(batch[0].config)], device, show_progress,
+                         desc=f"batch {b + 1}/{len(groups)}")
+            finally:
+                for cell in batch:
+                    job = outcomes[cell.index].job
+                    if job.logger is not None:
+                        outcomes[cell.index].wall_s = round(job.logger.elapsed, 3)
+    except Interrupted:
+        write_report(sweep_dir, config, outcomes)
+        raise Interrupted(f"interrupted; the finished cells and the last images of the running ones are in "
+                          f"{os.path.join(sweep_dir, 'grid.png')}") from None
+    write_report(sweep_dir, config, outcomes)
+    say(f"grid: {os.path.join(sweep_dir, 'grid.png')}; table: {os.path.join(sweep_dir, 'results.md')}")
+    diverged = [o.cell.label for o in outcomes if o.status == "diverged"]
+    if diverged:
+        raise UserError(f"{len(diverged)} of {len(cells)} cells diverged ({'; '.join(diverged)}); their last good "
+                        f"images are in the grid; lower --learning_rate or the weights for them")
+    return sweep_dir
+
+
+# ------------------------------------------------------------------------------------------- report
+
+def _layout(config: Config) -> tuple[list[str], list[str]]:
+    """Row and column labels: the last axis across, every combination of the others down."""
+    axes = sweep.parse_axes(config.sweep)
+    def label(axis, value):
+        return f"{axis.name}={value.replace(',', '+')}"
+    cols = [label(axes[-1], v) for v in axes[-1].values]
+    rows = [""]
+    for axis in axes[:-1]:
+        rows = [f"{r}\n{label(axis, v)}".strip() for r in rows for v in axis.values]
+    return rows, cols
+
+
+def _caption(o: Outcome) -> str:
+    if o.status == "done":
+        return f"total {o.final.get('total', float('nan')):.3g}"
+    if o.status == "not run":
+        return "not run"
+    return f"{o.status} at step {o.job.logger.last_good_step}" if o.image is not None else o.status
+
+
+def _inputs(outcomes: list[Outcome]) -> list[tuple[str, np.ndarray]]:
+    for o in outcomes:
+        if o.job is not None:
+            return [(name, im) for name, im in (("content", o.job.content), ("style", o.job.style))
+                    if im is not None]
+    return []
+
+
+def _seed_differences(config: Config, outcomes: list[Outcome]) -> dict[int, np.ndarray]:
+    """{cell index: |image - image of the cell with the first seed and the same other values|, [H, W]}."""
+    axes = sweep.parse_axes(config.sweep)
+    if "seed" not in [a.name for a in axes]:
+        return {}
+    first = dict(zip([a.name for a in axes], [a.values[0] for a in axes]))["seed"]
+    by_values = {o.cell.values: o for o in outcomes}
+    diffs = {}
+    for o in outcomes:
+        values = dict(o.cell.values)
+        if values["seed"] == first or o.image is None:
+            continue
+        ref = by_values[tuple((k, first if k == "seed" else v) for k, v in o.cell.values)]
+        if ref.image is not None and ref.image.shape == o.image.shape:
+            diffs[o.cell.index] = np.abs(o.image - ref.image).mean(axis=-1)
+    return diffs
+
+
+def write_report(sweep_dir: str, config: Config, outcomes: list[Outcome]) -> None:
+    """grid.png, difference.png (seed sweeps), results.csv, results.md and curves.png, each atomically."""
+    rows, cols = _layout(config)
+    tiles = {(o.cell.row, o.cell.col): o.image for o in outcomes if o.image is not None}
+    captions = {(o.cell.row, o.cell.col): _caption(o) for o in outcomes}
+    title = f"{os.path.basename(sweep_dir)}"
+    png = render_grid(tiles, len(rows), len(cols), rows, cols, captions, _inputs(outcomes), title)
+    image_io.atomic_write(os.path.join(sweep_dir, "grid.png"), lambda f: f.write(png))
+
+    diffs = _seed_differences(config, outcomes)
+    if diffs:
+        gain = max(1.0, round(0.9 / max(float(np.percentile(np.stack(list(diffs.values())), 99)), 1e-6)))
+        diff_tiles, diff_captions = {}, {}
+        for o in outcomes:
+            pos = (o.cell.row, o.cell.col)
+            if o.cell.index in diffs:
+                d = diffs[o.cell.index]
+                diff_tiles[pos] = np.clip(d * gain, 0, 1)
+                diff_captions[pos] = f"mean |diff| {255 * d.mean():.2f}/255"
+            elif o.image is not None:
+                diff_tiles[pos], diff_captions[pos] = o.image, "reference (first seed)"
+        png = render_grid(diff_tiles, len(rows), len(cols), rows, cols, diff_captions,
+                          title=f"pixel difference to the first seed's image, x{gain:g} (white = {1 / gain:.3g})")
+        image_io.atomic_write(os.path.join(sweep_dir, "difference.png"), lambda f: f.write(png))
+
+    table = _table(config, outcomes, diffs)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(table[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(table)
+    image_io.atomic_write(os.path.join(sweep_dir, "results.csv"), lambda f: f.write(buf.getvalue()), mode="w")
+    image_io.atomic_write(os.path.join(sweep_dir, "results.md"), lambda f: f.write(_markdown(table)), mode="w")
+    _plot_curves(os.path.join(sweep_dir, "curves.png"), outcomes)
+
+
+def _table(config: Config, outcomes: list[Outcome], diffs: dict[int, np.ndarray]) -> list[dict]:
+    axes = [a.name for a in sweep.parse_axes(config.sweep)]
+    layer_terms = []
+    for o in outcomes:
+        layer_terms += [k for k in o.final if k.count("/") == 1 and not k.startswith("weighted/")
+                        and k not in layer_terms]
+    table = []
+    for o in outcomes:
+        row = {"cell": o.cell.name, **dict(o.cell.values), "status": o.status,
+               "steps": o.final.get("step", ""), "batch": "" if o.batch is None else o.batch + 1,
+               "batch_cells": o.batch_cells or "", "wall_s": "" if o.wall_s is None else o.wall_s}
+        for name in (*SUMMARY_TERMS, *layer_terms):
+            row[name] = f"{o.final[name]:.6g}" if name in o.final else ""
+        if diffs or "seed" in axes:
+            d = diffs.get(o.cell.index)
+            row["mean_abs_diff_vs_first_seed"] = "" if d is None else f"{d.mean():.6g}"
+        table.append(row)
+    return table
+
+
+def _markdown(table: list[dict]) -> str:
+    """The table's key columns as Markdown (results.csv has every term)."""
+    keep = [k for k in table[0]
+            if k not in ("content", "style", "tv", "batch_cells") and ("/" not in k or k.startswith("weighted/"))]
+    lines = ["| " + " | ".join(keep) + " |", "|" + "---|" * len(keep)]
+    for row in table:
+        lines.append("| " + " | ".join(str(row[k]).replace("|", "/") for k in keep) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot_curves(path: str, outcomes: list[Outcome]) -> None:
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for o in outcomes:
+        rows = o.job.logger.rows if o.job is not None and o.job.logger is not None else []
+        if rows:
+            ax.plot([r["step"] for r in rows], [max(r["total"], 1e-30) for r in rows], label=o.cell.label)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("total loss")
+    ax.grid(True, which="both", alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    image_io.atomic_write(path, lambda f: f.write(buf.getvalue()))

@@ -1,0 +1,174 @@
+"""Comparison runs as data: parse `--sweep` axes, expand them into cells, group the cells into batches.
+
+An axis is `name:values`. `name` is any flag of a run (its config field) except the output ones, or
+`ratio`, the paper's alpha/beta (it sets style_weight = content_weight / ratio). Values are separated by
+commas; for flags whose value is itself a list (content_layers, style_layers, *_layer_weights) the values
+are separated by semicolons and each is a comma list:
+
+  --sweep=ratio:1e-4,1e-3,1e-2
+  --sweep='style_layers:conv1_1;conv1_1,conv2_1;conv1_1,conv2_1,conv3_1'
+
+The cells are every combination of the axes' values (the first axis varies slowest). In the grid image
+the last axis runs along the columns and the others along the rows. Axes are applied in the order given,
+so `ratio` after `content_weight` uses each cell's own alpha.
+
+No TensorFlow here: this module only turns configs into configs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+from dataclasses import dataclass
+
+from nst_tf.config import (Config, OutputConfig, field_sections, get_field, parse_field, validate,
+                           with_field)
+from nst_tf.errors import UserError
+
+RATIO = "ratio"
+# Flags that differ per image of one batch: they only change the per-image loss weights, the layer mask
+# or the start image, never the shapes, the network or the targets. Every other field splits batches.
+PER_IMAGE_FIELDS = ("content_weight", "style_weight", "tv_weight", "content_layers", "content_layer_weights",
+                    "style_layers", "style_layer_weights", "init", "seed")
+_NOT_SWEEPABLE = tuple(f.name for f in dataclasses.fields(OutputConfig)) + ("sweep", "sweep_batch")
+
+
+def sweepable() -> tuple[str, ...]:
+    """Every axis name `--sweep` accepts."""
+    return (RATIO,) + tuple(n for n in field_sections(Config()) if n not in _NOT_SWEEPABLE)
+
+
+@dataclass(frozen=True)
+class Axis:
+    name: str
+    values: tuple[str, ...]     # each value's text as given; also its label
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of a sweep: its position, its axis values and its complete config."""
+    index: int
+    row: int
+    col: int
+    values: tuple[tuple[str, str], ...]   # ((axis name, value text), ...) in axis order
+    config: Config
+
+    @property
+    def name(self) -> str:
+        """A folder (and TensorBoard run) name: 03_ratio=1e-3_style_layers=conv1_1+conv2_1."""
+        parts = [f"{axis}={text.replace(',', '+')}" for axis, text in self.values]
+        return re.sub(r"[^A-Za-z0-9._=+-]", "-", f"{self.index:02d}_" + "_".join(parts))[:120]
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{axis}={text.replace(',', '+')}" for axis, text in self.values)
+
+
+def _default(name: str):
+    return get_field(Config(), name)
+
+
+def _is_list_field(name: str) -> bool:
+    return name != RATIO and isinstance(_default(name), tuple)
+
+
+def parse_axis(spec: str) -> Axis:
+    """`name:v1,v2,...` (`name:a,b;c,d` for list-valued flags) -> Axis; a UserError says what is wrong."""
+    name, sep, text = spec.partition(":")
+    name = name.strip().lstrip("-")
+    if not sep or not name:
+        raise UserError(f"--sweep={spec!r} must look like NAME:VALUE,VALUE,... e.g. --sweep=ratio:1e-4,1e-3.")
+    if name not in sweepable():
+        raise UserError(f"--sweep={spec!r}: {name!r} cannot be swept; use one of {', '.join(sweepable())}.")
+    separator = ";" if _is_list_field(name) else ("," if ";" not in text else ";")
+    values = tuple(v.strip() for v in text.split(separator))
+    if not values or any(not v for v in values):
+        raise UserError(f"--sweep={spec!r} has an empty value; separate values with {separator!r}"
+                        + (" and layers inside a value with ','" if separator == ";" else "") + ".")
+    if len(set(values)) != len(values):
+        raise UserError(f"--sweep={spec!r} lists a value twice.")
+    for v in values:
+        _value(name, v)   # fail now on a value that does not parse
+    return Axis(name, values)
+
+
+def parse_axes(specs: tuple[str, ...]) -> tuple[Axis, ...]:
+    axes = tuple(parse_axis(s) for s in specs)
+    names = [a.name for a in axes]
+    for name in set(names):
+        if names.count(name) > 1:
+            raise UserError(f"--sweep names {name!r} twice; give all its values in one --sweep.")
+    if RATIO in names and "style_weight" in names:
+        raise UserError("--sweep over both ratio and style_weight: ratio sets style_weight; sweep one of them.")
+    return axes
+
+
+def _value(name: str, text: str):
+    if name == RATIO:
+        try:
+            ratio = float(text)
+        except ValueError:
+            raise UserError(f"--sweep=ratio: {text!r} is not a number.") from None
+        if not ratio > 0 or ratio == float("inf"):
+            raise UserError(f"--sweep=ratio: {text} must be a positive number (alpha/beta).")
+        return ratio
+    return parse_field(name, text)
+
+
+def apply(config: Config, name: str, text: str) -> Config:
+    """`config` with axis `name` set to the value `text`."""
+    value = _value(name, text)
+    if name == RATIO:
+        return with_field(config, "style_weight", config.loss.content_weight / value)
+    return with_field(config, name, value)
+
+
+def expand(base: Config) -> list[Cell]:
+    """Every cell of `base.sweep`, in order, each config validated (a bad one is named in the error)."""
+    axes = parse_axes(base.sweep)
+    if not axes:
+        return []
+    if any(a.name == RATIO for a in axes) and base.mode != "transfer":
+        raise UserError(f"--sweep=ratio needs both terms, but --mode={base.mode}; sweep style_weight or "
+                        "content_weight instead.")
+    plain = dataclasses.replace(base, sweep=(), sweep_batch=0)
+    n_cols = len(axes[-1].values)
+    cells = []
+    for index, combo in enumerate(itertools.product(*(a.values for a in axes))):
+        values = tuple((a.name, v) for a, v in zip(axes, combo))
+        config = plain
+        for name, text in values:
+            config = apply(config, name, text)
+        cell = Cell(index, index // n_cols, index % n_cols, values, config)
+        try:
+            validate(config)
+        except UserError as e:
+            raise UserError(f"sweep cell {cell.label}: {e}") from None
+        cells.append(cell)
+    return cells
+
+
+def batch_key(config: Config) -> Config:
+    """What cells must share to be optimized as one batch: the config with its per-image fields blanked.
+
+    With `--weights=random` the seed also draws the network's weights, so it splits batches too.
+    """
+    key = config
+    for name in PER_IMAGE_FIELDS:
+        if name == "seed" and config.model.weights == "random":
+            continue
+        key = with_field(key, name, _default(name))
+    return key
+
+
+def batches(cells: list[Cell], batch_size: int) -> list[list[Cell]]:
+    """Cells grouped by `batch_key` (in order of first appearance), each group cut into batches of at
+    most `batch_size` cells (0: no limit)."""
+    groups: dict[Config, list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault(batch_key(cell.config), []).append(cell)
+    out = []
+    for group in groups.values():
+        size = batch_size or len(group)
+        out.extend(group[i:i + size] for i in range(0, len(group), size))
+    return out

@@ -1,0 +1,139 @@
+"""Sweeps through the engine: batched cells equal cells run one by one, and the report files."""
+import csv
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+
+from nst_tf import comparison, image_io, stylize
+from nst_tf.config import Config, ImageConfig, LossConfig, ModelConfig, OptimConfig, OutputConfig
+from nst_tf.grid import render_grid
+from tests.conftest import smooth_image, stripes_image
+
+QUIET = dict(show_progress=False, say=lambda *a: None)
+
+
+def tiny_config(tmp_path, content_path, style_path, *sweep, **optim):
+    return Config(images=ImageConfig(content=content_path, style=style_path, max_size=32),
+                  model=ModelConfig(backbone="vgg16_hed"),
+                  loss=LossConfig(style_layers=("conv1_1", "conv2_1", "conv3_1"), style_weight=1e6),
+                  optim=OptimConfig(**{"num_steps": 4, "seed": 1, "learning_rate": 0.05, **optim}),
+                  output=OutputConfig(output_dir=str(tmp_path / "out"), save_every=0, log_every=2),
+                  sweep=sweep)
+
+
+def test_a_batch_gives_the_images_of_its_cells_run_one_by_one(tmp_path, content_path, style_path, hed_backbone):
+    """Cells that differ in weights, layer sets, init and seed, optimized as one batch and one at a time."""
+    config = tiny_config(tmp_path, content_path, style_path)
+    cell_configs = [
+        config,
+        dataclasses.replace(config, loss=dataclasses.replace(config.loss, style_weight=1e4, tv_weight=5.0)),
+        dataclasses.replace(config, loss=dataclasses.replace(config.loss, style_layers=("conv2_1",),
+                                                             content_layers=("conv3_2",))),
+        dataclasses.replace(config, optim=dataclasses.replace(config.optim, init="noise", seed=7)),
+    ]
+    prepared = [stylize.prepare(c, say=lambda *a: None) for c in cell_configs]
+
+    def jobs(tag):
+        out = []
+        for i, (cfg, content, style) in enumerate(prepared):
+            os.makedirs(tmp_path / tag / str(i))
+            out.append(stylize.Job(cfg, content, style, str(tmp_path / tag / str(i))))
+        return out
+
+    batched = jobs("batched")
+    stylize.optimize(batched, hed_backbone, "/device:CPU:0", show_progress=False)
+    single = jobs("single")
+    for job in single:
+        stylize.optimize([job], hed_backbone, "/device:CPU:0", show_progress=False)
+    for a, b in zip(batched, single):
+        assert a.status == b.status == "done"
+        np.testing.assert_allclose(a.logger.last_good_image, b.logger.last_good_image, atol=2e-5)
+        assert a.logger.rows[-1]["total"] == pytest.approx(b.logger.rows[-1]["total"], rel=1e-4)
+        assert list(a.logger.rows[-1]) == list(b.logger.rows[-1])   # each cell logs only its own layers
+    assert "style/conv1_1" not in batched[2].logger.rows[-1] and "content/conv3_2" in batched[2].logger.rows[-1]
+    # the cells really differ
+    assert np.abs(batched[0].logger.last_good_image - batched[1].logger.last_good_image).max() > 1e-3
+
+
+def test_one_diverging_cell_does_not_stop_the_others(tmp_path, content_path, style_path, hed_backbone):
+    config = tiny_config(tmp_path, content_path, style_path)
+    huge = dataclasses.replace(config, loss=dataclasses.replace(config.loss, style_weight=1e38, content_weight=1e38))
+    jobs = []
+    for i, cfg in enumerate((config, huge)):
+        cfg, content, style = stylize.prepare(cfg, say=lambda *a: None)
+        os.makedirs(tmp_path / str(i))
+        jobs.append(stylize.Job(cfg, content, style, str(tmp_path / str(i))))
+    stylize.optimize(jobs, hed_backbone, "/device:CPU:0", show_progress=False)
+    assert [j.status for j in jobs] == ["done", "diverged"]
+    assert "non-finite" in jobs[1].message and jobs[0].logger.rows[-1]["step"] == 4
+    assert np.isfinite(jobs[0].logger.last_good_image).all()
+
+
+@pytest.mark.slow
+def test_sweep_writes_grid_table_and_cell_runs(tmp_path, content_path, style_path):
+    config = tiny_config(tmp_path, content_path, style_path, "style_layers:conv1_1;conv1_1,conv2_1",
+                         "ratio:1e-6,1e-4", init="noise")
+    config = dataclasses.replace(config, sweep_batch=4)
+    sweep_dir = comparison.run_sweep(config, **QUIET)
+    names = sorted(os.listdir(sweep_dir))
+    cells = [n for n in names if n[:2].isdigit()]
+    assert cells == ["00_style_layers=conv1_1_ratio=1e-6", "01_style_layers=conv1_1_ratio=1e-4",
+                     "02_style_layers=conv1_1+conv2_1_ratio=1e-6", "03_style_layers=conv1_1+conv2_1_ratio=1e-4"]
+    assert {"grid.png", "results.csv", "results.md", "curves.png", "sweep.flags"} <= set(names)
+    for cell in cells:   # each cell is a complete run that its run.flags reproduces on its own
+        files = set(os.listdir(os.path.join(sweep_dir, cell)))
+        assert {"result.png", "run.flags", "losses.csv", "summary.json"} <= files
+        assert "--sweep=" not in open(os.path.join(sweep_dir, cell, "run.flags")).read()
+    rows = list(csv.DictReader(open(os.path.join(sweep_dir, "results.csv"))))
+    assert [r["ratio"] for r in rows] == ["1e-6", "1e-4", "1e-6", "1e-4"]
+    assert all(r["status"] == "done" and r["steps"] == "4" for r in rows)
+    assert rows[0]["batch"] == rows[3]["batch"] == "1" and rows[0]["batch_cells"] == "4"   # one batch
+    assert rows[0]["style/conv2_1"] == "" and rows[2]["style/conv2_1"] != ""
+    # more style weight (smaller ratio) -> a larger weighted style term
+    assert float(rows[0]["weighted/style"]) > float(rows[1]["weighted/style"])
+    md = open(os.path.join(sweep_dir, "results.md")).read().splitlines()
+    assert md[0].startswith("| cell | style_layers | ratio | status") and len(md) == 6
+    # the grid holds every cell at full resolution: 2 rows x 2 columns of 27x32 tiles plus labels
+    grid = image_io.load_image(os.path.join(sweep_dir, "grid.png"))
+    assert grid.shape[0] > 3 * 27 and grid.shape[1] > 2 * 32
+    result = image_io.load_image(os.path.join(sweep_dir, cells[3], "result.png"))
+    assert _contains(grid, result)
+    assert "--sweep=ratio:1e-6,1e-4" in open(os.path.join(sweep_dir, "sweep.flags")).read()
+
+
+@pytest.mark.slow
+def test_seed_sweep_writes_the_difference_image(tmp_path, content_path, style_path):
+    config = tiny_config(tmp_path, content_path, style_path, "seed:1,2,3", init="noise")
+    sweep_dir = comparison.run_sweep(config, **QUIET)
+    assert os.path.exists(os.path.join(sweep_dir, "difference.png"))
+    rows = list(csv.DictReader(open(os.path.join(sweep_dir, "results.csv"))))
+    assert rows[0]["mean_abs_diff_vs_first_seed"] == ""
+    a, b = (image_io.load_image(os.path.join(sweep_dir, r["cell"], "result.png")) for r in rows[:2])
+    assert float(rows[1]["mean_abs_diff_vs_first_seed"]) == pytest.approx(np.abs(a - b).mean(), abs=2 / 255)
+    assert float(rows[1]["mean_abs_diff_vs_first_seed"]) > 0
+
+
+def _contains(big: np.ndarray, small: np.ndarray) -> bool:
+    """Whether `small` appears in `big` pixel for pixel (to 8-bit rounding)."""
+    h, w = small.shape[:2]
+    for y in range(big.shape[0] - h + 1):
+        for x in range(big.shape[1] - w + 1):
+            if np.abs(big[y, x] - small[0, 0]).max() < 1.5 / 255 and \
+                    np.abs(big[y:y + h, x:x + w] - small).max() < 1.5 / 255:
+                return True
+    return False
+
+
+def test_grid_draws_each_tile_at_its_own_pixel_size():
+    tiles = {(0, 0): smooth_image(30, 40, seed=1), (0, 1): stripes_image(30, 40), (1, 0): smooth_image(20, 24, 2)}
+    png = render_grid(tiles, 2, 2, ["row a", "row b"], ["col a", "col b"], {(1, 1): "not run"},
+                      inputs=[("content", smooth_image(30, 40, 3))], title="t")
+    path = "/dev/shm/grid_test.png" if os.path.isdir("/dev/shm") else "grid_test.png"
+    with open(path, "wb") as f:
+        f.write(png)
+    grid = image_io.load_image(path)
+    os.remove(path)
+    for tile in tiles.values():
+        assert _contains(grid, image_io.to_uint8(tile).astype(np.float32) / 255)
