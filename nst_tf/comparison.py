@@ -92,7 +92,6 @@ def run_sweep(config: Config, show_progress: bool = True, say=print) -> str:
             raise UserError(f"sweep cell {cell.label}: {e}") from None
     cells = [dataclasses.replace(c, config=prepared[c.index][0]) for c in cells]
     device = backbones.pick_device(config.optim.device)
-    batch_size = config.sweep_batch or (0 if ":GPU:" in device.upper() else 1)
     models = {}
     with tf.device(device):
         for cell in cells:
@@ -108,7 +107,7 @@ def run_sweep(config: Config, show_progress: bool = True, say=print) -> str:
     say(f"sweep folder: {sweep_dir} ({len(cells)} cells)")
 
     outcomes = [Outcome(c) for c in cells]
-    groups = sweep.batches(cells, batch_size)
+    groups = sweep.batches(cells, config.sweep_batch)
     try:
         for b, batch in enumerate(groups):
             jobs = []
@@ -119,7 +118,8 @@ def run_sweep(config: Config, show_progress: bool = True, say=print) -> str:
                 start_run_dir(cell.config, run_dir)
                 jobs.append(Job(cell.config, content, style, run_dir))
                 outcomes[cell.index] = Outcome(cell, jobs[-1], b, len(batch))
-            say(f"batch {b + 1}/{len(groups)}: " + "; ".join(c.label for c in batch))
+            say(f"batch {b + 1}/{len(groups)}: " + ("; ".join(c.label for c in batch) if len(batch) <= 3 else
+                                                    f"{len(batch)} cells, {batch[0].name} ... {batch[-1].name}"))
             try:
                 optimize(jobs, models[_model_key(batch[0].config)], device, show_progress,
                          desc=f"batch {b + 1}/{len(groups)}")

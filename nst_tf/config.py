@@ -87,7 +87,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     # A comparison run: one "axis:values" entry per --sweep flag (see `nst_tf.sweep`); empty for one run.
     sweep: tuple[str, ...] = field(default=(), metadata={"multi": True})
-    sweep_batch: int = 0          # most cells optimized together; 0: all that can be on a GPU, 1 on a CPU
+    sweep_batch: int = 0          # most cells optimized together in one batch; 0: automatic (sweep.py)
 
     @property
     def uses_content(self) -> bool:

@@ -79,7 +79,8 @@ def render_grid(tiles: dict[tuple[int, int], np.ndarray], n_rows: int, n_cols: i
         text(width / 2, y, title, ha="center", va="top", fontsize=FONT + 2, weight="bold")
         y += title_h
     if inputs:
-        text(8, y + tile_h / 2, "inputs", ha="left", va="center", weight="bold")
+        if left > GAP:
+            text(8, y + tile_h / 2, "inputs", ha="left", va="center", weight="bold")
         for j, (label, image) in enumerate(inputs):
             place(image, left + j * (tile_w + GAP), y, label)
         y += inputs_h

@@ -30,6 +30,9 @@ RATIO = "ratio"
 # or the start image, never the shapes, the network or the targets. Every other field splits batches.
 PER_IMAGE_FIELDS = ("content_weight", "style_weight", "tv_weight", "content_layers", "content_layer_weights",
                     "style_layers", "style_layer_weights", "init", "seed")
+# The automatic batch holds at most this many pixels (cells x max_size^2). A batch's memory grows with
+# its pixels: about 1.5 GB per million pixels for vgg16_hed up to conv5_1 (README, "Comparison runs").
+AUTO_BATCH_PIXELS = 2**20
 _NOT_SWEEPABLE = tuple(f.name for f in dataclasses.fields(OutputConfig)) + ("sweep", "sweep_batch")
 
 
@@ -161,14 +164,20 @@ def batch_key(config: Config) -> Config:
     return key
 
 
-def batches(cells: list[Cell], batch_size: int) -> list[list[Cell]]:
+def auto_batch_size(config: Config) -> int:
+    """Cells per batch for `--sweep_batch=0`: as many as keep a batch within AUTO_BATCH_PIXELS, counting
+    each cell as max_size^2 pixels (16 cells at 256 px, 4 at 512, 1 from 1024 on)."""
+    return max(1, AUTO_BATCH_PIXELS // config.images.max_size ** 2)
+
+
+def batches(cells: list[Cell], batch_size: int = 0) -> list[list[Cell]]:
     """Cells grouped by `batch_key` (in order of first appearance), each group cut into batches of at
-    most `batch_size` cells (0: no limit)."""
+    most `batch_size` cells (0: `auto_batch_size`)."""
     groups: dict[Config, list[Cell]] = {}
     for cell in cells:
         groups.setdefault(batch_key(cell.config), []).append(cell)
     out = []
     for group in groups.values():
-        size = batch_size or len(group)
+        size = batch_size or auto_batch_size(group[0].config)
         out.extend(group[i:i + size] for i in range(0, len(group), size))
     return out

@@ -90,6 +90,7 @@ def test_batches_group_per_image_fields_and_split_the_rest():
     cells = sweep.expand(with_sweep("max_size:64,128", "ratio:1e-3,1e-2", "seed:1,2"))
     groups = sweep.batches(cells, batch_size=0)
     assert [[c.index for c in g] for g in groups] == [[0, 1, 2, 3], [4, 5, 6, 7]]   # one per size
+    assert sweep.auto_batch_size(cells[0].config) == 256 and sweep.auto_batch_size(BASE) == 16
     groups = sweep.batches(cells, batch_size=3)
     assert [len(g) for g in groups] == [3, 1, 3, 1]
     assert [[c.index for c in g] for g in sweep.batches(cells, 1)] == [[i] for i in range(8)]
