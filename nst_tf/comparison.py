@@ -82,6 +82,10 @@ def run_sweep(config: Config, show_progress: bool = True, say=print) -> str:
     if config.optim.seed is None:   # one seed for every cell, so cells differ only where the axes say
         config = dataclasses.replace(config, optim=dataclasses.replace(
             config.optim, seed=random.SystemRandom().randrange(2**31)))
+    if config.model.backbone == "auto":   # resolved once, not once per cell (it may try a download)
+        name, why = backbones.resolve_backbone("auto", config.model.weights)
+        say(f"backbone: {name} ({why})")
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, backbone=name))
     cells = sweep.expand(config)
     say_once = _once(say)
     prepared = {}
@@ -132,6 +136,9 @@ def run_sweep(config: Config, show_progress: bool = True, say=print) -> str:
         write_report(sweep_dir, config, outcomes)
         raise Interrupted(f"interrupted; the finished cells and the last images of the running ones are in "
                           f"{os.path.join(sweep_dir, 'grid.png')}") from None
+    except UserError:   # out of memory: the cells that finished are kept in the grid and the table
+        write_report(sweep_dir, config, outcomes)
+        raise
     write_report(sweep_dir, config, outcomes)
     say(f"grid: {os.path.join(sweep_dir, 'grid.png')}; table: {os.path.join(sweep_dir, 'results.md')}")
     diverged = [o.cell.label for o in outcomes if o.status == "diverged"]

@@ -51,7 +51,7 @@ def render_grid(tiles: dict[tuple[int, int], np.ndarray], n_rows: int, n_cols: i
     tile_h = max([h for h, _ in shapes] or [64])
     tile_w = max([w for _, w in shapes] or [64])
     col_text = [_wrap(label, max(10, tile_w // 8)) for label in col_labels]
-    left = 170 if any(row_labels) else GAP
+    left = 190 if any(row_labels) else GAP
     slot_h = tile_h + CAPTION
     n_cols_total = max(n_cols, len(inputs))
     title_h = 26 if title else 0

@@ -1,5 +1,6 @@
 """End to end: `run.py` as a user runs it, on tiny images, with the offline backbone."""
 import csv
+import glob
 import json
 import os
 import signal
@@ -186,6 +187,33 @@ def test_sigterm_keeps_the_last_image(tmp_path, content_path, style_path):
     run_dir = only_run(out)
     assert os.path.exists(os.path.join(run_dir, "result.png"))
     assert json.load(open(os.path.join(run_dir, "summary.json")))["status"] == "interrupted"
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_sweep_keeps_the_grid(tmp_path, content_path, style_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "run.py"), f"--content={content_path}",
+                             f"--style={style_path}", "--num_steps=100000", "--log_every=1", "--sweep=seed:1,2",
+                             "--sweep_batch=1", f"--output_dir={out}", *TINY], stderr=subprocess.PIPE, text=True,
+                            env=env)
+    first_cell = None
+    deadline = time.time() + 120
+    while time.time() < deadline and first_cell is None:   # wait until the first cell has done some steps
+        time.sleep(0.2)
+        cells = glob.glob(str(out / "*" / "00_seed=1" / "losses.csv")) + glob.glob(
+            str(out / "*" / "00_seed=1" / "events.out.*"))
+        first_cell = cells[0] if cells else None
+    time.sleep(4)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "stopped: interrupted; the finished cells and the last images" in err
+    sweep_dir = only_run(out)
+    rows = list(csv.DictReader(open(os.path.join(sweep_dir, "results.csv"))))
+    assert [r["status"] for r in rows] == ["interrupted", "not run"]
+    assert os.path.exists(os.path.join(sweep_dir, "grid.png"))
+    assert os.path.exists(os.path.join(sweep_dir, "00_seed=1", "result.png"))
 
 
 def test_config_from_flags_round_trip(tmp_path):
