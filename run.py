@@ -17,6 +17,7 @@ import contextlib
 import os
 import signal
 import sys
+import traceback
 
 from absl import flags
 
@@ -71,6 +72,9 @@ flags.DEFINE_string("run_name", None, "Run folder name (default: <content>_<styl
 flags.DEFINE_integer("save_every", _D["OutputConfig"].save_every, "Snapshot every N steps (0: none).")
 flags.DEFINE_integer("log_every", _D["OutputConfig"].log_every, "Log losses every N steps.")
 flags.DEFINE_bool("progress", True, "Show the progress bar.")
+flags.DEFINE_string("resume", None, "Continue the run stopped in this folder (outputs/<run>) from its saved "
+                    "image and optimizer state, with its own flags; flags given too override them (e.g. a "
+                    "larger --num_steps to extend a finished run).")
 # Comparison runs
 flags.DEFINE_multi_string("sweep", [], "A comparison axis NAME:VALUE,VALUE,... (repeat the flag for a grid): "
                           "any run flag or 'ratio' (alpha/beta); list-valued flags take ';' between values, "
@@ -144,16 +148,40 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _resume_folder(path: str) -> str:
+    """The run folder `--resume` names, checked before TensorFlow loads."""
+    path = os.path.normpath(path)
+    if os.path.exists(os.path.join(path, "sweep.flags")):
+        raise UserError(f"{path!r} is a sweep; resume one of its cells, e.g. --resume={path}/00_...")
+    if not os.path.isfile(os.path.join(path, "run.flags")):
+        raise UserError(f"--resume={path!r} is not a run folder (it has no run.flags); name a folder in outputs/.")
+    return path
+
+
+def parse(argv: list[str]) -> tuple[Config, list, str | None]:
+    """(config, sweep cells, folder to resume) from the command line; every check that needs no
+    TensorFlow. Raises UserError or flags.Error with a one-line message."""
+    resume_dir = None
+    rest = FLAGS(argv)
+    if FLAGS.resume:   # the run's own flags first, then the ones given here
+        resume_dir = _resume_folder(FLAGS.resume)
+        FLAGS.unparse_flags()
+        rest = FLAGS([argv[0], f"--flagfile={os.path.join(resume_dir, 'run.flags')}", *argv[1:]])
+    if len(rest) > 1:
+        raise UserError(f"unexpected argument {rest[1]!r}; options are written --name=value.")
+    config = config_from_flags()
+    cells = sweep.expand(config)
+    if cells and resume_dir:
+        raise UserError("--resume continues one run; leave out --sweep.")
+    for cfg in [c.config for c in cells] or [config]:
+        for path in cfg.image_paths.values():
+            image_io.check_image_path(path)   # fail in a blink, before TensorFlow loads
+    return config, cells, resume_dir
+
+
 def main(argv: list[str]) -> int:
     try:
-        rest = FLAGS(argv)
-        if len(rest) > 1:
-            raise UserError(f"unexpected argument {rest[1]!r}; options are written --name=value.")
-        config = config_from_flags()
-        cells = sweep.expand(config)
-        for cfg in [c.config for c in cells] or [config]:
-            for path in cfg.image_paths.values():
-                image_io.check_image_path(path)   # fail in a blink, before TensorFlow loads
+        config, cells, resume_dir = parse(argv)
     except (flags.Error, UserError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -163,7 +191,7 @@ def main(argv: list[str]) -> int:
         if cells:
             comparison.run_sweep(config, show_progress=FLAGS.progress)
         else:
-            stylize.run(config, show_progress=FLAGS.progress)
+            stylize.run(config, show_progress=FLAGS.progress, resume_dir=resume_dir)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -174,6 +202,11 @@ def main(argv: list[str]) -> int:
         print(f"error: cannot write {e.filename or 'the outputs'} ({e.strerror or e}); free some space or "
               "choose another --output_dir.", file=sys.stderr)
         return 2
+    except Exception:   # a bug: the traceback is for the report; the run folder has kept its last image
+        traceback.print_exc()
+        print("error: nst_tf failed unexpectedly (traceback above); the run folder keeps the last good image "
+              "and state.npz (--resume); please report this with the traceback.", file=sys.stderr)
+        return 1
     return 0
 
 

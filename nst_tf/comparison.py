@@ -30,8 +30,8 @@ from nst_tf import backbones, image_io, sweep  # noqa: E402
 from nst_tf.config import Config, to_flags  # noqa: E402
 from nst_tf.errors import UserError  # noqa: E402
 from nst_tf.grid import render_grid  # noqa: E402
-from nst_tf.stylize import (Interrupted, Job, default_run_name, load_model, make_run_dir, optimize,  # noqa: E402
-                            prepare, start_run_dir)
+from nst_tf.stylize import (Interrupted, Job, check_free_space, default_run_name, load_model,  # noqa: E402
+                            make_run_dir, optimize, output_bytes, prepare, start_run_dir)
 
 SUMMARY_TERMS = ("total", "weighted/content", "weighted/style", "weighted/tv", "content", "style", "tv")
 
@@ -103,6 +103,9 @@ def run_sweep(config: Config, show_progress: bool = True, say=print) -> str:
             if key not in models:
                 models[key] = load_model(cell.config)
 
+    check_free_space(config.output.output_dir, sum(
+        output_bytes(c.config, (prepared[c.index][1] if prepared[c.index][1] is not None else prepared[c.index][2]).shape)
+        for c in cells))
     sweep_dir = make_run_dir(config.output.output_dir,
                              config.output.run_name or "sweep_" + default_run_name(config))
     image_io.atomic_write(os.path.join(sweep_dir, "sweep.flags"), lambda f: f.write(

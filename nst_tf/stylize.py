@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 import random
+import shutil
 import sys
 import time
 from datetime import datetime
@@ -32,7 +33,7 @@ from nst_tf import backbones, image_io
 from nst_tf.config import Config, layer_weights, to_dict, to_flags, validate
 from nst_tf.errors import UserError
 from nst_tf.objective import LossWeights, Objective, term_names
-from nst_tf.optimize import run_adam
+from nst_tf.optimize import image_state, restore_state, run_adam
 from nst_tf.summaries import NonFiniteLoss, RunLogger
 
 
@@ -73,6 +74,26 @@ def make_run_dir(output_dir: str, name: str) -> str:
         except FileExistsError:
             continue
     raise UserError(f"too many runs named {name!r} in {output_dir!r}; pass another --run_name.")
+
+
+def output_bytes(config: Config, shape: tuple[int, ...]) -> int:
+    """An upper bound on what a run writes: PNGs (result, snapshots, their TensorBoard copies) at most
+    3 bytes per pixel each, state.npz (image and two Adam moments, float32), 1 MB of logs and plots."""
+    pixels = shape[0] * shape[1]
+    period = config.output.save_every
+    images = 2 + (2 * (config.optim.num_steps // period) if period else 0)
+    return pixels * (3 * images + 3 * 4 * 3) + 2**20
+
+
+def check_free_space(output_dir: str, needed: int) -> None:
+    """UserError up front when the disk holding `output_dir` has less free space than `needed` bytes."""
+    existing = os.path.abspath(output_dir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    free = shutil.disk_usage(existing).free
+    if free < needed:
+        raise UserError(f"only {free / 2**20:.0f} MB free under {output_dir!r} and the outputs need up to "
+                        f"{needed / 2**20:.0f} MB; free some space or choose another --output_dir.")
 
 
 def load_inputs(config: Config) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -179,12 +200,38 @@ class _AllStopped(Exception):
     """Every job of the batch has stopped (diverged): nothing left to optimize."""
 
 
+STATE_FILE = "state.npz"
+
+
+def save_states(jobs: list[Job], images: tf.Variable, optimizer: keras.optimizers.Optimizer) -> None:
+    """Writes each running job's `state.npz` (its image and optimizer state), what `--resume` reads."""
+    if int(optimizer.iterations) == 0:
+        return
+    for i, job in enumerate(jobs):
+        if job.status == "running":
+            state = image_state(images, optimizer, i)
+            image_io.atomic_write(os.path.join(job.run_dir, STATE_FILE), lambda f: np.savez(f, **state))
+
+
+def load_state(run_dir: str) -> dict[str, np.ndarray]:
+    path = os.path.join(run_dir, STATE_FILE)
+    if not os.path.exists(path):
+        raise UserError(f"{run_dir!r} has no {STATE_FILE}: it is written at each snapshot, at the end and when "
+                        "a run is stopped, so this run stopped before its first; start it again instead.")
+    try:
+        with np.load(path) as f:
+            return dict(f)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path} is unreadable ({e}); start the run again.") from None
+
+
 class _BatchLog:
     """The `on_log` callback of a batch: feeds each running job's logger its own row; a job whose loss
-    becomes non-finite stops alone (images of a batch do not share gradients) and keeps its last image."""
+    becomes non-finite stops alone (images of a batch do not share gradients) and keeps its last image.
+    When a logger takes a snapshot, every running job's optimizer state is saved with it."""
 
-    def __init__(self, jobs: list[Job], device: str):
-        self.jobs, self.device = jobs, device
+    def __init__(self, jobs: list[Job], device: str, save):
+        self.jobs, self.device, self.save = jobs, device, save
 
     def __call__(self, step: int, images: np.ndarray, terms: dict) -> None:
         for job in self.jobs:
@@ -196,6 +243,8 @@ class _BatchLog:
                 job.message = f"{e}; {_stop_early(job, self.device, 'diverged')}"
         if all(job.status != "running" for job in self.jobs):
             raise _AllStopped
+        if any(job.status == "running" and job.logger.last_snapshot == step for job in self.jobs):
+            self.save()
 
 
 def _ordered_union(layer_sets, spec) -> tuple[str, ...]:
@@ -204,8 +253,10 @@ def _ordered_union(layer_sets, spec) -> tuple[str, ...]:
 
 
 def optimize(jobs: list[Job], backbone: keras.Model, device: str, show_progress: bool = True,
-             desc: str = "steps") -> None:
+             desc: str = "steps", resume: bool = False) -> None:
     """Optimizes `jobs` together as one batch in one compiled step, then saves each job's outputs.
+
+    With `resume`, each job continues from the `state.npz` and logs in its run folder.
 
     The jobs must share `sweep.batch_key` (the images' sizes, the network, the targets, the optimizer
     settings); they may differ in loss weights, layer sets (a zero weight masks a layer out), init and seed.
@@ -227,19 +278,26 @@ def optimize(jobs: list[Job], backbone: keras.Model, device: str, show_progress:
         weights = LossWeights.from_rows(*zip(*(j.weight_row(content_layers, style_layers) for j in jobs)))
         images = tf.Variable(np.stack([initial_image(j.config, j.content, j.style, shape) for j in jobs]),
                              name="image")
+        optimizer = keras.optimizers.Adam(learning_rate=optim.learning_rate)
+        start = _restore(jobs, images, optimizer) if resume else 0
         for i, job in enumerate(jobs):
             job.status = "running"
             job.logger = RunLogger(job.run_dir, term_names(job.content_layers, job.style_layers),
                                    optim.num_steps, first.output.save_every, index=i, desc=desc,
                                    show_progress=show_progress and i == 0)
-            job.logger.log_inputs({name: im for name, im in (("0_content", job.content), ("1_style", job.style))
-                                   if im is not None})
+            if resume:
+                job.logger.resume(start, images[i].numpy())
+            else:
+                job.logger.log_inputs({name: im for name, im in (("0_content", job.content),
+                                                                 ("1_style", job.style)) if im is not None})
+        save = lambda: save_states(jobs, images, optimizer)  # noqa: E731
         try:
-            run_adam(objective, images, weights, optim.num_steps, optim.learning_rate, _BatchLog(jobs, device),
+            run_adam(objective, images, weights, optim.num_steps, optimizer, _BatchLog(jobs, device, save),
                      first.output.log_every)
         except _AllStopped:
             pass
         except KeyboardInterrupt:
+            save()
             saved = [_stop_early(job, device, "interrupted") for job in jobs if job.status == "running"]
             raise Interrupted("interrupted; " + (saved[0] if len(saved) == 1 else
                                                  f"each of the {len(saved)} runs kept its last good image")) from None
@@ -249,6 +307,13 @@ def optimize(jobs: list[Job], backbone: keras.Model, device: str, show_progress:
             raise UserError(f"out of memory at {shape[1]}x{shape[0]} pixels x {len(jobs)} images on {device}; "
                             f"lower --max_size{hint}; " + (saved[0] if len(saved) == 1 else
                                                           "each run kept its last good image")) from None
+        except Exception:   # a bug: keep what the run has before the traceback
+            save()
+            for job in jobs:
+                if job.status == "running":
+                    job.message = _stop_early(job, device, "crashed")
+            raise
+    save()   # a finished run can be continued with a larger --num_steps
     for job in jobs:
         if job.status == "running":
             image_io.save_image(job.logger.last_good_image, os.path.join(job.run_dir, "result.png"))
@@ -257,21 +322,44 @@ def optimize(jobs: list[Job], backbone: keras.Model, device: str, show_progress:
             _write_summary(job, device)
 
 
-def run(config: Config, show_progress: bool = True, say=print) -> str:
+def _restore(jobs: list[Job], images: tf.Variable, optimizer: keras.optimizers.Optimizer) -> int:
+    """Loads each job's saved state into `images` and `optimizer`; returns the step they continue from."""
+    states = [load_state(job.run_dir) for job in jobs]
+    try:
+        step = restore_state(images, optimizer, states)
+    except (ValueError, KeyError) as e:
+        raise UserError(f"the saved state in {jobs[0].run_dir!r} does not fit this run ({e}); resume with the "
+                        "run's own flags (its run.flags).") from None
+    num_steps = jobs[0].config.optim.num_steps
+    if step >= num_steps:
+        raise UserError(f"{jobs[0].run_dir!r} is already at step {step} of --num_steps={num_steps}; "
+                        "pass a larger --num_steps to continue it.")
+    return step
+
+
+def run(config: Config, show_progress: bool = True, say=print, resume_dir: str | None = None) -> str:
     """Runs one stylization (or reconstruction, or texture synthesis); returns the run folder.
 
+    With `resume_dir`, continues the run stopped in that folder (from its state.npz) instead of starting
+    a new one; the result equals that of a run that never stopped.
     Raises UserError (with a one-line message) for bad input or a diverging run, and `Interrupted` on
-    Ctrl-C; in both cases after the run's last good image and its logs are saved.
+    Ctrl-C; in both cases after the run's last good image, its optimizer state and its logs are saved.
     """
     config, content, style = prepare(config, say)
     device = backbones.pick_device(config.optim.device)
     with tf.device(device):
         backbone = load_model(config)
-    run_dir = make_run_dir(config.output.output_dir, config.output.run_name or default_run_name(config))
+    check_free_space(config.output.output_dir,
+                     output_bytes(config, (content if content is not None else style).shape))
+    if resume_dir:
+        run_dir = resume_dir
+        say(f"resuming {run_dir} at step {int(load_state(run_dir)['step'])}")
+    else:
+        run_dir = make_run_dir(config.output.output_dir, config.output.run_name or default_run_name(config))
+        say(f"run folder: {run_dir}")
     start_run_dir(config, run_dir)
-    say(f"run folder: {run_dir}")
     job = Job(config, content, style, run_dir)
-    optimize([job], backbone, device, show_progress)
+    optimize([job], backbone, device, show_progress, resume=bool(resume_dir))
     if job.status == "diverged":
         raise UserError(job.message)
     say(f"result: {os.path.join(run_dir, 'result.png')} ({job.logger.elapsed:.1f} s)")

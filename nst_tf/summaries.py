@@ -62,6 +62,24 @@ class RunLogger:
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
+    def resume(self, step: int, image: np.ndarray) -> None:
+        """Continues a stopped run at `step` (with its current `image`): the rows it logged before `step`
+        come back from losses.csv, its clock from summary.json, its snapshot schedule from snapshots/."""
+        path = os.path.join(self.run_dir, "losses.csv")
+        if os.path.exists(path):
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            if rows and set(rows[0]) != {"step", "wall_s", *self.term_names}:
+                raise UserError(f"{path} holds other loss terms than this run; resume with the run's own flags.")
+            self.rows = [{k: int(v) if k == "step" else float(v) for k, v in r.items()} for r in rows
+                         if int(r["step"]) < step]
+        snapshots = [int(name[5:10]) for name in os.listdir(os.path.join(self.run_dir, "snapshots"))
+                     if name.startswith("step_")] if os.path.isdir(os.path.join(self.run_dir, "snapshots")) else []
+        self.last_snapshot = max([n for n in snapshots if n <= step] or [0])
+        self.start -= self.rows[-1]["wall_s"] if self.rows else 0.0
+        self.last_good_step, self.last_good_image = step, image
+        self.bar.update(step)
+
     def log_inputs(self, images: dict[str, np.ndarray]) -> None:
         """TensorBoard image summaries of the inputs, e.g. {"0_content": ..., "1_style": ...}."""
         with self.writer.as_default():

@@ -1,4 +1,5 @@
 """The compiled Adam step and the loop: loss goes down, pixels stay in range, the callback contract."""
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -20,8 +21,8 @@ def test_loop_reports_every_log_step_and_the_end(objective):
     images = tf.Variable(np.full((1, 12, 12, 3), 0.5, np.float32))
     seen = []
     run_adam(objective, images, LossWeights.create(1, 1.0, 0.0, 0.0, (1.0,), ()), num_steps=7,
-             learning_rate=0.05, on_log=lambda step, ims, terms: seen.append((step, terms["total"].numpy()[0])),
-             log_every=3)
+             optimizer=keras.optimizers.Adam(0.05), log_every=3,
+             on_log=lambda step, ims, terms: seen.append((step, terms["total"].numpy()[0])))
     assert [s for s, _ in seen] == [0, 3, 6, 7]
     losses = [v for _, v in seen]
     assert losses[-1] < losses[0]
@@ -30,7 +31,7 @@ def test_loop_reports_every_log_step_and_the_end(objective):
 def test_pixels_stay_in_range(objective):
     images = tf.Variable(np.full((1, 12, 12, 3), 0.99, np.float32))
     run_adam(objective, images, LossWeights.create(1, 1.0, 0.0, 0.0, (1.0,), ()), num_steps=5,
-             learning_rate=5.0, on_log=lambda *a: None, log_every=5)
+             optimizer=keras.optimizers.Adam(5.0), on_log=lambda *a: None, log_every=5)
     assert images.numpy().min() >= 0.0 and images.numpy().max() <= 1.0
 
 
@@ -43,7 +44,7 @@ def test_callback_gets_the_image_its_loss_belongs_to(objective):
     def on_log(step, ims, terms):
         total, _ = objective(tf.constant(ims), w)
         checked.append(np.isclose(total.numpy()[0], terms["total"].numpy()[0], rtol=1e-4))
-    run_adam(objective, images, w, num_steps=4, learning_rate=0.05, on_log=on_log, log_every=2)
+    run_adam(objective, images, w, num_steps=4, optimizer=keras.optimizers.Adam(0.05), on_log=on_log, log_every=2)
     assert checked == [True, True, True]
 
 
@@ -58,4 +59,25 @@ def test_callback_can_stop_the_run(objective):
             raise Stop
     with pytest.raises(Stop):
         run_adam(objective, images, LossWeights.create(1, 1.0, 0.0, 0.0, (1.0,), ()), num_steps=100,
-                 learning_rate=0.05, on_log=on_log, log_every=2)
+                 optimizer=keras.optimizers.Adam(0.05), on_log=on_log, log_every=2)
+
+
+def test_a_restored_optimizer_continues_to_the_same_images(objective):
+    """Stop after 3 of 7 steps, save each image's state, restore into new variables: same result."""
+    from nst_tf.optimize import image_state, restore_state
+    weights = LossWeights.create(2, 1.0, 0.0, 0.0, (1.0,), ())
+    start = np.stack([np.full((12, 12, 3), 0.5, np.float32), smooth_image(12, 12, seed=4)])
+    whole = tf.Variable(start)
+    run_adam(objective, whole, weights, 7, keras.optimizers.Adam(0.05), lambda *a: None, log_every=2)
+
+    part = tf.Variable(start)
+    optimizer = keras.optimizers.Adam(0.05)
+    run_adam(objective, part, weights, 3, optimizer, lambda *a: None, log_every=2)
+    states = [image_state(part, optimizer, i) for i in range(2)]
+    again = tf.Variable(np.zeros_like(start))
+    fresh = keras.optimizers.Adam(0.05)
+    assert restore_state(again, fresh, states) == 3
+    logged = []
+    run_adam(objective, again, weights, 7, fresh, lambda step, *a: logged.append(step), log_every=2)
+    assert logged == [4, 6, 7]
+    np.testing.assert_allclose(again.numpy(), whole.numpy(), atol=1e-6)

@@ -25,6 +25,14 @@ def run_py(*args, timeout=300):
                           text=True, timeout=timeout, env=env, cwd=ROOT)
 
 
+def wait_for(pattern, timeout=180):
+    """Waits until a file matching `pattern` exists (the run has got that far)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and not glob.glob(pattern):
+        time.sleep(0.2)
+    assert glob.glob(pattern), f"nothing matched {pattern} after {timeout} s"
+
+
 def only_run(out_dir):
     runs = os.listdir(out_dir)
     assert len(runs) == 1, runs
@@ -136,6 +144,7 @@ def test_run_folders_are_never_reused(tmp_path):
     (["--sweep=colour:1,2"], "'colour' cannot be swept"),
     (["--sweep=style:missing.jpg,other.jpg"], "image not found: 'missing.jpg'"),
     (["--sweep=style_layers:conv1_1;conv9_1"], "sweep cell style_layers=conv9_1: unknown layer 'conv9_1'"),
+    (["--resume=nowhere"], "--resume='nowhere' is not a run folder"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, content_path, style_path, args, message):
     base = [f"--content={content_path}", f"--style={style_path}", f"--output_dir={tmp_path / 'out'}", *TINY,
@@ -171,15 +180,9 @@ def test_sigterm_keeps_the_last_image(tmp_path, content_path, style_path):
     out = tmp_path / "out"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "run.py"), f"--content={content_path}",
-                             f"--style={style_path}", "--num_steps=100000", "--log_every=1",
+                             f"--style={style_path}", "--num_steps=100000", "--log_every=1", "--save_every=5",
                              f"--output_dir={out}", *TINY], stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 120
-    while time.time() < deadline:   # wait until some steps are done
-        runs = os.listdir(out) if out.exists() else []
-        if runs and os.path.exists(os.path.join(out, runs[0], "config.json")):
-            time.sleep(4)
-            break
-        time.sleep(0.2)
+    wait_for(str(out / "*" / "snapshots" / "step_*.png"))   # some steps are done
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -188,23 +191,25 @@ def test_sigterm_keeps_the_last_image(tmp_path, content_path, style_path):
     assert os.path.exists(os.path.join(run_dir, "result.png"))
     assert json.load(open(os.path.join(run_dir, "summary.json")))["status"] == "interrupted"
 
+    # --resume continues it in the same folder (here to two steps past where it stopped)
+    step = int(np.load(os.path.join(run_dir, "state.npz"))["step"])
+    proc = run_py(f"--resume={run_dir}", f"--num_steps={step + 2}", "--progress=false")
+    assert proc.returncode == 0, proc.stderr
+    assert f"resuming {run_dir} at step {step}" in proc.stdout
+    summary = json.load(open(os.path.join(run_dir, "summary.json")))
+    assert summary["status"] == "done" and summary["steps"] == step + 2
+    assert only_run(out) == run_dir
+
 
 @pytest.mark.slow
 def test_sigterm_during_a_sweep_keeps_the_grid(tmp_path, content_path, style_path):
     out = tmp_path / "out"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "run.py"), f"--content={content_path}",
-                             f"--style={style_path}", "--num_steps=100000", "--log_every=1", "--sweep=seed:1,2",
-                             "--sweep_batch=1", f"--output_dir={out}", *TINY], stderr=subprocess.PIPE, text=True,
-                            env=env)
-    first_cell = None
-    deadline = time.time() + 120
-    while time.time() < deadline and first_cell is None:   # wait until the first cell has done some steps
-        time.sleep(0.2)
-        cells = glob.glob(str(out / "*" / "00_seed=1" / "losses.csv")) + glob.glob(
-            str(out / "*" / "00_seed=1" / "events.out.*"))
-        first_cell = cells[0] if cells else None
-    time.sleep(4)
+                             f"--style={style_path}", "--num_steps=100000", "--log_every=1", "--save_every=5",
+                             "--sweep=seed:1,2", "--sweep_batch=1", f"--output_dir={out}", *TINY],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    wait_for(str(out / "*" / "00_seed=1" / "snapshots" / "step_*.png"))   # the first cell has done some steps
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

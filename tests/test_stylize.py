@@ -1,0 +1,105 @@
+"""One run through the engine: interrupt and resume give the result of a run that never stopped."""
+import csv
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+
+from nst_tf import image_io, stylize
+from nst_tf.config import Config, ImageConfig, LossConfig, ModelConfig, OptimConfig, OutputConfig
+from nst_tf.errors import UserError
+from nst_tf.summaries import RunLogger
+
+QUIET = dict(show_progress=False, say=lambda *a: None)
+
+
+def config_for(tmp_path, content_path, style_path, name, num_steps=12):
+    return Config(images=ImageConfig(content=content_path, style=style_path, max_size=32),
+                  model=ModelConfig(backbone="vgg16_hed"),
+                  loss=LossConfig(style_layers=("conv1_1", "conv2_1"), style_weight=1e6),
+                  optim=OptimConfig(num_steps=num_steps, seed=2, learning_rate=0.05, init="noise"),
+                  output=OutputConfig(output_dir=str(tmp_path), run_name=name, save_every=4, log_every=2))
+
+
+def rows(run_dir):
+    with open(os.path.join(run_dir, "losses.csv")) as f:
+        return [{k: float(v) for k, v in r.items() if k != "wall_s"} for r in csv.DictReader(f)]
+
+
+def interrupt_at(monkeypatch, at_step):
+    """Makes Ctrl-C arrive right after the logger has handled step `at_step`."""
+    original = RunLogger.__call__
+
+    def call(self, step, images, terms):
+        original(self, step, images, terms)
+        if step == at_step:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(RunLogger, "__call__", call)
+
+
+@pytest.mark.slow
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, content_path, style_path, monkeypatch):
+    whole = stylize.run(config_for(tmp_path, content_path, style_path, "whole"), **QUIET)
+
+    with monkeypatch.context() as m:
+        interrupt_at(m, 6)
+        with pytest.raises(stylize.Interrupted, match=r"the last good image \(step 6\)"):
+            stylize.run(config_for(tmp_path, content_path, style_path, "parts"), **QUIET)
+    parts = os.path.join(tmp_path, "parts")
+    assert os.path.exists(os.path.join(parts, "state.npz")) and os.path.exists(os.path.join(parts, "result.png"))
+    assert int(np.load(os.path.join(parts, "state.npz"))["step"]) == 7   # step 6's update was applied
+    stylize.run(config_for(tmp_path, content_path, style_path, "parts"), resume_dir=parts, **QUIET)
+
+    a = image_io.load_image(os.path.join(whole, "result.png"))
+    b = image_io.load_image(os.path.join(parts, "result.png"))
+    np.testing.assert_array_equal(a, b)
+    ra, rb = rows(whole), rows(parts)
+    assert [r["step"] for r in rb] == [0, 2, 4, 6, 8, 10, 12]
+    for x, y in zip(ra, rb):
+        assert x == pytest.approx(y, rel=1e-5)
+    assert sorted(os.listdir(os.path.join(parts, "snapshots"))) == sorted(os.listdir(os.path.join(whole, "snapshots")))
+
+    # a finished run continues with a larger --num_steps; the same count is refused
+    longer = config_for(tmp_path, content_path, style_path, "parts", num_steps=14)
+    stylize.run(longer, resume_dir=parts, **QUIET)
+    assert [r["step"] for r in rows(parts)][-2:] == [12, 14]
+    with pytest.raises(UserError, match="already at step 14 of --num_steps=14"):
+        stylize.run(longer, resume_dir=parts, **QUIET)
+
+
+def test_resume_without_state_or_with_other_flags_is_refused(tmp_path, content_path, style_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError, match="has no state.npz"):
+        stylize.run(config_for(tmp_path, content_path, style_path, "x"), resume_dir=str(empty), **QUIET)
+    run_dir = stylize.run(config_for(tmp_path, content_path, style_path, "short", num_steps=2), **QUIET)
+    bigger = config_for(tmp_path, content_path, style_path, "short")
+    bigger = dataclasses.replace(bigger, images=dataclasses.replace(bigger.images, max_size=40))
+    with pytest.raises(UserError, match="does not fit this run"):
+        stylize.run(bigger, resume_dir=run_dir, **QUIET)
+
+
+def test_a_full_disk_is_refused_before_anything_runs(tmp_path, content_path, style_path, monkeypatch):
+    import collections
+    import shutil
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 5000, 5000))
+    with pytest.raises(UserError, match=r"only 0 MB free under .* the outputs need up to 1 MB"):
+        stylize.run(config_for(tmp_path, content_path, style_path, "full"), **QUIET)
+    assert not os.path.exists(tmp_path / "full")
+
+
+def test_a_crash_keeps_the_last_image_and_state(tmp_path, content_path, style_path, monkeypatch):
+    original = RunLogger.__call__
+
+    def call(self, step, images, terms):
+        original(self, step, images, terms)
+        if step == 4:
+            raise RuntimeError("a bug")
+    monkeypatch.setattr(RunLogger, "__call__", call)
+    with pytest.raises(RuntimeError, match="a bug"):
+        stylize.run(config_for(tmp_path, content_path, style_path, "crash"), **QUIET)
+    run_dir = tmp_path / "crash"
+    assert (run_dir / "result.png").exists() and (run_dir / "state.npz").exists()
+    assert '"status": "crashed"' in (run_dir / "summary.json").read_text()
