@@ -90,7 +90,7 @@ def render_grid(tiles: dict[tuple[int, int], np.ndarray], n_rows: int, n_cols: i
     for i in range(n_rows):
         row_y = y + i * (slot_h + GAP)
         if i < len(row_labels) and row_labels[i]:
-            text(8, row_y + tile_h / 2, "\n".join(_wrap(line, 24) for line in row_labels[i].split("\n")),
+            text(8, row_y + tile_h / 2, "\n".join(_wrap(line, 21) for line in row_labels[i].split("\n")),
                  ha="left", va="center", weight="bold")
         for j in range(n_cols):
             x = left + j * (tile_w + GAP)

@@ -31,7 +31,8 @@ RATIO = "ratio"
 PER_IMAGE_FIELDS = ("content_weight", "style_weight", "tv_weight", "content_layers", "content_layer_weights",
                     "style_layers", "style_layer_weights", "init", "seed")
 # The automatic batch holds at most this many pixels (cells x max_size^2). A batch's memory grows with
-# its pixels: about 1.5 GB per million pixels for vgg16_hed up to conv5_1 (README, "Comparison runs").
+# its pixels: 20 cells of 192x144 (0.55 Mpixel) with vgg16_hed up to conv5_1 peaked at 2.6 GB (measured,
+# flags/figure2_grid.flags), so a full automatic batch needs about 4 to 5 GB.
 AUTO_BATCH_PIXELS = 2**20
 _NOT_SWEEPABLE = tuple(f.name for f in dataclasses.fields(OutputConfig)) + ("sweep", "sweep_batch")
 

@@ -33,6 +33,16 @@ def wait_for(pattern, timeout=180):
     assert glob.glob(pattern), f"nothing matched {pattern} after {timeout} s"
 
 
+def sigterm_after(pattern, *args):
+    """Starts an endless run.py, sends SIGTERM once a file matching `pattern` exists; (stderr, process)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "run.py"), "--num_steps=100000", "--log_every=1",
+                             "--save_every=5", *TINY, *args], stderr=subprocess.PIPE, text=True, env=env)
+    wait_for(pattern)
+    proc.send_signal(signal.SIGTERM)
+    return proc.communicate(timeout=60)[1], proc
+
+
 def only_run(out_dir):
     runs = os.listdir(out_dir)
     assert len(runs) == 1, runs
@@ -132,6 +142,14 @@ def test_run_folders_are_never_reused(tmp_path):
     assert a != b and os.path.basename(b) == "same-2"
 
 
+def test_runs_started_at_the_same_moment_get_their_own_folders(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+    from nst_tf.stylize import make_run_dir
+    with ThreadPoolExecutor(16) as pool:
+        folders = list(pool.map(lambda _: make_run_dir(str(tmp_path / "out"), "run"), range(32)))
+    assert len(set(folders)) == 32 and sorted(os.listdir(tmp_path / "out")) == sorted(map(os.path.basename, folders))
+
+
 @pytest.mark.parametrize("args, message", [
     (["--content=missing.jpg", "--style=missing.jpg"], "image not found: 'missing.jpg'"),
     (["--style_layers=conv1_1,conv9_1"], "unknown layer 'conv9_1' for vgg16_hed; valid layers:"),
@@ -178,13 +196,8 @@ def test_non_finite_loss_stops_with_exit_2(tmp_path, content_path, style_path):
 @pytest.mark.slow
 def test_sigterm_keeps_the_last_image(tmp_path, content_path, style_path):
     out = tmp_path / "out"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "run.py"), f"--content={content_path}",
-                             f"--style={style_path}", "--num_steps=100000", "--log_every=1", "--save_every=5",
-                             f"--output_dir={out}", *TINY], stderr=subprocess.PIPE, text=True, env=env)
-    wait_for(str(out / "*" / "snapshots" / "step_*.png"))   # some steps are done
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    err, proc = sigterm_after(str(out / "*" / "snapshots" / "step_*.png"), f"--content={content_path}",
+                              f"--style={style_path}", f"--output_dir={out}")
     assert proc.returncode == 130, err
     assert "stopped: interrupted; the last good image (step" in err
     run_dir = only_run(out)
@@ -204,14 +217,8 @@ def test_sigterm_keeps_the_last_image(tmp_path, content_path, style_path):
 @pytest.mark.slow
 def test_sigterm_during_a_sweep_keeps_the_grid(tmp_path, content_path, style_path):
     out = tmp_path / "out"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "run.py"), f"--content={content_path}",
-                             f"--style={style_path}", "--num_steps=100000", "--log_every=1", "--save_every=5",
-                             "--sweep=seed:1,2", "--sweep_batch=1", f"--output_dir={out}", *TINY],
-                            stderr=subprocess.PIPE, text=True, env=env)
-    wait_for(str(out / "*" / "00_seed=1" / "snapshots" / "step_*.png"))   # the first cell has done some steps
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    err, proc = sigterm_after(str(out / "*" / "00_seed=1" / "snapshots" / "step_*.png"), f"--content={content_path}",
+                              f"--style={style_path}", f"--output_dir={out}", "--sweep=seed:1,2", "--sweep_batch=1")
     assert proc.returncode == 130, err
     assert "stopped: interrupted; the finished cells and the last images" in err
     sweep_dir = only_run(out)
