@@ -6,10 +6,12 @@
   python run.py --mode=texture --style=painting.jpg                              # texture synthesis
   python run.py --flagfile=flags/paper.flags --content=... --style=...           # a preset
   python run.py --content=... --style=... --sweep=ratio:1e-4,1e-3 --sweep=seed:1,2  # a comparison grid
+  python run.py --resume=outputs/<run>                                           # continue a stopped run
 
 This file alone defines and reads flags; it turns them into one frozen `nst_tf.config.Config` and hands
-it to `nst_tf.stylize.run`. Errors in the input end with one line on stderr and exit status 2; Ctrl-C or
-SIGTERM saves the last image and exits with status 130.
+it to `nst_tf.stylize.run` (or `nst_tf.comparison.run_sweep`). Errors in the input end with one line on
+stderr and exit status 2; Ctrl-C or SIGTERM saves the last image and the state for --resume and exits with
+status 130; an unexpected error (a bug) prints its traceback and exits 1.
 """
 from __future__ import annotations
 
