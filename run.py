@@ -150,14 +150,13 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _resume_folder(path: str) -> str:
-    """The run folder `--resume` names, checked before TensorFlow loads."""
-    path = os.path.normpath(path)
-    if os.path.exists(os.path.join(path, "sweep.flags")):
-        raise UserError(f"{path!r} is a sweep; resume one of its cells, e.g. --resume={path}/00_...")
-    if not os.path.isfile(os.path.join(path, "run.flags")):
-        raise UserError(f"--resume={path!r} is not a run folder (it has no run.flags); name a folder in outputs/.")
-    return path
+def _resume_flagfile(path: str) -> str:
+    """The flagfile of the run or sweep folder `--resume` names, checked before TensorFlow loads."""
+    for name in ("run.flags", "sweep.flags"):
+        if os.path.isfile(os.path.join(path, name)):
+            return os.path.join(path, name)
+    raise UserError(f"--resume={path!r} is not a run or sweep folder (it has no run.flags or sweep.flags); "
+                    "name a folder in outputs/.")
 
 
 def parse(argv: list[str]) -> tuple[Config, list, str | None]:
@@ -166,15 +165,16 @@ def parse(argv: list[str]) -> tuple[Config, list, str | None]:
     resume_dir = None
     rest = FLAGS(argv)
     if FLAGS.resume:   # the run's own flags first, then the ones given here
-        resume_dir = _resume_folder(FLAGS.resume)
+        resume_dir = os.path.normpath(FLAGS.resume)
+        flagfile = _resume_flagfile(resume_dir)
+        if FLAGS["sweep"].present:
+            raise UserError("--resume keeps the sweep's own axes; leave out --sweep.")
         FLAGS.unparse_flags()
-        rest = FLAGS([argv[0], f"--flagfile={os.path.join(resume_dir, 'run.flags')}", *argv[1:]])
+        rest = FLAGS([argv[0], f"--flagfile={flagfile}", *argv[1:]])
     if len(rest) > 1:
         raise UserError(f"unexpected argument {rest[1]!r}; options are written --name=value.")
     config = config_from_flags()
     cells = sweep.expand(config)
-    if cells and resume_dir:
-        raise UserError("--resume continues one run; leave out --sweep.")
     for cfg in [c.config for c in cells] or [config]:
         for path in cfg.image_paths.values():
             image_io.check_image_path(path)   # fail in a blink, before TensorFlow loads
@@ -191,7 +191,7 @@ def main(argv: list[str]) -> int:
     stylize, comparison = _load_engine()   # TensorFlow loads here, after the flags are known to be good.
     try:
         if cells:
-            comparison.run_sweep(config, show_progress=FLAGS.progress)
+            comparison.run_sweep(config, show_progress=FLAGS.progress, resume_dir=resume_dir)
         else:
             stylize.run(config, show_progress=FLAGS.progress, resume_dir=resume_dir)
     except UserError as e:

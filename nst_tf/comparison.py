@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import os
 import random
 
@@ -30,33 +31,46 @@ from nst_tf import backbones, image_io, sweep  # noqa: E402
 from nst_tf.config import Config, to_flags  # noqa: E402
 from nst_tf.errors import UserError  # noqa: E402
 from nst_tf.grid import render_grid  # noqa: E402
-from nst_tf.stylize import (Interrupted, Job, check_free_space, default_run_name, load_model,  # noqa: E402
-                            make_run_dir, optimize, output_bytes, prepare, start_run_dir)
+from nst_tf.stylize import (STATE_FILE, Interrupted, Job, check_free_space, default_run_name,  # noqa: E402
+                            load_model, make_run_dir, optimize, output_bytes, prepare, start_run_dir)
 
 SUMMARY_TERMS = ("total", "weighted/content", "weighted/style", "weighted/tv", "content", "style", "tv")
 
 
 @dataclasses.dataclass
 class Outcome:
-    """What one cell produced: its job (status, logger, folder), its batch and that batch's wall time."""
+    """What one cell produced: status, last good image and step, logged rows, inputs, and its batch."""
     cell: sweep.Cell
-    job: Job | None = None
-    batch: int | None = None
-    batch_cells: int = 0
-    wall_s: float | None = None
-
-    @property
-    def image(self) -> np.ndarray | None:
-        return None if self.job is None or self.job.logger is None else self.job.logger.last_good_image
+    status: str = "not run"
+    image: np.ndarray | None = None
+    last_good_step: int | None = None
+    rows: list = dataclasses.field(default_factory=list)
+    inputs: list = dataclasses.field(default_factory=list)   # [(name, image)]
+    batch: int | str = ""
+    batch_cells: int | str = ""
+    wall_s: float | str = ""
 
     @property
     def final(self) -> dict:
-        rows = self.job.logger.rows if self.job is not None and self.job.logger is not None else []
-        return rows[-1] if rows else {}
+        return self.rows[-1] if self.rows else {}
 
-    @property
-    def status(self) -> str:
-        return "not run" if self.job is None else self.job.status
+    @classmethod
+    def of_job(cls, cell: sweep.Cell, job: Job, batch: int, batch_cells: int) -> "Outcome":
+        inputs = [(name, im) for name, im in (("content", job.content), ("style", job.style)) if im is not None]
+        logger = job.logger
+        if logger is None:
+            return cls(cell, job.status, inputs=inputs, batch=batch + 1, batch_cells=batch_cells)
+        return cls(cell, job.status, logger.last_good_image, logger.last_good_step, logger.rows, inputs,
+                   batch + 1, batch_cells, round(logger.elapsed, 3))
+
+    @classmethod
+    def of_folder(cls, cell: sweep.Cell, run_dir: str, summary: dict, inputs: list) -> "Outcome":
+        """A cell that an earlier, resumed sweep finished, read back from its run folder."""
+        with open(os.path.join(run_dir, "losses.csv"), newline="") as f:
+            rows = [{k: int(v) if k == "step" else float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+        image = image_io.load_image(os.path.join(run_dir, "result.png"))
+        return cls(cell, summary["status"], image, rows[-1]["step"] if rows else None, rows, inputs,
+                   "earlier", "", summary.get("wall_time_s", ""))
 
 
 def _once(say):
@@ -73,9 +87,27 @@ def _model_key(config: Config):
     return (m.backbone, m.pooling, m.weights, config.optim.seed if m.weights == "random" else None)
 
 
-def run_sweep(config: Config, show_progress: bool = True, say=print) -> str:
+def _summary(run_dir: str) -> dict:
+    try:
+        with open(os.path.join(run_dir, "summary.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _saved_step(run_dir: str) -> int | None:
+    path = os.path.join(run_dir, STATE_FILE)
+    if not os.path.exists(path):
+        return None
+    with np.load(path) as f:
+        return int(f["step"])
+
+
+def run_sweep(config: Config, show_progress: bool = True, say=print, resume_dir: str | None = None) -> str:
     """Runs every cell of `config.sweep`; returns the sweep folder.
 
+    With `resume_dir` (a sweep folder), finished and diverged cells are kept, stopped cells continue from
+    their state.npz and the others start; the grid and tables then cover every cell.
     Raises UserError if a cell's input is bad (before anything runs) or, after everything is written, if
     a cell diverged; `Interrupted` on Ctrl-C after the grid and table of what finished are written.
     """
@@ -106,35 +138,56 @@ def run_sweep(config: Config, show_progress: bool = True, say=print) -> str:
     check_free_space(config.output.output_dir, sum(
         output_bytes(c.config, (prepared[c.index][1] if prepared[c.index][1] is not None else prepared[c.index][2]).shape)
         for c in cells))
-    sweep_dir = make_run_dir(config.output.output_dir,
-                             config.output.run_name or "sweep_" + default_run_name(config))
+    if resume_dir:
+        sweep_dir = resume_dir
+        say(f"resuming sweep {sweep_dir}")
+    else:
+        sweep_dir = make_run_dir(config.output.output_dir,
+                                 config.output.run_name or "sweep_" + default_run_name(config))
     image_io.atomic_write(os.path.join(sweep_dir, "sweep.flags"), lambda f: f.write(
         f"# Reproduces sweep {os.path.basename(sweep_dir)} ({len(cells)} cells): "
         f"python run.py --flagfile={sweep_dir}/sweep.flags\n" + "\n".join(to_flags(config)) + "\n"), mode="w")
     say(f"sweep folder: {sweep_dir} ({len(cells)} cells)")
 
     outcomes = [Outcome(c) for c in cells]
-    groups = sweep.batches(cells, config.sweep_batch)
+    fresh, stopped = [], []
+    for cell in cells:
+        run_dir = os.path.join(sweep_dir, cell.name)
+        summary = _summary(run_dir) if resume_dir else {}
+        finished = summary.get("status") == "diverged" or (
+            summary.get("status") == "done" and summary.get("steps", 0) >= cell.config.optim.num_steps)
+        if finished:
+            _, content, style = prepared[cell.index]
+            inputs = [(n, im) for n, im in (("content", content), ("style", style)) if im is not None]
+            outcomes[cell.index] = Outcome.of_folder(cell, run_dir, summary, inputs)
+        elif resume_dir and _saved_step(run_dir) is not None:
+            stopped.append(cell)
+        else:
+            fresh.append(cell)
+    # Stopped cells continue together only from the same step.
+    by_step: dict[int, list[sweep.Cell]] = {}
+    for cell in stopped:
+        by_step.setdefault(_saved_step(os.path.join(sweep_dir, cell.name)), []).append(cell)
+    groups = [(batch, False) for batch in sweep.batches(fresh, config.sweep_batch)] + [
+        (batch, True) for same_step in by_step.values() for batch in sweep.batches(same_step, config.sweep_batch)]
     try:
-        for b, batch in enumerate(groups):
+        for b, (batch, resume) in enumerate(groups):
             jobs = []
             for cell in batch:
                 run_dir = os.path.join(sweep_dir, cell.name)
-                os.mkdir(run_dir)
+                os.makedirs(run_dir, exist_ok=bool(resume_dir))
                 _, content, style = prepared[cell.index]
                 start_run_dir(cell.config, run_dir)
                 jobs.append(Job(cell.config, content, style, run_dir))
-                outcomes[cell.index] = Outcome(cell, jobs[-1], b, len(batch))
-            say(f"batch {b + 1}/{len(groups)}: " + ("; ".join(c.label for c in batch) if len(batch) <= 3 else
-                                                    f"{len(batch)} cells, {batch[0].name} ... {batch[-1].name}"))
+            say(f"batch {b + 1}/{len(groups)}{' (resumed)' if resume else ''}: " +
+                ("; ".join(c.label for c in batch) if len(batch) <= 3 else
+                 f"{len(batch)} cells, {batch[0].name} ... {batch[-1].name}"))
             try:
                 optimize(jobs, models[_model_key(batch[0].config)], device, show_progress,
-                         desc=f"batch {b + 1}/{len(groups)}")
+                         desc=f"batch {b + 1}/{len(groups)}", resume=resume)
             finally:
-                for cell in batch:
-                    job = outcomes[cell.index].job
-                    if job.logger is not None:
-                        outcomes[cell.index].wall_s = round(job.logger.elapsed, 3)
+                for cell, job in zip(batch, jobs):
+                    outcomes[cell.index] = Outcome.of_job(cell, job, b, len(batch))
     except Interrupted:
         write_report(sweep_dir, config, outcomes)
         raise Interrupted(f"interrupted; the finished cells and the last images of the running ones are in "
@@ -170,15 +223,11 @@ def _caption(o: Outcome) -> str:
         return f"total {o.final.get('total', float('nan')):.3g}"
     if o.status == "not run":
         return "not run"
-    return f"{o.status} at step {o.job.logger.last_good_step}" if o.image is not None else o.status
+    return f"{o.status} at step {o.last_good_step}" if o.image is not None else o.status
 
 
 def _inputs(outcomes: list[Outcome]) -> list[tuple[str, np.ndarray]]:
-    for o in outcomes:
-        if o.job is not None:
-            return [(name, im) for name, im in (("content", o.job.content), ("style", o.job.style))
-                    if im is not None]
-    return []
+    return next((o.inputs for o in outcomes if o.inputs), [])
 
 
 def _seed_differences(config: Config, outcomes: list[Outcome]) -> dict[int, np.ndarray]:
@@ -243,8 +292,8 @@ def _table(config: Config, outcomes: list[Outcome], diffs: dict[int, np.ndarray]
     table = []
     for o in outcomes:
         row = {"cell": o.cell.name, **dict(o.cell.values), "status": o.status,
-               "steps": o.final.get("step", ""), "batch": "" if o.batch is None else o.batch + 1,
-               "batch_cells": o.batch_cells or "", "wall_s": "" if o.wall_s is None else o.wall_s}
+               "steps": o.final.get("step", ""), "batch": o.batch, "batch_cells": o.batch_cells,
+               "wall_s": o.wall_s}
         for name in (*SUMMARY_TERMS, *layer_terms):
             row[name] = f"{o.final[name]:.6g}" if name in o.final else ""
         if diffs or "seed" in axes:
@@ -267,9 +316,8 @@ def _markdown(table: list[dict]) -> str:
 def _plot_curves(path: str, outcomes: list[Outcome]) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for o in outcomes:
-        rows = o.job.logger.rows if o.job is not None and o.job.logger is not None else []
-        if rows:
-            ax.plot([r["step"] for r in rows], [max(r["total"], 1e-30) for r in rows], label=o.cell.label)
+        if o.rows:
+            ax.plot([r["step"] for r in o.rows], [max(r["total"], 1e-30) for r in o.rows], label=o.cell.label)
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("total loss")

@@ -137,3 +137,37 @@ def test_grid_draws_each_tile_at_its_own_pixel_size():
     os.remove(path)
     for tile in tiles.values():
         assert _contains(grid, image_io.to_uint8(tile).astype(np.float32) / 255)
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_resumes_to_the_images_of_an_uninterrupted_one(tmp_path, content_path, style_path,
+                                                                         monkeypatch):
+    from nst_tf.summaries import RunLogger
+    base = tiny_config(tmp_path, content_path, style_path, "ratio:1e-6,1e-4", "seed:1,2", num_steps=8)
+    base = dataclasses.replace(base, sweep_batch=2, output=dataclasses.replace(base.output, save_every=4))
+    whole = comparison.run_sweep(dataclasses.replace(base, output=dataclasses.replace(base.output, run_name="whole")),
+                                 **QUIET)
+    original = RunLogger.__call__
+
+    def call(self, step, images, terms):   # Ctrl-C in the second batch, after its step 4
+        original(self, step, images, terms)
+        if step == 4 and "01_" not in self.run_dir and "00_" not in self.run_dir:
+            raise KeyboardInterrupt
+    parts_config = dataclasses.replace(base, output=dataclasses.replace(base.output, run_name="parts"))
+    with monkeypatch.context() as m:
+        m.setattr(RunLogger, "__call__", call)
+        with pytest.raises(stylize.Interrupted):
+            comparison.run_sweep(parts_config, **QUIET)
+    parts = str(tmp_path / "out" / "parts")
+    assert [r["status"] for r in csv.DictReader(open(os.path.join(parts, "results.csv")))] == \
+        ["done", "done", "interrupted", "interrupted"]
+    first_done = os.path.getmtime(os.path.join(parts, "00_ratio=1e-6_seed=1", "result.png"))
+    comparison.run_sweep(parts_config, resume_dir=parts, **QUIET)
+    rows = list(csv.DictReader(open(os.path.join(parts, "results.csv"))))
+    assert [(r["status"], r["steps"], r["batch"]) for r in rows] == \
+        [("done", "8", "earlier"), ("done", "8", "earlier"), ("done", "8", "1"), ("done", "8", "1")]
+    assert os.path.getmtime(os.path.join(parts, "00_ratio=1e-6_seed=1", "result.png")) == first_done
+    for row in rows:
+        a = image_io.load_image(os.path.join(whole, row["cell"], "result.png"))
+        b = image_io.load_image(os.path.join(parts, row["cell"], "result.png"))
+        np.testing.assert_array_equal(a, b)

@@ -162,7 +162,7 @@ def test_runs_started_at_the_same_moment_get_their_own_folders(tmp_path):
     (["--sweep=colour:1,2"], "'colour' cannot be swept"),
     (["--sweep=style:missing.jpg,other.jpg"], "image not found: 'missing.jpg'"),
     (["--sweep=style_layers:conv1_1;conv9_1"], "sweep cell style_layers=conv9_1: unknown layer 'conv9_1'"),
-    (["--resume=nowhere"], "--resume='nowhere' is not a run folder"),
+    (["--resume=nowhere"], "--resume='nowhere' is not a run or sweep folder"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, content_path, style_path, args, message):
     base = [f"--content={content_path}", f"--style={style_path}", f"--output_dir={tmp_path / 'out'}", *TINY,
@@ -226,6 +226,14 @@ def test_sigterm_during_a_sweep_keeps_the_grid(tmp_path, content_path, style_pat
     assert [r["status"] for r in rows] == ["interrupted", "not run"]
     assert os.path.exists(os.path.join(sweep_dir, "grid.png"))
     assert os.path.exists(os.path.join(sweep_dir, "00_seed=1", "result.png"))
+
+    # --resume on the sweep folder: the stopped cell continues, the other starts, one grid covers both
+    step = int(np.load(os.path.join(sweep_dir, "00_seed=1", "state.npz"))["step"])
+    proc = run_py(f"--resume={sweep_dir}", f"--num_steps={step + 2}", "--progress=false")
+    assert proc.returncode == 0, proc.stderr
+    assert "(resumed): seed=1" in proc.stdout and only_run(out) == sweep_dir
+    rows = list(csv.DictReader(open(os.path.join(sweep_dir, "results.csv"))))
+    assert [(r["status"], r["steps"]) for r in rows] == [("done", str(step + 2)), ("done", str(step + 2))]
 
 
 def test_config_from_flags_round_trip(tmp_path):
