@@ -103,14 +103,9 @@ def _saved_step(run_dir: str) -> int | None:
         return int(f["step"])
 
 
-def run_sweep(config: Config, show_progress: bool = True, say=print, resume_dir: str | None = None) -> str:
-    """Runs every cell of `config.sweep`; returns the sweep folder.
-
-    With `resume_dir` (a sweep folder), finished and diverged cells are kept, stopped cells continue from
-    their state.npz and the others start; the grid and tables then cover every cell.
-    Raises UserError if a cell's input is bad (before anything runs) or, after everything is written, if
-    a cell diverged; `Interrupted` on Ctrl-C after the grid and table of what finished are written.
-    """
+def _prepare(config: Config, say) -> tuple[Config, list[sweep.Cell], dict]:
+    """(config with its seed and backbone fixed, cells with resolved configs, {index: (config, content,
+    style)}); every input image is loaded here, so a bad one fails before anything runs."""
     if config.optim.seed is None:   # one seed for every cell, so cells differ only where the axes say
         config = dataclasses.replace(config, optim=dataclasses.replace(
             config.optim, seed=random.SystemRandom().randrange(2**31)))
@@ -126,59 +121,68 @@ def run_sweep(config: Config, show_progress: bool = True, say=print, resume_dir:
             prepared[cell.index] = prepare(cell.config, say_once)
         except UserError as e:
             raise UserError(f"sweep cell {cell.label}: {e}") from None
-    cells = [dataclasses.replace(c, config=prepared[c.index][0]) for c in cells]
+    return config, [dataclasses.replace(c, config=prepared[c.index][0]) for c in cells], prepared
+
+
+def _plan(cells: list[sweep.Cell], prepared: dict, sweep_dir: str, resume: bool,
+          batch_size: int) -> tuple[list[Outcome], list[tuple[list[sweep.Cell], bool]]]:
+    """(an outcome per cell, the batches to run as (cells, resume?)). When resuming, finished and diverged
+    cells are read back and kept, stopped cells continue together only from the same saved step."""
+    outcomes = [Outcome(c) for c in cells]
+    fresh, by_step = [], {}
+    for cell in cells:
+        run_dir = os.path.join(sweep_dir, cell.name)
+        summary = _summary(run_dir) if resume else {}
+        if summary.get("status") == "diverged" or (
+                summary.get("status") == "done" and summary.get("steps", 0) >= cell.config.optim.num_steps):
+            _, content, style = prepared[cell.index]
+            inputs = [(n, im) for n, im in (("content", content), ("style", style)) if im is not None]
+            outcomes[cell.index] = Outcome.of_folder(cell, run_dir, summary, inputs)
+        elif resume and _saved_step(run_dir) is not None:
+            by_step.setdefault(_saved_step(run_dir), []).append(cell)
+        else:
+            fresh.append(cell)
+    batches = [(batch, False) for batch in sweep.batches(fresh, batch_size)]
+    batches += [(batch, True) for same_step in by_step.values() for batch in sweep.batches(same_step, batch_size)]
+    return outcomes, batches
+
+
+def run_sweep(config: Config, show_progress: bool = True, say=print, resume_dir: str | None = None) -> str:
+    """Runs every cell of `config.sweep`; returns the sweep folder.
+
+    With `resume_dir` (a sweep folder), finished and diverged cells are kept, stopped cells continue from
+    their state.npz and the others start; the grid and tables then cover every cell.
+    Raises UserError if a cell's input is bad (before anything runs) or, after everything is written, if
+    a cell diverged; `Interrupted` on Ctrl-C after the grid and table of what finished are written.
+    """
+    config, cells, prepared = _prepare(config, say)
     device = backbones.pick_device(config.optim.device)
     models = {}
     with tf.device(device):
         for cell in cells:
-            key = _model_key(cell.config)
-            if key not in models:
-                models[key] = load_model(cell.config)
-
+            if _model_key(cell.config) not in models:
+                models[_model_key(cell.config)] = load_model(cell.config)
     check_free_space(config.output.output_dir, sum(
-        output_bytes(c.config, (prepared[c.index][1] if prepared[c.index][1] is not None else prepared[c.index][2]).shape)
-        for c in cells))
+        output_bytes(c.config, next(im for im in prepared[c.index][1:] if im is not None).shape) for c in cells))
     if resume_dir:
         sweep_dir = resume_dir
-        say(f"resuming sweep {sweep_dir}")
     else:
         sweep_dir = make_run_dir(config.output.output_dir,
                                  config.output.run_name or "sweep_" + default_run_name(config))
     image_io.atomic_write(os.path.join(sweep_dir, "sweep.flags"), lambda f: f.write(
         f"# Reproduces sweep {os.path.basename(sweep_dir)} ({len(cells)} cells): "
         f"python run.py --flagfile={sweep_dir}/sweep.flags\n" + "\n".join(to_flags(config)) + "\n"), mode="w")
-    say(f"sweep folder: {sweep_dir} ({len(cells)} cells)")
+    say(f"{'resuming sweep' if resume_dir else 'sweep folder:'} {sweep_dir} ({len(cells)} cells)")
 
-    outcomes = [Outcome(c) for c in cells]
-    fresh, stopped = [], []
-    for cell in cells:
-        run_dir = os.path.join(sweep_dir, cell.name)
-        summary = _summary(run_dir) if resume_dir else {}
-        finished = summary.get("status") == "diverged" or (
-            summary.get("status") == "done" and summary.get("steps", 0) >= cell.config.optim.num_steps)
-        if finished:
-            _, content, style = prepared[cell.index]
-            inputs = [(n, im) for n, im in (("content", content), ("style", style)) if im is not None]
-            outcomes[cell.index] = Outcome.of_folder(cell, run_dir, summary, inputs)
-        elif resume_dir and _saved_step(run_dir) is not None:
-            stopped.append(cell)
-        else:
-            fresh.append(cell)
-    # Stopped cells continue together only from the same step.
-    by_step: dict[int, list[sweep.Cell]] = {}
-    for cell in stopped:
-        by_step.setdefault(_saved_step(os.path.join(sweep_dir, cell.name)), []).append(cell)
-    groups = [(batch, False) for batch in sweep.batches(fresh, config.sweep_batch)] + [
-        (batch, True) for same_step in by_step.values() for batch in sweep.batches(same_step, config.sweep_batch)]
+    outcomes, groups = _plan(cells, prepared, sweep_dir, bool(resume_dir), config.sweep_batch)
     try:
         for b, (batch, resume) in enumerate(groups):
             jobs = []
             for cell in batch:
                 run_dir = os.path.join(sweep_dir, cell.name)
                 os.makedirs(run_dir, exist_ok=bool(resume_dir))
-                _, content, style = prepared[cell.index]
                 start_run_dir(cell.config, run_dir)
-                jobs.append(Job(cell.config, content, style, run_dir))
+                jobs.append(Job(cell.config, *prepared[cell.index][1:], run_dir))
             say(f"batch {b + 1}/{len(groups)}{' (resumed)' if resume else ''}: " +
                 ("; ".join(c.label for c in batch) if len(batch) <= 3 else
                  f"{len(batch)} cells, {batch[0].name} ... {batch[-1].name}"))
