@@ -31,6 +31,7 @@ from nst_tf import backbones, image_io, sweep  # noqa: E402
 from nst_tf.config import Config, to_flags  # noqa: E402
 from nst_tf.errors import UserError  # noqa: E402
 from nst_tf.grid import render_grid  # noqa: E402
+from nst_tf.summaries import read_losses  # noqa: E402
 from nst_tf.stylize import (STATE_FILE, Interrupted, Job, check_free_space, default_run_name,  # noqa: E402
                             load_model, make_run_dir, optimize, output_bytes, prepare, start_run_dir)
 
@@ -56,7 +57,7 @@ class Outcome:
 
     @classmethod
     def of_job(cls, cell: sweep.Cell, job: Job, batch: int, batch_cells: int) -> "Outcome":
-        inputs = [(name, im) for name, im in (("content", job.content), ("style", job.style)) if im is not None]
+        inputs = _inputs_of(job.content, job.style)
         logger = job.logger
         if logger is None:
             return cls(cell, job.status, inputs=inputs, batch=batch + 1, batch_cells=batch_cells)
@@ -66,11 +67,14 @@ class Outcome:
     @classmethod
     def of_folder(cls, cell: sweep.Cell, run_dir: str, summary: dict, inputs: list) -> "Outcome":
         """A cell that an earlier, resumed sweep finished, read back from its run folder."""
-        with open(os.path.join(run_dir, "losses.csv"), newline="") as f:
-            rows = [{k: int(v) if k == "step" else float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+        rows = read_losses(run_dir)
         image = image_io.load_image(os.path.join(run_dir, "result.png"))
         return cls(cell, summary["status"], image, rows[-1]["step"] if rows else None, rows, inputs,
                    "earlier", "", summary.get("wall_time_s", ""))
+
+
+def _inputs_of(content: np.ndarray | None, style: np.ndarray | None) -> list[tuple[str, np.ndarray]]:
+    return [(name, im) for name, im in (("content", content), ("style", style)) if im is not None]
 
 
 def _once(say):
@@ -135,13 +139,13 @@ def _plan(cells: list[sweep.Cell], prepared: dict, sweep_dir: str, resume: bool,
         summary = _summary(run_dir) if resume else {}
         if summary.get("status") == "diverged" or (
                 summary.get("status") == "done" and summary.get("steps", 0) >= cell.config.optim.num_steps):
-            _, content, style = prepared[cell.index]
-            inputs = [(n, im) for n, im in (("content", content), ("style", style)) if im is not None]
-            outcomes[cell.index] = Outcome.of_folder(cell, run_dir, summary, inputs)
-        elif resume and _saved_step(run_dir) is not None:
-            by_step.setdefault(_saved_step(run_dir), []).append(cell)
-        else:
+            outcomes[cell.index] = Outcome.of_folder(cell, run_dir, summary, _inputs_of(*prepared[cell.index][1:]))
+            continue
+        step = _saved_step(run_dir) if resume else None
+        if step is None:
             fresh.append(cell)
+        else:
+            by_step.setdefault(step, []).append(cell)
     batches = [(batch, False) for batch in sweep.batches(fresh, batch_size)]
     batches += [(batch, True) for same_step in by_step.values() for batch in sweep.batches(same_step, batch_size)]
     return outcomes, batches
@@ -213,12 +217,10 @@ def run_sweep(config: Config, show_progress: bool = True, say=print, resume_dir:
 def _layout(config: Config) -> tuple[list[str], list[str]]:
     """Row and column labels: the last axis across, every combination of the others down."""
     axes = sweep.parse_axes(config.sweep)
-    def label(axis, value):
-        return f"{axis.name}={value.replace(',', '+')}"
-    cols = [label(axes[-1], v) for v in axes[-1].values]
+    cols = [sweep.label(axes[-1].name, v) for v in axes[-1].values]
     rows = [""]
     for axis in axes[:-1]:
-        rows = [f"{r}\n{label(axis, v)}".strip() for r in rows for v in axis.values]
+        rows = [f"{r}\n{sweep.label(axis.name, v)}".strip() for r in rows for v in axis.values]
     return rows, cols
 
 

@@ -248,8 +248,6 @@ def parse_field(name: str, text: str):
         return tuple(_parse_scalar(item, t.strip(), name) for t in text.split(",") if t.strip())
     if text == "" and "Optional" in kinds[name]:
         return None
-    if kind == "bool":
-        return text.lower() in ("1", "true", "yes")
     return _parse_scalar(kind, text, name)
 
 

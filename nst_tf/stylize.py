@@ -330,11 +330,14 @@ def _restore(jobs: list[Job], images: tf.Variable, optimizer: keras.optimizers.O
     except (ValueError, KeyError) as e:
         raise UserError(f"the saved state in {jobs[0].run_dir!r} does not fit this run ({e}); resume with the "
                         "run's own flags (its run.flags).") from None
-    num_steps = jobs[0].config.optim.num_steps
-    if step >= num_steps:
-        raise UserError(f"{jobs[0].run_dir!r} is already at step {step} of --num_steps={num_steps}; "
-                        "pass a larger --num_steps to continue it.")
+    _check_unfinished(jobs[0].run_dir, step, jobs[0].config.optim.num_steps)
     return step
+
+
+def _check_unfinished(run_dir: str, step: int, num_steps: int) -> None:
+    if step >= num_steps:
+        raise UserError(f"{run_dir!r} is already at step {step} of --num_steps={num_steps}; "
+                        "pass a larger --num_steps to continue it.")
 
 
 def run(config: Config, show_progress: bool = True, say=print, resume_dir: str | None = None) -> str:
@@ -351,9 +354,11 @@ def run(config: Config, show_progress: bool = True, say=print, resume_dir: str |
         backbone = load_model(config)
     check_free_space(config.output.output_dir,
                      output_bytes(config, (content if content is not None else style).shape))
-    if resume_dir:
+    if resume_dir:   # refused before run.flags is rewritten with the new flags
         run_dir = resume_dir
-        say(f"resuming {run_dir} at step {int(load_state(run_dir)['step'])}")
+        step = int(load_state(run_dir)["step"])
+        _check_unfinished(run_dir, step, config.optim.num_steps)
+        say(f"resuming {run_dir} at step {step}")
     else:
         run_dir = make_run_dir(config.output.output_dir, config.output.run_name or default_run_name(config))
         say(f"run folder: {run_dir}")

@@ -64,15 +64,12 @@ class RunLogger:
 
     def resume(self, step: int, image: np.ndarray) -> None:
         """Continues a stopped run at `step` (with its current `image`): the rows it logged before `step`
-        come back from losses.csv, its clock from summary.json, its snapshot schedule from snapshots/."""
-        path = os.path.join(self.run_dir, "losses.csv")
-        if os.path.exists(path):
-            with open(path, newline="") as f:
-                rows = list(csv.DictReader(f))
-            if rows and set(rows[0]) != {"step", "wall_s", *self.term_names}:
-                raise UserError(f"{path} holds other loss terms than this run; resume with the run's own flags.")
-            self.rows = [{k: int(v) if k == "step" else float(v) for k, v in r.items()} for r in rows
-                         if int(r["step"]) < step]
+        come back from losses.csv, its clock from the last of them, its snapshot schedule from snapshots/."""
+        rows = read_losses(self.run_dir)
+        if rows and set(rows[0]) != {"step", "wall_s", *self.term_names}:
+            raise UserError(f"{os.path.join(self.run_dir, 'losses.csv')} holds other loss terms than this run; "
+                            "resume with the run's own flags.")
+        self.rows = [r for r in rows if r["step"] < step]
         snapshots = [int(name[5:10]) for name in os.listdir(os.path.join(self.run_dir, "snapshots"))
                      if name.startswith("step_")] if os.path.isdir(os.path.join(self.run_dir, "snapshots")) else []
         self.last_snapshot = max([n for n in snapshots if n <= step] or [0])
@@ -135,6 +132,15 @@ class RunLogger:
         self.write_tables()
         self.writer.close()
         self.bar.close()
+
+
+def read_losses(run_dir: str) -> list[dict]:
+    """The rows of a run's losses.csv ([] if it has none), with int steps and float values."""
+    path = os.path.join(run_dir, "losses.csv")
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return [{k: int(v) if k == "step" else float(v) for k, v in r.items()} for r in csv.DictReader(f)]
 
 
 def plot_losses(rows: list[dict], term_names: list[str], path: str) -> None:

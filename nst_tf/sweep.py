@@ -48,6 +48,11 @@ class Axis:
     values: tuple[str, ...]     # each value's text as given; also its label
 
 
+def label(axis: str, text: str) -> str:
+    """`axis=value` as grids, folders and messages show it; layer lists joined by '+' (conv1_1+conv2_1)."""
+    return f"{axis}={text.replace(',', '+')}"
+
+
 @dataclass(frozen=True)
 class Cell:
     """One run of a sweep: its position, its axis values and its complete config."""
@@ -60,12 +65,12 @@ class Cell:
     @property
     def name(self) -> str:
         """A folder (and TensorBoard run) name: 03_ratio=1e-3_style_layers=conv1_1+conv2_1."""
-        parts = [f"{axis}={text.replace(',', '+')}" for axis, text in self.values]
+        parts = [label(axis, text) for axis, text in self.values]
         return re.sub(r"[^A-Za-z0-9._=+-]", "-", f"{self.index:02d}_" + "_".join(parts))[:120]
 
     @property
     def label(self) -> str:
-        return ", ".join(f"{axis}={text.replace(',', '+')}" for axis, text in self.values)
+        return ", ".join(label(axis, text) for axis, text in self.values)
 
 
 def _default(name: str):
@@ -86,7 +91,7 @@ def parse_axis(spec: str) -> Axis:
         raise UserError(f"--sweep={spec!r}: {name!r} cannot be swept; use one of {', '.join(sweepable())}.")
     separator = ";" if _is_list_field(name) else ("," if ";" not in text else ";")
     values = tuple(v.strip() for v in text.split(separator))
-    if not values or any(not v for v in values):
+    if any(not v for v in values):
         raise UserError(f"--sweep={spec!r} has an empty value; separate values with {separator!r}"
                         + (" and layers inside a value with ','" if separator == ";" else "") + ".")
     if len(set(values)) != len(values):

@@ -66,6 +66,10 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, conte
     assert [r["step"] for r in rows(parts)][-2:] == [12, 14]
     with pytest.raises(UserError, match="already at step 14 of --num_steps=14"):
         stylize.run(longer, resume_dir=parts, **QUIET)
+    flags_before = open(os.path.join(parts, "run.flags")).read()
+    with pytest.raises(UserError, match="already at step 14 of --num_steps=10"):
+        stylize.run(config_for(tmp_path, content_path, style_path, "parts", num_steps=10), resume_dir=parts, **QUIET)
+    assert open(os.path.join(parts, "run.flags")).read() == flags_before   # a refused resume changes nothing
 
 
 def test_resume_without_state_or_with_other_flags_is_refused(tmp_path, content_path, style_path):
