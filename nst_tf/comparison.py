@@ -88,7 +88,8 @@ def _once(say):
 
 def _model_key(config: Config):
     m = config.model
-    return (m.backbone, m.pooling, m.weights, config.optim.seed if m.weights == "random" else None)
+    return (m.backbone, m.pooling, m.weights, config.optim.seed if m.weights == "random" else None,
+            m.normalize_features, m.normalize_images)
 
 
 def _summary(run_dir: str) -> dict:
@@ -165,7 +166,7 @@ def run_sweep(config: Config, show_progress: bool = True, say=print, resume_dir:
     with tf.device(device):
         for cell in cells:
             if _model_key(cell.config) not in models:
-                models[_model_key(cell.config)] = load_model(cell.config)
+                models[_model_key(cell.config)] = load_model(cell.config, say)
     check_free_space(config.output.output_dir, sum(
         output_bytes(c.config, next(im for im in prepared[c.index][1:] if im is not None).shape) for c in cells))
     if resume_dir:

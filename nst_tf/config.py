@@ -13,15 +13,12 @@ from typing import Iterator, Optional
 from nst_tf.errors import UserError
 
 MODES = ("transfer", "content", "texture")
-BACKBONES = ("auto", "vgg19", "vgg16_hed")
+BACKBONES = ("auto", "vgg19", "vgg16", "vgg16_hed", "resnet50")   # nst_tf.backbones.BACKBONES
+FEATURE_TRANSFORMS = ("auto", "none", "softmax")
 POOLINGS = ("avg", "max")
 CONTENT_LOSSES = ("l2", "l1")
 GRAM_NORMS = ("paper", "positions", "elements")
 INITS = ("auto", "noise", "content", "style")
-
-# The paper's layers (Gatys et al. 2016, Sec. 3): content conv4_2, style conv1_1 ... conv5_1.
-PAPER_CONTENT_LAYERS = ("conv4_2",)
-PAPER_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 
 # Largest side we accept; beyond it a CPU run takes hours and memory runs out (tiling is issue 6).
 MAX_SIZE_LIMIT = 4096
@@ -41,14 +38,19 @@ class ModelConfig:
     backbone: str = "auto"       # resolved to a concrete name before the run starts
     weights: Optional[str] = None  # a Keras weights file, or "random" (for tests and smoke runs)
     pooling: str = "avg"
+    # What the losses see of the features: auto is the backbone's default (softmax for resnet50).
+    feature_transform: str = "auto"
+    normalize_features: bool = False   # the paper's normalized network (nst_tf/normalize.py)
+    normalize_images: Optional[str] = None  # folder of images for the means; None: the bundled photos
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """What is matched and how strongly. Empty per-layer weights mean the defaults (see `layer_weights`)."""
-    content_layers: tuple[str, ...] = PAPER_CONTENT_LAYERS
+    """What is matched and how strongly. Empty layer sets and an unset style weight mean the backbone's
+    defaults (vgg: the paper's conv4_2 and conv1_1..conv5_1); empty per-layer weights mean 1/L each."""
+    content_layers: tuple[str, ...] = ()
     content_layer_weights: tuple[float, ...] = ()
-    style_layers: tuple[str, ...] = PAPER_STYLE_LAYERS
+    style_layers: tuple[str, ...] = ()
     style_layer_weights: tuple[float, ...] = ()
     content_loss: str = "l2"
     # "elements" (the paper's E_l times 4/N_l^2, as jcjohnson/neural-style and the PyTorch tutorial) is
@@ -56,7 +58,7 @@ class LossConfig:
     # 4-pixel mesh in flat regions; weighting by 1/N_l^2 gives brush strokes (README, "Defaults").
     gram_norm: str = "elements"
     content_weight: float = 1.0   # alpha
-    style_weight: float = 2.5e7   # beta; at conv3_1 the balance of the paper's alpha/beta = 6.6e-4
+    style_weight: Optional[float] = None   # beta; None: the backbone's (vgg: 2.5e7, README "Backbones")
     tv_weight: float = 1.0
 
 
@@ -144,21 +146,19 @@ def validate(config: Config) -> Config:
         raise UserError(f"--style_scale={im.style_scale} is out of range: use 0.05 to 4.")
     _choice("backbone", model.backbone, BACKBONES)
     _choice("pooling", model.pooling, POOLINGS)
+    _choice("feature_transform", model.feature_transform, FEATURE_TRANSFORMS)
     _choice("content_loss", loss.content_loss, CONTENT_LOSSES)
     _choice("gram_norm", loss.gram_norm, GRAM_NORMS)
     _choice("init", opt.init, INITS)
     for name in ("content_weight", "style_weight", "tv_weight"):
-        _finite_nonneg(name, getattr(loss, name))
+        if getattr(loss, name) is not None:
+            _finite_nonneg(name, getattr(loss, name))
     for kind in ("content", "style"):
         layers = getattr(loss, f"{kind}_layers")
         weights = getattr(loss, f"{kind}_layer_weights")
-        used = config.uses_content if kind == "content" else config.uses_style
-        if used and not layers:
-            raise UserError(f"--{kind}_layers is empty: name at least one layer, e.g. --{kind}_layers="
-                            f"{','.join(getattr(LossConfig, f'{kind}_layers'))}.")
         if len(set(layers)) != len(layers):
             raise UserError(f"--{kind}_layers={','.join(layers)} names a layer twice.")
-        if weights and len(weights) != len(layers):
+        if weights and layers and len(weights) != len(layers):
             raise UserError(f"--{kind}_layer_weights has {len(weights)} values but --{kind}_layers has "
                             f"{len(layers)} layers: give one weight per layer.")
         for w in weights:
@@ -229,6 +229,12 @@ def field_sections(config: Config) -> dict[str, str]:
 
 
 def _parse_scalar(kind: str, text: str, name: str):
+    if kind == "bool":
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise UserError(f"--{name}: {text!r} is not true or false.")
     try:
         if kind == "int":
             return int(text)

@@ -10,6 +10,28 @@ from __future__ import annotations
 import tensorflow as tf
 
 
+def softmax_features(features: tf.Tensor) -> tf.Tensor:
+    """The softmax transform of Wang et al., "Rethinking and Improving the Robustness of Image Style
+    Transfer" (CVPR 2021), over all N * M entries of each image's feature map, scaled by N * M:
+
+      s_ik = N M exp(F_ik) / sum_jl exp(F_jl)         (i: channel, k: position)
+
+    Residual networks have peaky, low-entropy activations: a few large values dominate the Gram matrix
+    and the style term sees little else. The softmax spreads the map's mass by its exponent. Wang et al.
+    use the softmax alone (entries summing to 1, and betas near 1e17); the factor N M makes the mean entry
+    1, so the terms and their betas do not change with the image size.
+
+    Args:
+      features: [B, H, W, C] float32.
+    Returns:
+      [B, H, W, C] float32, positive, with mean 1 per image.
+    """
+    shape = tf.shape(features)
+    flat = tf.reshape(features, [shape[0], -1])
+    count = tf.cast(tf.shape(flat)[1], features.dtype)
+    return tf.reshape(tf.nn.softmax(flat, axis=-1) * count, shape)
+
+
 def gram_matrix(features: tf.Tensor) -> tf.Tensor:
     """The Gram matrix of the paper's Eq. 3 divided by the layer's number of positions M = H * W:
 

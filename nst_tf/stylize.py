@@ -29,8 +29,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import backbones, image_io
-from nst_tf.config import Config, layer_weights, to_dict, to_flags, validate
+from nst_tf import backbones, image_io, normalize
+from nst_tf.config import MAX_SIZE_LIMIT, Config, layer_weights, to_dict, to_flags, validate
 from nst_tf.errors import UserError
 from nst_tf.objective import LossWeights, Objective, term_names
 from nst_tf.optimize import image_state, restore_state, run_adam
@@ -124,18 +124,25 @@ def initial_image(config: Config, content: np.ndarray | None, style: np.ndarray 
 
 
 def resolve(config: Config, say=print) -> Config:
-    """The config made concrete: `backbone=auto` resolved (and said in one line), layer names in the
-    paper's spelling (an unknown name is a UserError), an unset seed drawn."""
-    model = config.model
+    """The config made concrete: `backbone=auto` resolved (and said in one line), the backbone's defaults
+    filled in (layers, feature transform, style weight), layer names in our spelling (an unknown name is
+    a UserError), an unset seed drawn."""
+    model, loss = config.model, config.loss
     name, why = backbones.resolve_backbone(model.backbone, model.weights)
     if model.backbone == "auto":
         say(f"backbone: {name} ({why})")
     spec = backbones.BACKBONES[name]
+    transform = spec.feature_transform if model.feature_transform == "auto" else model.feature_transform
+    style_weight = loss.style_weight
+    if style_weight is None:
+        style_weight = backbones.default_style_weight(spec, transform, model.normalize_features)
     loss = dataclasses.replace(
-        config.loss, content_layers=tuple(backbones.resolve_layer(n, spec) for n in config.loss.content_layers),
-        style_layers=tuple(backbones.resolve_layer(n, spec) for n in config.loss.style_layers))
+        loss, style_weight=style_weight,
+        content_layers=tuple(backbones.resolve_layer(n, spec) for n in loss.content_layers or spec.content_layers),
+        style_layers=tuple(backbones.resolve_layer(n, spec) for n in loss.style_layers or spec.style_layers))
     seed = config.optim.seed if config.optim.seed is not None else random.SystemRandom().randrange(2**31)
-    return validate(dataclasses.replace(config, model=dataclasses.replace(model, backbone=name), loss=loss,
+    model = dataclasses.replace(model, backbone=name, feature_transform=transform)
+    return validate(dataclasses.replace(config, model=model, loss=loss,
                                         optim=dataclasses.replace(config.optim, seed=seed)))
 
 
@@ -149,10 +156,51 @@ def prepare(config: Config, say=print) -> tuple[Config, np.ndarray | None, np.nd
     return resolve(config, say), content, style
 
 
-def load_model(config: Config) -> keras.Model:
-    """The backbone of a resolved config, with its weights."""
-    model = config.model
-    return backbones.load_backbone(model.backbone, model.pooling, model.weights, seed=config.optim.seed)
+@dataclasses.dataclass
+class Network:
+    """A loaded backbone and, with --normalize_features, its channels' mean activations."""
+    model: keras.Model
+    scales: dict[str, np.ndarray] | None = None
+
+
+def load_model(config: Config, say=print) -> Network:
+    """The backbone of a resolved config, with its weights (and its feature means, when normalized)."""
+    m = config.model
+    model = backbones.load_backbone(m.backbone, m.pooling, m.weights, seed=config.optim.seed)
+    if not m.normalize_features:
+        return Network(model)
+    return Network(model, normalize.feature_scales(model, m.pooling, m.weights, config.optim.seed,
+                                                   m.normalize_images, say))
+
+
+def describe_layers(name: str, max_size: int, pooling: str = "avg", content: str | None = None) -> str:
+    """`run.py --list_layers`: every selectable layer of backbone `name` with its output shape for a
+    result of `max_size` px (with the content image's aspect, if given), and the backbone's defaults."""
+    if not 16 <= max_size <= MAX_SIZE_LIMIT:
+        raise UserError(f"--max_size={max_size} is out of range: use 16 to {MAX_SIZE_LIMIT} pixels.")
+    note = "; --backbone=auto is this one when its ImageNet weights can be had, else vgg16_hed" if name == "auto" else ""
+    name = "vgg19" if name == "auto" else name
+    spec = backbones.BACKBONES[name]
+    height, width = max_size, max_size
+    if content:
+        shape = image_io.load_image(content).shape
+        height, width = image_io.fit_size(shape[0], shape[1], max_size)
+    model = backbones.load_backbone(name, pooling, "random")
+    table = backbones.layer_table(spec)
+    outputs = backbones.build_extractor(model, tuple(ours for ours, _ in table))(tf.zeros((1, height, width, 3)))
+    roles = {**{n: "content" for n in spec.content_layers}, **{n: "style" for n in spec.style_layers}}
+    lines = [f"{name}: {spec.description}{note}", f"output shapes (height x width x channels) for a {height} x {width} image:"]
+    for ours, keras_layer in table:
+        h, w, c = outputs[ours].shape[1:]
+        alias = f"  ({keras_layer})" if keras_layer != ours else ""
+        lines.append(f"  {ours:<22} {h:>5} x {w:<5} x {c:<5} {roles.get(ours, ''):<8}{alias}".rstrip())
+    transform = spec.feature_transform
+    lines += [f"default content layers: {','.join(spec.content_layers)}",
+              f"default style layers:   {','.join(spec.style_layers)}",
+              f"default feature transform: {transform}; default style weight (beta): "
+              f"{backbones.default_style_weight(spec, transform, False):g}, with --normalize_features "
+              f"{backbones.default_style_weight(spec, transform, True):g}"]
+    return "\n".join(lines)
 
 
 def start_run_dir(config: Config, run_dir: str) -> None:
@@ -247,12 +295,7 @@ class _BatchLog:
             self.save()
 
 
-def _ordered_union(layer_sets, spec) -> tuple[str, ...]:
-    order = [paper for paper, _ in backbones.layer_table(spec)]
-    return tuple(sorted({name for layers in layer_sets for name in layers}, key=order.index))
-
-
-def optimize(jobs: list[Job], backbone: keras.Model, device: str, show_progress: bool = True,
+def optimize(jobs: list[Job], network: Network, device: str, show_progress: bool = True,
              desc: str = "steps", resume: bool = False) -> None:
     """Optimizes `jobs` together as one batch in one compiled step, then saves each job's outputs.
 
@@ -266,13 +309,14 @@ def optimize(jobs: list[Job], backbone: keras.Model, device: str, show_progress:
     first = jobs[0].config
     loss, optim = first.loss, first.optim
     spec = backbones.BACKBONES[first.model.backbone]
-    content_layers = _ordered_union([j.content_layers for j in jobs], spec)
-    style_layers = _ordered_union([j.style_layers for j in jobs], spec)
+    content_layers = backbones.order_layers([n for j in jobs for n in j.content_layers], spec)
+    style_layers = backbones.order_layers([n for j in jobs for n in j.style_layers], spec)
     shape = (jobs[0].content if jobs[0].content is not None else jobs[0].style).shape
     keras.utils.set_random_seed(optim.seed)
 
     with tf.device(device):
-        extractor = backbones.build_extractor(backbone, content_layers + style_layers)
+        extractor = backbones.build_extractor(network.model, content_layers + style_layers,
+                                              first.model.feature_transform, network.scales)
         objective = Objective(extractor, content_layers, style_layers, jobs[0].content, jobs[0].style,
                               loss.content_loss, loss.gram_norm)
         weights = LossWeights.from_rows(*zip(*(j.weight_row(content_layers, style_layers) for j in jobs)))
@@ -351,7 +395,7 @@ def run(config: Config, show_progress: bool = True, say=print, resume_dir: str |
     config, content, style = prepare(config, say)
     device = backbones.pick_device(config.optim.device)
     with tf.device(device):
-        backbone = load_model(config)
+        network = load_model(config, say)
     check_free_space(config.output.output_dir,
                      output_bytes(config, (content if content is not None else style).shape))
     if resume_dir:   # refused before run.flags is rewritten with the new flags
@@ -364,7 +408,7 @@ def run(config: Config, show_progress: bool = True, say=print, resume_dir: str |
         say(f"run folder: {run_dir}")
     start_run_dir(config, run_dir)
     job = Job(config, content, style, run_dir)
-    optimize([job], backbone, device, show_progress, resume=bool(resume_dir))
+    optimize([job], network, device, show_progress, resume=bool(resume_dir))
     if job.status == "diverged":
         raise UserError(job.message)
     say(f"result: {os.path.join(run_dir, 'result.png')} ({job.logger.elapsed:.1f} s)")

@@ -1,7 +1,12 @@
 """Shared fixtures: tiny images made here (no file from outside the repo), the offline backbone."""
 import os
 
+import tempfile  # noqa: E402
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# --normalize_features caches feature means in the user's cache; tests (and the run.py they start) use
+# a fresh one, so they neither read nor leave anything in the user's.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="nst_tf_test_cache_")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nst_tf import backbones
+from nst_tf import backbones, losses
 from nst_tf.errors import UserError
 
 VGG19 = backbones.BACKBONES["vgg19"]
@@ -156,3 +156,99 @@ def test_pick_device():
     assert backbones.pick_device("auto").endswith(":0")
     with pytest.raises(UserError, match="not present"):
         backbones.pick_device("GPU:7")
+
+
+# ------------------------------------------------------------------------------- vgg16 and resnet50
+
+RESNET = backbones.BACKBONES["resnet50"]
+
+
+def test_every_configurable_backbone_exists():
+    from nst_tf.config import BACKBONES
+    assert set(BACKBONES) - {"auto"} == set(backbones.BACKBONES)
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    return backbones.load_backbone("resnet50", weights="random", seed=1)
+
+
+def test_resnet_layer_table_is_keras_own(resnet):
+    skipped = {"image", "preprocess", "conv1_pad", "pool1_pad"}
+    assert [ours for ours, _ in backbones.layer_table(RESNET)] == \
+        [layer.name for layer in resnet.layers if layer.name not in skipped]
+    for name in RESNET.content_layers + RESNET.style_layers:   # the report's layer set exists
+        assert backbones.resolve_layer(name, RESNET) == name
+    with pytest.raises(UserError, match="list them with python run.py --list_layers --backbone=resnet50"):
+        backbones.resolve_layer("conv4_2", RESNET)
+
+
+def test_resnet_shapes_and_truncation(resnet):
+    extractor = backbones.build_extractor(resnet, ("conv1_relu", "conv2_block1_1_conv"))
+    out = extractor(tf.zeros((2, 64, 48, 3)))
+    assert out["conv1_relu"].shape == (2, 32, 24, 64)
+    assert out["conv2_block1_1_conv"].shape == (2, 16, 12, 64)
+    names = [layer.name for layer in extractor.layers]
+    assert names[-1] == "conv2_block1_1_conv" and "conv2_block1_1_bn" not in names
+    assert not extractor.trainable and not extractor.trainable_weights
+
+
+def test_resnet_outputs_are_keras_resnet50_on_caffe_input():
+    """Our resnet50 (max pooling kept) computes what keras.applications.ResNet50 computes on the
+    Caffe-preprocessed image, with the same weights: preprocessing and wiring are right."""
+    model = backbones.load_backbone("resnet50", pooling="max", weights="random", seed=2)
+    app = keras.applications.ResNet50(include_top=False, weights=None)
+    app.set_weights(model.get_weights())
+    x = tf.random.uniform((1, 40, 40, 3), seed=1)
+    caffe = backbones.CaffePreprocess(backbones.IMAGENET_MEAN_BGR)(x)
+    for name in ("conv1_relu", "conv2_block3_2_conv", "conv3_block1_1_conv"):
+        expected = keras.Model(app.inputs, app.get_layer(name).output)(caffe)
+        got = backbones.build_extractor(model, (name,))(x)[name]
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_resnet_pooling_option_keeps_the_weights():
+    avg = backbones.load_backbone("resnet50", pooling="avg", weights="random", seed=4)
+    mx = backbones.load_backbone("resnet50", pooling="max", weights="random", seed=4)
+    assert isinstance(avg.get_layer("pool1_pool"), keras.layers.AveragePooling2D)
+    assert isinstance(mx.get_layer("pool1_pool"), keras.layers.MaxPooling2D)
+    np.testing.assert_array_equal(avg.get_layer("conv5_block3_3_conv").kernel.numpy(),
+                                  mx.get_layer("conv5_block3_3_conv").kernel.numpy())
+
+
+@pytest.mark.parametrize("name, app_name, layer", [("vgg16", "VGG16", "block5_conv3"),
+                                                   ("resnet50", "ResNet50", "conv4_block6_3_conv")])
+def test_keras_weights_file_round_trip(tmp_path, name, app_name, layer):
+    """--weights=PATH reads a Keras weights file of the keras.applications model (no top)."""
+    app = getattr(keras.applications, app_name)(weights=None, include_top=False)
+    path = str(tmp_path / f"{name}.weights.h5")
+    app.save_weights(path)
+    model = backbones.load_backbone(name, weights=path)
+    np.testing.assert_array_equal(model.get_layer(layer).kernel.numpy(), app.get_layer(layer).kernel.numpy())
+
+
+@pytest.mark.parametrize("name, app_name", [("vgg16", "VGG16"), ("resnet50", "ResNet50")])
+def test_offline_imagenet_error_names_the_ways_out(monkeypatch, tmp_path, name, app_name):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: offline")
+    monkeypatch.setattr(keras.applications, app_name, offline)
+    with pytest.raises(UserError, match=f"cannot get {app_name}'s ImageNet weights.*--weights=PATH.*vgg16_hed"):
+        backbones.load_backbone(name)
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"not an hdf5 file")
+    monkeypatch.undo()
+    with pytest.raises(UserError, match=f"cannot load {app_name} weights from"):
+        backbones.load_backbone(name, weights=str(junk))
+
+
+def test_feature_transform_in_the_extractor(resnet):
+    layers = ("conv1_relu", "conv2_block1_1_conv")
+    raw = backbones.build_extractor(resnet, layers)
+    soft = backbones.build_extractor(resnet, layers, "softmax")
+    x = tf.random.uniform((2, 32, 32, 3), seed=3)
+    for name in layers:
+        expected = losses.softmax_features(raw(x)[name])
+        np.testing.assert_allclose(soft(x)[name].numpy(), expected.numpy(), rtol=1e-5)
+    scales = {name: np.full(raw(x)[name].shape[-1], 4.0, np.float32) for name in layers}
+    scaled = backbones.build_extractor(resnet, layers, "none", scales)
+    np.testing.assert_allclose(scaled(x)["conv1_relu"].numpy(), raw(x)["conv1_relu"].numpy() / 4, rtol=1e-6)

@@ -3,7 +3,8 @@ import dataclasses
 
 import pytest
 
-from nst_tf.config import Config, ImageConfig, LossConfig, OptimConfig, layer_weights, to_flags, validate
+from nst_tf.config import (Config, ImageConfig, LossConfig, ModelConfig, OptimConfig, layer_weights, parse_field,
+                           to_flags, validate)
 from nst_tf.errors import UserError
 
 GOOD = Config(images=ImageConfig(content="c.jpg", style="s.jpg"))
@@ -13,11 +14,11 @@ def with_(config, section, **kw):
     return dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **kw)})
 
 
-def test_defaults_are_valid_and_paper_like():
+def test_defaults_are_valid_and_left_to_the_backbone():
     validate(GOOD)
-    assert GOOD.loss.content_layers == ("conv4_2",)
-    assert GOOD.loss.style_layers == ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
-    assert GOOD.model.pooling == "avg"
+    # Empty layer sets and no style weight: the backbone's defaults, filled in by stylize.resolve.
+    assert GOOD.loss.content_layers == () and GOOD.loss.style_layers == () and GOOD.loss.style_weight is None
+    assert GOOD.model.pooling == "avg" and GOOD.model.feature_transform == "auto"
 
 
 @pytest.mark.parametrize("change, message", [
@@ -25,12 +26,13 @@ def test_defaults_are_valid_and_paper_like():
     (dict(images=ImageConfig(style="s.jpg")), "needs --content"),
     (dict(images=ImageConfig(content="c.jpg", style="s.jpg", max_size=100000)), "--max_size=100000 is out of range"),
     (dict(images=ImageConfig(content="c.jpg", style="s.jpg", max_size=8)), "out of range"),
-    (dict(loss=LossConfig(style_layers=())), "--style_layers is empty"),
     (dict(loss=LossConfig(style_layers=("conv1_1", "conv1_1"))), "names a layer twice"),
-    (dict(loss=LossConfig(style_layer_weights=(1.0, 2.0))), "has 2 values but --style_layers has 5"),
+    (dict(loss=LossConfig(style_layers=("a", "b", "c"), style_layer_weights=(1.0, 2.0))),
+     "has 2 values but --style_layers has 3"),
     (dict(loss=LossConfig(tv_weight=float("nan"))), "--tv_weight=nan must be a finite number"),
     (dict(loss=LossConfig(style_weight=-1.0)), "--style_weight=-1.0 must be"),
     (dict(loss=LossConfig(content_loss="l3")), "--content_loss='l3'"),
+    (dict(model=ModelConfig(feature_transform="cosine")), "--feature_transform='cosine' is not one of"),
     (dict(optim=OptimConfig(num_steps=0)), "--num_steps=0"),
     (dict(optim=OptimConfig(learning_rate=0.0)), "--learning_rate=0.0"),
 ])
@@ -58,10 +60,12 @@ def test_layer_weights_default_to_equal():
 
 
 def test_to_flags_writes_every_field_exactly():
-    config = with_(with_(GOOD, "loss", style_weight=0.1 + 0.2), "optim", seed=5)
+    config = with_(with_(GOOD, "loss", style_weight=0.1 + 0.2, style_layers=("conv1_1", "conv2_1")),
+                   "optim", seed=5)
     lines = to_flags(config)
     assert "--style_weight=0.30000000000000004" in lines      # repr: bit-exact floats
-    assert "--style_layers=conv1_1,conv2_1,conv3_1,conv4_1,conv5_1" in lines
+    assert "--style_layers=conv1_1,conv2_1" in lines
+    assert "--normalize_features=False" in lines
     assert "--seed=5" in lines and "--content=c.jpg" in lines
     assert not any(line.startswith("--run_name") for line in lines)
 
@@ -71,3 +75,11 @@ def test_image_paths_are_those_the_run_reads():
     texture = Config(mode="texture", images=ImageConfig(content="c.jpg", style="s.jpg"))
     assert texture.image_paths == {"style": "s.jpg"}
     assert with_(texture, "optim", init="content").image_paths == {"content": "c.jpg", "style": "s.jpg"}
+
+
+def test_parse_field_types():
+    assert parse_field("normalize_features", "True") is True and parse_field("normalize_features", "false") is False
+    assert parse_field("style_weight", "") is None and parse_field("style_weight", "1e3") == 1e3
+    assert parse_field("style_layers", "conv1_1,conv2_1") == ("conv1_1", "conv2_1")
+    with pytest.raises(UserError, match="is not true or false"):
+        parse_field("normalize_features", "maybe")

@@ -100,3 +100,20 @@ def test_unknown_kinds_raise():
         losses.content_loss(F, F, "l3")
     with pytest.raises(ValueError):
         losses.style_layer_loss(G_OVER_M, G_OVER_M, "bogus")
+
+
+def test_softmax_features_by_hand():
+    # One image, one position, two channels: softmax(0, ln 3) = (1/4, 3/4), times N*M = 2.
+    f = tf.constant([[[[0.0, np.log(3.0)]]]])
+    for fn in (losses.softmax_features, tf.function(losses.softmax_features)):
+        np.testing.assert_allclose(fn(f).numpy().ravel(), [0.5, 1.5], rtol=1e-6)
+
+
+def test_softmax_features_per_image_mean_one_and_shift_invariant():
+    f = tf.random.normal((3, 4, 5, 6), seed=1) * 5
+    s = losses.softmax_features(f)
+    np.testing.assert_allclose(tf.reduce_mean(s, axis=[1, 2, 3]).numpy(), 1.0, rtol=1e-5)
+    assert float(tf.reduce_min(s)) > 0
+    np.testing.assert_allclose(losses.softmax_features(f + 100.0).numpy(), s.numpy(), rtol=1e-4)
+    # Each image is normalized on its own: the batch does not mix.
+    np.testing.assert_allclose(losses.softmax_features(f[1:2]).numpy(), s[1:2].numpy(), rtol=1e-5)

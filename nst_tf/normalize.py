@@ -1,0 +1,115 @@
+"""The paper's normalized network (`--normalize_features`): each layer's features divided by the mean
+activation of their channels.
+
+Gatys et al. (2016, Sec. 2): "We normalized the network by scaling the weights such that the mean
+activation of each convolutional filter over images and positions is equal to one." VGG has only ReLUs
+and poolings within channels, so dividing filter k's weights and bias by m_k and multiplying the next
+layer's input weights for channel k by m_k leaves everything else unchanged: the normalized network's
+features at a layer are exactly F_k / m_k, with m_k the original network's mean activation of channel k
+(tests/test_normalize.py checks this against rescaled weights). So the extractor divides each selected
+output by its channels' means rather than rewriting the weights.
+
+For ResNet (batch normalization, residual sums) the same division balances the layers' terms but is not
+a reparametrization of the network. Its outputs before a ReLU may be negative, so m_k is the mean
+absolute activation (the mean itself after a ReLU); a channel that never fires keeps m_k = 1.
+
+The means are measured on a set of images (the bundled photographs of nst_tf/data/images by default,
+or `--normalize_images=DIR`) at MEASURE_SIZE px and cached, per backbone, weights, pooling and images,
+in `$XDG_CACHE_HOME/nst_tf` (else ~/.cache/nst_tf).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import keras
+import numpy as np
+
+from nst_tf import backbones, image_io
+from nst_tf.errors import UserError
+
+BUNDLED_IMAGES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "images")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+MEASURE_SIZE = 256
+CACHE_VERSION = 1
+
+
+def image_files(folder: str | None) -> list[str]:
+    """The image files in `folder` (the bundled photographs when None), sorted; UserError if none."""
+    folder = folder or BUNDLED_IMAGES
+    if not os.path.isdir(folder):
+        raise UserError(f"--normalize_images={folder!r} is not a folder; give a folder of photographs.")
+    files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
+    if not files:
+        raise UserError(f"--normalize_images={folder!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)}).")
+    return files
+
+
+def channel_means(backbone: keras.Model, images: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """{layer: [C] float32}: m_k = mean over the images and positions of |F_k|, for every selectable layer.
+
+    Each image counts equally, whatever its size (an image too small to reach a deep layer does not count
+    there). Channels with m_k = 0 (never active) get m_k = 1.
+    """
+    spec = backbones.BACKBONES[backbone.name]
+    layers = tuple(ours for ours, _ in backbones.layer_table(spec))
+    extractor = backbones.build_extractor(backbone, layers)
+    per_image = {name: [] for name in layers}
+    for image in images:
+        features = extractor(image[None])
+        for name in layers:
+            f = np.abs(features[name].numpy())
+            if f.size:
+                per_image[name].append(f.mean(axis=(0, 1, 2)))
+    means = {}
+    for name in layers:
+        m = np.mean(per_image[name], axis=0) if per_image[name] else np.ones(features[name].shape[-1])
+        means[name] = np.where(m > 0, m, 1).astype(np.float32)
+    return means
+
+
+def cache_dir() -> str:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(root, "nst_tf")
+
+
+def _file_identity(path: str) -> list:
+    stat = os.stat(path)
+    return [os.path.abspath(path), stat.st_size, stat.st_mtime_ns]
+
+
+def cache_path(name: str, pooling: str, weights: str | None, seed: int, files: list[str]) -> str:
+    """Where the means of this backbone, weights, pooling and set of images are cached."""
+    if weights == "random":
+        weights_id = ["random", seed]
+    elif weights is not None:
+        weights_id = _file_identity(weights)
+    elif name == "vgg16_hed":
+        weights_id = _file_identity(backbones.hed_weights_path())
+    else:
+        weights_id = ["imagenet", keras.__version__]
+    key = json.dumps([CACHE_VERSION, name, pooling, weights_id, MEASURE_SIZE, [_file_identity(f) for f in files]])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return os.path.join(cache_dir(), f"feature_means_{name}_{pooling}_{digest}.npz")
+
+
+def feature_scales(backbone: keras.Model, pooling: str, weights: str | None, seed: int,
+                   folder: str | None = None, say=print) -> dict[str, np.ndarray]:
+    """The channel means of every layer of `backbone`, from the cache or measured now (and cached)."""
+    files = image_files(folder)
+    path = cache_path(backbone.name, pooling, weights, seed, files)
+    try:
+        with np.load(path) as cached:
+            return {name: cached[name] for name in cached.files}
+    except (OSError, ValueError, KeyError):
+        pass   # not cached yet, or an unreadable cache file: measure again
+    say(f"normalizing features: measuring mean activations on {len(files)} images (cached in {path})")
+    images = [image_io.load_resized(f, MEASURE_SIZE) for f in files]
+    means = channel_means(backbone, images)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        image_io.atomic_write(path, lambda f: np.savez(f, **means))
+    except OSError as e:
+        say(f"warning: cannot cache the feature means in {path} ({e.strerror}); they are measured each run")
+    return means
