@@ -52,6 +52,8 @@ flags.DEFINE_enum("pooling", _D["ModelConfig"].pooling, POOLINGS, "Pooling in th
 flags.DEFINE_enum("feature_transform", _D["ModelConfig"].feature_transform, FEATURE_TRANSFORMS,
                   "softmax: the features go through a softmax (Wang et al. 2021) before the losses, which makes "
                   "ResNet stylize; auto: softmax for resnet50, none for VGG.")
+flags.DEFINE_float("softmax_temperature", _D["ModelConfig"].softmax_temperature, "T in the softmax "
+                   "transform exp(F/T); Wang et al. use 1.")
 flags.DEFINE_bool("normalize_features", _D["ModelConfig"].normalize_features, "The paper's normalized "
                   "network: each layer's features divided by its channels' mean activation on a set of images.")
 flags.DEFINE_string("normalize_images", None, "Folder of images for --normalize_features (default: the "
@@ -112,7 +114,8 @@ def config_from_flags() -> Config:
         mode=f.mode,
         images=ImageConfig(content=f.content, style=f.style, max_size=f.max_size, style_scale=f.style_scale),
         model=ModelConfig(backbone=f.backbone, weights=f.weights, pooling=f.pooling,
-                          feature_transform=f.feature_transform, normalize_features=f.normalize_features,
+                          feature_transform=f.feature_transform, softmax_temperature=f.softmax_temperature,
+                          normalize_features=f.normalize_features,
                           normalize_images=f.normalize_images),
         loss=LossConfig(content_layers=tuple(f.content_layers), content_layer_weights=_floats("content_layer_weights"),
                         style_layers=tuple(f.style_layers), style_layer_weights=_floats("style_layer_weights"),

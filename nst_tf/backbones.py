@@ -83,7 +83,7 @@ BACKBONES = {
 # they were measured); with ImageNet weights, run the script and pass --style_weight.
 STYLE_WEIGHTS = {
     ("vgg", "none", False): 2.5e7,
-    ("vgg", "none", True): 7e7,
+    ("vgg", "none", True): 2e11,
     ("vgg", "softmax", False): 3e4,
     ("vgg", "softmax", True): 1e5,
     ("resnet", "none", False): 2e7,
@@ -218,7 +218,9 @@ def _keras_app(spec: BackboneSpec, weights: str | None, source: str) -> keras.Mo
     try:
         return cls(include_top=False, weights=weights, **kwargs)
     except Exception as e:  # Keras raises a bare Exception for a failed download, ValueError for bad files.
-        first_line = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if len(first_line) > 160:   # keep the end, where the reason is ("[Errno -2] Name or service ...")
+            first_line = first_line[:60] + " ... " + first_line[-95:]
         if weights == "imagenet":
             raise UserError(f"cannot get {spec.keras_app}'s ImageNet weights ({first_line}); when offline, "
                             f"download {KERAS_WEIGHTS_FILES[spec.keras_app]} elsewhere and pass "
@@ -362,22 +364,24 @@ class FeatureTransform(keras.layers.Layer):
     """What the losses see of a layer's features F [B, H, W, C]: F / s (with per-channel scales s, the
     paper's normalized network), then optionally `losses.softmax_features` (Wang et al. 2021)."""
 
-    def __init__(self, scales=None, softmax: bool = False, **kwargs):
+    def __init__(self, scales=None, softmax: bool = False, temperature: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.scales = None if scales is None else [float(s) for s in scales]
         self.softmax = bool(softmax)
+        self.temperature = float(temperature)
 
     def call(self, features):
         if self.scales is not None:
             features = features / keras.ops.convert_to_tensor(self.scales, dtype=features.dtype)
-        return losses.softmax_features(features) if self.softmax else features
+        return losses.softmax_features(features, self.temperature) if self.softmax else features
 
     def get_config(self):
-        return {**super().get_config(), "scales": self.scales, "softmax": self.softmax}
+        return {**super().get_config(), "scales": self.scales, "softmax": self.softmax,
+                "temperature": self.temperature}
 
 
 def build_extractor(backbone: keras.Model, layers: tuple[str, ...], transform: str = "none",
-                    scales: dict[str, np.ndarray] | None = None) -> keras.Model:
+                    scales: dict[str, np.ndarray] | None = None, temperature: float = 1.0) -> keras.Model:
     """`keras.Model(backbone.input, {our name: features})` for the given layers, frozen.
 
     Layer names may use any accepted spelling; the returned dict is keyed by our names. The functional
@@ -392,7 +396,7 @@ def build_extractor(backbone: keras.Model, layers: tuple[str, ...], transform: s
         features = backbone.get_layer(keras_name(ours, spec)).output
         if transform != "none" or scales is not None:
             features = FeatureTransform(None if scales is None else scales[ours], transform == "softmax",
-                                        name=f"transform_{ours}")(features)
+                                        temperature, name=f"transform_{ours}")(features)
         outputs[ours] = features
     extractor = keras.Model(backbone.input, outputs, name=f"{backbone.name}_extractor")
     extractor.trainable = False

@@ -40,6 +40,7 @@ class ModelConfig:
     pooling: str = "avg"
     # What the losses see of the features: auto is the backbone's default (softmax for resnet50).
     feature_transform: str = "auto"
+    softmax_temperature: float = 1.0   # T of the softmax transform (losses.softmax_features)
     normalize_features: bool = False   # the paper's normalized network (nst_tf/normalize.py)
     normalize_images: Optional[str] = None  # folder of images for the means; None: the bundled photos
 
@@ -147,6 +148,8 @@ def validate(config: Config) -> Config:
     _choice("backbone", model.backbone, BACKBONES)
     _choice("pooling", model.pooling, POOLINGS)
     _choice("feature_transform", model.feature_transform, FEATURE_TRANSFORMS)
+    if not (math.isfinite(model.softmax_temperature) and model.softmax_temperature > 0):
+        raise UserError(f"--softmax_temperature={model.softmax_temperature} must be a positive number.")
     _choice("content_loss", loss.content_loss, CONTENT_LOSSES)
     _choice("gram_norm", loss.gram_norm, GRAM_NORMS)
     _choice("init", opt.init, INITS)

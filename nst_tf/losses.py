@@ -10,11 +10,11 @@ from __future__ import annotations
 import tensorflow as tf
 
 
-def softmax_features(features: tf.Tensor) -> tf.Tensor:
+def softmax_features(features: tf.Tensor, temperature: float = 1.0) -> tf.Tensor:
     """The softmax transform of Wang et al., "Rethinking and Improving the Robustness of Image Style
     Transfer" (CVPR 2021), over all N * M entries of each image's feature map, scaled by N * M:
 
-      s_ik = N M exp(F_ik) / sum_jl exp(F_jl)         (i: channel, k: position)
+      s_ik = N M exp(F_ik / T) / sum_jl exp(F_jl / T)         (i: channel, k: position; T: temperature)
 
     Residual networks have peaky, low-entropy activations: a few large values dominate the Gram matrix
     and the style term sees little else. The softmax spreads the map's mass by its exponent. Wang et al.
@@ -23,11 +23,12 @@ def softmax_features(features: tf.Tensor) -> tf.Tensor:
 
     Args:
       features: [B, H, W, C] float32.
+      temperature: T > 0; Wang et al. use 1.
     Returns:
       [B, H, W, C] float32, positive, with mean 1 per image.
     """
     shape = tf.shape(features)
-    flat = tf.reshape(features, [shape[0], -1])
+    flat = tf.reshape(features, [shape[0], -1]) / temperature
     count = tf.cast(tf.shape(flat)[1], features.dtype)
     return tf.reshape(tf.nn.softmax(flat, axis=-1) * count, shape)
 

@@ -11,7 +11,8 @@ output by its channels' means rather than rewriting the weights.
 
 For ResNet (batch normalization, residual sums) the same division balances the layers' terms but is not
 a reparametrization of the network. Its outputs before a ReLU may be negative, so m_k is the mean
-absolute activation (the mean itself after a ReLU); a channel that never fires keeps m_k = 1.
+absolute activation (the mean itself after a ReLU). Channels that (almost) never fire are not scaled up
+without bound: see FLOOR.
 
 The means are measured on a set of images (the bundled photographs of nst_tf/data/images by default,
 or `--normalize_images=DIR`) at MEASURE_SIZE px and cached, per backbone, weights, pooling and images,
@@ -32,7 +33,12 @@ from nst_tf.errors import UserError
 BUNDLED_IMAGES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "images")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MEASURE_SIZE = 256
-CACHE_VERSION = 1
+# Channels that rarely fire on photographs (means down to 1e-6 of the median on vgg16_hed) would be
+# multiplied by up to 1e6 and, in a style image that excites them, drown every other term (measured:
+# vgg16_hed on the swirls gave a style term 1e5 times the content term and a garish result). So no
+# channel is divided by less than this fraction of its layer's median mean.
+FLOOR = 0.1
+CACHE_VERSION = 2
 
 
 def image_files(folder: str | None) -> list[str]:
@@ -50,7 +56,7 @@ def channel_means(backbone: keras.Model, images: list[np.ndarray]) -> dict[str, 
     """{layer: [C] float32}: m_k = mean over the images and positions of |F_k|, for every selectable layer.
 
     Each image counts equally, whatever its size (an image too small to reach a deep layer does not count
-    there). Channels with m_k = 0 (never active) get m_k = 1.
+    there). m_k is at least FLOOR times the layer's median m (1 if that is 0): see FLOOR.
     """
     spec = backbones.BACKBONES[backbone.name]
     layers = tuple(ours for ours, _ in backbones.layer_table(spec))
@@ -65,7 +71,8 @@ def channel_means(backbone: keras.Model, images: list[np.ndarray]) -> dict[str, 
     means = {}
     for name in layers:
         m = np.mean(per_image[name], axis=0) if per_image[name] else np.ones(features[name].shape[-1])
-        means[name] = np.where(m > 0, m, 1).astype(np.float32)
+        floor = FLOOR * np.median(m) if np.median(m) > 0 else 1.0
+        means[name] = np.maximum(m, floor).astype(np.float32)
     return means
 
 

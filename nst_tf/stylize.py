@@ -316,7 +316,8 @@ def optimize(jobs: list[Job], network: Network, device: str, show_progress: bool
 
     with tf.device(device):
         extractor = backbones.build_extractor(network.model, content_layers + style_layers,
-                                              first.model.feature_transform, network.scales)
+                                              first.model.feature_transform, network.scales,
+                                              first.model.softmax_temperature)
         objective = Objective(extractor, content_layers, style_layers, jobs[0].content, jobs[0].style,
                               loss.content_loss, loss.gram_norm)
         weights = LossWeights.from_rows(*zip(*(j.weight_row(content_layers, style_layers) for j in jobs)))

@@ -33,6 +33,7 @@ def test_defaults_are_valid_and_left_to_the_backbone():
     (dict(loss=LossConfig(style_weight=-1.0)), "--style_weight=-1.0 must be"),
     (dict(loss=LossConfig(content_loss="l3")), "--content_loss='l3'"),
     (dict(model=ModelConfig(feature_transform="cosine")), "--feature_transform='cosine' is not one of"),
+    (dict(model=ModelConfig(softmax_temperature=0.0)), "--softmax_temperature=0.0 must be a positive number"),
     (dict(optim=OptimConfig(num_steps=0)), "--num_steps=0"),
     (dict(optim=OptimConfig(learning_rate=0.0)), "--learning_rate=0.0"),
 ])

@@ -117,3 +117,6 @@ def test_softmax_features_per_image_mean_one_and_shift_invariant():
     np.testing.assert_allclose(losses.softmax_features(f + 100.0).numpy(), s.numpy(), rtol=1e-4)
     # Each image is normalized on its own: the batch does not mix.
     np.testing.assert_allclose(losses.softmax_features(f[1:2]).numpy(), s[1:2].numpy(), rtol=1e-5)
+    # The temperature divides the features: T = 2 on F is T = 1 on F / 2.
+    np.testing.assert_allclose(losses.softmax_features(f, 2.0).numpy(), losses.softmax_features(f / 2).numpy(),
+                               rtol=1e-5)

@@ -163,6 +163,11 @@ def test_runs_started_at_the_same_moment_get_their_own_folders(tmp_path):
     (["--sweep=style:missing.jpg,other.jpg"], "image not found: 'missing.jpg'"),
     (["--sweep=style_layers:conv1_1;conv9_1"], "sweep cell style_layers=conv9_1: unknown layer 'conv9_1'"),
     (["--resume=nowhere"], "--resume='nowhere' is not a run or sweep folder"),
+    (["--backbone=resnet50", "--weights=random", "--style_layers=conv1_1"],
+     "unknown layer 'conv1_1' for resnet50; its layers are Keras' names"),
+    (["--feature_transform=cosine"], "--feature_transform"),
+    (["--normalize_features", "--normalize_images=nowhere"], "--normalize_images='nowhere' is not a folder"),
+    (["--list_layers", "--max_size=5"], "--max_size=5 is out of range"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, content_path, style_path, args, message):
     base = [f"--content={content_path}", f"--style={style_path}", f"--output_dir={tmp_path / 'out'}", *TINY,
@@ -241,7 +246,8 @@ def test_config_from_flags_round_trip(tmp_path):
     from absl import flags
     from nst_tf.config import to_flags
     argv = ["run.py", "--content=a.jpg", "--style=b.png", "--style_layer_weights=0.1,0.2,0.3,0.2,0.2",
-            "--content_layers=conv4_2,conv5_2", "--seed=9", "--tv_weight=0.5"]
+            "--content_layers=conv4_2,conv5_2", "--seed=9", "--tv_weight=0.5", "--normalize_features",
+            "--feature_transform=softmax", "--normalize_images=photos"]
     run_script.FLAGS.unparse_flags()
     run_script.FLAGS(argv)
     config = run_script.config_from_flags()
@@ -263,3 +269,41 @@ def test_tensorflow_start_up_lines_are_hidden(tmp_path, content_path, style_path
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(proc.stderr.splitlines()) == 1 and "unknown layer 'conv9_1'" in proc.stderr
+
+
+def test_list_layers(content_path):
+    proc = run_py("--list_layers", "--backbone=resnet50", "--max_size=64")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("resnet50: ResNet-50")
+    assert any(line.split()[:6] == ["conv5_block2_2_conv", "2", "x", "2", "x", "512"] for line in lines)
+    assert any(line.split()[0] == "conv1_relu" and line.split()[-1] == "style" for line in lines[2:-3])
+    assert "default style layers:   conv1_relu,conv2_block1_1_conv," in proc.stdout
+    assert "default feature transform: softmax" in proc.stdout
+    # The content image's aspect: 40 x 48 at --max_size=48.
+    proc = run_py("--list_layers", "--backbone=vgg16_hed", "--max_size=48", f"--content={content_path}")
+    assert proc.returncode == 0, proc.stderr
+    assert any(line.split()[:6] == ["conv1_1", "40", "x", "48", "x", "64"] for line in proc.stdout.splitlines())
+    assert "default content layers: conv4_2" in proc.stdout
+
+
+@pytest.mark.slow
+def test_resnet50_and_normalized_runs(tmp_path, content_path, style_path):
+    out = tmp_path / "out"
+    proc = run_py(f"--content={content_path}", f"--style={style_path}", "--num_steps=2", f"--output_dir={out}",
+                  "--run_name=resnet", "--backbone=resnet50", "--weights=random", "--max_size=32", "--seed=1",
+                  "--progress=false")
+    assert proc.returncode == 0, proc.stderr
+    header = open(out / "resnet" / "losses.csv").readline()
+    assert "content/conv5_block1_1_conv" in header and "style/conv1_relu" in header
+    flagfile = (out / "resnet" / "run.flags").read_text().splitlines()
+    assert "--feature_transform=softmax" in flagfile and "--style_weight=6000.0" in flagfile
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    write_png(photos / "a.png", smooth_image(40, 40))
+    write_png(photos / "b.png", smooth_image(30, 40, seed=4))
+    proc = run_py(f"--content={content_path}", f"--style={style_path}", "--num_steps=2", f"--output_dir={out}",
+                  "--run_name=normalized", "--normalize_features", f"--normalize_images={photos}", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    assert "measuring mean activations on 2 images" in proc.stdout
+    assert "--normalize_features=True" in (out / "normalized" / "run.flags").read_text().splitlines()

@@ -107,3 +107,24 @@ def test_a_crash_keeps_the_last_image_and_state(tmp_path, content_path, style_pa
     run_dir = tmp_path / "crash"
     assert (run_dir / "result.png").exists() and (run_dir / "state.npz").exists()
     assert '"status": "crashed"' in (run_dir / "summary.json").read_text()
+
+
+@pytest.mark.parametrize("backbone, transform, normalized, content, style0, beta", [
+    ("vgg16_hed", "auto", False, ("conv4_2",), "conv1_1", 2.5e7),
+    ("vgg16_hed", "auto", True, ("conv4_2",), "conv1_1", 2e11),
+    ("resnet50", "auto", False, ("conv5_block1_1_conv",), "conv1_relu", 6e3),
+    ("resnet50", "none", False, ("conv5_block1_1_conv",), "conv1_relu", 2e7),
+])
+def test_resolve_fills_in_the_backbones_defaults(backbone, transform, normalized, content, style0, beta):
+    config = Config(images=ImageConfig(content="c.png", style="s.png"),
+                    model=ModelConfig(backbone=backbone, weights="random", feature_transform=transform,
+                                      normalize_features=normalized))
+    resolved = stylize.resolve(config, say=lambda *a: None)
+    assert resolved.loss.content_layers == content and resolved.loss.style_layers[0] == style0
+    assert resolved.loss.style_weight == beta
+    assert resolved.model.feature_transform == ("softmax" if backbone == "resnet50" and transform == "auto"
+                                                else transform if transform != "auto" else "none")
+    given = dataclasses.replace(config, loss=LossConfig(style_weight=5.0, style_layers=("block1_conv1",)
+                                                        if backbone != "resnet50" else ("conv1_conv",)))
+    resolved = stylize.resolve(given, say=lambda *a: None)
+    assert resolved.loss.style_weight == 5.0 and len(resolved.loss.style_layers) == 1
