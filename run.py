@@ -212,7 +212,8 @@ def main(argv: list[str]) -> int:
     stylize, comparison = _load_engine()   # TensorFlow loads here, after the flags are known to be good.
     try:
         if FLAGS.list_layers:
-            print(stylize.describe_layers(FLAGS.backbone, FLAGS.max_size, FLAGS.pooling, FLAGS.content))
+            from nst_tf import backbones   # already imported by the engine
+            print(backbones.describe_layers(FLAGS.backbone, FLAGS.max_size, FLAGS.pooling, FLAGS.content))
         elif cells:
             comparison.run_sweep(config, show_progress=FLAGS.progress, resume_dir=resume_dir)
         else:

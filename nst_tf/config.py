@@ -15,6 +15,16 @@ from nst_tf.errors import UserError
 MODES = ("transfer", "content", "texture")
 BACKBONES = ("auto", "vgg19", "vgg16", "vgg16_hed", "resnet50")   # nst_tf.backbones.BACKBONES
 FEATURE_TRANSFORMS = ("auto", "none", "softmax")
+
+# Each backbone's default (content layers, style layers), used where --content_layers / --style_layers
+# are empty. VGG: the paper's (Gatys et al. 2016, Sec. 3). ResNet-50: the layer set of the ResNet report
+# in the seeds (Keras names). `auto` is always a VGG.
+VGG_LAYERS = (("conv4_2",), ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"))
+RESNET_LAYERS = (("conv5_block1_1_conv",),
+                 ("conv1_relu", "conv2_block1_1_conv", "conv2_block3_2_conv", "conv3_block1_1_conv",
+                  "conv3_block3_3_conv", "conv4_block6_3_conv", "conv5_block2_2_conv"))
+DEFAULT_LAYERS = {"auto": VGG_LAYERS, "vgg19": VGG_LAYERS, "vgg16": VGG_LAYERS, "vgg16_hed": VGG_LAYERS,
+                  "resnet50": RESNET_LAYERS}
 POOLINGS = ("avg", "max")
 CONTENT_LOSSES = ("l2", "l1")
 GRAM_NORMS = ("paper", "positions", "elements")
@@ -156,12 +166,12 @@ def validate(config: Config) -> Config:
     for name in ("content_weight", "style_weight", "tv_weight"):
         if getattr(loss, name) is not None:
             _finite_nonneg(name, getattr(loss, name))
-    for kind in ("content", "style"):
-        layers = getattr(loss, f"{kind}_layers")
+    for i, kind in enumerate(("content", "style")):
+        layers = getattr(loss, f"{kind}_layers") or DEFAULT_LAYERS[model.backbone][i]
         weights = getattr(loss, f"{kind}_layer_weights")
         if len(set(layers)) != len(layers):
             raise UserError(f"--{kind}_layers={','.join(layers)} names a layer twice.")
-        if weights and layers and len(weights) != len(layers):
+        if weights and len(weights) != len(layers):
             raise UserError(f"--{kind}_layer_weights has {len(weights)} values but --{kind}_layers has "
                             f"{len(layers)} layers: give one weight per layer.")
         for w in weights:

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from nst_tf import backbones, image_io, normalize
-from nst_tf.config import MAX_SIZE_LIMIT, Config, layer_weights, to_dict, to_flags, validate
+from nst_tf.config import Config, layer_weights, to_dict, to_flags, validate
 from nst_tf.errors import UserError
 from nst_tf.objective import LossWeights, Objective, term_names
 from nst_tf.optimize import image_state, restore_state, run_adam
@@ -171,36 +171,6 @@ def load_model(config: Config, say=print) -> Network:
         return Network(model)
     return Network(model, normalize.feature_scales(model, m.pooling, m.weights, config.optim.seed,
                                                    m.normalize_images, say))
-
-
-def describe_layers(name: str, max_size: int, pooling: str = "avg", content: str | None = None) -> str:
-    """`run.py --list_layers`: every selectable layer of backbone `name` with its output shape for a
-    result of `max_size` px (with the content image's aspect, if given), and the backbone's defaults."""
-    if not 16 <= max_size <= MAX_SIZE_LIMIT:
-        raise UserError(f"--max_size={max_size} is out of range: use 16 to {MAX_SIZE_LIMIT} pixels.")
-    note = "; --backbone=auto is this one when its ImageNet weights can be had, else vgg16_hed" if name == "auto" else ""
-    name = "vgg19" if name == "auto" else name
-    spec = backbones.BACKBONES[name]
-    height, width = max_size, max_size
-    if content:
-        shape = image_io.load_image(content).shape
-        height, width = image_io.fit_size(shape[0], shape[1], max_size)
-    model = backbones.load_backbone(name, pooling, "random")
-    table = backbones.layer_table(spec)
-    outputs = backbones.build_extractor(model, tuple(ours for ours, _ in table))(tf.zeros((1, height, width, 3)))
-    roles = {**{n: "content" for n in spec.content_layers}, **{n: "style" for n in spec.style_layers}}
-    lines = [f"{name}: {spec.description}{note}", f"output shapes (height x width x channels) for a {height} x {width} image:"]
-    for ours, keras_layer in table:
-        h, w, c = outputs[ours].shape[1:]
-        alias = f"  ({keras_layer})" if keras_layer != ours else ""
-        lines.append(f"  {ours:<22} {h:>5} x {w:<5} x {c:<5} {roles.get(ours, ''):<8}{alias}".rstrip())
-    transform = spec.feature_transform
-    lines += [f"default content layers: {','.join(spec.content_layers)}",
-              f"default style layers:   {','.join(spec.style_layers)}",
-              f"default feature transform: {transform}; default style weight (beta): "
-              f"{backbones.default_style_weight(spec, transform, False):g}, with --normalize_features "
-              f"{backbones.default_style_weight(spec, transform, True):g}"]
-    return "\n".join(lines)
 
 
 def start_run_dir(config: Config, run_dir: str) -> None:

@@ -38,7 +38,7 @@ def test_vgg16_has_no_conv5_4():
         backbones.resolve_layer("conv5_4", VGG16)
 
 
-@pytest.mark.parametrize("spec", [VGG19, VGG16])
+@pytest.mark.parametrize("spec", [VGG19, VGG16, backbones.BACKBONES["vgg16"]], ids=lambda s: s.name)
 def test_random_backbone_shapes_and_truncation(spec):
     model = backbones.load_backbone(spec.name, weights="random")
     extractor = backbones.build_extractor(model, ("conv1_1", "block2_conv1", "conv3_1"))

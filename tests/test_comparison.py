@@ -43,10 +43,10 @@ def test_a_batch_gives_the_images_of_its_cells_run_one_by_one(tmp_path, content_
         return out
 
     batched = jobs("batched")
-    stylize.optimize(batched, hed_backbone, "/device:CPU:0", show_progress=False)
+    stylize.optimize(batched, stylize.Network(hed_backbone), "/device:CPU:0", show_progress=False)
     single = jobs("single")
     for job in single:
-        stylize.optimize([job], hed_backbone, "/device:CPU:0", show_progress=False)
+        stylize.optimize([job], stylize.Network(hed_backbone), "/device:CPU:0", show_progress=False)
     for a, b in zip(batched, single):
         assert a.status == b.status == "done"
         np.testing.assert_allclose(a.logger.last_good_image, b.logger.last_good_image, atol=2e-5)
@@ -65,7 +65,7 @@ def test_one_diverging_cell_does_not_stop_the_others(tmp_path, content_path, sty
         cfg, content, style = stylize.prepare(cfg, say=lambda *a: None)
         os.makedirs(tmp_path / str(i))
         jobs.append(stylize.Job(cfg, content, style, str(tmp_path / str(i))))
-    stylize.optimize(jobs, hed_backbone, "/device:CPU:0", show_progress=False)
+    stylize.optimize(jobs, stylize.Network(hed_backbone), "/device:CPU:0", show_progress=False)
     assert [j.status for j in jobs] == ["done", "diverged"]
     assert "non-finite" in jobs[1].message and jobs[0].logger.rows[-1]["step"] == 4
     assert np.isfinite(jobs[0].logger.last_good_image).all()

@@ -29,6 +29,10 @@ def test_defaults_are_valid_and_left_to_the_backbone():
     (dict(loss=LossConfig(style_layers=("conv1_1", "conv1_1"))), "names a layer twice"),
     (dict(loss=LossConfig(style_layers=("a", "b", "c"), style_layer_weights=(1.0, 2.0))),
      "has 2 values but --style_layers has 3"),
+    # Checked against the backbone's default layers, before TensorFlow loads:
+    (dict(loss=LossConfig(style_layer_weights=(1.0, 2.0))), "has 2 values but --style_layers has 5"),
+    (dict(model=ModelConfig(backbone="resnet50"), loss=LossConfig(style_layer_weights=(1.0,) * 5)),
+     "has 5 values but --style_layers has 7"),
     (dict(loss=LossConfig(tv_weight=float("nan"))), "--tv_weight=nan must be a finite number"),
     (dict(loss=LossConfig(style_weight=-1.0)), "--style_weight=-1.0 must be"),
     (dict(loss=LossConfig(content_loss="l3")), "--content_loss='l3'"),
