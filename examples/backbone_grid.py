@@ -5,11 +5,14 @@ from the bundled images.
                                    [--save_as=docs/backbones.jpg]
 
 Each cell is an ordinary run (`nst_tf.stylize.run`) with the backbone's default layers and style weight,
-written to outputs/backbone_grid_<time>/<row>__<column>/; the grid goes to grid.png beside them. A
-backbone whose weights cannot be had here (ImageNet weights offline) gets an empty row that says so.
+written to outputs/backbone_grid_<time>/<row>__<column>/ (or --out); the grid goes to grid.png beside
+them. Cells already finished in --out are kept, so an interrupted grid continues, and deleting a row's
+folders redoes that row. A backbone whose weights cannot be had here (ImageNet weights offline) is left
+out of the grid, and its title says so.
 """
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -48,6 +51,8 @@ flags.DEFINE_integer("num_steps", 200, "Adam steps per cell.")
 flags.DEFINE_float("tv_weight", 10.0, "Total variation weight.")
 flags.DEFINE_integer("seed", 1, "Seed of every cell.")
 flags.DEFINE_string("save_as", None, "Also save the grid here (e.g. docs/backbones.jpg).")
+flags.DEFINE_string("out", None, "Grid folder (default: a new outputs/backbone_grid_<time>); finished cells "
+                    "in it are kept.")
 FLAGS = flags.FLAGS
 
 
@@ -55,32 +60,39 @@ def main(argv):
     unknown = [r for r in FLAGS.rows if r not in ROWS]
     if unknown:
         sys.exit(f"error: unknown rows {unknown}; choose from {', '.join(ROWS)}.")
-    out = os.path.join(ROOT, "outputs", time.strftime("backbone_grid_%Y%m%d-%H%M%S"))
-    os.makedirs(out)
-    tiles, captions = {}, {}
-    for r, row in enumerate(FLAGS.rows):
+    out = FLAGS.out or os.path.join(ROOT, "outputs", time.strftime("backbone_grid_%Y%m%d-%H%M%S"))
+    os.makedirs(out, exist_ok=True)
+    tiles, captions, rows, missing = {}, {}, [], []
+    for row in FLAGS.rows:
         label, model = ROWS[row]
+        r = len(rows)
         for c, (pair, content, style) in enumerate(PAIRS):
             config = Config(images=ImageConfig(content=content, style=style, max_size=FLAGS.max_size),
                             model=ModelConfig(**model), loss=LossConfig(tv_weight=FLAGS.tv_weight),
                             optim=OptimConfig(num_steps=FLAGS.num_steps, seed=FLAGS.seed),
                             output=OutputConfig(output_dir=out, run_name=f"{row}__{c}", save_every=0))
             print(f"{label} / {pair}", flush=True)
-            try:
-                run_dir = stylize.run(config, show_progress=False)
-            except UserError as e:
-                print(f"  skipped: {e}")
-                captions[(r, 0)] = "weights not available here"
-                break
+            run_dir = os.path.join(out, config.output.run_name)
+            if not os.path.exists(os.path.join(run_dir, "summary.json")):
+                shutil.rmtree(run_dir, ignore_errors=True)   # an unfinished cell is run again
+                try:
+                    run_dir = stylize.run(config, show_progress=False)
+                except UserError as e:
+                    print(f"  skipped: {e}")
+                    missing.append(label)
+                    break
             tiles[(r, c)] = image_io.load_image(os.path.join(run_dir, "result.png"))
             with open(os.path.join(run_dir, "summary.json")) as f:
                 captions[(r, c)] = f"{json.load(f)['wall_time_s']:.0f} s"
+        else:
+            rows.append(label)
     inputs = [(f"{pair}: content", image_io.load_resized(content, FLAGS.max_size)) for pair, content, _ in PAIRS]
     inputs += [("style: swirls", image_io.load_resized(PAIRS[0][2], FLAGS.max_size)),
                ("style: hubble", image_io.load_resized(PAIRS[2][2], FLAGS.max_size))]
-    png = render_grid(tiles, len(FLAGS.rows), len(PAIRS), [ROWS[r][0] for r in FLAGS.rows],
-                      [p[0] for p in PAIRS], captions, inputs,
-                      title=f"{FLAGS.num_steps} Adam steps, {FLAGS.max_size} px, default layers and weights")
+    title = f"{FLAGS.num_steps} Adam steps, {FLAGS.max_size} px, default layers and weights"
+    if missing:
+        title += f"\nnot here (no weights): {', '.join(missing)}"
+    png = render_grid(tiles, len(rows), len(PAIRS), rows, [p[0] for p in PAIRS], captions, inputs, title)
     grid_path = os.path.join(out, "grid.png")
     image_io.atomic_write(grid_path, lambda f: f.write(png))
     print(f"grid: {grid_path}")

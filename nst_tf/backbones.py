@@ -77,7 +77,7 @@ BACKBONES = {
 # they were measured); with ImageNet weights, run the script and pass --style_weight.
 STYLE_WEIGHTS = {
     ("vgg", "none", False): 2.5e7,
-    ("vgg", "none", True): 2e11,
+    ("vgg", "none", True): 8e11,
     ("vgg", "softmax", False): 3e4,
     ("vgg", "softmax", True): 1e5,
     ("resnet", "none", False): 2e7,

@@ -44,7 +44,7 @@ def render_grid(tiles: dict[tuple[int, int], np.ndarray], n_rows: int, n_cols: i
       row_labels, col_labels: one per row / column ("" for none).
       captions: {(row, col): text} under each tile (e.g. its final loss or "diverged").
       inputs: [(label, image)] drawn in a first row above the grid (e.g. the content and style images).
-      title: one line across the top.
+      title: across the top; may have several lines.
     """
     captions = captions or {}
     shapes = [im.shape[:2] for im in list(tiles.values()) + [im for _, im in inputs]]
@@ -54,7 +54,7 @@ def render_grid(tiles: dict[tuple[int, int], np.ndarray], n_rows: int, n_cols: i
     left = 190 if any(row_labels) else GAP
     slot_h = tile_h + CAPTION
     n_cols_total = max(n_cols, len(inputs))
-    title_h = 26 if title else 0
+    title_h = 8 + 18 * (title.count("\n") + 1) if title else 0
     inputs_h = slot_h + GAP if inputs else 0
     labels_h = max([t.count("\n") + 1 for t in col_text if t] or [0]) * 13 + 4
     width = left + n_cols_total * (tile_w + GAP)
