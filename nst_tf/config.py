@@ -15,6 +15,8 @@ from nst_tf.errors import UserError
 MODES = ("transfer", "content", "texture")
 BACKBONES = ("auto", "vgg19", "vgg16", "vgg16_hed", "resnet50")   # nst_tf.backbones.BACKBONES
 FEATURE_TRANSFORMS = ("auto", "none", "softmax")
+PRESERVE_COLORS = ("none", "luminance", "swap", "histogram")   # nst_tf.color
+COLOR_MATCHES = ("cholesky", "pca", "symmetric")
 
 # Each backbone's default (content layers, style layers), used where --content_layers / --style_layers
 # are empty. VGG: the paper's (Gatys et al. 2016, Sec. 3). ResNet-50: the layer set of the ResNet report
@@ -41,6 +43,9 @@ class ImageConfig:
     style: Optional[str] = None
     max_size: int = 256          # longest side of the result, in pixels; about 1 s/step on 2 CPU cores
     style_scale: float = 1.0     # style image's longest side = max_size * style_scale
+    preserve_colors: str = "none"  # none, luminance, swap, histogram (nst_tf/color.py)
+    color_match: str = "cholesky"  # how --preserve_colors=histogram and --color_only match colours
+    color_only: bool = False     # the content with the style's colours, no texture, no optimization
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,12 @@ def validate(config: Config) -> Config:
         raise UserError(f"--max_size={im.max_size} is out of range: use 16 to {MAX_SIZE_LIMIT} pixels.")
     if not (math.isfinite(im.style_scale) and 0.05 <= im.style_scale <= 4):
         raise UserError(f"--style_scale={im.style_scale} is out of range: use 0.05 to 4.")
+    _choice("preserve_colors", im.preserve_colors, PRESERVE_COLORS)
+    _choice("color_match", im.color_match, COLOR_MATCHES)
+    if (im.preserve_colors != "none" or im.color_only) and config.mode != "transfer":
+        raise UserError(f"--preserve_colors and --color_only need --mode=transfer (both images), not {config.mode}.")
+    if im.color_only and config.sweep:
+        raise UserError("--color_only makes one image without optimizing; leave out --sweep.")
     _choice("backbone", model.backbone, BACKBONES)
     _choice("pooling", model.pooling, POOLINGS)
     _choice("feature_transform", model.feature_transform, FEATURE_TRANSFORMS)

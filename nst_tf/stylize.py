@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import backbones, image_io, normalize
+from nst_tf import backbones, color, image_io, normalize
 from nst_tf.config import Config, layer_weights, to_dict, to_flags, validate
 from nst_tf.errors import UserError
 from nst_tf.objective import LossWeights, Objective, term_names
@@ -192,6 +192,18 @@ class Job:
     status: str = "pending"
     message: str = ""
     logger: RunLogger | None = None
+    colors: np.ndarray | None = dataclasses.field(default=None, init=False)   # the content as loaded
+
+    def __post_init__(self):
+        """`content` and `style` become what the network sees under --preserve_colors (color.py)."""
+        im = self.config.images
+        self.colors = self.content
+        self.content, self.style = color.working_inputs(im.preserve_colors, im.color_match, self.content, self.style)
+
+    def output(self, image: np.ndarray) -> np.ndarray:
+        """The image written as the result: the optimized one, with the content's colours put back for
+        --preserve_colors=luminance or swap."""
+        return color.final_image(self.config.images.preserve_colors, image, self.colors)
 
     @property
     def content_layers(self) -> tuple[str, ...]:
@@ -331,8 +343,9 @@ def optimize(jobs: list[Job], network: Network, device: str, show_progress: bool
     save()   # a finished run can be continued with a larger --num_steps
     for job in jobs:
         if job.status == "running":
-            image_io.save_image(job.logger.last_good_image, os.path.join(job.run_dir, "result.png"))
-            job.logger.close(final_image=job.logger.last_good_image)
+            result = job.output(job.logger.last_good_image)
+            image_io.save_image(result, os.path.join(job.run_dir, "result.png"))
+            job.logger.close(final_image=result)
             job.status = "done"
             _write_summary(job, device)
 
@@ -363,6 +376,8 @@ def run(config: Config, show_progress: bool = True, say=print, resume_dir: str |
     Raises UserError (with a one-line message) for bad input or a diverging run, and `Interrupted` on
     Ctrl-C; in both cases after the run's last good image, its optimizer state and its logs are saved.
     """
+    if config.images.color_only:   # no network, no optimization
+        return _color_only(config, *load_inputs(validate(config)), say)
     config, content, style = prepare(config, say)
     device = backbones.pick_device(config.optim.device)
     with tf.device(device):
@@ -386,6 +401,16 @@ def run(config: Config, show_progress: bool = True, say=print, resume_dir: str |
     return run_dir
 
 
+def _color_only(config: Config, content: np.ndarray, style: np.ndarray, say) -> str:
+    """--color_only: the content image with the style's colour mean and covariance, no optimization."""
+    run_dir = make_run_dir(config.output.output_dir, config.output.run_name or default_run_name(config))
+    start_run_dir(config, run_dir)
+    result = np.clip(color.match_colors(content, style, config.images.color_match), 0.0, 1.0)
+    image_io.save_image(result, os.path.join(run_dir, "result.png"))
+    say(f"result: {os.path.join(run_dir, 'result.png')} (the content in the style's colours)")
+    return run_dir
+
+
 def _stop_early(job: Job, device: str, status: str) -> str:
     """Saves what a stopped job has (last good image, logs, summary); returns where the image went."""
     logger = job.logger
@@ -393,7 +418,7 @@ def _stop_early(job: Job, device: str, status: str) -> str:
     if logger.last_good_image is None:
         saved = "no step completed, so there is no image to keep"
     else:
-        image_io.save_image(logger.last_good_image, path)
+        image_io.save_image(job.output(logger.last_good_image), path)
         saved = f"the last good image (step {logger.last_good_step}) is saved as {path}"
     logger.close()
     job.status = status

@@ -38,6 +38,12 @@ def test_defaults_are_valid_and_left_to_the_backbone():
     (dict(loss=LossConfig(content_loss="l3")), "--content_loss='l3'"),
     (dict(model=ModelConfig(feature_transform="cosine")), "--feature_transform='cosine' is not one of"),
     (dict(model=ModelConfig(softmax_temperature=0.0)), "--softmax_temperature=0.0 must be a positive number"),
+    (dict(images=ImageConfig(content="c.jpg", style="s.jpg", preserve_colors="grey")), "--preserve_colors='grey'"),
+    (dict(images=ImageConfig(content="c.jpg", style="s.jpg", color_match="lab")), "--color_match='lab'"),
+    (dict(mode="texture", images=ImageConfig(style="s.jpg", preserve_colors="swap")),
+     "--preserve_colors and --color_only need --mode=transfer"),
+    (dict(images=ImageConfig(content="c.jpg", style="s.jpg", color_only=True), sweep=("seed:1,2",)),
+     "--color_only makes one image"),
     (dict(optim=OptimConfig(num_steps=0)), "--num_steps=0"),
     (dict(optim=OptimConfig(learning_rate=0.0)), "--learning_rate=0.0"),
 ])

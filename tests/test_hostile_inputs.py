@@ -132,7 +132,8 @@ TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_ch
 FLAG_NAMES = ["max_size", "style_scale", "style_weight", "tv_weight", "num_steps", "learning_rate", "seed",
               "content_layers", "style_layers", "style_layer_weights", "gram_norm", "init", "sweep",
               "sweep_batch", "mode", "save_every", "log_every", "backbone", "run_name", "feature_transform",
-              "softmax_temperature", "normalize_features", "normalize_images", "list_layers"]
+              "softmax_temperature", "normalize_features", "normalize_images", "list_layers", "preserve_colors",
+              "color_match", "color_only"]
 
 
 @PROPERTY

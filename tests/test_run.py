@@ -307,3 +307,23 @@ def test_resnet50_and_normalized_runs(tmp_path, content_path, style_path):
     assert proc.returncode == 0, proc.stderr
     assert "measuring mean activations on 2 images" in proc.stdout
     assert "--normalize_features=True" in (out / "normalized" / "run.flags").read_text().splitlines()
+
+
+@pytest.mark.slow
+def test_color_controls(tmp_path, content_path, style_path):
+    from nst_tf import color
+    out = tmp_path / "out"
+    proc = run_py(f"--content={content_path}", f"--style={style_path}", "--color_only", f"--output_dir={out}",
+                  "--run_name=colors", "--max_size=32", "--progress=false")
+    assert proc.returncode == 0, proc.stderr
+    result = image_io.load_image(str(out / "colors" / "result.png"))
+    style = image_io.load_image(style_path)
+    np.testing.assert_allclose(result.reshape(-1, 3).mean(0), style.reshape(-1, 3).mean(0), atol=0.03)
+    content = image_io.load_resized(content_path, 32)
+    for mode in ("luminance", "swap"):
+        proc = run_py(f"--content={content_path}", f"--style={style_path}", f"--preserve_colors={mode}",
+                      "--num_steps=3", f"--output_dir={out}", f"--run_name={mode}", *TINY)
+        assert proc.returncode == 0, proc.stderr
+        result = image_io.load_image(str(out / mode / "result.png"))
+        # The content's colour channels (I, Q) are back in the result, up to clipping and 8-bit rounding.
+        np.testing.assert_allclose(color.rgb_to_yiq(result)[..., 1:], color.rgb_to_yiq(content)[..., 1:], atol=0.03)
