@@ -8,6 +8,7 @@
   python run.py --content=... --style=... --sweep=ratio:1e-4,1e-3 --sweep=seed:1,2  # a comparison grid
   python run.py --resume=outputs/<run>                                           # continue a stopped run
   python run.py --list_layers --backbone=resnet50                                # layers, shapes, defaults
+  python run.py --content=... --style=... --preserve_colors=luminance            # keep the photo's colours
 
 This file alone defines and reads flags; it turns them into one frozen `nst_tf.config.Config` and hands
 it to `nst_tf.stylize.run` (or `nst_tf.comparison.run_sweep`). Errors in the input end with one line on
