@@ -163,7 +163,8 @@ def validate(config: Config) -> Config:
     _choice("preserve_colors", im.preserve_colors, PRESERVE_COLORS)
     _choice("color_match", im.color_match, COLOR_MATCHES)
     if (im.preserve_colors != "none" or im.color_only) and config.mode != "transfer":
-        raise UserError(f"--preserve_colors and --color_only need --mode=transfer (both images), not {config.mode}.")
+        raise UserError(f"--preserve_colors and --color_only need --mode=transfer (both images), "
+                        f"not {config.mode}.")
     if im.color_only and config.sweep:
         raise UserError("--color_only makes one image without optimizing; leave out --sweep.")
     _choice("backbone", model.backbone, BACKBONES)
