@@ -24,27 +24,29 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from nst_tf import backbones, image_io, losses, normalize  # noqa: E402
+from nst_tf import backbones, color, image_io, losses, normalize  # noqa: E402
 
 flags.DEFINE_string("resnet_weights", "random", "resnet50 weights: random, a file, or '' for ImageNet.")
 flags.DEFINE_integer("size", 256, "Longest side of the photographs.")
 FLAGS = flags.FLAGS
 
 
-def terms(name: str, weights, transform: str, normalized: bool, images) -> tuple[float, float]:
-    """Median content and style terms over all ordered pairs of `images`."""
+def terms(name: str, weights, transform: str, normalized: bool, images, colors="none") -> tuple[float, float]:
+    """Median content and style terms over all ordered pairs of `images` (as the network sees them under
+    --preserve_colors=`colors`)."""
     spec = backbones.BACKBONES[name]
     model = backbones.load_backbone(name, "avg", weights, seed=0)
     scales = normalize.feature_scales(model, "avg", weights, 0) if normalized else None
     extractor = backbones.build_extractor(model, spec.content_layers + spec.style_layers, transform, scales)
-    feats = [extractor(im[None]) for im in images]
     c_terms, s_terms = [], []
     for a, b in itertools.permutations(range(len(images)), 2):
-        # Content: features of the same size are needed, so image b is resized to image a's size.
-        fb = extractor(image_io.resize(images[b], images[a].shape[:2])[None])
-        c_terms.append(np.mean([float(losses.content_loss(fb[n], feats[a][n])[0]) for n in spec.content_layers]))
-        s_terms.append(np.mean([float(losses.style_layer_loss(losses.gram_matrix(feats[b][n]),
-                                                              losses.gram_matrix(feats[a][n]), "elements")[0])
+        # a is the content, b the style; for the content term b is resized to a's size.
+        content, style = color.working_inputs(colors, "cholesky", images[a], images[b])
+        fa, fb = extractor(content[None]), extractor(style[None])
+        fb_resized = extractor(image_io.resize(style, content.shape[:2])[None])
+        c_terms.append(np.mean([float(losses.content_loss(fb_resized[n], fa[n])[0]) for n in spec.content_layers]))
+        s_terms.append(np.mean([float(losses.style_layer_loss(losses.gram_matrix(fb[n]),
+                                                              losses.gram_matrix(fa[n]), "elements")[0])
                                 for n in spec.style_layers]))
     return float(np.median(c_terms)), float(np.median(s_terms))
 
@@ -56,6 +58,9 @@ def main(argv):
     resnet_weights = FLAGS.resnet_weights or None
     print("| backbone | weights | transform | normalized | C | S | beta |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
+    c, s = terms("vgg16_hed", None, "none", False, images, colors="luminance")
+    print(f"| vgg16_hed, --preserve_colors=luminance | default | none | False | {c:.3g} | {s:.3g} | "
+          f"{beta_ref * (c / s) / (c_ref / s_ref):.2g} (x{(c / s) / (c_ref / s_ref):.2g}) |")
     for name, weights in (("vgg16_hed", None), ("resnet50", resnet_weights)):
         for transform, normalized in itertools.product(("none", "softmax"), (False, True)):
             c, s = terms(name, weights, transform, normalized, images)

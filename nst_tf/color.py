@@ -18,6 +18,13 @@ from __future__ import annotations
 
 import numpy as np
 
+# Grey images give smaller style terms than coloured ones (the colour channels' correlations are gone),
+# so with the default beta luminance-only transfer came out faint (tubingen + starry_night at 256 px).
+# The default beta is multiplied by this, which about keeps the content/style balance of plain transfer:
+# examples/calibrate_style_weight.py measures x5.7 between the bundled photographs (x5.1 with the swirls
+# among them; README "Colour").
+LUMINANCE_STYLE_FACTOR = 5.0
+
 # NTSC YIQ (the FCC's coefficients); Y is the luminance.
 RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
                        [0.595716, -0.274453, -0.321263],

@@ -136,6 +136,8 @@ def resolve(config: Config, say=print) -> Config:
     style_weight = loss.style_weight
     if style_weight is None:
         style_weight = backbones.default_style_weight(spec, transform, model.normalize_features)
+        if config.images.preserve_colors == "luminance":
+            style_weight *= color.LUMINANCE_STYLE_FACTOR
     loss = dataclasses.replace(
         loss, style_weight=style_weight,
         content_layers=tuple(backbones.resolve_layer(n, spec) for n in loss.content_layers or spec.content_layers),

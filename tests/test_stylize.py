@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from nst_tf import image_io, stylize
+from nst_tf import color, image_io, stylize
 from nst_tf.config import Config, ImageConfig, LossConfig, ModelConfig, OptimConfig, OutputConfig
 from nst_tf.errors import UserError
 from nst_tf.summaries import RunLogger
@@ -128,3 +128,12 @@ def test_resolve_fills_in_the_backbones_defaults(backbone, transform, normalized
                                                         if backbone != "resnet50" else ("conv1_conv",)))
     resolved = stylize.resolve(given, say=lambda *a: None)
     assert resolved.loss.style_weight == 5.0 and len(resolved.loss.style_layers) == 1
+
+
+def test_luminance_transfer_raises_the_default_style_weight_only():
+    base = Config(images=ImageConfig(content="c.png", style="s.png", preserve_colors="luminance"),
+                  model=ModelConfig(backbone="vgg16_hed"))
+    quiet = dict(say=lambda *a: None)
+    assert stylize.resolve(base, **quiet).loss.style_weight == 2.5e7 * color.LUMINANCE_STYLE_FACTOR
+    given = dataclasses.replace(base, loss=LossConfig(style_weight=3.0))
+    assert stylize.resolve(given, **quiet).loss.style_weight == 3.0
