@@ -28,11 +28,10 @@ import numpy as np
 import tensorflow as tf
 
 from nst_tf import image_io, losses
-from nst_tf.config import MAX_SIZE_LIMIT, RESNET_LAYERS, VGG_LAYERS
+from nst_tf.config import RESNET_LAYERS, VGG_LAYERS, check_max_size
 from nst_tf.errors import UserError
 
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)   # Keras' "caffe" preprocessing for VGG and ResNet50
-
 
 
 @dataclass(frozen=True)
@@ -183,14 +182,19 @@ class CaffePreprocess(keras.layers.Layer):
 POOL_LAYERS = {"avg": keras.layers.AveragePooling2D, "max": keras.layers.MaxPooling2D}
 
 
+def _image_input(spec: BackboneSpec):
+    """(the model input: RGB in [0, 1], any size; that input through the Caffe preprocessing)."""
+    images = keras.Input(shape=(None, None, 3), name="image")
+    return images, CaffePreprocess(spec.mean_bgr, name="preprocess")(images)
+
+
 def build_vgg(spec: BackboneSpec, pooling: str = "avg") -> keras.Model:
     """The VGG conv stack with Keras' layer names, preprocessing included; weights uninitialized (random).
 
     Input: [B, H, W, 3] float32 RGB in [0, 1], any H and W. `pooling="avg"` replaces max pooling by
     average pooling, as the paper does for image synthesis (it improves gradient flow).
     """
-    images = keras.Input(shape=(None, None, 3), name="image")
-    x = CaffePreprocess(spec.mean_bgr, name="preprocess")(images)
+    images, x = _image_input(spec)
     for b, n_convs in enumerate(spec.convs_per_block, start=1):
         for i in range(1, n_convs + 1):
             x = keras.layers.Conv2D(64 * 2 ** min(b - 1, 3), 3, padding="same", activation="relu",
@@ -207,8 +211,7 @@ def _keras_app(spec: BackboneSpec, weights: str | None, source: str) -> keras.Mo
     cls = getattr(keras.applications, spec.keras_app)
     kwargs = {}
     if spec.family == "resnet":
-        images = keras.Input(shape=(None, None, 3), name="image")
-        kwargs["input_tensor"] = CaffePreprocess(spec.mean_bgr, name="preprocess")(images)
+        kwargs["input_tensor"] = _image_input(spec)[1]
     try:
         return cls(include_top=False, weights=weights, **kwargs)
     except Exception as e:  # Keras raises a bare Exception for a failed download, ValueError for bad files.
@@ -400,8 +403,7 @@ def build_extractor(backbone: keras.Model, layers: tuple[str, ...], transform: s
 def describe_layers(name: str, max_size: int, pooling: str = "avg", content: str | None = None) -> str:
     """`run.py --list_layers`: every selectable layer of backbone `name` with its output shape for a
     result of `max_size` px (with the content image's aspect, if given), and the backbone's defaults."""
-    if not 16 <= max_size <= MAX_SIZE_LIMIT:
-        raise UserError(f"--max_size={max_size} is out of range: use 16 to {MAX_SIZE_LIMIT} pixels.")
+    check_max_size(max_size)
     note = ""
     if name == "auto":
         name, note = "vgg19", "; --backbone=auto is this one when its ImageNet weights can be had, else vgg16_hed"

@@ -32,7 +32,6 @@ RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
 YIQ_TO_RGB = np.linalg.inv(RGB_TO_YIQ)
 
 
-
 def rgb_to_yiq(image: np.ndarray) -> np.ndarray:
     """[H, W, 3] RGB -> [H, W, 3] YIQ (Y in [0, 1]; I, Q signed)."""
     return (image.astype(np.float64) @ RGB_TO_YIQ.T).astype(np.float32)

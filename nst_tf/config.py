@@ -148,6 +148,11 @@ def _finite_nonneg(name: str, value: float) -> None:
         raise UserError(f"--{name}={value} must be a finite number >= 0.")
 
 
+def check_max_size(max_size: int) -> None:
+    if not 16 <= max_size <= MAX_SIZE_LIMIT:
+        raise UserError(f"--max_size={max_size} is out of range: use 16 to {MAX_SIZE_LIMIT} pixels.")
+
+
 def validate(config: Config) -> Config:
     """Checks every field that can be checked without files or TensorFlow; returns the config."""
     _choice("mode", config.mode, MODES)
@@ -156,8 +161,7 @@ def validate(config: Config) -> Config:
         raise UserError(f"--mode={config.mode} needs --content=IMAGE (a JPEG/PNG/... file).")
     if config.uses_style and not im.style:
         raise UserError(f"--mode={config.mode} needs --style=IMAGE (a JPEG/PNG/... file).")
-    if not 16 <= im.max_size <= MAX_SIZE_LIMIT:
-        raise UserError(f"--max_size={im.max_size} is out of range: use 16 to {MAX_SIZE_LIMIT} pixels.")
+    check_max_size(im.max_size)
     if not (math.isfinite(im.style_scale) and 0.05 <= im.style_scale <= 4):
         raise UserError(f"--style_scale={im.style_scale} is out of range: use 0.05 to 4.")
     _choice("preserve_colors", im.preserve_colors, PRESERVE_COLORS)
