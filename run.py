@@ -9,6 +9,9 @@
   python run.py --resume=outputs/<run>                                           # continue a stopped run
   python run.py --list_layers --backbone=resnet50                                # layers, shapes, defaults
   python run.py --content=... --style=... --preserve_colors=luminance            # keep the photo's colours
+  python run.py --content=... --style=a.jpg,b.jpg --style_blend_weights=0.7,0.3  # blend two styles
+  python run.py --content=... --style=a.jpg,b.jpg --content_mask=m.png --style_mask=#ff0000,#0000ff
+  python run.py --content=... --style=... --max_size=1024 --scales=256,512,1024  # coarse to fine
 
 This file alone defines and reads flags; it turns them into one frozen `nst_tf.config.Config` and hands
 it to `nst_tf.stylize.run` (or `nst_tf.comparison.run_sweep`). Errors in the input end with one line on
@@ -38,11 +41,22 @@ flags.DEFINE_enum("mode", "transfer", MODES, "transfer: content + style; content
                   "from noise (style loss only).")
 # Images
 flags.DEFINE_string("content", None, "Content image (JPEG, PNG, BMP, WebP, TIFF, GIF).")
-flags.DEFINE_string("style", None, "Style image.")
+flags.DEFINE_string("style", None, "Style image, or several separated by commas (their Gram matrices "
+                    "blended by --style_blend_weights).")
+flags.DEFINE_list("style_blend_weights", [], "One weight per style image, normalized to sum 1 (default: equal).")
+flags.DEFINE_string("content_mask", None, "Spatial control: a label image over the content (a few flat colours, "
+                    "PNG); each colour's region takes its style from the same colour in --style_mask.")
+flags.DEFINE_string("style_mask", None, "One entry per style image: a label image over it, or a colour "
+                    "#rrggbb that makes the whole style image that region. Content regions no style has keep "
+                    "the content only.")
 flags.DEFINE_integer("max_size", _D["ImageConfig"].max_size, "Longest side of the result in pixels (the "
                      "content image is resized to it; the style image to style_scale times it).")
 flags.DEFINE_float("style_scale", _D["ImageConfig"].style_scale, "Style image size relative to the result; "
                    "smaller values give finer style structures.")
+flags.DEFINE_list("scales", [], "Coarse to fine: longest sides optimized in turn, e.g. 256,512,1024, each "
+                  "starting from the previous result upsampled; the last is the result's size (overrides "
+                  "--max_size). Default: with --resolution_invariant, max_size halved down to 256.")
+flags.DEFINE_list("scale_steps", [], "Steps at each scale (default: --num_steps at the first, halved at each next).")
 flags.DEFINE_enum("preserve_colors", _D["ImageConfig"].preserve_colors, PRESERVE_COLORS, "Keep the content's "
                   "colours: luminance (transfer on luminance only, Gatys et al. 2017), swap (the result's "
                   "luminance with the content's colours), histogram (the style's colours matched to the "
@@ -84,6 +98,12 @@ flags.DEFINE_enum("gram_norm", _D["LossConfig"].gram_norm, GRAM_NORMS, "Style te
 flags.DEFINE_float("content_weight", _D["LossConfig"].content_weight, "alpha, the content weight.")
 flags.DEFINE_float("style_weight", None, "beta, the style weight (default: the backbone's, see --list_layers).")
 flags.DEFINE_float("tv_weight", _D["LossConfig"].tv_weight, "Total variation weight (smoothness).")
+flags.DEFINE_bool("resolution_invariant", _D["LossConfig"].resolution_invariant, "The same look at every size: "
+                  "the content term scaled by (256 / longest side)^2, and results above 256 px made coarse to "
+                  "fine from 256 px (see --scales).")
+flags.DEFINE_bool("normalize_gradients", _D["LossConfig"].normalize_gradients, "Divide each term's gradient "
+                  "by its L1 norm before weighting it (jcjohnson/neural-style); the weights then set the "
+                  "terms' pull directly. See the README for weights that suit it.")
 # Optimization
 flags.DEFINE_integer("num_steps", _D["OptimConfig"].num_steps, "Adam steps.")
 flags.DEFINE_float("learning_rate", _D["OptimConfig"].learning_rate, "Adam learning rate (pixels in [0, 1]).")
@@ -110,11 +130,12 @@ flags.DEFINE_integer("sweep_batch", 0, "Most sweep cells optimized together in o
 FLAGS = flags.FLAGS
 
 
-def _floats(name: str) -> tuple[float, ...]:
+def _numbers(name: str, kind=float) -> tuple:
     try:
-        return tuple(float(v) for v in FLAGS[name].value)
+        return tuple(kind(v) for v in FLAGS[name].value)
     except ValueError:
-        raise UserError(f"--{name}={','.join(FLAGS[name].value)} must be comma-separated numbers.") from None
+        what = "whole numbers" if kind is int else "numbers"
+        raise UserError(f"--{name}={','.join(FLAGS[name].value)} must be comma-separated {what}.") from None
 
 
 def config_from_flags() -> Config:
@@ -122,16 +143,20 @@ def config_from_flags() -> Config:
     f = FLAGS
     return validate(Config(
         mode=f.mode,
-        images=ImageConfig(content=f.content, style=f.style, max_size=f.max_size, style_scale=f.style_scale,
-                           preserve_colors=f.preserve_colors, color_match=f.color_match, color_only=f.color_only),
+        images=ImageConfig(content=f.content, style=f.style, style_blend_weights=_numbers("style_blend_weights"),
+                           content_mask=f.content_mask, style_mask=f.style_mask, max_size=f.max_size,
+                           style_scale=f.style_scale, scales=_numbers("scales", int),
+                           scale_steps=_numbers("scale_steps", int), preserve_colors=f.preserve_colors,
+                           color_match=f.color_match, color_only=f.color_only),
         model=ModelConfig(backbone=f.backbone, weights=f.weights, pooling=f.pooling,
                           feature_transform=f.feature_transform, softmax_temperature=f.softmax_temperature,
                           normalize_features=f.normalize_features,
                           normalize_images=f.normalize_images),
-        loss=LossConfig(content_layers=tuple(f.content_layers), content_layer_weights=_floats("content_layer_weights"),
-                        style_layers=tuple(f.style_layers), style_layer_weights=_floats("style_layer_weights"),
+        loss=LossConfig(content_layers=tuple(f.content_layers), content_layer_weights=_numbers("content_layer_weights"),
+                        style_layers=tuple(f.style_layers), style_layer_weights=_numbers("style_layer_weights"),
                         content_loss=f.content_loss, gram_norm=f.gram_norm, content_weight=f.content_weight,
-                        style_weight=f.style_weight, tv_weight=f.tv_weight),
+                        style_weight=f.style_weight, tv_weight=f.tv_weight,
+                        resolution_invariant=f.resolution_invariant, normalize_gradients=f.normalize_gradients),
         optim=OptimConfig(num_steps=f.num_steps, learning_rate=f.learning_rate, init=f.init, seed=f.seed,
                           device=f.device),
         output=OutputConfig(output_dir=f.output_dir, run_name=f.run_name, save_every=f.save_every,
@@ -208,8 +233,9 @@ def parse(argv: list[str]) -> tuple[Config | None, list, str | None]:
     config = config_from_flags()
     cells = sweep.expand(config)
     for cfg in [c.config for c in cells] or [config]:
-        for path in cfg.image_paths.values():
-            image_io.check_image_path(path)   # fail in a blink, before TensorFlow loads
+        for paths in cfg.image_paths.values():
+            for path in paths:
+                image_io.check_image_path(path)   # fail in a blink, before TensorFlow loads
     return config, cells, resume_dir
 
 

@@ -28,9 +28,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from nst_tf import backbones, image_io, sweep  # noqa: E402
-from nst_tf.config import Config, to_flags  # noqa: E402
+from nst_tf.config import Config, schedule, to_flags  # noqa: E402
 from nst_tf.errors import UserError  # noqa: E402
 from nst_tf.grid import render_grid  # noqa: E402
+from nst_tf.inputs import Inputs  # noqa: E402
 from nst_tf.summaries import read_losses  # noqa: E402
 from nst_tf.stylize import (STATE_FILE, Interrupted, Job, check_free_space, default_run_name,  # noqa: E402
                             load_model, make_run_dir, optimize, output_bytes, prepare, start_run_dir)
@@ -57,7 +58,7 @@ class Outcome:
 
     @classmethod
     def of_job(cls, cell: sweep.Cell, job: Job, batch: int, batch_cells: int) -> "Outcome":
-        inputs = _inputs_of(job.content, job.style)
+        inputs = _inputs_of(job.working)
         logger = job.logger
         if logger is None:
             return cls(cell, job.status, inputs=inputs, batch=batch + 1, batch_cells=batch_cells)
@@ -74,8 +75,11 @@ class Outcome:
                    "earlier", "", summary.get("wall_time_s", ""))
 
 
-def _inputs_of(content: np.ndarray | None, style: np.ndarray | None) -> list[tuple[str, np.ndarray]]:
-    return [(name, im) for name, im in (("content", content), ("style", style)) if im is not None]
+def _inputs_of(inputs: Inputs) -> list[tuple[str, np.ndarray]]:
+    """[(label, image)]: the content and the style images, as the grid shows them beside the cells."""
+    styles = inputs.styles
+    named = [("content", inputs.content)] if inputs.content is not None else []
+    return named + [("style" if len(styles) == 1 else f"style {i + 1}", s) for i, s in enumerate(styles)]
 
 
 def _once(say):
@@ -140,8 +144,8 @@ def _plan(cells: list[sweep.Cell], prepared: dict, sweep_dir: str, resume: bool,
         run_dir = os.path.join(sweep_dir, cell.name)
         summary = _summary(run_dir) if resume else {}
         if summary.get("status") == "diverged" or (
-                summary.get("status") == "done" and summary.get("steps", 0) >= cell.config.optim.num_steps):
-            outcomes[cell.index] = Outcome.of_folder(cell, run_dir, summary, _inputs_of(*prepared[cell.index][1:]))
+                summary.get("status") == "done" and summary.get("steps", 0) >= schedule(cell.config)[-1][1]):
+            outcomes[cell.index] = Outcome.of_folder(cell, run_dir, summary, _inputs_of(prepared[cell.index][1]))
             continue
         step = _saved_step(run_dir) if resume else None
         if step is None:
@@ -169,7 +173,7 @@ def run_sweep(config: Config, show_progress: bool = True, say=print, resume_dir:
             if _model_key(cell.config) not in models:
                 models[_model_key(cell.config)] = load_model(cell.config, say)
     check_free_space(config.output.output_dir, sum(
-        output_bytes(c.config, next(im for im in prepared[c.index][1:] if im is not None).shape) for c in cells))
+        output_bytes(c.config, prepared[c.index][1].shape) for c in cells))
     if resume_dir:
         sweep_dir = resume_dir
     else:
@@ -188,7 +192,7 @@ def run_sweep(config: Config, show_progress: bool = True, say=print, resume_dir:
                 run_dir = os.path.join(sweep_dir, cell.name)
                 os.makedirs(run_dir, exist_ok=bool(resume_dir))
                 start_run_dir(cell.config, run_dir)
-                jobs.append(Job(cell.config, *prepared[cell.index][1:], run_dir))
+                jobs.append(Job(cell.config, prepared[cell.index][1], run_dir))
             say(f"batch {b + 1}/{len(groups)}{' (resumed)' if resume else ''}: " +
                 ("; ".join(c.label for c in batch) if len(batch) <= 3 else
                  f"{len(batch)} cells, {batch[0].name} ... {batch[-1].name}"))

@@ -34,15 +34,27 @@ INITS = ("auto", "noise", "content", "style")
 
 # Largest side we accept; beyond it a CPU run takes hours and memory runs out (tiling is issue 6).
 MAX_SIZE_LIMIT = 4096
+# The size at which the look is defined (and the default weights were calibrated). With
+# --resolution_invariant, larger results are reached coarse-to-fine from it and the content term is
+# scaled by (REFERENCE_SIZE / longest side)^2 (README, "The same look at every size").
+REFERENCE_SIZE = 256
 
 
 @dataclass(frozen=True)
 class ImageConfig:
     """Inputs and their sizes. Paths are None where the mode does not use that image."""
     content: Optional[str] = None
-    style: Optional[str] = None
+    style: Optional[str] = None  # one style image, or several separated by commas (their Grams blended)
+    style_blend_weights: tuple[float, ...] = ()   # one per style image, normalized to sum 1; empty: equal
+    content_mask: Optional[str] = None  # label image: K flat colours, the regions of the content
+    style_mask: Optional[str] = None    # one entry per style image: a label image or a colour (#ff0000)
     max_size: int = 256          # longest side of the result, in pixels; about 1 s/step on 2 CPU cores
     style_scale: float = 1.0     # style image's longest side = max_size * style_scale
+    # Coarse-to-fine: the sizes (longest sides) optimized in turn, each from the previous result
+    # upsampled; the last is the result's size. Empty: max_size alone, or with --resolution_invariant a
+    # pyramid from REFERENCE_SIZE doubling up to max_size.
+    scales: tuple[int, ...] = ()
+    scale_steps: tuple[int, ...] = ()   # steps per scale; empty: num_steps, then halved at each scale
     preserve_colors: str = "none"  # none, luminance, swap, histogram (nst_tf/color.py)
     color_match: str = "cholesky"  # how --preserve_colors=histogram and --color_only match colours
     color_only: bool = False     # the content with the style's colours, no texture, no optimization
@@ -76,6 +88,12 @@ class LossConfig:
     content_weight: float = 1.0   # alpha
     style_weight: Optional[float] = None   # beta; None: the backbone's (vgg: 2.5e7, README "Backbones")
     tv_weight: float = 1.0
+    # The content term times (REFERENCE_SIZE / longest side)^2, and sizes above REFERENCE_SIZE reached
+    # coarse-to-fine, so one set of flags gives the same look at every size.
+    resolution_invariant: bool = True
+    # Each term's gradient with respect to its layer's features divided by its L1 norm (per image), then
+    # times the term's weight, as jcjohnson/neural-style's -normalize_gradients (README).
+    normalize_gradients: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,12 +134,25 @@ class Config:
         return self.mode in ("transfer", "texture")
 
     @property
-    def image_paths(self) -> dict[str, str]:
-        """The input images this run reads: {"content": path, "style": path}, for the mode and the init."""
+    def style_paths(self) -> tuple[str, ...]:
+        """The style images: --style split at commas."""
+        return split_list(self.images.style)
+
+    @property
+    def style_mask_entries(self) -> tuple[str, ...]:
+        """--style_mask split at commas: one label image or #rrggbb colour per style image."""
+        return split_list(self.images.style_mask)
+
+    @property
+    def image_paths(self) -> dict[str, tuple[str, ...]]:
+        """The files this run reads, by kind ("content", "style", "content_mask", "style_mask"), for the mode
+        and the init; colours in --style_mask are not files."""
         im = self.images
-        paths = {"content": im.content if self.uses_content or self.init == "content" else None,
-                 "style": im.style if self.uses_style or self.init == "style" else None}
-        return {kind: path for kind, path in paths.items() if path}
+        paths = {"content": (im.content,) if im.content and (self.uses_content or self.init == "content") else (),
+                 "style": self.style_paths if self.uses_style or self.init == "style" else (),
+                 "content_mask": (im.content_mask,) if im.content_mask else (),
+                 "style_mask": tuple(e for e in self.style_mask_entries if not e.startswith("#"))}
+        return {kind: files for kind, files in paths.items() if files}
 
     @property
     def init(self) -> str:
@@ -129,6 +160,34 @@ class Config:
         if self.optim.init != "auto":
             return self.optim.init
         return "content" if self.mode == "transfer" else "noise"
+
+
+def split_list(text: str | None) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip()) if text else ()
+
+
+def blend_weights(config: Config) -> tuple[float, ...]:
+    """One weight per style image, summing to 1: --style_blend_weights normalized, or equal weights."""
+    count = len(config.style_paths)
+    weights = config.images.style_blend_weights or (1.0,) * count
+    return tuple(float(w) / sum(weights) for w in weights)
+
+
+def schedule(config: Config) -> tuple[tuple[int, int], ...]:
+    """The coarse-to-fine plan: ((longest side, steps), ...), the last at the result's size.
+
+    --scales, or without it max_size alone; with --resolution_invariant (the default) and no --scales,
+    max_size halved while it stays at least REFERENCE_SIZE (1024: 256, 512, 1024). Steps: --scale_steps,
+    or num_steps at the first scale and half as many at each next one (the finer scales start close).
+    """
+    im = config.images
+    sizes = list(im.scales)
+    if not sizes:
+        sizes = [im.max_size]
+        while config.loss.resolution_invariant and sizes[0] // 2 >= REFERENCE_SIZE:
+            sizes.insert(0, sizes[0] // 2)
+    steps = im.scale_steps or tuple(max(1, config.optim.num_steps >> k) for k in range(len(sizes)))
+    return tuple(zip(sizes, steps))
 
 
 def layer_weights(layers: tuple[str, ...], weights: tuple[float, ...]) -> tuple[float, ...]:
@@ -153,15 +212,53 @@ def check_max_size(max_size: int) -> None:
         raise UserError(f"--max_size={max_size} is out of range: use 16 to {MAX_SIZE_LIMIT} pixels.")
 
 
+def _check_styles(config: Config) -> None:
+    im, styles = config.images, config.style_paths
+    if im.style_blend_weights:
+        if len(im.style_blend_weights) != len(styles):
+            raise UserError(f"--style_blend_weights has {len(im.style_blend_weights)} values for {len(styles)} "
+                            "style images: give one weight per --style image.")
+        for w in im.style_blend_weights:
+            _finite_nonneg("style_blend_weights", w)
+        if sum(im.style_blend_weights) <= 0:
+            raise UserError("--style_blend_weights are all zero: give at least one style a positive weight.")
+    if bool(im.content_mask) != bool(im.style_mask):
+        raise UserError("--content_mask and --style_mask go together: give both (--style_mask: one label "
+                        "image or #rrggbb colour per style image).")
+    if im.content_mask and config.mode != "transfer":
+        raise UserError(f"--content_mask and --style_mask need --mode=transfer, not {config.mode}.")
+    if im.style_mask and len(config.style_mask_entries) != len(styles):
+        raise UserError(f"--style_mask has {len(config.style_mask_entries)} entries for {len(styles)} style "
+                        "images: give one per --style image (a label image, or #rrggbb for the whole image).")
+
+
+def _check_scales(config: Config) -> None:
+    im = config.images
+    for size in im.scales:
+        check_max_size(size)
+    if list(im.scales) != sorted(set(im.scales)):
+        raise UserError(f"--scales={','.join(map(str, im.scales))} must grow from scale to scale, e.g. 256,512,1024.")
+    if im.scale_steps:
+        count = len(im.scales) if im.scales else len(schedule(dataclasses.replace(
+            config, images=dataclasses.replace(im, scale_steps=()))))
+        if len(im.scale_steps) != count:
+            raise UserError(f"--scale_steps has {len(im.scale_steps)} values for {count} scales: give one step "
+                            "count per scale.")
+        if min(im.scale_steps) < 1:
+            raise UserError("--scale_steps must all be at least 1.")
+
+
 def validate(config: Config) -> Config:
     """Checks every field that can be checked without files or TensorFlow; returns the config."""
     _choice("mode", config.mode, MODES)
     im, model, loss, opt, out = config.images, config.model, config.loss, config.optim, config.output
     if config.uses_content and not im.content:
         raise UserError(f"--mode={config.mode} needs --content=IMAGE (a JPEG/PNG/... file).")
-    if config.uses_style and not im.style:
+    if config.uses_style and not config.style_paths:
         raise UserError(f"--mode={config.mode} needs --style=IMAGE (a JPEG/PNG/... file).")
     check_max_size(im.max_size)
+    _check_styles(config)
+    _check_scales(config)
     if not (math.isfinite(im.style_scale) and 0.05 <= im.style_scale <= 4):
         raise UserError(f"--style_scale={im.style_scale} is out of range: use 0.05 to 4.")
     _choice("preserve_colors", im.preserve_colors, PRESERVE_COLORS)
@@ -194,7 +291,7 @@ def validate(config: Config) -> Config:
             _finite_nonneg(f"{kind}_layer_weights", w)
     if config.init == "content" and not im.content:
         raise UserError("--init=content needs --content=IMAGE.")
-    if config.init == "style" and not im.style:
+    if config.init == "style" and not config.style_paths:
         raise UserError("--init=style needs --style=IMAGE.")
     if opt.num_steps < 1:
         raise UserError(f"--num_steps={opt.num_steps} must be at least 1.")

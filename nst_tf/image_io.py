@@ -76,7 +76,7 @@ def load_image(path: str) -> np.ndarray:
     return arr
 
 
-def fit_size(height: int, width: int, max_side: int, min_side: int = 16) -> tuple[int, int]:
+def fit_size(height: int, width: int, max_side: int, min_side: int = 16, flag: str = "--max_size") -> tuple[int, int]:
     """(h, w) scaled so that the longest side is `max_side`, keeping the aspect ratio.
 
     Raises UserError when the short side would fall below `min_side` (the network pools 4 times).
@@ -86,7 +86,7 @@ def fit_size(height: int, width: int, max_side: int, min_side: int = 16) -> tupl
     if min(h, w) < min_side:
         raise UserError(f"an image of {width}x{height} pixels becomes {w}x{h} at a longest side of "
                         f"{max_side}: its short side must be at least {min_side} pixels; crop it to a "
-                        f"less extreme aspect ratio or raise --max_size.")
+                        f"less extreme aspect ratio or raise {flag}.")
     return h, w
 
 

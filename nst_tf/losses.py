@@ -50,6 +50,27 @@ def gram_matrix(features: tf.Tensor) -> tf.Tensor:
     return tf.einsum("bhwi,bhwj->bij", features, features) / m
 
 
+def masked_gram(features: tf.Tensor, masks: tf.Tensor) -> tf.Tensor:
+    """Guided Gram matrices (Gatys et al. 2017, Sec. 4), one per region, each normalized by its region's size:
+
+      g^r_ij = sum_k m^r_k F_ik F_jk / sum_k m^r_k          (k: positions; m^r: region r's mask, in [0, 1])
+
+    A mask of all ones gives `gram_matrix`. The division makes a small region's Gram comparable to a large
+    one's (the seeds' spatial-control report divides by the region's size N_{x_k} too). An empty region
+    gives zeros.
+
+    Args:
+      features: [B, H, W, C] float32.
+      masks: [R, H, W] float32, the regions at this layer's size (`masks.resize_to`).
+    Returns:
+      [B, R, C, C] float32.
+    """
+    size = tf.reduce_sum(masks, axis=[1, 2])
+    weighted = features[:, None] * masks[None, :, :, :, None]   # [B, R, H, W, C]
+    gram = tf.einsum("brhwi,bhwj->brij", weighted, features)
+    return gram / tf.maximum(size, 1e-8)[None, :, None, None]
+
+
 def content_loss(features: tf.Tensor, target: tf.Tensor, kind: str = "l2") -> tf.Tensor:
     """Content term of one layer, per image.
 
@@ -84,14 +105,15 @@ def style_layer_loss(gram: tf.Tensor, target_gram: tf.Tensor, norm: str = "paper
                 1/N^4 * sum_ij (g_ij - a_ij)^2                               = 4/N^2 * paper
 
     Args:
-      gram: [B, N, N] normalized Gram matrices g of the image being optimized.
-      target_gram: [1 or B, N, N] normalized Gram matrices a of the style image.
+      gram: [B, ..., N, N] normalized Gram matrices g of the image being optimized (e.g. [B, R, N, N],
+        one per region).
+      target_gram: normalized Gram matrices a of the style image, broadcast against `gram`.
       norm: "paper", "positions" or "elements".
     Returns:
-      [B] float32.
+      [B, ...] float32.
     """
     n2 = tf.square(tf.cast(tf.shape(gram)[-1], gram.dtype))
-    sq = tf.reduce_sum(tf.square(gram - target_gram), axis=[1, 2]) / n2
+    sq = tf.reduce_sum(tf.square(gram - target_gram), axis=[-2, -1]) / n2
     if norm == "paper":
         return 0.25 * sq
     if norm == "positions":

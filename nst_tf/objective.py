@@ -20,7 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import losses
+from nst_tf import losses, masks
+from nst_tf.inputs import Inputs
 
 
 class LossWeights(NamedTuple):
@@ -59,36 +60,91 @@ def term_names(content_layers: tuple[str, ...], style_layers: tuple[str, ...]) -
     return raw + ["weighted/" + name for name in raw] + ["total"]
 
 
+@tf.custom_gradient
+def normalized_gradient(features: tf.Tensor, strength: tf.Tensor):
+    """Identity forward; backward, each image's incoming gradient divided by its L1 norm and times its
+    `strength` [B] (the term's weight): dy_b -> strength_b * dy_b / (sum |dy_b| + 1e-8). So each term
+    pulls on its layer with the same force per unit of weight, whatever its raw size (jcjohnson/neural-
+    style's -normalize_gradients)."""
+    def grad(dy):
+        norm = tf.reduce_sum(tf.abs(dy), axis=[1, 2, 3], keepdims=True)
+        return dy / (norm + 1e-8) * tf.reshape(strength, [-1, 1, 1, 1]), tf.zeros_like(strength)
+    return tf.identity(features), grad
+
+
 class Objective:
     """Callable `(images [B,H,W,3] in [0,1], LossWeights) -> (total [B], terms {name: [B]})`."""
 
     def __init__(self, extractor: keras.Model, content_layers: tuple[str, ...], style_layers: tuple[str, ...],
-                 content_image: np.ndarray | None, style_image: np.ndarray | None,
-                 content_loss: str = "l2", gram_norm: str = "paper"):
+                 inputs: Inputs, content_loss: str = "l2", gram_norm: str = "paper",
+                 normalize_gradients: bool = False):
         """
         Args:
           extractor: model returning {paper layer name: [B, H, W, C]} for images in [0, 1].
           content_layers, style_layers: paper layer names; empty where the mode does not use the term.
-          content_image, style_image: [H, W, 3] float32 in [0, 1], or None when unused.
+          inputs: the content image, the style images with their blend weights, and the masks (guides).
+          normalize_gradients: each term's feature gradient normalized (`normalized_gradient`).
+
+        Style targets: the Gram matrices of the style images blended, a = sum_s b_s a_s. With guides, one
+        per region r of the content mask, from the pixels of region r of each style image that has it
+        (the blend weights renormalized over those), and the style term of a layer is
+        E = 1/K sum_r E(g^r, a^r) over the K regions (the seeds' report); a region that no style image has
+        adds nothing (content only there). A single region covering everything equals the unguided term.
         """
         self.extractor = extractor
         self.content_layers = tuple(content_layers)
         self.style_layers = tuple(style_layers)
         self.content_loss = content_loss
         self.gram_norm = gram_norm
+        self.normalize_gradients = normalize_gradients
         self.content_targets = {}
         self.style_targets = {}
+        self.regions = {}          # with guides: {layer: [K, h, w] content masks at the layer's size}
+        self.region_weights = None   # with guides: [K], 1/K for a styled region, 0 for the others
         if self.content_layers:
-            features = extractor(tf.constant(content_image[None]))
+            features = extractor(tf.constant(inputs.content[None]))
             self.content_targets = {name: tf.constant(features[name]) for name in self.content_layers}
         if self.style_layers:
-            features = extractor(tf.constant(style_image[None]))
-            self.style_targets = {name: tf.constant(losses.gram_matrix(features[name]))
-                                  for name in self.style_layers}
+            self._style_targets(inputs)
+
+    def _style_targets(self, inputs: Inputs) -> None:
+        per_style = [self.extractor(tf.constant(style[None])) for style in inputs.styles]
+        guides = inputs.guides
+        if guides is None:
+            for name in self.style_layers:
+                self.style_targets[name] = tf.constant(
+                    sum(b * losses.gram_matrix(f[name]) for b, f in zip(inputs.blend, per_style)))
+            return
+        # share[s, r]: style s's part of region r's target (its blend weight, renormalized over the styles
+        # that have region r; zero where it does not)
+        has = np.array([[m.any() for m in style_masks] for style_masks in guides.styles], np.float64)
+        share = has * np.asarray(inputs.blend)[:, None]
+        share = np.divide(share, share.sum(0), out=np.zeros_like(share), where=share.sum(0) > 0)
+        styled = guides.styled
+        self.region_weights = tf.constant(styled / len(styled), tf.float32)
+        content_shapes = {name: f.shape[1:3] for name, f in self.extractor(
+            tf.zeros([1, *guides.content.shape[1:], 3])).items()}
+        for name in self.style_layers:
+            grams = [losses.masked_gram(f[name], masks.resize_to(m, f[name].shape[1:3]))
+                     for f, m in zip(per_style, guides.styles)]
+            self.style_targets[name] = tf.constant(
+                sum(tf.constant(share[s], tf.float32)[None, :, None, None] * g for s, g in enumerate(grams)))
+            self.regions[name] = masks.resize_to(guides.content, content_shapes[name])
 
     def term_names(self) -> list[str]:
         """Every term name the objective reports, in a stable order."""
         return term_names(self.content_layers, self.style_layers)
+
+    def _features(self, features: tf.Tensor, strength: tf.Tensor) -> tf.Tensor:
+        return normalized_gradient(features, strength) if self.normalize_gradients else features
+
+    def style_term(self, name: str, features: tf.Tensor) -> tf.Tensor:
+        """E_l of one layer, per image: unguided, or 1/K times the sum over the styled regions."""
+        if name not in self.regions:
+            return losses.style_layer_loss(losses.gram_matrix(features), self.style_targets[name], self.gram_norm)
+        per_region = losses.style_layer_loss(losses.masked_gram(features, self.regions[name]),
+                                             self.style_targets[name], self.gram_norm)   # [B, K]
+        return tf.reduce_sum(per_region * self.region_weights, axis=-1)
 
     def __call__(self, images: tf.Tensor, weights: LossWeights) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         features = self.extractor(images)
@@ -97,15 +153,17 @@ class Objective:
         content = tf.zeros([batch])
         style = tf.zeros([batch])
         for i, name in enumerate(self.content_layers):
-            raw = losses.content_loss(features[name], self.content_targets[name], self.content_loss)
+            strength = weights.content * weights.content_layers[:, i]
+            raw = losses.content_loss(self._features(features[name], strength), self.content_targets[name],
+                                      self.content_loss)
             terms[f"content/{name}"] = raw
-            terms[f"weighted/content/{name}"] = weights.content * weights.content_layers[:, i] * raw
+            terms[f"weighted/content/{name}"] = strength * raw
             content += weights.content_layers[:, i] * raw
         for i, name in enumerate(self.style_layers):
-            raw = losses.style_layer_loss(losses.gram_matrix(features[name]), self.style_targets[name],
-                                          self.gram_norm)
+            strength = weights.style * weights.style_layers[:, i]
+            raw = self.style_term(name, self._features(features[name], strength))
             terms[f"style/{name}"] = raw
-            terms[f"weighted/style/{name}"] = weights.style * weights.style_layers[:, i] * raw
+            terms[f"weighted/style/{name}"] = strength * raw
             style += weights.style_layers[:, i] * raw
         tv = losses.total_variation(images)
         terms.update({"tv": tv, "content": content, "style": style,

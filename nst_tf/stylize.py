@@ -30,7 +30,9 @@ import numpy as np
 import tensorflow as tf
 
 from nst_tf import backbones, color, image_io, normalize
-from nst_tf.config import Config, layer_weights, to_dict, to_flags, validate
+from nst_tf.config import (REFERENCE_SIZE, Config, layer_weights, schedule, split_list, to_dict, to_flags,
+                           validate)
+from nst_tf.inputs import Inputs, initial_image, load_inputs
 from nst_tf.errors import UserError
 from nst_tf.objective import LossWeights, Objective, term_names
 from nst_tf.optimize import image_state, restore_state, run_adam
@@ -41,8 +43,9 @@ class Interrupted(Exception):
     """The run was stopped by Ctrl-C or SIGTERM after saving its last image."""
 
 
-def _stem(path: str | None) -> str:
-    return os.path.splitext(os.path.basename(path))[0] if path else ""
+def _stem(paths: str | None) -> str:
+    """"a" for "dir/a.jpg"; "a+b" for several images "dir/a.jpg,b.png"."""
+    return "+".join(os.path.splitext(os.path.basename(p))[0] for p in split_list(paths))
 
 
 def default_run_name(config: Config) -> str:
@@ -96,33 +99,6 @@ def check_free_space(output_dir: str, needed: int) -> None:
                         f"{needed / 2**20:.0f} MB; free some space or choose another --output_dir.")
 
 
-def load_inputs(config: Config) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The content and style images at their working sizes (None where the mode does not use one).
-
-    The content image's longest side becomes `max_size`; the style image's longest side becomes
-    `style_scale` times the content's (times `max_size` in texture mode, where the result takes the style
-    image's aspect ratio).
-    """
-    im, paths = config.images, config.image_paths
-    content = style = None
-    if "content" in paths:
-        content = image_io.load_resized(paths["content"], im.max_size)
-    if "style" in paths:
-        base = max(content.shape[:2]) if content is not None else im.max_size
-        style = image_io.load_resized(paths["style"], max(16, round(base * im.style_scale)))
-    return content, style
-
-
-def initial_image(config: Config, content: np.ndarray | None, style: np.ndarray | None,
-                  shape: tuple[int, int, int]) -> np.ndarray:
-    """The starting image, [H, W, 3] in [0, 1]: white noise from the seed, the content, or the style."""
-    if config.init == "content":
-        return content.copy()
-    if config.init == "style":
-        return image_io.resize(style, shape[:2])
-    return image_io.noise_like(shape, config.optim.seed)
-
-
 def resolve(config: Config, say=print) -> Config:
     """The config made concrete: `backbone=auto` resolved (and said in one line), the backbone's defaults
     filled in (layers, feature transform, style weight), layer names in our spelling (an unknown name is
@@ -144,7 +120,10 @@ def resolve(config: Config, say=print) -> Config:
         style_layers=tuple(backbones.resolve_layer(n, spec) for n in loss.style_layers or spec.style_layers))
     seed = config.optim.seed if config.optim.seed is not None else random.SystemRandom().randrange(2**31)
     model = dataclasses.replace(model, backbone=name, feature_transform=transform)
-    return validate(dataclasses.replace(config, model=model, loss=loss,
+    images = config.images
+    if images.scales:   # the last scale is the result's size
+        images = dataclasses.replace(images, max_size=images.scales[-1])
+    return validate(dataclasses.replace(config, images=images, model=model, loss=loss,
                                         optim=dataclasses.replace(config.optim, seed=seed)))
 
 
@@ -152,10 +131,10 @@ def _write_text(path: str, text: str) -> None:
     image_io.atomic_write(path, lambda f: f.write(text), mode="w")
 
 
-def prepare(config: Config, say=print) -> tuple[Config, np.ndarray | None, np.ndarray | None]:
-    """(resolved config, content image, style image); bad images fail first, before any slow work."""
-    content, style = load_inputs(validate(config))
-    return resolve(config, say), content, style
+def prepare(config: Config, say=print) -> tuple[Config, Inputs]:
+    """(resolved config, its inputs); bad images and masks fail first, before any slow work."""
+    config = resolve(validate(config), say)
+    return config, load_inputs(config)
 
 
 @dataclasses.dataclass
@@ -188,24 +167,41 @@ class Job:
     """One image to optimize: its resolved config, inputs and run folder; `status` and `message` say how
     it ended (done, diverged, interrupted, out of memory) and `logger` holds its losses and last image."""
     config: Config
-    content: np.ndarray | None
-    style: np.ndarray | None
+    inputs: Inputs                  # as loaded; `working` is what the network sees
     run_dir: str
+    init: np.ndarray | None = None  # the start image, if not the config's init (the previous scale's result)
     status: str = "pending"
     message: str = ""
     logger: RunLogger | None = None
-    colors: np.ndarray | None = dataclasses.field(default=None, init=False)   # the content as loaded
+    working: Inputs = dataclasses.field(init=False)
 
     def __post_init__(self):
-        """`content` and `style` become what the network sees under --preserve_colors (color.py)."""
         im = self.config.images
-        self.colors = self.content
-        self.content, self.style = color.working_inputs(im.preserve_colors, im.color_match, self.content, self.style)
+        self.working = self.inputs.working(im.preserve_colors, im.color_match)
+
+    @property
+    def content(self) -> np.ndarray | None:
+        return self.working.content
+
+    @property
+    def style(self) -> np.ndarray | None:
+        return self.working.style
 
     def output(self, image: np.ndarray) -> np.ndarray:
         """The image written as the result: the optimized one, with the content's colours put back for
         --preserve_colors=luminance or swap."""
-        return color.final_image(self.config.images.preserve_colors, image, self.colors)
+        return color.final_image(self.config.images.preserve_colors, image, self.inputs.content)
+
+    def stage(self, size: int) -> "Job":
+        """This job at one earlier scale of its pyramid, run in `<run_dir>/scales/<size>`."""
+        config = dataclasses.replace(self.config, images=dataclasses.replace(self.config.images, max_size=size))
+        return Job(config, self.inputs.at(size), os.path.join(self.run_dir, "scales", str(size)))
+
+    def start_image(self) -> np.ndarray:
+        shape = self.working.shape
+        if self.init is not None:
+            return image_io.resize(self.init, shape[:2])
+        return initial_image(self.config, self.working, self.config.optim.seed)
 
     @property
     def content_layers(self) -> tuple[str, ...]:
@@ -217,13 +213,17 @@ class Job:
 
     def weight_row(self, content_layers: tuple[str, ...], style_layers: tuple[str, ...]):
         """This job's loss weights as one row of a batch whose objective has the given (union) layers:
-        its own per-layer weights at its layers' positions, zero at the others (the layer mask)."""
+        its own per-layer weights at its layers' positions, zero at the others (the layer mask). With
+        --resolution_invariant, alpha is scaled by (REFERENCE_SIZE / longest side)^2: the content term is
+        a sum over positions and grows with the size, the Gram terms are means and do not."""
         loss = self.config.loss
         def row(own, weights, union):
             table = dict(zip(own, layer_weights(own, weights))) if own else {}
             return [table.get(name, 0.0) for name in union]
-        return (loss.content_weight if self.config.uses_content else 0.0,
-                loss.style_weight if self.config.uses_style else 0.0, loss.tv_weight,
+        alpha = loss.content_weight if self.config.uses_content else 0.0
+        if loss.resolution_invariant:
+            alpha *= (REFERENCE_SIZE / max(self.working.shape[:2])) ** 2
+        return (alpha, loss.style_weight if self.config.uses_style else 0.0, loss.tv_weight,
                 row(self.content_layers, loss.content_layer_weights, content_layers),
                 row(self.style_layers, loss.style_layer_weights, style_layers))
 
@@ -283,45 +283,84 @@ def optimize(jobs: list[Job], network: Network, device: str, show_progress: bool
              desc: str = "steps", resume: bool = False) -> None:
     """Optimizes `jobs` together as one batch in one compiled step, then saves each job's outputs.
 
-    With `resume`, each job continues from the `state.npz` and logs in its run folder.
+    Coarse to fine (`config.schedule`): each scale but the last runs in `<run_dir>/scales/<size>/` (a run
+    folder of its own) and its result, upsampled, starts the next; the last scale runs in the run folder.
+    With `resume`, each job continues from the `state.npz` and logs of the scale where it stopped; finished
+    scales are not run again.
 
     The jobs must share `sweep.batch_key` (the images' sizes, the network, the targets, the optimizer
     settings); they may differ in loss weights, layer sets (a zero weight masks a layer out), init and seed.
     Each job's status ends as "done" or "diverged". Raises `Interrupted` on Ctrl-C and UserError when
     memory runs out, after every job has saved its last good image and logs.
     """
+    plan = schedule(jobs[0].config)
+    alive, previous = list(jobs), None
+    for k, (size, steps) in enumerate(plan):
+        final = k == len(plan) - 1
+        stage = alive if final else [job.stage(size) for job in alive]
+        if previous is not None:
+            for job, image in zip(stage, previous):
+                job.init = image
+        resumed = resume and all(os.path.exists(os.path.join(j.run_dir, STATE_FILE)) for j in stage)
+        if not final and resumed and all(_finished(j.run_dir) for j in stage):
+            previous = [load_state(j.run_dir)["images"] for j in stage]
+            continue
+        for job in stage:
+            os.makedirs(job.run_dir, exist_ok=True)
+        _optimize_scale(stage, network, device, steps, show_progress,
+                        desc if len(plan) == 1 else f"{desc} {size}px", resumed)
+        if final:
+            return
+        for job, scaled in zip(alive, stage):
+            if scaled.status != "done":
+                job.status, job.message = scaled.status, scaled.message
+        previous = [scaled.logger.last_good_image for scaled in stage if scaled.status == "done"]
+        alive = [job for job, scaled in zip(alive, stage) if scaled.status == "done"]
+        if not alive:
+            return
+
+
+def _finished(run_dir: str) -> bool:
+    try:
+        with open(os.path.join(run_dir, "summary.json")) as f:
+            return json.load(f).get("status") == "done"
+    except (OSError, ValueError):
+        return False
+
+
+def _optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: int, show_progress: bool,
+                    desc: str, resume: bool) -> None:
+    """`optimize` at one scale: `num_steps` updates of every job's image from its start (or saved state)."""
     first = jobs[0].config
     loss, optim = first.loss, first.optim
     spec = backbones.BACKBONES[first.model.backbone]
     content_layers = backbones.order_layers([n for j in jobs for n in j.content_layers], spec)
     style_layers = backbones.order_layers([n for j in jobs for n in j.style_layers], spec)
-    shape = (jobs[0].content if jobs[0].content is not None else jobs[0].style).shape
+    shape = jobs[0].working.shape
     keras.utils.set_random_seed(optim.seed)
 
     with tf.device(device):
         extractor = backbones.build_extractor(network.model, content_layers + style_layers,
                                               first.model.feature_transform, network.scales,
                                               first.model.softmax_temperature)
-        objective = Objective(extractor, content_layers, style_layers, jobs[0].content, jobs[0].style,
-                              loss.content_loss, loss.gram_norm)
+        objective = Objective(extractor, content_layers, style_layers, jobs[0].working, loss.content_loss,
+                              loss.gram_norm, loss.normalize_gradients)
         weights = LossWeights.from_rows(*zip(*(j.weight_row(content_layers, style_layers) for j in jobs)))
-        images = tf.Variable(np.stack([initial_image(j.config, j.content, j.style, shape) for j in jobs]),
-                             name="image")
+        images = tf.Variable(np.stack([j.start_image() for j in jobs]), name="image")
         optimizer = keras.optimizers.Adam(learning_rate=optim.learning_rate)
-        start = _restore(jobs, images, optimizer) if resume else 0
+        start = _restore(jobs, images, optimizer, num_steps) if resume else 0
         for i, job in enumerate(jobs):
             job.status = "running"
             job.logger = RunLogger(job.run_dir, term_names(job.content_layers, job.style_layers),
-                                   optim.num_steps, first.output.save_every, index=i, desc=desc,
+                                   num_steps, first.output.save_every, index=i, desc=desc,
                                    show_progress=show_progress and i == 0)
             if resume:
                 job.logger.resume(start, images[i].numpy())
             else:
-                job.logger.log_inputs({name: im for name, im in (("0_content", job.content),
-                                                                 ("1_style", job.style)) if im is not None})
+                job.logger.log_inputs(job.working.named_images())
         save = lambda: save_states(jobs, images, optimizer)  # noqa: E731
         try:
-            run_adam(objective, images, weights, optim.num_steps, optimizer, _BatchLog(jobs, device, save),
+            run_adam(objective, images, weights, num_steps, optimizer, _BatchLog(jobs, device, save),
                      first.output.log_every)
         except _AllStopped:
             pass
@@ -352,7 +391,7 @@ def optimize(jobs: list[Job], network: Network, device: str, show_progress: bool
             _write_summary(job, device)
 
 
-def _restore(jobs: list[Job], images: tf.Variable, optimizer: keras.optimizers.Optimizer) -> int:
+def _restore(jobs: list[Job], images: tf.Variable, optimizer: keras.optimizers.Optimizer, num_steps: int) -> int:
     """Loads each job's saved state into `images` and `optimizer`; returns the step they continue from."""
     states = [load_state(job.run_dir) for job in jobs]
     try:
@@ -360,14 +399,14 @@ def _restore(jobs: list[Job], images: tf.Variable, optimizer: keras.optimizers.O
     except (ValueError, KeyError) as e:
         raise UserError(f"the saved state in {jobs[0].run_dir!r} does not fit this run ({e}); resume with the "
                         "run's own flags (its run.flags).") from None
-    _check_unfinished(jobs[0].run_dir, step, jobs[0].config.optim.num_steps)
+    _check_unfinished(jobs[0].run_dir, step, num_steps)
     return step
 
 
 def _check_unfinished(run_dir: str, step: int, num_steps: int) -> None:
     if step >= num_steps:
-        raise UserError(f"{run_dir!r} is already at step {step} of --num_steps={num_steps}; "
-                        "pass a larger --num_steps to continue it.")
+        raise UserError(f"{run_dir!r} is already at step {step} of {num_steps}; pass a larger --num_steps "
+                        "(or --scale_steps) to continue it.")
 
 
 def run(config: Config, show_progress: bool = True, say=print, resume_dir: str | None = None) -> str:
@@ -379,23 +418,20 @@ def run(config: Config, show_progress: bool = True, say=print, resume_dir: str |
     Ctrl-C; in both cases after the run's last good image, its optimizer state and its logs are saved.
     """
     if config.images.color_only:   # no network, no optimization
-        return _color_only(config, *load_inputs(validate(config)), say)
-    config, content, style = prepare(config, say)
+        return _color_only(config, load_inputs(validate(config)), say)
+    config, inputs = prepare(config, say)
     device = backbones.pick_device(config.optim.device)
     with tf.device(device):
         network = load_model(config, say)
-    check_free_space(config.output.output_dir,
-                     output_bytes(config, (content if content is not None else style).shape))
+    check_free_space(config.output.output_dir, output_bytes(config, inputs.shape))
     if resume_dir:   # refused before run.flags is rewritten with the new flags
         run_dir = resume_dir
-        step = int(load_state(run_dir)["step"])
-        _check_unfinished(run_dir, step, config.optim.num_steps)
-        say(f"resuming {run_dir} at step {step}")
+        say(f"resuming {run_dir} at {_resume_point(run_dir, schedule(config))}")
     else:
         run_dir = make_run_dir(config.output.output_dir, config.output.run_name or default_run_name(config))
         say(f"run folder: {run_dir}")
     start_run_dir(config, run_dir)
-    job = Job(config, content, style, run_dir)
+    job = Job(config, inputs, run_dir)
     optimize([job], network, device, show_progress, resume=bool(resume_dir))
     if job.status == "diverged":
         raise UserError(job.message)
@@ -403,11 +439,22 @@ def run(config: Config, show_progress: bool = True, say=print, resume_dir: str |
     return run_dir
 
 
-def _color_only(config: Config, content: np.ndarray, style: np.ndarray, say) -> str:
-    """--color_only: the content image with the style's colour mean and covariance, no optimization."""
+def _resume_point(run_dir: str, plan: tuple[tuple[int, int], ...]) -> str:
+    """Where a stopped run continues ("step N", or "N px, step M" in a pyramid); UserError if nowhere."""
+    for size, _ in plan[:-1]:
+        scale_dir = os.path.join(run_dir, "scales", str(size))
+        if os.path.exists(os.path.join(scale_dir, STATE_FILE)) and not _finished(scale_dir):
+            return f"{size} px, step {int(load_state(scale_dir)['step'])}"
+    step = int(load_state(run_dir)["step"])
+    _check_unfinished(run_dir, step, plan[-1][1])
+    return f"step {step}" if len(plan) == 1 else f"{plan[-1][0]} px, step {step}"
+
+
+def _color_only(config: Config, inputs: Inputs, say) -> str:
+    """--color_only: the content image with the (first) style's colour mean and covariance, no optimization."""
     run_dir = make_run_dir(config.output.output_dir, config.output.run_name or default_run_name(config))
     start_run_dir(config, run_dir)
-    result = np.clip(color.match_colors(content, style, config.images.color_match), 0.0, 1.0)
+    result = np.clip(color.match_colors(inputs.content, inputs.style, config.images.color_match), 0.0, 1.0)
     image_io.save_image(result, os.path.join(run_dir, "result.png"))
     say(f"result: {os.path.join(run_dir, 'result.png')} (the content in the style's colours)")
     return run_dir

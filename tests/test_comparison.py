@@ -37,9 +37,9 @@ def test_a_batch_gives_the_images_of_its_cells_run_one_by_one(tmp_path, content_
 
     def jobs(tag):
         out = []
-        for i, (cfg, content, style) in enumerate(prepared):
+        for i, (cfg, inputs) in enumerate(prepared):
             os.makedirs(tmp_path / tag / str(i))
-            out.append(stylize.Job(cfg, content, style, str(tmp_path / tag / str(i))))
+            out.append(stylize.Job(cfg, inputs, str(tmp_path / tag / str(i))))
         return out
 
     batched = jobs("batched")
@@ -62,9 +62,9 @@ def test_one_diverging_cell_does_not_stop_the_others(tmp_path, content_path, sty
     huge = dataclasses.replace(config, loss=dataclasses.replace(config.loss, style_weight=1e38, content_weight=1e38))
     jobs = []
     for i, cfg in enumerate((config, huge)):
-        cfg, content, style = stylize.prepare(cfg, say=lambda *a: None)
+        cfg, inputs = stylize.prepare(cfg, say=lambda *a: None)
         os.makedirs(tmp_path / str(i))
-        jobs.append(stylize.Job(cfg, content, style, str(tmp_path / str(i))))
+        jobs.append(stylize.Job(cfg, inputs, str(tmp_path / str(i))))
     stylize.optimize(jobs, stylize.Network(hed_backbone), "/device:CPU:0", show_progress=False)
     assert [j.status for j in jobs] == ["done", "diverged"]
     assert "non-finite" in jobs[1].message and jobs[0].logger.rows[-1]["step"] == 4

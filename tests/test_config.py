@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 
 from nst_tf.config import (Config, ImageConfig, LossConfig, ModelConfig, OptimConfig, layer_weights, parse_field,
-                           to_flags, validate)
+                           schedule, to_flags, validate)
 from nst_tf.errors import UserError
 
 GOOD = Config(images=ImageConfig(content="c.jpg", style="s.jpg"))
@@ -82,10 +82,13 @@ def test_to_flags_writes_every_field_exactly():
 
 
 def test_image_paths_are_those_the_run_reads():
-    assert GOOD.image_paths == {"content": "c.jpg", "style": "s.jpg"}
+    assert GOOD.image_paths == {"content": ("c.jpg",), "style": ("s.jpg",)}
     texture = Config(mode="texture", images=ImageConfig(content="c.jpg", style="s.jpg"))
-    assert texture.image_paths == {"style": "s.jpg"}
-    assert with_(texture, "optim", init="content").image_paths == {"content": "c.jpg", "style": "s.jpg"}
+    assert texture.image_paths == {"style": ("s.jpg",)}
+    assert with_(texture, "optim", init="content").image_paths == {"content": ("c.jpg",), "style": ("s.jpg",)}
+    guided = with_(GOOD, "images", style="a.jpg, b.jpg", content_mask="m.png", style_mask="#ff0000,sm.png")
+    assert guided.image_paths == {"content": ("c.jpg",), "style": ("a.jpg", "b.jpg"), "content_mask": ("m.png",),
+                                  "style_mask": ("sm.png",)}
 
 
 def test_parse_field_types():
@@ -94,3 +97,41 @@ def test_parse_field_types():
     assert parse_field("style_layers", "conv1_1,conv2_1") == ("conv1_1", "conv2_1")
     with pytest.raises(UserError, match="is not true or false"):
         parse_field("normalize_features", "maybe")
+
+
+def test_schedule_default_pyramid_from_the_reference_size():
+    def plan(**images):
+        return schedule(with_(GOOD, "images", **images))
+    assert plan(max_size=256) == ((256, 200),)
+    assert plan(max_size=200) == ((200, 200),)
+    assert plan(max_size=1024) == ((256, 200), (512, 100), (1024, 50))
+    assert plan(max_size=700) == ((350, 200), (700, 100))
+    assert plan(scales=(64, 128), max_size=999) == ((64, 200), (128, 100))
+    assert plan(scales=(64, 128), scale_steps=(5, 9)) == ((64, 5), (128, 9))
+    single = with_(with_(GOOD, "images", max_size=1024), "loss", resolution_invariant=False)
+    assert schedule(single) == ((1024, 200),)
+    tiny = with_(with_(GOOD, "images", max_size=1024), "optim", num_steps=1)
+    assert schedule(tiny) == ((256, 1), (512, 1), (1024, 1))
+
+
+@pytest.mark.parametrize("images, message", [
+    (dict(scales=(512, 256)), "must grow"),
+    (dict(scales=(8, 64)), "out of range"),
+    (dict(scales=(64, 128), scale_steps=(5,)), "1 values for 2 scales"),
+    (dict(scale_steps=(5, 0)), "2 values for 1 scales"),
+    (dict(scales=(64, 128), scale_steps=(5, 0)), "at least 1"),
+    (dict(style="a.jpg,b.jpg", style_blend_weights=(1.0,)), "1 values for 2 style images"),
+    (dict(style="a.jpg,b.jpg", style_blend_weights=(0.0, 0.0)), "all zero"),
+    (dict(style="a.jpg,b.jpg", style_blend_weights=(1.0, -1.0)), "finite number >= 0"),
+    (dict(content_mask="m.png"), "go together"),
+    (dict(style_mask="#ff0000"), "go together"),
+])
+def test_bad_controls_are_refused(images, message):
+    with pytest.raises(UserError, match=message):
+        validate(with_(GOOD, "images", **images))
+
+
+def test_masks_need_transfer_mode():
+    texture = Config(mode="texture", images=ImageConfig(style="s.jpg", content_mask="m.png", style_mask="#ffffff"))
+    with pytest.raises(UserError, match="need --mode=transfer"):
+        validate(texture)

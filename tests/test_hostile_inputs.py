@@ -14,7 +14,7 @@ import run as run_script
 from nst_tf import image_io
 from nst_tf.config import Config, ImageConfig
 from nst_tf.errors import UserError
-from nst_tf.stylize import load_inputs
+from nst_tf.inputs import load_inputs
 
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -75,8 +75,8 @@ def test_corpus_file_gives_an_image_or_one_line(tmp_path, case):
     path.write_bytes(data)
     config = Config(images=ImageConfig(content=str(path), style=str(path), max_size=32))
     if expected == "ok":
-        content, style = load_inputs(config)
-        for image in (content, style):
+        inputs = load_inputs(config)
+        for image in (inputs.content, *inputs.styles):
             assert image.dtype == np.float32 and image.ndim == 3 and image.shape[2] == 3
             assert max(image.shape[:2]) == 32 and np.isfinite(image).all()
             assert image.min() >= 0 and image.max() <= 1
@@ -133,7 +133,8 @@ FLAG_NAMES = ["max_size", "style_scale", "style_weight", "tv_weight", "num_steps
               "content_layers", "style_layers", "style_layer_weights", "gram_norm", "init", "sweep",
               "sweep_batch", "mode", "save_every", "log_every", "backbone", "run_name", "feature_transform",
               "softmax_temperature", "normalize_features", "normalize_images", "list_layers", "preserve_colors",
-              "color_match", "color_only"]
+              "color_match", "color_only", "style_blend_weights", "scales", "scale_steps", "content_mask",
+              "style_mask", "resolution_invariant", "normalize_gradients", "style"]
 
 
 @PROPERTY

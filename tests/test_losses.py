@@ -120,3 +120,31 @@ def test_softmax_features_per_image_mean_one_and_shift_invariant():
     # The temperature divides the features: T = 2 on F is T = 1 on F / 2.
     np.testing.assert_allclose(losses.softmax_features(f, 2.0).numpy(), losses.softmax_features(f / 2).numpy(),
                                rtol=1e-5)
+
+
+def test_masked_gram_by_hand():
+    f = tf.constant([[[[1.0, 2.0], [3.0, 0.0]], [[0.0, 1.0], [2.0, 2.0]]]])   # [1, 2, 2, 2]
+    m = tf.constant([[[1.0, 0.0], [0.0, 1.0]],                                # region 0: two corners
+                     [[0.0, 0.5], [0.0, 0.0]]])                               # region 1: half a pixel
+    g = losses.masked_gram(f, m).numpy()
+    # region 0: (F(0,0) F(0,0)^T + F(1,1) F(1,1)^T) / 2 with F(0,0) = (1, 2), F(1,1) = (2, 2)
+    np.testing.assert_allclose(g[0, 0], [[(1 + 4) / 2, (2 + 4) / 2], [(2 + 4) / 2, (4 + 4) / 2]])
+    # region 1: 0.5 * F(0,1) F(0,1)^T / 0.5 with F(0,1) = (3, 0)
+    np.testing.assert_allclose(g[0, 1], [[9, 0], [0, 0]])
+
+
+def test_masked_gram_of_all_ones_is_the_gram_matrix():
+    f = tf.random.stateless_normal([2, 5, 7, 4], seed=[1, 2])
+    g = losses.masked_gram(f, tf.ones([1, 5, 7]))
+    np.testing.assert_allclose(g[:, 0].numpy(), losses.gram_matrix(f).numpy(), rtol=1e-5)
+    compiled = tf.function(losses.masked_gram)(f, tf.ones([1, 5, 7]))
+    np.testing.assert_allclose(compiled.numpy(), g.numpy(), rtol=1e-6)
+
+
+def test_style_layer_loss_per_region():
+    gram = tf.random.stateless_normal([2, 3, 4, 4], seed=[3, 4])
+    target = tf.random.stateless_normal([1, 3, 4, 4], seed=[5, 6])
+    per_region = losses.style_layer_loss(gram, target, "elements")
+    assert per_region.shape == (2, 3)
+    np.testing.assert_allclose(per_region[:, 1].numpy(),
+                               losses.style_layer_loss(gram[:, 1], target[:, 1], "elements").numpy(), rtol=1e-6)

@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nst_tf import backbones, losses
+from nst_tf import backbones, losses, masks
+from nst_tf.inputs import Inputs
+from nst_tf import objective as objective_module
 from nst_tf.objective import LossWeights, Objective
 from tests.conftest import smooth_image, stripes_image
 
@@ -15,7 +17,7 @@ STYLE = ("conv1_1", "conv2_1")
 def objective():
     model = backbones.load_backbone("vgg16_hed", weights="random", seed=0)
     extractor = backbones.build_extractor(model, CONTENT + STYLE)
-    return Objective(extractor, CONTENT, STYLE, smooth_image(16, 16), stripes_image(24, 20))
+    return Objective(extractor, CONTENT, STYLE, Inputs(smooth_image(16, 16), [stripes_image(24, 20)]))
 
 
 def weights(batch=1, content=2.0, style=3.0, tv=0.5):
@@ -99,3 +101,103 @@ def test_targets_are_computed_once(objective):
                                                                          "conv2_1": (1, 128, 128)}
     assert objective.content_targets["conv2_1"].shape == (1, 8, 8, 128)
     assert all(isinstance(v, tf.Tensor) for v in objective.style_targets.values())
+
+
+def make_objective(inputs, content=CONTENT, style=STYLE, **kwargs):
+    model = backbones.load_backbone("vgg16_hed", weights="random", seed=0)
+    return Objective(backbones.build_extractor(model, content + style), content, style, inputs, **kwargs)
+
+
+def test_blended_targets_are_the_weighted_sum_of_the_styles_grams(objective):
+    a, b = stripes_image(24, 20), smooth_image(20, 24, seed=4)
+    blended = make_objective(Inputs(smooth_image(16, 16), [a, b], (0.7, 0.3)))
+    for name in STYLE:
+        ga = losses.gram_matrix(blended.extractor(tf.constant(a[None]))[name])
+        gb = losses.gram_matrix(blended.extractor(tf.constant(b[None]))[name])
+        np.testing.assert_allclose(blended.style_targets[name].numpy(), (0.7 * ga + 0.3 * gb).numpy(), rtol=1e-5)
+
+
+def guides_of(content_regions, style_regions, colours=None):
+    colours = colours or [f"#{k:06x}" for k in range(len(content_regions))]
+    return masks.Guides(np.asarray(content_regions, np.float32), [np.asarray(s, np.float32) for s in style_regions],
+                        colours)
+
+
+def test_a_mask_of_all_ones_equals_the_unmasked_loss(objective):
+    inputs = Inputs(smooth_image(16, 16), [stripes_image(24, 20)],
+                    guides=guides_of(np.ones((1, 16, 16)), [np.ones((1, 24, 20))]))
+    guided = make_objective(inputs)
+    images = tf.constant(np.stack([smooth_image(16, 16, seed=5), smooth_image(16, 16, seed=6)]))
+    w = weights(batch=2)
+    for call in (guided.__call__, tf.function(guided.__call__)):
+        total, terms = call(images, w)
+        expected_total, expected = objective(images, w)
+        np.testing.assert_allclose(total.numpy(), expected_total.numpy(), rtol=1e-5)
+        for name in STYLE:
+            np.testing.assert_allclose(terms[f"style/{name}"].numpy(), expected[f"style/{name}"].numpy(), rtol=1e-5)
+
+
+def test_regions_take_their_own_style_and_unstyled_regions_none():
+    """Two content regions: the left one styled by image a, the right one by nothing. The guided term is
+    1/K times region 0's term, and does not see the right half at all."""
+    left = np.zeros((2, 16, 16), np.float32)
+    left[0, :, :8] = 1
+    left[1, :, 8:] = 1
+    a = stripes_image(24, 20)
+    only_left = [np.stack([np.ones((24, 20)), np.zeros((24, 20))])]
+    guided = make_objective(Inputs(smooth_image(16, 16), [a], guides=guides_of(left, only_left)), content=())
+    image = smooth_image(16, 16, seed=7)
+    changed = image.copy()
+    changed[:, 12:] = 1 - changed[:, 12:]   # the right region only, beyond the reach of conv1_1's 3x3 window
+    w = LossWeights.create(1, 0.0, 1.0, 0.0, (), (1.0, 0.0))
+    _, t1 = guided(tf.constant(image[None]), w)
+    _, t2 = guided(tf.constant(changed[None]), w)
+    assert t1["style/conv1_1"].numpy()[0] == pytest.approx(t2["style/conv1_1"].numpy()[0], rel=1e-6)
+    feats = guided.extractor(tf.constant(image[None]))["conv1_1"]
+    target = losses.gram_matrix(guided.extractor(tf.constant(a[None]))["conv1_1"])
+    by_hand = losses.style_layer_loss(losses.masked_gram(feats, tf.constant(left[:1])), target[:, None])[:, 0] / 2
+    np.testing.assert_allclose(t1["style/conv1_1"].numpy(), by_hand.numpy(), rtol=1e-5)
+
+
+def test_normalized_gradient_has_the_strength_as_l1_norm():
+    x = tf.random.stateless_normal([2, 3, 4, 5], seed=[1, 1])
+    strength = tf.constant([2.0, 5.0])
+
+    def grad(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(1e6 * tf.square(objective_module.normalized_gradient(x, strength)))
+        return tape.gradient(loss, x)
+
+    for run in (grad, tf.function(grad)):
+        g = run(x).numpy()
+        np.testing.assert_allclose(np.abs(g).sum(axis=(1, 2, 3)), [2.0, 5.0], rtol=1e-5)
+        np.testing.assert_allclose(g / np.abs(g).sum(axis=(1, 2, 3), keepdims=True) * [[[[2.0]]], [[[5.0]]]],
+                                   g, rtol=1e-5)   # the direction of 2e6 * x is kept
+        assert (np.sign(g) == np.sign(x.numpy())).all()
+
+
+def test_objective_normalizes_each_terms_gradient():
+    """Content term alone (l2): the image gradient with normalization is the plain one divided by the
+    L1 norm of dE/dF = F - P, per image; the forward values do not change."""
+    inputs = Inputs(smooth_image(16, 16), [stripes_image(24, 20)])
+    plain, normalized = make_objective(inputs), make_objective(inputs, normalize_gradients=True)
+    images = tf.constant(np.stack([smooth_image(16, 16, seed=8), smooth_image(16, 16, seed=9)]))
+    w = LossWeights.create(2, 1.0, 0.0, 0.0, (1.0,), (1.0, 0.0))
+    w.content.assign([2.0, 5.0])
+
+    def image_gradient(objective):
+        def grad(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                total = tf.reduce_sum(objective(x, w)[0])
+            return tape.gradient(total, x)
+        return grad
+
+    diff = plain.extractor(images)["conv2_1"] - plain.content_targets["conv2_1"]
+    l1 = tf.reduce_sum(tf.abs(diff), axis=[1, 2, 3]).numpy()
+    for run in (lambda f: f, tf.function):
+        g = run(image_gradient(normalized))(images).numpy()
+        expected = run(image_gradient(plain))(images).numpy() / l1[:, None, None, None]
+        np.testing.assert_allclose(g, expected, rtol=1e-3, atol=1e-3 * np.abs(expected).max())
+    np.testing.assert_allclose(normalized(images, w)[0].numpy(), plain(images, w)[0].numpy(), rtol=1e-6)

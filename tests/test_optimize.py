@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from nst_tf import backbones
+from nst_tf.inputs import Inputs
 from nst_tf.objective import LossWeights, Objective
 from nst_tf.optimize import run_adam
 from tests.conftest import smooth_image
@@ -14,7 +15,7 @@ from tests.conftest import smooth_image
 def objective():
     model = backbones.load_backbone("vgg16_hed", weights="random", seed=0)
     extractor = backbones.build_extractor(model, ("conv1_2",))
-    return Objective(extractor, ("conv1_2",), (), smooth_image(12, 12), None)
+    return Objective(extractor, ("conv1_2",), (), Inputs(smooth_image(12, 12), []))
 
 
 def test_loop_reports_every_log_step_and_the_end(objective):

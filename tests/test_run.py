@@ -168,6 +168,13 @@ def test_runs_started_at_the_same_moment_get_their_own_folders(tmp_path):
     (["--feature_transform=cosine"], "--feature_transform"),
     (["--normalize_features", "--normalize_images=nowhere"], "--normalize_images='nowhere' is not a folder"),
     (["--list_layers", "--max_size=5"], "--max_size=5 is out of range"),
+    (["--style_blend_weights=1,2"], "--style_blend_weights has 2 values for 1 style images"),
+    (["--scales=64,32"], "must grow from scale to scale"),
+    (["--scales=32,x"], "--scales=32,x must be comma-separated whole numbers"),
+    (["--scales=16,32"], "short side must be at least 16 pixels; crop it to a less extreme aspect ratio or raise "
+                         "the smallest of --scales"),
+    (["--content_mask=nowhere.png", "--style_mask=#ffffff"], "image not found: 'nowhere.png'"),
+    (["--style_mask=#ffffff"], "--content_mask and --style_mask go together"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, content_path, style_path, args, message):
     base = [f"--content={content_path}", f"--style={style_path}", f"--output_dir={tmp_path / 'out'}", *TINY,
@@ -327,3 +334,63 @@ def test_color_controls(tmp_path, content_path, style_path):
         result = image_io.load_image(str(out / mode / "result.png"))
         # The content's colour channels (I, Q) are back in the result, up to clipping and 8-bit rounding.
         np.testing.assert_allclose(color.rgb_to_yiq(result)[..., 1:], color.rgb_to_yiq(content)[..., 1:], atol=0.03)
+
+
+def label_mask(path, shape, left, right):
+    """A two-region label image: the left half one colour, the right half another."""
+    from PIL import Image
+    arr = np.zeros((*shape, 3), np.uint8)
+    arr[:, : shape[1] // 2] = left
+    arr[:, shape[1] // 2:] = right
+    Image.fromarray(arr).save(path)
+    return str(path)
+
+
+@pytest.mark.slow
+def test_blend_masks_and_scales(tmp_path, content_path, style_path):
+    """Two styles blended; each half of the content styled by its own style image; coarse to fine."""
+    out = tmp_path / "out"
+    other = write_png(tmp_path / "other.png", smooth_image(30, 30, seed=9))
+    styles = f"--style={style_path},{other}"
+    proc = run_py(f"--content={content_path}", styles, "--style_blend_weights=3,1", "--num_steps=2",
+                  f"--output_dir={out}", "--run_name=blend", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    assert "--style_blend_weights=3.0,1.0" in (out / "blend" / "run.flags").read_text().splitlines()
+
+    mask = label_mask(tmp_path / "mask.png", (40, 48), (255, 0, 0), (0, 0, 255))
+    proc = run_py(f"--content={content_path}", styles, f"--content_mask={mask}", "--style_mask=#ff0000,#0000ff",
+                  "--num_steps=2", f"--output_dir={out}", "--run_name=masked", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    assert image_io.load_image(str(out / "masked" / "result.png")).shape == (27, 32, 3)
+
+    bad = label_mask(tmp_path / "bad.png", (48, 40), (255, 0, 0), (0, 255, 0))   # over the 40x48 style
+    proc = run_py(f"--content={content_path}", styles, f"--content_mask={mask}", f"--style_mask={bad},#0000ff",
+                  "--num_steps=2", f"--output_dir={out}", "--run_name=bad", *TINY)
+    assert proc.returncode == 2 and "#00ff00 that --content_mask lacks" in proc.stderr, proc.stderr
+
+    proc = run_py(f"--content={content_path}", f"--style={style_path}", "--scales=24,32", "--scale_steps=3,2",
+                  f"--output_dir={out}", "--run_name=pyramid", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    coarse = json.load(open(out / "pyramid" / "scales" / "24" / "summary.json"))
+    fine = json.load(open(out / "pyramid" / "summary.json"))
+    assert (coarse["status"], coarse["steps"], fine["status"], fine["steps"]) == ("done", 3, "done", 2)
+    assert image_io.load_image(str(out / "pyramid" / "scales" / "24" / "result.png")).shape == (20, 24, 3)
+    assert image_io.load_image(str(out / "pyramid" / "result.png")).shape == (27, 32, 3)
+
+
+@pytest.mark.slow
+def test_pyramid_interrupted_at_a_coarse_scale_resumes_there(tmp_path, content_path, style_path):
+    out = tmp_path / "out"
+    err, proc = sigterm_after(str(out / "*" / "scales" / "24" / "snapshots" / "step_*.png"),
+                              f"--content={content_path}", f"--style={style_path}", f"--output_dir={out}",
+                              "--scales=24,32")
+    assert proc.returncode == 130, err
+    run_dir = only_run(out)
+    assert os.path.exists(os.path.join(run_dir, "scales", "24", "result.png"))
+    step = int(np.load(os.path.join(run_dir, "scales", "24", "state.npz"))["step"])
+    proc = run_py(f"--resume={run_dir}", f"--scale_steps={step + 2},3", "--progress=false")
+    assert proc.returncode == 0, proc.stderr
+    assert f"resuming {run_dir} at 24 px, step {step}" in proc.stdout
+    coarse = json.load(open(os.path.join(run_dir, "scales", "24", "summary.json")))
+    assert coarse["status"] == "done" and coarse["steps"] == step + 2
+    assert json.load(open(os.path.join(run_dir, "summary.json")))["steps"] == 3

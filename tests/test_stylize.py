@@ -64,7 +64,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, conte
     longer = config_for(tmp_path, content_path, style_path, "parts", num_steps=14)
     stylize.run(longer, resume_dir=parts, **QUIET)
     assert [r["step"] for r in rows(parts)][-2:] == [12, 14]
-    with pytest.raises(UserError, match="already at step 14 of --num_steps=14"):
+    with pytest.raises(UserError, match="already at step 14 of 14; pass a larger --num_steps"):
         stylize.run(longer, resume_dir=parts, **QUIET)
     flags_before = open(os.path.join(parts, "run.flags")).read()
     with pytest.raises(UserError, match="already at step 14 of --num_steps=10"):

@@ -1,0 +1,87 @@
+"""The images a run works from: the content, the style images with their blend weights, and the masks.
+
+All images follow the project's convention (float32 RGB HxWx3 in [0, 1]). The content image's longest
+side is the result's size; each style image's longest side is `style_scale` times it (times `max_size` in
+texture mode, where the result takes the first style image's shape).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from nst_tf import color, image_io, masks
+from nst_tf.config import Config, blend_weights, schedule
+
+
+@dataclasses.dataclass
+class Inputs:
+    """content: [H, W, 3] or None (texture mode); styles: one [Hs, Ws, 3] per style image (empty in content
+    mode); blend: their weights, summing to 1; guides: the regions of --content_mask/--style_mask, or None."""
+    content: np.ndarray | None
+    styles: list[np.ndarray]
+    blend: tuple[float, ...] = (1.0,)
+    guides: masks.Guides | None = None
+
+    @property
+    def style(self) -> np.ndarray | None:
+        """The first style image (what --init=style starts from and texture mode takes its shape from)."""
+        return self.styles[0] if self.styles else None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The result's shape: the content's, or the first style image's in texture mode."""
+        return (self.content if self.content is not None else self.style).shape
+
+    def named_images(self) -> dict[str, np.ndarray]:
+        """{"0_content": ..., "1_style": ..., "2_style": ...}: the inputs as TensorBoard shows them."""
+        named = {"0_content": self.content} if self.content is not None else {}
+        named.update({f"{i + 1}_style": s for i, s in enumerate(self.styles)})
+        return named
+
+    def at(self, size: int) -> "Inputs":
+        """These inputs resized so that the result's longest side is `size` (one scale of a pyramid);
+        every image keeps its size relative to the result."""
+        factor = size / max(self.shape[:2])
+        def scaled(image):
+            h, w = image.shape[:2]
+            return image_io.resize(image, (max(1, round(h * factor)), max(1, round(w * factor))))
+        content = None if self.content is None else scaled(self.content)
+        styles = [scaled(s) for s in self.styles]
+        guides = self.guides and self.guides.resized(content.shape[:2], [s.shape[:2] for s in styles])
+        return Inputs(content, styles, self.blend, guides)
+
+    def working(self, preserve_colors: str, match: str) -> "Inputs":
+        """What the network sees under --preserve_colors (nst_tf/color.py): each style image is taken to
+        the content's colours or luminance alike."""
+        if self.content is None:
+            return self
+        pairs = [color.working_inputs(preserve_colors, match, self.content, s) for s in self.styles]
+        content = pairs[0][0] if pairs else self.content
+        return dataclasses.replace(self, content=content, styles=[p[1] for p in pairs])
+
+
+def load_inputs(config: Config) -> Inputs:
+    """The inputs of a config at its working sizes (`max_size`), images before masks, so that a bad image
+    is reported first."""
+    im, paths = config.images, config.image_paths
+    content = image_io.load_resized(paths["content"][0], im.max_size) if "content" in paths else None
+    base = max(content.shape[:2]) if content is not None else im.max_size
+    styles = [image_io.load_resized(p, max(16, round(base * im.style_scale))) for p in paths.get("style", ())]
+    guides = None
+    if im.content_mask:
+        guides = masks.load_guides(im.content_mask, config.style_mask_entries, content.shape[:2],
+                                   [s.shape[:2] for s in styles])
+    inputs = Inputs(content, styles, blend_weights(config) if styles else (), guides)
+    for size, _ in schedule(config)[:-1]:   # every scale of a pyramid must be large enough for the network
+        image_io.fit_size(*inputs.shape[:2], size, flag="the smallest of --scales")
+    return inputs
+
+
+def initial_image(config: Config, inputs: Inputs, seed: int) -> np.ndarray:
+    """The starting image, [H, W, 3] in [0, 1]: white noise from `seed`, the content, or the first style."""
+    if config.init == "content":
+        return inputs.content.copy()
+    if config.init == "style":
+        return image_io.resize(inputs.style, inputs.shape[:2])
+    return image_io.noise_like(inputs.shape, seed)
