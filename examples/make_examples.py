@@ -5,6 +5,8 @@ swirls.jpg   a painting-like style image made here: noise smeared along a swirli
              Brush-stroke texture, strong colours, structures at several scales: what a style image needs.
 chelsea.jpg  the cat photograph from scikit-image's data module (CC0), copied when scikit-image is
              installed; the repository ships the copy, so nothing here is needed to run the examples.
+chelsea_mask.png  labels over chelsea.jpg for spatial control: red the cat, blue the background, white
+             the eyes (drawn as ellipses by hand-measured coordinates).
 """
 import os
 
@@ -66,8 +68,21 @@ def swirls(h=384, w=512, seed=1889):
     return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+def chelsea_mask(h=300, w=451):
+    """Three label colours over chelsea.jpg: the cat, the background, the eyes."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    mask = np.zeros((h, w, 3), np.uint8)
+    mask[:] = (0, 0, 255)                                                       # background
+    cat = ((xx - 190) / 215) ** 2 + ((yy - 175) / 205) ** 2 <= 1
+    mask[cat] = (255, 0, 0)
+    for cx, cy, rx, ry in ((170, 113, 40, 33), (318, 136, 28, 27)):             # the eyes
+        mask[((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1] = (255, 255, 255)
+    return mask
+
+
 def main():
     Image.fromarray(swirls()).save(os.path.join(HERE, "swirls.jpg"), quality=92)
+    Image.fromarray(chelsea_mask()).save(os.path.join(HERE, "chelsea_mask.png"))
     try:
         from skimage import data
         Image.fromarray(data.chelsea()).save(os.path.join(HERE, "chelsea.jpg"), quality=92)

@@ -111,8 +111,9 @@ def resolve(config: Config, say=print) -> Config:
     transform = spec.feature_transform if model.feature_transform == "auto" else model.feature_transform
     style_weight = loss.style_weight
     if style_weight is None:
-        style_weight = backbones.default_style_weight(spec, transform, model.normalize_features)
-        if config.images.preserve_colors == "luminance":
+        style_weight = backbones.default_style_weight(spec, transform, model.normalize_features,
+                                                      loss.normalize_gradients)
+        if config.images.preserve_colors == "luminance" and not loss.normalize_gradients:
             style_weight *= color.LUMINANCE_STYLE_FACTOR
     loss = dataclasses.replace(
         loss, style_weight=style_weight,

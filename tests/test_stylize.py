@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from nst_tf import color, image_io, stylize
+from nst_tf import backbones, color, image_io, stylize
 from nst_tf.config import Config, ImageConfig, LossConfig, ModelConfig, OptimConfig, OutputConfig
 from nst_tf.errors import UserError
 from nst_tf.summaries import RunLogger
@@ -137,3 +137,27 @@ def test_luminance_transfer_raises_the_default_style_weight_only():
     assert stylize.resolve(base, **quiet).loss.style_weight == 2.5e7 * color.LUMINANCE_STYLE_FACTOR
     given = dataclasses.replace(base, loss=LossConfig(style_weight=3.0))
     assert stylize.resolve(given, **quiet).loss.style_weight == 3.0
+
+
+def test_normalized_gradients_have_their_own_default_style_weight():
+    base = Config(images=ImageConfig(content="c.png", style="s.png", preserve_colors="luminance"),
+                  model=ModelConfig(backbone="vgg16_hed"), loss=LossConfig(normalize_gradients=True))
+    resolved = stylize.resolve(base, say=lambda *a: None)
+    assert resolved.loss.style_weight == backbones.NORMALIZED_GRADIENTS_STYLE_WEIGHT   # no luminance factor
+
+
+def test_resolve_takes_the_last_scale_as_the_size():
+    config = Config(images=ImageConfig(content="c.png", style="s.png", max_size=300, scales=(128, 640)),
+                    model=ModelConfig(backbone="vgg16_hed"))
+    assert stylize.resolve(config, say=lambda *a: None).images.max_size == 640
+
+
+def test_resolution_invariant_alpha_follows_the_size(content_path, style_path):
+    """alpha x (256 / longest side)^2: the content term (a sum over positions) weighs the same at any size."""
+    def alpha(max_size, invariant=True):
+        config = Config(images=ImageConfig(content=content_path, style=style_path, max_size=max_size),
+                        model=ModelConfig(backbone="vgg16_hed"), loss=LossConfig(resolution_invariant=invariant))
+        config, inputs = stylize.prepare(config, say=lambda *a: None)
+        return stylize.Job(config, inputs, "unused").weight_row((), ())[0]
+    assert alpha(256) == pytest.approx(1.0) and alpha(128) == pytest.approx(4.0) and alpha(32) == pytest.approx(64.0)
+    assert alpha(32, invariant=False) == 1.0
