@@ -101,9 +101,9 @@ flags.DEFINE_float("tv_weight", _D["LossConfig"].tv_weight, "Total variation wei
 flags.DEFINE_bool("resolution_invariant", _D["LossConfig"].resolution_invariant, "The same look at every size: "
                   "the content term scaled by (256 / longest side)^2, and results above 256 px made coarse to "
                   "fine from 256 px (see --scales).")
-flags.DEFINE_bool("normalize_gradients", _D["LossConfig"].normalize_gradients, "Divide each term's gradient "
-                  "by its L1 norm before weighting it (jcjohnson/neural-style); the weights then set the "
-                  "terms' pull directly. See the README for weights that suit it.")
+flags.DEFINE_bool("normalize_gradients", _D["LossConfig"].normalize_gradients, "Divide each content and "
+                  "style term's gradient by its L1 norm before weighting it (jcjohnson/neural-style); the "
+                  "weights then set the terms' pull directly (default beta 1; use a TV weight near 0.003).")
 # Optimization
 flags.DEFINE_integer("num_steps", _D["OptimConfig"].num_steps, "Adam steps.")
 flags.DEFINE_float("learning_rate", _D["OptimConfig"].learning_rate, "Adam learning rate (pixels in [0, 1]).")

@@ -34,7 +34,7 @@ PANELS = {
     "blend": [f"--style={SWIRLS},{HUBBLE}", "--style_blend_weights=0.5,0.5"],
     "masked": [f"--style={SWIRLS},{HUBBLE}", "--content_mask=examples/chelsea_mask.png",
                "--style_mask=#ff0000,#0000ff"],
-    "normalized_gradients": [f"--style={SWIRLS}", "--normalize_gradients"],
+    "normalized_gradients": [f"--style={SWIRLS}", "--normalize_gradients", "--tv_weight=0.003"],
     "single_scale_512": [f"--style={SWIRLS}", "--max_size=512", "--noresolution_invariant"],
     "pyramid_1024": [f"--style={SWIRLS}", "--max_size=1024"],   # 256, 512, 1024 px; its 512 px stage is
 }                                                               # what --max_size=512 computes
@@ -87,7 +87,7 @@ def main(argv):
         ("spatial control", [("mask: red swirls, blue deep field,\nwhite (eyes) no style", "examples/chelsea_mask.png"),
                              ("no mask (swirls)", result["swirls"]), ("guided Grams", result["masked"])]),
         ("gradient\nnormalization", [("off (swirls)", result["swirls"]),
-                                     ("--normalize_gradients", result["normalized_gradients"])]),
+                                     ("--normalize_gradients\n--tv_weight=0.003", result["normalized_gradients"])]),
         ("512 px", [("one scale, 200 steps\n(--noresolution_invariant)", result["single_scale_512"]),
                     ("256 -> 512 px (default)", stage_512)]),
         ("same command\nat 1024 px", [("1024 px (256 -> 512 -> 1024)", result["pyramid_1024"]),

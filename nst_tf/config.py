@@ -91,9 +91,9 @@ class LossConfig:
     # The content term times (REFERENCE_SIZE / longest side)^2, and sizes above REFERENCE_SIZE reached
     # coarse-to-fine, so one set of flags gives the same look at every size.
     resolution_invariant: bool = True
-    # Each term's gradient with respect to its layer's features (the TV term's: to the image) divided by
-    # its L1 norm, per image, then times the term's weight, like jcjohnson/neural-style's
-    # -normalize_gradients (README). The default beta changes with it (backbones.default_style_weight).
+    # Each content and style term's gradient with respect to its layer's features divided by its L1 norm,
+    # per image, then times the term's weight, like jcjohnson/neural-style's -normalize_gradients (README;
+    # the TV term is not normalized). The default beta changes with it (backbones.default_style_weight).
     normalize_gradients: bool = False
 
 

@@ -62,11 +62,12 @@ class Inputs:
 
 
 def load_inputs(config: Config) -> Inputs:
-    """The inputs of a config at its working sizes (`max_size`), images before masks, so that a bad image
-    is reported first."""
+    """The inputs of a config at the result's size (`max_size`, or the last of `scales`), images before
+    masks, so that a bad image is reported first."""
     im, paths = config.images, config.image_paths
-    content = image_io.load_resized(paths["content"][0], im.max_size) if "content" in paths else None
-    base = max(content.shape[:2]) if content is not None else im.max_size
+    size = schedule(config)[-1][0]
+    content = image_io.load_resized(paths["content"][0], size) if "content" in paths else None
+    base = max(content.shape[:2]) if content is not None else size
     styles = [image_io.load_resized(p, max(16, round(base * im.style_scale))) for p in paths.get("style", ())]
     guides = None
     if im.content_mask:

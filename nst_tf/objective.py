@@ -165,7 +165,7 @@ class Objective:
             terms[f"style/{name}"] = raw
             terms[f"weighted/style/{name}"] = strength * raw
             style += weights.style_layers[:, i] * raw
-        tv = losses.total_variation(self._features(images, weights.tv))
+        tv = losses.total_variation(images)
         terms.update({"tv": tv, "content": content, "style": style,
                       "weighted/tv": weights.tv * tv, "weighted/content": weights.content * content,
                       "weighted/style": weights.style * style})

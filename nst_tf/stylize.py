@@ -134,8 +134,8 @@ def _write_text(path: str, text: str) -> None:
 
 def prepare(config: Config, say=print) -> tuple[Config, Inputs]:
     """(resolved config, its inputs); bad images and masks fail first, before any slow work."""
-    config = resolve(validate(config), say)
-    return config, load_inputs(config)
+    inputs = load_inputs(validate(config))
+    return resolve(config, say), inputs
 
 
 @dataclasses.dataclass
@@ -179,14 +179,6 @@ class Job:
     def __post_init__(self):
         im = self.config.images
         self.working = self.inputs.working(im.preserve_colors, im.color_match)
-
-    @property
-    def content(self) -> np.ndarray | None:
-        return self.working.content
-
-    @property
-    def style(self) -> np.ndarray | None:
-        return self.working.style
 
     def output(self, image: np.ndarray) -> np.ndarray:
         """The image written as the result: the optimized one, with the content's colours put back for
@@ -433,10 +425,11 @@ def run(config: Config, show_progress: bool = True, say=print, resume_dir: str |
         say(f"run folder: {run_dir}")
     start_run_dir(config, run_dir)
     job = Job(config, inputs, run_dir)
+    start = time.monotonic()
     optimize([job], network, device, show_progress, resume=bool(resume_dir))
     if job.status == "diverged":
         raise UserError(job.message)
-    say(f"result: {os.path.join(run_dir, 'result.png')} ({job.logger.elapsed:.1f} s)")
+    say(f"result: {os.path.join(run_dir, 'result.png')} ({time.monotonic() - start:.1f} s)")
     return run_dir
 
 
