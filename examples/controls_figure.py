@@ -34,6 +34,8 @@ PANELS = {
     "blend": [f"--style={SWIRLS},{HUBBLE}", "--style_blend_weights=0.5,0.5"],
     "masked": [f"--style={SWIRLS},{HUBBLE}", "--content_mask=examples/chelsea_mask.png",
                "--style_mask=#ff0000,#0000ff"],
+    "style_scale_0.5": [f"--style={SWIRLS}", "--style_scale=0.5"],
+    "style_scale_2": [f"--style={SWIRLS}", "--style_scale=2"],
     "normalized_gradients": [f"--style={SWIRLS}", "--normalize_gradients", "--tv_weight=0.003"],
     "single_scale_512": [f"--style={SWIRLS}", "--max_size=512", "--noresolution_invariant"],
     "pyramid_1024": [f"--style={SWIRLS}", "--max_size=1024"],   # 256, 512, 1024 px; its 512 px stage is
@@ -86,6 +88,8 @@ def main(argv):
                             ("both, blended 0.5 / 0.5", result["blend"])]),
         ("spatial control", [("mask: red swirls, blue deep field,\nwhite (eyes) no style", "examples/chelsea_mask.png"),
                              ("no mask (swirls)", result["swirls"]), ("guided Grams", result["masked"])]),
+        ("style scale", [("--style_scale=0.5", result["style_scale_0.5"]), ("1 (swirls)", result["swirls"]),
+                         ("--style_scale=2", result["style_scale_2"])]),
         ("gradient\nnormalization", [("off (swirls)", result["swirls"]),
                                      ("--normalize_gradients\n--tv_weight=0.003", result["normalized_gradients"])]),
         ("512 px", [("one scale, 200 steps\n(--noresolution_invariant)", result["single_scale_512"]),

@@ -67,7 +67,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, conte
     with pytest.raises(UserError, match="already at step 14 of 14; pass a larger --num_steps"):
         stylize.run(longer, resume_dir=parts, **QUIET)
     flags_before = open(os.path.join(parts, "run.flags")).read()
-    with pytest.raises(UserError, match="already at step 14 of --num_steps=10"):
+    with pytest.raises(UserError, match="already at step 14 of 10"):
         stylize.run(config_for(tmp_path, content_path, style_path, "parts", num_steps=10), resume_dir=parts, **QUIET)
     assert open(os.path.join(parts, "run.flags")).read() == flags_before   # a refused resume changes nothing
 
