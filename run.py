@@ -29,7 +29,7 @@ import traceback
 from absl import flags
 
 from nst_tf.config import (BACKBONES, COLOR_MATCHES, CONTENT_LOSSES, FEATURE_TRANSFORMS, GRAM_NORMS, INITS, MODES,
-                           POOLINGS, PRESERVE_COLORS, Config, ImageConfig, LossConfig, ModelConfig, OptimConfig,
+                           OPTIMIZERS, POOLINGS, PRESERVE_COLORS, Config, ImageConfig, LossConfig, ModelConfig, OptimConfig,
                            OutputConfig, validate)
 from nst_tf import image_io, sweep
 from nst_tf.errors import UserError
@@ -105,7 +105,9 @@ flags.DEFINE_bool("normalize_gradients", _D["LossConfig"].normalize_gradients, "
                   "style term's gradient by its L1 norm before weighting it (jcjohnson/neural-style); the "
                   "weights then set the terms' pull directly (default beta 1; use a TV weight near 0.003).")
 # Optimization
-flags.DEFINE_integer("num_steps", _D["OptimConfig"].num_steps, "Adam steps.")
+flags.DEFINE_enum("optimizer", _D["OptimConfig"].optimizer, OPTIMIZERS, "adam, or lbfgs: the paper's L-BFGS "
+                  "(TensorFlow Probability; no learning rate, unconstrained pixels clipped for output).")
+flags.DEFINE_integer("num_steps", _D["OptimConfig"].num_steps, "Optimizer steps (L-BFGS: iterations).")
 flags.DEFINE_float("learning_rate", _D["OptimConfig"].learning_rate, "Adam learning rate (pixels in [0, 1]).")
 flags.DEFINE_enum("init", _D["OptimConfig"].init, INITS, "Start image; auto: the content image for "
                   "transfer, noise for content reconstruction and texture synthesis.")
@@ -157,7 +159,7 @@ def config_from_flags() -> Config:
                         content_loss=f.content_loss, gram_norm=f.gram_norm, content_weight=f.content_weight,
                         style_weight=f.style_weight, tv_weight=f.tv_weight,
                         resolution_invariant=f.resolution_invariant, normalize_gradients=f.normalize_gradients),
-        optim=OptimConfig(num_steps=f.num_steps, learning_rate=f.learning_rate, init=f.init, seed=f.seed,
+        optim=OptimConfig(optimizer=f.optimizer, num_steps=f.num_steps, learning_rate=f.learning_rate, init=f.init, seed=f.seed,
                           device=f.device),
         output=OutputConfig(output_dir=f.output_dir, run_name=f.run_name, save_every=f.save_every,
                             log_every=f.log_every),

@@ -31,6 +31,7 @@ POOLINGS = ("avg", "max")
 CONTENT_LOSSES = ("l2", "l1")
 GRAM_NORMS = ("paper", "positions", "elements")
 INITS = ("auto", "noise", "content", "style")
+OPTIMIZERS = ("adam", "lbfgs")
 
 # Largest side we accept; beyond it a CPU run takes hours and memory runs out (tiling is issue 6).
 MAX_SIZE_LIMIT = 4096
@@ -99,6 +100,7 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
+    optimizer: str = "adam"       # adam, or lbfgs (the paper's; TensorFlow Probability, nst_tf/optimize.py)
     num_steps: int = 200
     learning_rate: float = 0.02
     init: str = "auto"            # auto: content image for transfer, noise otherwise
@@ -277,6 +279,7 @@ def validate(config: Config) -> Config:
     _choice("content_loss", loss.content_loss, CONTENT_LOSSES)
     _choice("gram_norm", loss.gram_norm, GRAM_NORMS)
     _choice("init", opt.init, INITS)
+    _choice("optimizer", opt.optimizer, OPTIMIZERS)
     for name in ("content_weight", "style_weight", "tv_weight"):
         if getattr(loss, name) is not None:
             _finite_nonneg(name, getattr(loss, name))

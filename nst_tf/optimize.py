@@ -95,3 +95,154 @@ def restore_state(images: tf.Variable, optimizer: keras.optimizers.Optimizer, st
         else:
             var.assign(values[0])
     return int(optimizer.iterations)
+
+
+class Adam:
+    """Adam on the image variable (the default), behind the interface `Lbfgs` shares: `step`, `run`,
+    `state`, `restore`."""
+
+    def __init__(self, learning_rate: float):
+        self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+
+    @property
+    def step(self) -> int:
+        return int(self.optimizer.iterations)
+
+    def run(self, objective: Objective, images: tf.Variable, weights: LossWeights, num_steps: int,
+            on_log: LogCallback, log_every: int = 10) -> None:
+        run_adam(objective, images, weights, num_steps, self.optimizer, on_log, log_every)
+
+    def state(self, images: tf.Variable, index: int) -> dict[str, np.ndarray]:
+        return image_state(images, self.optimizer, index)
+
+    def restore(self, images: tf.Variable, states: list[dict]) -> int:
+        return restore_state(images, self.optimizer, states)
+
+
+def make_optimizer(name: str, learning_rate: float):
+    """`Adam(learning_rate)` or `Lbfgs()` (which has no learning rate: its line search finds the step)."""
+    return Lbfgs() if name == "lbfgs" else Adam(learning_rate)
+
+
+# ------------------------------------------------------------------------------------------- L-BFGS
+# The paper's optimizer, from TensorFlow Probability, on all images of the batch at once: TFP's L-BFGS
+# is batched, so each image has its own line search and curvature history and runs as if alone. It runs
+# in the graph in chunks of `log_every` iterations (`previous_optimizer_results` carries its state from
+# one chunk to the next), so progress, snapshots and TensorBoard work as with Adam.
+#
+# Pixel range: L-BFGS runs unconstrained, as in the canonical Torch tools: clipping between iterations
+# would break its curvature pairs. The losses see the unclipped image (the TV term keeps it near the range
+# in practice); snapshots, the result and the next scale of a pyramid are clipped to [0, 1].
+#
+# A "step" is one L-BFGS iteration; each costs one or more evaluations (the line search), about 1.2 on
+# average.
+
+LBFGS_MEMORY = 10   # correction pairs kept (TFP's default; jcjohnson/neural-style uses 100)
+# L-BFGS starts from the identity as its inverse Hessian, so its first step is the raw gradient, which
+# here is in the millions: the line search then fails on overflowing values. Each image's objective is
+# scaled by FIRST_STEP / max|gradient at the start| (as Torch's optim.lbfgs scales its first step by the
+# gradient's norm); later steps do not depend on the scale, the curvature pairs take it out.
+FIRST_STEP = 0.05
+
+
+def _lbfgs_module():
+    import tensorflow_probability as tfp   # imported here: it is slow to import and Adam runs need none of it
+    return tfp.optimizer
+
+
+class Lbfgs:
+    """L-BFGS state for one batch of images: `results` (TFP's LBfgsOptimizerResults) once started."""
+
+    def __init__(self):
+        self.results = None
+        self.restored = None   # saved fields ({name: tensor}) that `run` starts from
+        self.scale = None      # [B]: each image's objective scale (FIRST_STEP)
+
+    @property
+    def step(self) -> int:
+        if self.results is None:
+            return 0 if self.restored is None else int(self.restored["num_iterations"])
+        return int(self.results.num_iterations)
+
+    @property
+    def stopped(self) -> bool:
+        """Every image has converged or its line search failed: more iterations would not move it."""
+        return self.results is not None and bool(tf.reduce_all(self.results.converged | self.results.failed))
+
+    def run(self, objective: Objective, images: tf.Variable, weights: LossWeights, num_steps: int,
+            on_log: LogCallback, log_every: int = 10) -> None:
+        """Iterations until `num_steps` (or until every image has stopped), reporting to `on_log` as
+        `run_adam` does; `images` holds the current positions after each chunk."""
+        optimizer = _lbfgs_module()
+        shape = tuple(images.shape)
+
+        @tf.function
+        def raw_value_and_gradients(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                total, _ = objective(tf.reshape(x, shape), weights)
+            return total, tape.gradient(total, x)   # row b: the gradient of image b's own total
+
+        if self.scale is None:
+            _, gradient = raw_value_and_gradients(tf.reshape(images, [shape[0], -1]))
+            self.scale = tf.Variable(FIRST_STEP / (tf.reduce_max(tf.abs(gradient), axis=1) + 1e-30), trainable=False)
+
+        def value_and_gradients(x):
+            total, gradient = raw_value_and_gradients(x)
+            return self.scale * total, self.scale[:, None] * gradient
+
+        @tf.function
+        def chunk(results, until):
+            return optimizer.lbfgs_minimize(value_and_gradients, None, previous_optimizer_results=results,
+                                            max_iterations=until, num_correction_pairs=LBFGS_MEMORY, tolerance=0.0)
+
+        terms_of = tf.function(objective.__call__)
+        if self.results is None:   # evaluates the start; a restored state then replaces every field
+            self.results = optimizer.lbfgs_minimize(value_and_gradients, tf.reshape(images, [shape[0], -1]),
+                                                    max_iterations=0, num_correction_pairs=LBFGS_MEMORY)
+            if self.restored is not None:
+                self.results = self.results._replace(**self.restored)
+                images.assign(tf.reshape(self.results.position, shape))
+        while self.step < num_steps and not self.stopped:
+            step = self.step
+            terms = terms_of(images, weights)[1] if step % log_every == 0 else None
+            if terms is not None:
+                on_log(step, images.numpy(), terms)
+            until = min(num_steps, (step // log_every + 1) * log_every)
+            self.results = chunk(self.results, tf.constant(until))
+            images.assign(tf.reshape(self.results.position, shape))
+        on_log(self.step, images.numpy(), terms_of(images, weights)[1])
+
+    def state(self, images: tf.Variable, index: int) -> dict[str, np.ndarray]:
+        """Image `index`'s part of the state: its position and history, the shared iteration count."""
+        state = {"images": images[index].numpy(), "step": np.int64(self.step),
+                 "lbfgs_scale": self.scale.numpy()[index]}
+        for name, value in self.results._asdict().items():
+            value = np.asarray(value)
+            if name in ("position_deltas", "gradient_deltas"):   # [memory, B, n]
+                value = value[:, index]
+            elif value.ndim and name != "num_iterations" and name != "num_objective_evaluations":
+                value = value[index]
+            state[f"lbfgs/{name}"] = value
+        return state
+
+    def restore(self, images: tf.Variable, states: list[dict]) -> int:
+        """The state of a batch from one saved state per image; returns the step it continues from.
+        Raises ValueError if the states are not L-BFGS states or disagree on the step."""
+        if any("lbfgs/position" not in s for s in states):
+            raise ValueError("the saved state is from another optimizer")
+        if any(int(s["step"]) != int(states[0]["step"]) for s in states):
+            raise ValueError("the saved states are at different steps")
+        fields = {}
+        for name in [k[len("lbfgs/"):] for k in states[0] if k.startswith("lbfgs/")]:
+            values = [s[f"lbfgs/{name}"] for s in states]
+            if name in ("position_deltas", "gradient_deltas"):
+                fields[name] = tf.constant(np.stack(values, axis=1))
+            elif name in ("num_iterations", "num_objective_evaluations"):
+                fields[name] = tf.constant(values[0])
+            else:
+                fields[name] = tf.constant(np.stack(values))
+        self.results, self.restored = None, fields
+        self.scale = tf.Variable(np.stack([s["lbfgs_scale"] for s in states]), trainable=False)
+        images.assign(np.stack([s["images"] for s in states]))
+        return self.step

@@ -35,7 +35,7 @@ from nst_tf.config import (REFERENCE_SIZE, Config, layer_weights, schedule, spli
 from nst_tf.inputs import Inputs, initial_image, load_inputs
 from nst_tf.errors import UserError
 from nst_tf.objective import LossWeights, Objective, term_names
-from nst_tf.optimize import image_state, restore_state, run_adam
+from nst_tf.optimize import Adam, Lbfgs, make_optimizer
 from nst_tf.summaries import NonFiniteLoss, RunLogger
 
 
@@ -228,13 +228,13 @@ class _AllStopped(Exception):
 STATE_FILE = "state.npz"
 
 
-def save_states(jobs: list[Job], images: tf.Variable, optimizer: keras.optimizers.Optimizer) -> None:
+def save_states(jobs: list[Job], images: tf.Variable, optimizer: Adam | Lbfgs) -> None:
     """Writes each running job's `state.npz` (its image and optimizer state), what `--resume` reads."""
-    if int(optimizer.iterations) == 0:
+    if optimizer.step == 0:
         return
     for i, job in enumerate(jobs):
         if job.status == "running":
-            state = image_state(images, optimizer, i)
+            state = optimizer.state(images, i)
             image_io.atomic_write(os.path.join(job.run_dir, STATE_FILE), lambda f: np.savez(f, **state))
 
 
@@ -340,7 +340,7 @@ def _optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: i
                               loss.gram_norm, loss.normalize_gradients)
         weights = LossWeights.from_rows(*zip(*(j.weight_row(content_layers, style_layers) for j in jobs)))
         images = tf.Variable(np.stack([j.start_image() for j in jobs]), name="image")
-        optimizer = keras.optimizers.Adam(learning_rate=optim.learning_rate)
+        optimizer = make_optimizer(optim.optimizer, optim.learning_rate)
         start = _restore(jobs, images, optimizer, num_steps) if resume else 0
         for i, job in enumerate(jobs):
             job.status = "running"
@@ -353,7 +353,7 @@ def _optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: i
                 job.logger.log_inputs(job.working.named_images())
         save = lambda: save_states(jobs, images, optimizer)  # noqa: E731
         try:
-            run_adam(objective, images, weights, num_steps, optimizer, _BatchLog(jobs, device, save),
+            optimizer.run(objective, images, weights, num_steps, _BatchLog(jobs, device, save),
                      first.output.log_every)
         except _AllStopped:
             pass
@@ -384,11 +384,11 @@ def _optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: i
             _write_summary(job, device)
 
 
-def _restore(jobs: list[Job], images: tf.Variable, optimizer: keras.optimizers.Optimizer, num_steps: int) -> int:
+def _restore(jobs: list[Job], images: tf.Variable, optimizer: Adam | Lbfgs, num_steps: int) -> int:
     """Loads each job's saved state into `images` and `optimizer`; returns the step they continue from."""
     states = [load_state(job.run_dir) for job in jobs]
     try:
-        step = restore_state(images, optimizer, states)
+        step = optimizer.restore(images, states)
     except (ValueError, KeyError) as e:
         raise UserError(f"the saved state in {jobs[0].run_dir!r} does not fit this run ({e}); resume with the "
                         "run's own flags (its run.flags).") from None

@@ -1,4 +1,4 @@
-"""The compiled Adam step and the loop: loss goes down, pixels stay in range, the callback contract."""
+"""The optimizers (Adam, L-BFGS) and their loops: loss goes down, the callback contract, resuming."""
 import keras
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ import tensorflow as tf
 from nst_tf import backbones
 from nst_tf.inputs import Inputs
 from nst_tf.objective import LossWeights, Objective
-from nst_tf.optimize import run_adam
+from nst_tf.optimize import Adam, Lbfgs, make_optimizer, run_adam
 from tests.conftest import smooth_image
 
 
@@ -82,3 +82,48 @@ def test_a_restored_optimizer_continues_to_the_same_images(objective):
     run_adam(objective, again, weights, 7, fresh, lambda step, *a: logged.append(step), log_every=2)
     assert logged == [4, 6, 7]
     np.testing.assert_allclose(again.numpy(), whole.numpy(), atol=1e-6)
+
+
+def test_lbfgs_reports_like_adam_and_goes_down(objective):
+    images = tf.Variable(np.full((1, 12, 12, 3), 0.5, np.float32))
+    seen = []
+    lbfgs = make_optimizer("lbfgs", 0.02)
+    assert isinstance(lbfgs, Lbfgs) and isinstance(make_optimizer("adam", 0.02), Adam)
+    lbfgs.run(objective, images, LossWeights.create(1, 1.0, 0.0, 0.0, (1.0,), ()), num_steps=7,
+              on_log=lambda step, ims, terms: seen.append((step, terms["total"].numpy()[0])), log_every=3)
+    assert [s for s, _ in seen] == [0, 3, 6, 7] and lbfgs.step == 7
+    assert seen[-1][1] < 0.1 * seen[0][1]   # L-BFGS on a content term: fast
+
+
+def test_lbfgs_batch_rows_run_as_if_alone(objective):
+    """TFP's L-BFGS is batched: each image has its own line search and history."""
+    weights = LossWeights.create(2, 1.0, 0.0, 0.0, (1.0,), ())
+    weights.content.assign([1.0, 30.0])
+    start = np.stack([np.full((12, 12, 3), 0.5, np.float32), smooth_image(12, 12, seed=4)])
+    both = tf.Variable(start)
+    Lbfgs().run(objective, both, weights, 5, lambda *a: None, log_every=5)
+    for i in range(2):
+        alone = tf.Variable(start[i:i + 1])
+        w = LossWeights.create(1, float(weights.content[i]), 0.0, 0.0, (1.0,), ())
+        Lbfgs().run(objective, alone, w, 5, lambda *a: None, log_every=5)
+        np.testing.assert_allclose(both.numpy()[i], alone.numpy()[0], atol=1e-4)
+
+
+def test_lbfgs_resumes_to_the_same_images(objective):
+    weights = LossWeights.create(2, 1.0, 0.0, 0.0, (1.0,), ())
+    start = np.stack([np.full((12, 12, 3), 0.5, np.float32), smooth_image(12, 12, seed=4)])
+    whole = tf.Variable(start)
+    Lbfgs().run(objective, whole, weights, 6, lambda *a: None, log_every=2)
+
+    part = tf.Variable(start)
+    first = Lbfgs()
+    first.run(objective, part, weights, 2, lambda *a: None, log_every=2)
+    states = [first.state(part, i) for i in range(2)]
+    again, fresh = tf.Variable(np.zeros_like(start)), Lbfgs()
+    assert fresh.restore(again, states) == 2
+    logged = []
+    fresh.run(objective, again, weights, 6, lambda step, *a: logged.append(step), log_every=2)
+    assert logged == [2, 4, 6]
+    np.testing.assert_allclose(again.numpy(), whole.numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="another optimizer"):
+        Lbfgs().restore(again, [Adam(0.1).state(again, 0)])

@@ -394,3 +394,15 @@ def test_pyramid_interrupted_at_a_coarse_scale_resumes_there(tmp_path, content_p
     coarse = json.load(open(os.path.join(run_dir, "scales", "24", "summary.json")))
     assert coarse["status"] == "done" and coarse["steps"] == step + 2
     assert json.load(open(os.path.join(run_dir, "summary.json")))["steps"] == 3
+
+
+@pytest.mark.slow
+def test_lbfgs_run(tmp_path, content_path, style_path):
+    out = tmp_path / "out"
+    proc = run_py(f"--content={content_path}", f"--style={style_path}", "--optimizer=lbfgs", "--num_steps=4",
+                  "--log_every=2", f"--output_dir={out}", "--run_name=lbfgs", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(open(out / "lbfgs" / "losses.csv")))
+    assert [int(r["step"]) for r in rows] == [0, 2, 4]
+    assert float(rows[-1]["total"]) < float(rows[0]["total"])
+    assert "lbfgs/position" in np.load(out / "lbfgs" / "state.npz")
