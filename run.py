@@ -29,7 +29,8 @@ import traceback
 from absl import flags
 
 from nst_tf.config import (BACKBONES, COLOR_MATCHES, CONTENT_LOSSES, FEATURE_TRANSFORMS, GRAM_NORMS, INITS, MODES,
-                           OPTIMIZERS, POOLINGS, PRESERVE_COLORS, Config, ImageConfig, LossConfig, ModelConfig, OptimConfig,
+                           OPTIMIZERS, POOLINGS, PRESERVE_COLORS, Config, ImageConfig, LossConfig, ModelConfig,
+                           OptimConfig,
                            OutputConfig, validate)
 from nst_tf import image_io, sweep
 from nst_tf.errors import UserError
@@ -159,7 +160,8 @@ def config_from_flags() -> Config:
                         content_loss=f.content_loss, gram_norm=f.gram_norm, content_weight=f.content_weight,
                         style_weight=f.style_weight, tv_weight=f.tv_weight,
                         resolution_invariant=f.resolution_invariant, normalize_gradients=f.normalize_gradients),
-        optim=OptimConfig(optimizer=f.optimizer, num_steps=f.num_steps, learning_rate=f.learning_rate, init=f.init, seed=f.seed,
+        optim=OptimConfig(optimizer=f.optimizer, num_steps=f.num_steps, learning_rate=f.learning_rate, init=f.init,
+                          seed=f.seed,
                           device=f.device),
         output=OutputConfig(output_dir=f.output_dir, run_name=f.run_name, save_every=f.save_every,
                             log_every=f.log_every),

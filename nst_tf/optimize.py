@@ -140,7 +140,7 @@ def make_optimizer(name: str, learning_rate: float):
 
 LBFGS_MEMORY = 10   # correction pairs kept (TFP's default; jcjohnson/neural-style uses 100)
 # L-BFGS starts from the identity as its inverse Hessian, so its first step is the raw gradient, which
-# here is in the millions: the line search then fails on overflowing values. Each image's objective is
+# here is in the millions: the line search then failed (at 32 and at 256 px). Each image's objective is
 # scaled by FIRST_STEP / max|gradient at the start| (as Torch's optim.lbfgs scales its first step by the
 # gradient's norm); later steps do not depend on the scale, the curvature pairs take it out.
 FIRST_STEP = 0.05
@@ -150,7 +150,7 @@ FIRST_STEP = 0.05
 RANGE_PENALTY = 0.1
 
 
-def _lbfgs_module():
+def _tfp_optimizers():
     import tensorflow_probability as tfp   # imported here: it is slow to import and Adam runs need none of it
     return tfp.optimizer
 
@@ -178,7 +178,7 @@ class Lbfgs:
             on_log: LogCallback, log_every: int = 10) -> None:
         """Iterations until `num_steps` (or until every image has stopped), reporting to `on_log` as
         `run_adam` does; `images` holds the current positions after each chunk."""
-        optimizer = _lbfgs_module()
+        optimizer = _tfp_optimizers()
         shape = tuple(images.shape)
 
         @tf.function
