@@ -161,8 +161,7 @@ def config_from_flags() -> Config:
                         style_weight=f.style_weight, tv_weight=f.tv_weight,
                         resolution_invariant=f.resolution_invariant, normalize_gradients=f.normalize_gradients),
         optim=OptimConfig(optimizer=f.optimizer, num_steps=f.num_steps, learning_rate=f.learning_rate, init=f.init,
-                          seed=f.seed,
-                          device=f.device),
+                          seed=f.seed, device=f.device),
         output=OutputConfig(output_dir=f.output_dir, run_name=f.run_name, save_every=f.save_every,
                             log_every=f.log_every),
         sweep=tuple(f.sweep), sweep_batch=f.sweep_batch))
