@@ -11,6 +11,7 @@ the engine under it, which also optimizes the cells of a sweep together (`nst_tf
   losses.png        the loss curves (log scale)
   events.out.tfevents.*  TensorBoard scalars and images
   summary.json      wall time, steps/s, device, final terms
+  scales/<size>/    coarse to fine: each scale before the last, with files of its own as above
 Every file is written whole or not at all. A run that fails or is interrupted saves its last good image
 as result.png (and says so) before it stops.
 """
