@@ -30,8 +30,7 @@ from absl import flags
 
 from nst_tf.config import (BACKBONES, COLOR_MATCHES, CONTENT_LOSSES, FEATURE_TRANSFORMS, GRAM_NORMS, INITS, MODES,
                            OPTIMIZERS, POOLINGS, PRESERVE_COLORS, Config, ImageConfig, LossConfig, ModelConfig,
-                           OptimConfig,
-                           OutputConfig, validate)
+                           OptimConfig, OutputConfig, validate)
 from nst_tf import image_io, sweep
 from nst_tf.errors import UserError
 
@@ -107,7 +106,8 @@ flags.DEFINE_bool("normalize_gradients", _D["LossConfig"].normalize_gradients, "
                   "weights then set the terms' pull directly (default beta 1; use a TV weight near 0.003).")
 # Optimization
 flags.DEFINE_enum("optimizer", _D["OptimConfig"].optimizer, OPTIMIZERS, "adam, or lbfgs: the paper's L-BFGS "
-                  "(TensorFlow Probability; no learning rate, unconstrained pixels clipped for output).")
+                  "(TensorFlow Probability; no learning rate; pixels outside [0, 1] pay a soft penalty, the outputs are "
+                  "clipped).")
 flags.DEFINE_integer("num_steps", _D["OptimConfig"].num_steps, "Optimizer steps (L-BFGS: iterations).")
 flags.DEFINE_float("learning_rate", _D["OptimConfig"].learning_rate, "Adam learning rate (pixels in [0, 1]).")
 flags.DEFINE_enum("init", _D["OptimConfig"].init, INITS, "Start image; auto: the content image for "

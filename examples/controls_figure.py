@@ -7,7 +7,6 @@ Every panel is an ordinary run.py command (listed in PANELS, printed as it start
 to --out/<name>/; finished runs there are kept, so an interrupted figure continues where it stopped.
 Time on 2 CPU cores: about an hour, most of it the 1024 px run.
 """
-import json
 import os
 import sys
 
@@ -46,16 +45,9 @@ FLAGS = flags.FLAGS
 TILE = 320   # display width of a tile
 
 
-def finished(run_dir: str) -> bool:
-    try:
-        return json.load(open(os.path.join(run_dir, "summary.json")))["status"] == "done"
-    except (OSError, ValueError, KeyError):
-        return False
-
-
 def run_panel(out: str, name: str, args: list[str]) -> None:
     run_dir = os.path.join(out, name)
-    if finished(run_dir):
+    if stylize.read_summary(run_dir).get("status") == "done":
         return
     if os.path.isdir(run_dir):
         os.rename(run_dir, f"{run_dir}.unfinished-{os.getpid()}")

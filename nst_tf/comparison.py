@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import os
 import random
 
@@ -34,7 +33,8 @@ from nst_tf.grid import render_grid  # noqa: E402
 from nst_tf.inputs import Inputs  # noqa: E402
 from nst_tf.summaries import read_losses  # noqa: E402
 from nst_tf.stylize import (STATE_FILE, Interrupted, Job, check_free_space, default_run_name,  # noqa: E402
-                            load_model, make_run_dir, optimize, output_bytes, prepare, start_run_dir)
+                            load_model, make_run_dir, optimize, output_bytes, prepare, read_summary,
+                            start_run_dir)
 
 SUMMARY_TERMS = ("total", "weighted/content", "weighted/style", "weighted/tv", "content", "style", "tv")
 
@@ -97,14 +97,6 @@ def _model_key(config: Config):
             m.normalize_features, m.normalize_images)
 
 
-def _summary(run_dir: str) -> dict:
-    try:
-        with open(os.path.join(run_dir, "summary.json")) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
-
-
 def _saved_step(run_dir: str) -> int | None:
     path = os.path.join(run_dir, STATE_FILE)
     if not os.path.exists(path):
@@ -142,7 +134,7 @@ def _plan(cells: list[sweep.Cell], prepared: dict, sweep_dir: str, resume: bool,
     fresh, by_step = [], {}
     for cell in cells:
         run_dir = os.path.join(sweep_dir, cell.name)
-        summary = _summary(run_dir) if resume else {}
+        summary = read_summary(run_dir) if resume else {}
         if summary.get("status") == "diverged" or (
                 summary.get("status") == "done" and summary.get("steps", 0) >= schedule(cell.config)[-1][1]):
             outcomes[cell.index] = Outcome.of_folder(cell, run_dir, summary, _inputs_of(prepared[cell.index][1]))

@@ -154,7 +154,7 @@ class Config:
         paths = {"content": (im.content,) if im.content and (self.uses_content or self.init == "content") else (),
                  "style": self.style_paths if self.uses_style or self.init == "style" else (),
                  "content_mask": (im.content_mask,) if im.content_mask else (),
-                 "style_mask": tuple(e for e in self.style_mask_entries if not e.startswith("#"))}
+                 "style_mask": tuple(e for e in self.style_mask_entries if not is_colour(e))}
         return {kind: files for kind, files in paths.items() if files}
 
     @property
@@ -163,6 +163,11 @@ class Config:
         if self.optim.init != "auto":
             return self.optim.init
         return "content" if self.mode == "transfer" else "noise"
+
+
+def is_colour(entry: str) -> bool:
+    """Whether a --style_mask entry is a colour (`#rrggbb` or `#rgb`) rather than a file."""
+    return entry.startswith("#")
 
 
 def split_list(text: str | None) -> tuple[str, ...]:
@@ -176,20 +181,23 @@ def blend_weights(config: Config) -> tuple[float, ...]:
     return tuple(float(w) / sum(weights) for w in weights)
 
 
-def schedule(config: Config) -> tuple[tuple[int, int], ...]:
-    """The coarse-to-fine plan: ((longest side, steps), ...), the last at the result's size.
-
-    --scales, or without it max_size alone; with --resolution_invariant (the default) and no --scales,
-    max_size halved while it stays at least REFERENCE_SIZE (1024: 256, 512, 1024). Steps: --scale_steps,
-    or num_steps at the first scale and half as many at each next one (the finer scales start close).
-    """
-    im = config.images
-    sizes = list(im.scales)
+def scale_sizes(config: Config) -> list[int]:
+    """The longest sides optimized in turn, the last the result's: --scales, or without it max_size alone;
+    with --resolution_invariant (the default) and no --scales, max_size halved while it stays at least
+    REFERENCE_SIZE (1024: 256, 512, 1024)."""
+    sizes = list(config.images.scales)
     if not sizes:
-        sizes = [im.max_size]
+        sizes = [config.images.max_size]
         while config.loss.resolution_invariant and sizes[0] // 2 >= REFERENCE_SIZE:
             sizes.insert(0, sizes[0] // 2)
-    steps = im.scale_steps or tuple(max(1, config.optim.num_steps >> k) for k in range(len(sizes)))
+    return sizes
+
+
+def schedule(config: Config) -> tuple[tuple[int, int], ...]:
+    """The coarse-to-fine plan: ((longest side, steps), ...) over `scale_sizes`. Steps: --scale_steps, or
+    num_steps at the first scale and half as many at each next one (the finer scales start close)."""
+    sizes = scale_sizes(config)
+    steps = config.images.scale_steps or tuple(max(1, config.optim.num_steps >> k) for k in range(len(sizes)))
     return tuple(zip(sizes, steps))
 
 
@@ -242,8 +250,7 @@ def _check_scales(config: Config) -> None:
     if list(im.scales) != sorted(set(im.scales)):
         raise UserError(f"--scales={','.join(map(str, im.scales))} must grow from scale to scale, e.g. 256,512,1024.")
     if im.scale_steps:
-        count = len(im.scales) if im.scales else len(schedule(dataclasses.replace(
-            config, images=dataclasses.replace(im, scale_steps=()))))
+        count = len(scale_sizes(config))
         if len(im.scale_steps) != count:
             raise UserError(f"--scale_steps has {len(im.scale_steps)} values for {count} scales: give one step "
                             "count per scale.")

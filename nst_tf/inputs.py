@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 
 from nst_tf import color, image_io, masks
-from nst_tf.config import Config, blend_weights, schedule
+from nst_tf.config import Config, blend_weights, scale_sizes
 
 
 @dataclasses.dataclass
@@ -65,7 +65,7 @@ def load_inputs(config: Config) -> Inputs:
     """The inputs of a config at the result's size (`max_size`, or the last of `scales`), images before
     masks, so that a bad image is reported first."""
     im, paths = config.images, config.image_paths
-    size = schedule(config)[-1][0]
+    *coarser, size = scale_sizes(config)
     content = image_io.load_resized(paths["content"][0], size) if "content" in paths else None
     base = max(content.shape[:2]) if content is not None else size
     styles = [image_io.load_resized(p, max(16, round(base * im.style_scale))) for p in paths.get("style", ())]
@@ -74,8 +74,8 @@ def load_inputs(config: Config) -> Inputs:
         guides = masks.load_guides(im.content_mask, config.style_mask_entries, content.shape[:2],
                                    [s.shape[:2] for s in styles])
     inputs = Inputs(content, styles, blend_weights(config) if styles else (), guides)
-    for size, _ in schedule(config)[:-1]:   # every scale of a pyramid must be large enough for the network
-        image_io.fit_size(*inputs.shape[:2], size, flag="the smallest of --scales")
+    for coarse in coarser:   # every scale of a pyramid must be large enough for the network
+        image_io.fit_size(*inputs.shape[:2], coarse, flag="the smallest of --scales")
     return inputs
 
 

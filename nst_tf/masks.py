@@ -18,15 +18,11 @@ import tensorflow as tf
 from PIL import Image, ImageColor
 
 from nst_tf import image_io
+from nst_tf.config import is_colour
 from nst_tf.errors import UserError
 
 MAX_REGIONS = 16
 LABEL_SHARE = 0.002   # a colour covering less of the mask is an edge or compression artefact, not a label
-
-
-def is_colour(entry: str) -> bool:
-    """Whether a --style_mask entry is a colour (`#rrggbb` or `#rgb`) rather than a file."""
-    return entry.startswith("#")
 
 
 def parse_colour(entry: str) -> tuple[int, int, int]:
@@ -40,13 +36,12 @@ def hex_colour(rgb) -> str:
     return "#" + "".join(f"{int(c):02x}" for c in rgb)
 
 
-def load_labels(path: str, shape: tuple[int, int], image_shape: tuple[int, int] | None = None,
-                what: str = "mask") -> tuple[np.ndarray, np.ndarray]:
-    """(label colours [K, 3] uint8, label index per pixel [H, W] int) of the mask file at `shape` (h, w).
+def load_labels(path: str, shape: tuple[int, int], what: str = "mask") -> tuple[np.ndarray, np.ndarray]:
+    """(label colours [K, 3] uint8, label index per pixel [H, W] int) of the mask file at `shape` (h, w),
+    the shape of its image, whose aspect ratio the mask must have.
 
     Colours covering at least LABEL_SHARE of the mask are the labels (most first); every other pixel
-    (antialiased edges, JPEG noise) takes the nearest label. `image_shape`, the shape of the mask's
-    image as loaded, must have the mask's aspect ratio.
+    (antialiased edges, JPEG noise) takes the nearest label.
     """
     rgb = image_io.to_uint8(image_io.load_image(path))
     h, w = rgb.shape[:2]
@@ -83,9 +78,15 @@ class Guides:
     colours: list[str]
 
     @property
+    def present(self) -> np.ndarray:
+        """[S, K] bool: whether style image s has region k."""
+        return np.array([[m.any() for m in style_masks] for style_masks in self.styles]).reshape(
+            len(self.styles), len(self.colours))
+
+    @property
     def styled(self) -> np.ndarray:
         """[K] bool: the regions that some style image has (the others get the content term only)."""
-        return np.array([any(s[k].any() for s in self.styles) for k in range(len(self.colours))])
+        return self.present.any(axis=0)
 
     def resized(self, content_shape: tuple[int, int], style_shapes: list[tuple[int, int]]) -> "Guides":
         """The same regions at other image sizes (nearest neighbour), for the scales of a pyramid."""
@@ -100,8 +101,8 @@ def load_guides(content_mask: str, style_masks: tuple[str, ...], content_shape: 
                 style_shapes: list[tuple[int, int]]) -> Guides:
     """The regions of `--content_mask` and `--style_mask` (one entry per style image) at the images' shapes.
 
-    Raises UserError for a mask whose aspect ratio differs from its image's, a style mask colour the content
-    mask lacks (the region counts do not match), or a style region too small to survive at this size.
+    Raises UserError for a mask whose aspect ratio differs from its image's, a mask of more than MAX_REGIONS
+    colours, or a style mask colour the content mask lacks (the region counts do not match).
     """
     colours, index = load_labels(content_mask, content_shape, what="--content_mask")
     names = [hex_colour(c) for c in colours]

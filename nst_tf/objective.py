@@ -101,13 +101,15 @@ class Objective:
         self.style_targets = {}
         self.regions = {}          # with guides: {layer: [K, h, w] content masks at the layer's size}
         self.region_weights = None   # with guides: [K], 1/K for a styled region, 0 for the others
+        content_features = None   # also what the guides' masks are resized to, layer by layer
+        if self.content_layers or inputs.guides is not None:
+            content_features = extractor(tf.constant(inputs.content[None]))
         if self.content_layers:
-            features = extractor(tf.constant(inputs.content[None]))
-            self.content_targets = {name: tf.constant(features[name]) for name in self.content_layers}
+            self.content_targets = {name: tf.constant(content_features[name]) for name in self.content_layers}
         if self.style_layers:
-            self._style_targets(inputs)
+            self._style_targets(inputs, content_features)
 
-    def _style_targets(self, inputs: Inputs) -> None:
+    def _style_targets(self, inputs: Inputs, content_features: dict[str, tf.Tensor] | None) -> None:
         per_style = [self.extractor(tf.constant(style[None])) for style in inputs.styles]
         guides = inputs.guides
         if guides is None:
@@ -117,19 +119,16 @@ class Objective:
             return
         # share[s, r]: style s's part of region r's target (its blend weight, renormalized over the styles
         # that have region r; zero where it does not)
-        has = np.array([[m.any() for m in style_masks] for style_masks in guides.styles], np.float64)
-        share = has * np.asarray(inputs.blend)[:, None]
+        share = guides.present * np.asarray(inputs.blend)[:, None]
         share = np.divide(share, share.sum(0), out=np.zeros_like(share), where=share.sum(0) > 0)
         styled = guides.styled
         self.region_weights = tf.constant(styled / len(styled), tf.float32)
-        content_shapes = {name: f.shape[1:3] for name, f in self.extractor(
-            tf.zeros([1, *guides.content.shape[1:], 3])).items()}
         for name in self.style_layers:
             grams = [losses.masked_gram(f[name], masks.resize_to(m, f[name].shape[1:3]))
                      for f, m in zip(per_style, guides.styles)]
             self.style_targets[name] = tf.constant(
                 sum(tf.constant(share[s], tf.float32)[None, :, None, None] * g for s, g in enumerate(grams)))
-            self.regions[name] = masks.resize_to(guides.content, content_shapes[name])
+            self.regions[name] = masks.resize_to(guides.content, content_features[name].shape[1:3])
 
     def term_names(self) -> list[str]:
         """Every term name the objective reports, in a stable order."""

@@ -212,9 +212,8 @@ class Lbfgs:
                 images.assign(tf.reshape(self.results.position, shape))
         while self.step < num_steps and not self.stopped:
             step = self.step
-            terms = terms_of(images, weights)[1] if step % log_every == 0 else None
-            if terms is not None:
-                on_log(step, images.numpy(), terms)
+            if step % log_every == 0:
+                on_log(step, images.numpy(), terms_of(images, weights)[1])
             until = min(num_steps, (step // log_every + 1) * log_every)
             self.results = chunk(self.results, tf.constant(until))
             images.assign(tf.reshape(self.results.position, shape))
@@ -228,7 +227,7 @@ class Lbfgs:
             value = np.asarray(value)
             if name in ("position_deltas", "gradient_deltas"):   # [memory, B, n]
                 value = value[:, index]
-            elif value.ndim and name != "num_iterations" and name != "num_objective_evaluations":
+            elif name not in ("num_iterations", "num_objective_evaluations"):   # one row per image
                 value = value[index]
             state[f"lbfgs/{name}"] = value
         return state

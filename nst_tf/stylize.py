@@ -314,12 +314,17 @@ def optimize(jobs: list[Job], network: Network, device: str, show_progress: bool
             return
 
 
-def _finished(run_dir: str) -> bool:
+def read_summary(run_dir: str) -> dict:
+    """The run folder's summary.json ({} if it has none, or an unreadable one)."""
     try:
         with open(os.path.join(run_dir, "summary.json")) as f:
-            return json.load(f).get("status") == "done"
+            return json.load(f)
     except (OSError, ValueError):
-        return False
+        return {}
+
+
+def _finished(run_dir: str) -> bool:
+    return read_summary(run_dir).get("status") == "done"
 
 
 def _optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: int, show_progress: bool,
