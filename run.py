@@ -114,6 +114,11 @@ flags.DEFINE_enum("init", _D["OptimConfig"].init, INITS, "Start image; auto: the
                   "transfer, noise for content reconstruction and texture synthesis.")
 flags.DEFINE_integer("seed", None, "Random seed for the noise and the run (drawn and recorded if unset).")
 flags.DEFINE_string("device", _D["OptimConfig"].device, "auto (GPU when present), cpu, gpu, or e.g. GPU:1.")
+flags.DEFINE_integer("tile_size", _D["OptimConfig"].tile_size, "0: whole images. N: evaluate the image "
+                     "in tiles of about N px (with a halo of the receptive field) for sizes whose backward pass "
+                     "does not fit in memory; values and gradients are exact. Adam, VGG backbones.")
+flags.DEFINE_bool("jit_compile", _D["OptimConfig"].jit_compile, "Compile the step with XLA (see README, "
+                  "Speed).")
 # Output
 flags.DEFINE_string("output_dir", _D["OutputConfig"].output_dir, "Where run folders go.")
 flags.DEFINE_string("run_name", None, "Run folder name (default: <content>_<style>_<time>).")
@@ -161,7 +166,8 @@ def config_from_flags() -> Config:
                         style_weight=f.style_weight, tv_weight=f.tv_weight,
                         resolution_invariant=f.resolution_invariant, normalize_gradients=f.normalize_gradients),
         optim=OptimConfig(optimizer=f.optimizer, num_steps=f.num_steps, learning_rate=f.learning_rate, init=f.init,
-                          seed=f.seed, device=f.device),
+                          seed=f.seed, device=f.device, tile_size=f.tile_size,
+                          jit_compile=f.jit_compile),
         output=OutputConfig(output_dir=f.output_dir, run_name=f.run_name, save_every=f.save_every,
                             log_every=f.log_every),
         sweep=tuple(f.sweep), sweep_batch=f.sweep_batch))

@@ -106,6 +106,8 @@ class OptimConfig:
     init: str = "auto"            # auto: content image for transfer, noise otherwise
     seed: Optional[int] = None    # None: drawn at start and recorded, so the run can be repeated
     device: str = "auto"          # auto, cpu, gpu, or a TensorFlow device string like /GPU:1
+    tile_size: int = 0            # 0: whole image; N: tiles of ~N px with a halo, exact (nst_tf/tiling.py)
+    jit_compile: bool = False     # compile the step with XLA
 
 
 @dataclass(frozen=True)
@@ -258,6 +260,22 @@ def _check_scales(config: Config) -> None:
             raise UserError("--scale_steps must all be at least 1.")
 
 
+def _check_tiling(config: Config) -> None:
+    """Tiles work where every term is a sum over positions of features from a chain of convolutions."""
+    size = config.optim.tile_size
+    if size < 64:
+        raise UserError(f"--tile_size={size} must be 0 (whole images) or at least 64 pixels.")
+    if config.model.backbone == "resnet50" or config.model.feature_transform == "softmax":
+        raise UserError("--tile_size needs a VGG backbone without the softmax transform (resnet50's branches "
+                        "and a softmax over whole feature maps cannot be cut into tiles); use --backbone=vgg19 "
+                        "or vgg16_hed.")
+    if config.loss.normalize_gradients:
+        raise UserError("--tile_size cannot be used with --normalize_gradients (it needs each whole feature "
+                        "map's gradient); leave one out.")
+    if config.optim.optimizer != "adam":
+        raise UserError("--tile_size works with --optimizer=adam (L-BFGS runs its iterations as one graph).")
+
+
 def validate(config: Config) -> Config:
     """Checks every field that can be checked without files or TensorFlow; returns the config."""
     _choice("mode", config.mode, MODES)
@@ -310,6 +328,8 @@ def validate(config: Config) -> Config:
         raise UserError(f"--learning_rate={opt.learning_rate} must be a positive number.")
     if opt.seed is not None and not 0 <= opt.seed < 2**31:
         raise UserError(f"--seed={opt.seed} must be in [0, 2**31).")
+    if opt.tile_size:
+        _check_tiling(config)
     if out.save_every < 0 or out.log_every < 1:
         raise UserError("--save_every must be >= 0 (0: no snapshots) and --log_every >= 1.")
     if config.sweep_batch < 0:

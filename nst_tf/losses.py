@@ -33,6 +33,22 @@ def softmax_features(features: tf.Tensor, temperature: float = 1.0) -> tf.Tensor
     return tf.reshape(tf.nn.softmax(flat, axis=-1) * count, shape)
 
 
+def gram_sum(features: tf.Tensor, masks: tf.Tensor | None = None) -> tf.Tensor:
+    """The paper's Gram matrix (Eq. 3), G_ij = sum_k F_ik F_jk over the positions k; with masks, one per
+    region, G^r_ij = sum_k m^r_k F_ik F_jk. Sums, so the Grams of an image's parts add up to the image's.
+
+    Args:
+      features: [B, H, W, C] float32.
+      masks: None, or [R, H, W] float32 region masks.
+    Returns:
+      [B, C, C], or [B, R, C, C] with masks.
+    """
+    if masks is None:
+        return tf.einsum("bhwi,bhwj->bij", features, features)
+    weighted = features[:, None] * masks[None, :, :, :, None]   # [B, R, H, W, C]
+    return tf.einsum("brhwi,bhwj->brij", weighted, features)
+
+
 def gram_matrix(features: tf.Tensor) -> tf.Tensor:
     """The Gram matrix of the paper's Eq. 3 divided by the layer's number of positions M = H * W:
 
@@ -47,7 +63,7 @@ def gram_matrix(features: tf.Tensor) -> tf.Tensor:
       [B, C, C] float32.
     """
     m = tf.cast(tf.shape(features)[1] * tf.shape(features)[2], features.dtype)
-    return tf.einsum("bhwi,bhwj->bij", features, features) / m
+    return gram_sum(features) / m
 
 
 def masked_gram(features: tf.Tensor, masks: tf.Tensor) -> tf.Tensor:
@@ -66,9 +82,7 @@ def masked_gram(features: tf.Tensor, masks: tf.Tensor) -> tf.Tensor:
       [B, R, C, C] float32.
     """
     size = tf.reduce_sum(masks, axis=[1, 2])
-    weighted = features[:, None] * masks[None, :, :, :, None]   # [B, R, H, W, C]
-    gram = tf.einsum("brhwi,bhwj->brij", weighted, features)
-    return gram / tf.maximum(size, 1e-8)[None, :, None, None]
+    return gram_sum(features, masks) / tf.maximum(size, 1e-8)[None, :, None, None]
 
 
 def content_loss(features: tf.Tensor, target: tf.Tensor, kind: str = "l2") -> tf.Tensor:

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import losses, masks
+from nst_tf import losses, masks, tiling
 from nst_tf.inputs import Inputs
 
 
@@ -77,13 +77,16 @@ class Objective:
 
     def __init__(self, extractor: keras.Model, content_layers: tuple[str, ...], style_layers: tuple[str, ...],
                  inputs: Inputs, content_loss: str = "l2", gram_norm: str = "paper",
-                 normalize_gradients: bool = False):
+                 normalize_gradients: bool = False, tile_size: int = 0):
         """
         Args:
           extractor: model returning {paper layer name: [B, H, W, C]} for images in [0, 1].
           content_layers, style_layers: paper layer names; empty where the mode does not use the term.
           inputs: the content image, the style images with their blend weights, and the masks (guides).
           normalize_gradients: each term's feature gradient normalized (`normalized_gradient`).
+          tile_size: 0 evaluates whole images; N > 0 evaluates them in tiles of about N pixels with a halo
+            (`nst_tf.tiling`): the same values and gradients in the memory of one tile. Needs a chain
+            backbone (VGG) and no gradient normalization (which needs each whole feature map's gradient).
 
         Style targets: the Gram matrices of the style images blended, a = sum_s b_s a_s. With guides, one
         per region r of the content mask, from the pixels of region r of each style image that has it
@@ -97,26 +100,51 @@ class Objective:
         self.content_loss = content_loss
         self.gram_norm = gram_norm
         self.normalize_gradients = normalize_gradients
+        self.tiles = tiling.Tiles(extractor, tile_size) if tile_size else None
+        if self.tiles is not None and normalize_gradients:
+            raise ValueError("tiles cannot normalize gradients (that needs whole feature maps)")
+        self.tiled = None if self.tiles is None else tiling.TiledEvaluation(self, self.tiles)
         self.content_targets = {}
         self.style_targets = {}
         self.regions = {}          # with guides: {layer: [K, h, w] content masks at the layer's size}
         self.region_weights = None   # with guides: [K], 1/K for a styled region, 0 for the others
-        content_features = None   # also what the guides' masks are resized to, layer by layer
-        if self.content_layers or inputs.guides is not None:
-            content_features = extractor(tf.constant(inputs.content[None]))
         if self.content_layers:
-            self.content_targets = {name: tf.constant(content_features[name]) for name in self.content_layers}
+            self.content_targets = {name: tf.constant(f) for name, f in
+                                    self._features(inputs.content, self.content_layers).items()}
         if self.style_layers:
-            self._style_targets(inputs, content_features)
+            self._style_targets(inputs)
 
-    def _style_targets(self, inputs: Inputs, content_features: dict[str, tf.Tensor] | None) -> None:
-        per_style = [self.extractor(tf.constant(style[None])) for style in inputs.styles]
+    def _features(self, image: np.ndarray, names) -> dict[str, tf.Tensor]:
+        """{layer: [1, h, w, C]} of one image [H, W, 3], whole or assembled from tiles."""
+        if self.tiles is not None:
+            return self.tiles.features(image, names)
+        features = self.extractor(tf.constant(image[None]))
+        return {name: features[name] for name in names}
+
+    def _layer_shape(self, name: str, image: np.ndarray) -> tuple[int, int]:
+        if self.tiles is not None:
+            return self.tiles.feature_shape(name, *image.shape[:2])
+        return tuple(self.extractor.compute_output_shape((1, *image.shape))[name][1:3])
+
+    def _grams(self, image: np.ndarray, regions: dict[str, tf.Tensor] | None) -> dict[str, tf.Tensor]:
+        """{style layer: g} of one image: `gram_matrix`, or with `regions` ({layer: [R, h, w]}) `masked_gram`."""
+        if self.tiles is not None:
+            return tiling.image_grams(self.tiles, image, self.style_layers, regions)
+        features = self.extractor(tf.constant(image[None]))
+        if regions is None:
+            return {name: losses.gram_matrix(features[name]) for name in self.style_layers}
+        return {name: losses.masked_gram(features[name], regions[name]) for name in self.style_layers}
+
+    def _style_targets(self, inputs: Inputs) -> None:
         guides = inputs.guides
         if guides is None:
+            per_style = [self._grams(style, None) for style in inputs.styles]
             for name in self.style_layers:
-                self.style_targets[name] = tf.constant(
-                    sum(b * losses.gram_matrix(f[name]) for b, f in zip(inputs.blend, per_style)))
+                self.style_targets[name] = tf.constant(sum(b * g[name] for b, g in zip(inputs.blend, per_style)))
             return
+        per_style = [self._grams(style, {name: masks.resize_to(m, self._layer_shape(name, style))
+                                         for name in self.style_layers})
+                     for style, m in zip(inputs.styles, guides.styles)]
         # share[s, r]: style s's part of region r's target (its blend weight, renormalized over the styles
         # that have region r; zero where it does not)
         share = guides.present * np.asarray(inputs.blend)[:, None]
@@ -124,50 +152,77 @@ class Objective:
         styled = guides.styled
         self.region_weights = tf.constant(styled / len(styled), tf.float32)
         for name in self.style_layers:
-            grams = [losses.masked_gram(f[name], masks.resize_to(m, f[name].shape[1:3]))
-                     for f, m in zip(per_style, guides.styles)]
             self.style_targets[name] = tf.constant(
-                sum(tf.constant(share[s], tf.float32)[None, :, None, None] * g for s, g in enumerate(grams)))
-            self.regions[name] = masks.resize_to(guides.content, content_features[name].shape[1:3])
+                sum(tf.constant(share[s], tf.float32)[None, :, None, None] * g[name] for s, g in enumerate(per_style)))
+            self.regions[name] = masks.resize_to(guides.content, self._layer_shape(name, inputs.content))
 
     def term_names(self) -> list[str]:
         """Every term name the objective reports, in a stable order."""
         return term_names(self.content_layers, self.style_layers)
 
-    def _features(self, features: tf.Tensor, strength: tf.Tensor) -> tf.Tensor:
+    def _normalized(self, features: tf.Tensor, strength: tf.Tensor) -> tf.Tensor:
         return normalized_gradient(features, strength) if self.normalize_gradients else features
 
-    def style_term(self, name: str, features: tf.Tensor) -> tf.Tensor:
-        """E_l of one layer, per image: unguided, or 1/K times the sum over the styled regions."""
+    def gram(self, name: str, features: tf.Tensor) -> tf.Tensor:
+        """g of one layer's features: `gram_matrix`, or per region `masked_gram` [B, K, C, C] with guides."""
         if name not in self.regions:
-            return losses.style_layer_loss(losses.gram_matrix(features), self.style_targets[name], self.gram_norm)
-        per_region = losses.style_layer_loss(losses.masked_gram(features, self.regions[name]),
-                                             self.style_targets[name], self.gram_norm)   # [B, K]
-        return tf.reduce_sum(per_region * self.region_weights, axis=-1)
+            return losses.gram_matrix(features)
+        return losses.masked_gram(features, self.regions[name])
+
+    def style_term(self, name: str, gram: tf.Tensor) -> tf.Tensor:
+        """E_l of one layer from its Gram g, per image: unguided, or 1/K times the sum over the styled regions."""
+        term = losses.style_layer_loss(gram, self.style_targets[name], self.gram_norm)
+        if name not in self.regions:
+            return term
+        return tf.reduce_sum(term * self.region_weights, axis=-1)   # [B, K] -> [B]
 
     def __call__(self, images: tf.Tensor, weights: LossWeights) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        if self.tiled is not None:
+            return self.tiled(images, weights)
         features = self.extractor(images)
-        batch = tf.shape(images)[0]
-        terms = {}
-        content = tf.zeros([batch])
-        style = tf.zeros([batch])
+        content = {}
         for i, name in enumerate(self.content_layers):
             strength = weights.content * weights.content_layers[:, i]
-            raw = losses.content_loss(self._features(features[name], strength), self.content_targets[name],
-                                      self.content_loss)
-            terms[f"content/{name}"] = raw
-            terms[f"weighted/content/{name}"] = strength * raw
-            content += weights.content_layers[:, i] * raw
+            content[name] = losses.content_loss(self._normalized(features[name], strength),
+                                                self.content_targets[name], self.content_loss)
+        grams = {}
         for i, name in enumerate(self.style_layers):
             strength = weights.style * weights.style_layers[:, i]
-            raw = self.style_term(name, self._features(features[name], strength))
+            grams[name] = self.gram(name, self._normalized(features[name], strength))
+        return self.terms(content, grams, images, weights)
+
+    def value_and_gradient(self, images: tf.Tensor | tf.Variable, weights: LossWeights):
+        """(total [B], terms, d sum(total) / d images): each image's gradient of its own total."""
+        if self.tiled is not None:
+            return self.tiled.value_and_gradient(images, weights)
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            total, terms = self(images, weights)
+            loss = tf.reduce_sum(total)
+        return total, terms, tape.gradient(loss, images)
+
+    def terms(self, content: dict[str, tf.Tensor], grams: dict[str, tf.Tensor], images: tf.Tensor,
+              weights: LossWeights) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        """(total [B], named terms) from each content layer's raw term [B], each style layer's Gram g and
+        the images (for TV): what whole and tiled evaluation share."""
+        batch = tf.shape(images)[0]
+        terms = {}
+        content_sum = tf.zeros([batch])
+        style_sum = tf.zeros([batch])
+        for i, name in enumerate(self.content_layers):
+            raw = content[name]
+            terms[f"content/{name}"] = raw
+            terms[f"weighted/content/{name}"] = weights.content * weights.content_layers[:, i] * raw
+            content_sum += weights.content_layers[:, i] * raw
+        for i, name in enumerate(self.style_layers):
+            raw = self.style_term(name, grams[name])
             terms[f"style/{name}"] = raw
-            terms[f"weighted/style/{name}"] = strength * raw
-            style += weights.style_layers[:, i] * raw
+            terms[f"weighted/style/{name}"] = weights.style * weights.style_layers[:, i] * raw
+            style_sum += weights.style_layers[:, i] * raw
         tv = losses.total_variation(images)
-        terms.update({"tv": tv, "content": content, "style": style,
-                      "weighted/tv": weights.tv * tv, "weighted/content": weights.content * content,
-                      "weighted/style": weights.style * style})
+        terms.update({"tv": tv, "content": content_sum, "style": style_sum,
+                      "weighted/tv": weights.tv * tv, "weighted/content": weights.content * content_sum,
+                      "weighted/style": weights.style * style_sum})
         total = terms["weighted/content"] + terms["weighted/style"] + terms["weighted/tv"]
         terms["total"] = total
         return total, terms

@@ -17,29 +17,33 @@ from nst_tf.objective import LossWeights, Objective
 LogCallback = Callable[[int, np.ndarray, dict], None]
 
 
-def make_adam_step(objective: Objective, optimizer: keras.optimizers.Optimizer):
-    """A compiled step `(images: tf.Variable [B,H,W,3], weights: LossWeights) -> (total [B], terms)`.
+def make_adam_step(objective: Objective, optimizer: keras.optimizers.Optimizer, jit_compile: bool = False):
+    """A step `(images: tf.Variable [B,H,W,3], weights: LossWeights) -> (total [B], terms)`.
 
-    Computes every term under a GradientTape, applies one optimizer update to the images (the sum over
-    the batch is the loss, so each image gets the gradient of its own total), then clips the pixels to
-    [0, 1]. The returned losses are those of the images before the update. Only the images are trained;
-    the extractor is frozen.
+    Computes every term and each image's gradient of its own total (`Objective.value_and_gradient`),
+    applies one optimizer update to the images, then clips the pixels to [0, 1]. The returned losses are
+    those of the images before the update. Only the images are trained; the extractor is frozen.
+
+    The whole step is one compiled function (with XLA when `jit_compile`). A tiled objective runs its
+    tiles from Python, each tile's passes compiled, and only the update is compiled here.
     """
-    @tf.function
-    def step(images: tf.Variable, weights: LossWeights):
-        with tf.GradientTape() as tape:
-            total, terms = objective(images, weights)
-            loss = tf.reduce_sum(total)
-        grad = tape.gradient(loss, images)
+    def update(images: tf.Variable, grad: tf.Tensor):
         optimizer.apply_gradients([(grad, images)])
         images.assign(tf.clip_by_value(images, 0.0, 1.0))
+
+    apply = update if objective.tiled is None else tf.function(update)
+
+    def step(images: tf.Variable, weights: LossWeights):
+        total, terms, grad = objective.value_and_gradient(images, weights)
+        apply(images, grad)
         return total, terms
 
-    return step
+    return tf.function(step, jit_compile=jit_compile) if objective.tiled is None else step
 
 
 def run_adam(objective: Objective, images: tf.Variable, weights: LossWeights, num_steps: int,
-             optimizer: keras.optimizers.Optimizer, on_log: LogCallback, log_every: int = 10) -> None:
+             optimizer: keras.optimizers.Optimizer, on_log: LogCallback, log_every: int = 10,
+             jit_compile: bool = False) -> None:
     """Adam updates of `images` in place until `optimizer.iterations` reaches `num_steps`, reporting to
     `on_log` (see module docstring). A fresh optimizer starts at step 0; one restored by `restore_state`
     continues where its run stopped, and gives the same images as a run that never stopped.
@@ -47,7 +51,7 @@ def run_adam(objective: Objective, images: tf.Variable, weights: LossWeights, nu
     On a log step the images are copied to the host before the update, so the callback receives exactly
     the images whose loss it is given; that copy is what an interrupted or diverging run falls back on.
     """
-    step = make_adam_step(objective, optimizer)
+    step = make_adam_step(objective, optimizer, jit_compile)
     for i in range(int(optimizer.iterations), num_steps):
         if i % log_every == 0:
             before = images.numpy()
@@ -101,8 +105,9 @@ class Adam:
     """Adam on the image variable (the default), behind the interface `Lbfgs` shares: `step`, `run`,
     `state`, `restore`."""
 
-    def __init__(self, learning_rate: float):
+    def __init__(self, learning_rate: float, jit_compile: bool = False):
         self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+        self.jit_compile = jit_compile
 
     @property
     def step(self) -> int:
@@ -110,7 +115,7 @@ class Adam:
 
     def run(self, objective: Objective, images: tf.Variable, weights: LossWeights, num_steps: int,
             on_log: LogCallback, log_every: int = 10) -> None:
-        run_adam(objective, images, weights, num_steps, self.optimizer, on_log, log_every)
+        run_adam(objective, images, weights, num_steps, self.optimizer, on_log, log_every, self.jit_compile)
 
     def state(self, images: tf.Variable, index: int) -> dict[str, np.ndarray]:
         return image_state(images, self.optimizer, index)
@@ -119,9 +124,10 @@ class Adam:
         return restore_state(images, self.optimizer, states)
 
 
-def make_optimizer(name: str, learning_rate: float):
-    """`Adam(learning_rate)` or `Lbfgs()` (which has no learning rate: its line search finds the step)."""
-    return Lbfgs() if name == "lbfgs" else Adam(learning_rate)
+def make_optimizer(name: str, learning_rate: float, jit_compile: bool = False):
+    """`Adam(learning_rate)` or `Lbfgs()` (which has no learning rate: its line search finds the step);
+    `jit_compile`: their objective and gradient compiled with XLA."""
+    return Lbfgs(jit_compile) if name == "lbfgs" else Adam(learning_rate, jit_compile)
 
 
 # ------------------------------------------------------------------------------------------- L-BFGS
@@ -158,7 +164,8 @@ def _tfp_optimizers():
 class Lbfgs:
     """L-BFGS state for one batch of images: `results` (TFP's LBfgsOptimizerResults) once started."""
 
-    def __init__(self):
+    def __init__(self, jit_compile: bool = False):
+        self.jit_compile = jit_compile
         self.results = None
         self.restored = None   # saved fields ({name: tensor}) that `run` starts from
         self.scale = None      # [B]: each image's objective scale (FIRST_STEP)
@@ -181,12 +188,10 @@ class Lbfgs:
         optimizer = _tfp_optimizers()
         shape = tuple(images.shape)
 
-        @tf.function
+        @tf.function(jit_compile=self.jit_compile)
         def raw_value_and_gradients(x):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                total, _ = objective(tf.reshape(x, shape), weights)
-            return total, tape.gradient(total, x)   # row b: the gradient of image b's own total
+            total, _, gradient = objective.value_and_gradient(tf.reshape(x, shape), weights)
+            return total, tf.reshape(gradient, tf.shape(x))   # row b: the gradient of image b's own total
 
         if self.scale is None:
             _, gradient = raw_value_and_gradients(tf.reshape(images, [shape[0], -1]))

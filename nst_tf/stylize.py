@@ -343,10 +343,10 @@ def _optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: i
                                               first.model.feature_transform, network.scales,
                                               first.model.softmax_temperature)
         objective = Objective(extractor, content_layers, style_layers, jobs[0].working, loss.content_loss,
-                              loss.gram_norm, loss.normalize_gradients)
+                              loss.gram_norm, loss.normalize_gradients, optim.tile_size)
         weights = LossWeights.from_rows(*zip(*(j.weight_row(content_layers, style_layers) for j in jobs)))
         images = tf.Variable(np.stack([j.start_image() for j in jobs]), name="image")
-        optimizer = make_optimizer(optim.optimizer, optim.learning_rate)
+        optimizer = make_optimizer(optim.optimizer, optim.learning_rate, optim.jit_compile)
         start = _restore(jobs, images, optimizer, num_steps) if resume else 0
         for i, job in enumerate(jobs):
             job.status = "running"
@@ -360,7 +360,7 @@ def _optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: i
         save = lambda: save_states(jobs, images, optimizer)  # noqa: E731
         try:
             optimizer.run(objective, images, weights, num_steps, _BatchLog(jobs, device, save),
-                     first.output.log_every)
+                          first.output.log_every)
         except _AllStopped:
             pass
         except KeyboardInterrupt:

@@ -397,6 +397,22 @@ def test_pyramid_interrupted_at_a_coarse_scale_resumes_there(tmp_path, content_p
 
 
 @pytest.mark.slow
+def test_tiled_run_equals_the_untiled_run(tmp_path, content_path, style_path):
+    out = tmp_path / "out"
+    args = [f"--content={content_path}", f"--style={style_path}", "--num_steps=3", "--log_every=1",
+            f"--output_dir={out}", *TINY]
+    for name, tile in (("whole", "0"), ("tiled", "64")):
+        proc = run_py(*args, f"--run_name={name}", f"--tile_size={tile}", "--max_size=160")
+        assert proc.returncode == 0, proc.stderr
+    whole, tiled = (list(csv.DictReader(open(out / name / "losses.csv"))) for name in ("whole", "tiled"))
+    for a, b in zip(whole, tiled):
+        assert float(b["total"]) == pytest.approx(float(a["total"]), rel=1e-4)
+    assert float(whole[-1]["total"]) < float(whole[0]["total"])
+    diff = np.abs(image_io.load_image(str(out / "whole" / "result.png")) -
+                  image_io.load_image(str(out / "tiled" / "result.png")))
+    assert diff.max() <= 1 / 255
+
+
 def test_lbfgs_run(tmp_path, content_path, style_path):
     out = tmp_path / "out"
     proc = run_py(f"--content={content_path}", f"--style={style_path}", "--optimizer=lbfgs", "--num_steps=4",
