@@ -31,6 +31,7 @@ from absl import flags
 from nst_tf.config import (BACKBONES, COLOR_MATCHES, CONTENT_LOSSES, FEATURE_TRANSFORMS, GRAM_NORMS, INITS, MODES,
                            OPTIMIZERS, POOLINGS, PRESERVE_COLORS, Config, ImageConfig, LossConfig, ModelConfig,
                            OptimConfig, OutputConfig, validate)
+from nst_tf.config import AUTO_SIZE, REFERENCE_SIZE
 from nst_tf import image_io, sweep
 from nst_tf.errors import UserError
 
@@ -49,8 +50,9 @@ flags.DEFINE_string("content_mask", None, "Spatial control: a label image over t
 flags.DEFINE_string("style_mask", None, "One entry per style image: a label image over it, or a colour "
                     "#rrggbb that makes the whole style image that region. Content regions no style has keep "
                     "the content only.")
-flags.DEFINE_integer("max_size", _D["ImageConfig"].max_size, "Longest side of the result in pixels (the "
-                     "content image is resized to it; the style image to style_scale times it).")
+flags.DEFINE_string("max_size", str(_D["ImageConfig"].max_size), "Longest side of the result in pixels (the "
+                    "content image is resized to it; the style image to style_scale times it), or auto: the "
+                    "largest whose whole-image step fits in the device's free memory.")
 flags.DEFINE_float("style_scale", _D["ImageConfig"].style_scale, "Style image size relative to the result; "
                    "smaller values give finer style structures.")
 flags.DEFINE_list("scales", [], "Coarse to fine: longest sides optimized in turn, e.g. 256,512,1024, each "
@@ -117,8 +119,8 @@ flags.DEFINE_string("device", _D["OptimConfig"].device, "auto (GPU when present)
 flags.DEFINE_integer("tile_size", _D["OptimConfig"].tile_size, "0: whole images. N: evaluate the image "
                      "in tiles of about N px (with a halo of the receptive field) for sizes whose backward pass "
                      "does not fit in memory; values and gradients are exact. Adam, VGG backbones.")
-flags.DEFINE_bool("jit_compile", _D["OptimConfig"].jit_compile, "Compile the step with XLA (see README, "
-                  "Speed).")
+flags.DEFINE_bool("jit_compile", _D["OptimConfig"].jit_compile, "Compile the step with XLA: faster and less "
+                  "memory from 256 px up, a few seconds more to start (README, Speed).")
 # Output
 flags.DEFINE_string("output_dir", _D["OutputConfig"].output_dir, "Where run folders go.")
 flags.DEFINE_string("run_name", None, "Run folder name (default: <content>_<style>_<time>).")
@@ -146,13 +148,23 @@ def _numbers(name: str, kind=float) -> tuple:
         raise UserError(f"--{name}={','.join(FLAGS[name].value)} must be comma-separated {what}.") from None
 
 
+def _max_size() -> int:
+    value = FLAGS.max_size.strip().lower()
+    if value == "auto":
+        return AUTO_SIZE
+    try:
+        return int(value)
+    except ValueError:
+        raise UserError(f"--max_size={FLAGS.max_size} must be a whole number of pixels or auto.") from None
+
+
 def config_from_flags() -> Config:
     """The validated, frozen config the flags describe."""
     f = FLAGS
     return validate(Config(
         mode=f.mode,
         images=ImageConfig(content=f.content, style=f.style, style_blend_weights=_numbers("style_blend_weights"),
-                           content_mask=f.content_mask, style_mask=f.style_mask, max_size=f.max_size,
+                           content_mask=f.content_mask, style_mask=f.style_mask, max_size=_max_size(),
                            style_scale=f.style_scale, scales=_numbers("scales", int),
                            scale_steps=_numbers("scale_steps", int), preserve_colors=f.preserve_colors,
                            color_match=f.color_match, color_only=f.color_only),
@@ -259,7 +271,8 @@ def main(argv: list[str]) -> int:
     try:
         if FLAGS.list_layers:
             from nst_tf import backbones   # already imported by the engine
-            print(backbones.describe_layers(FLAGS.backbone, FLAGS.max_size, FLAGS.pooling, FLAGS.content))
+            print(backbones.describe_layers(FLAGS.backbone, _max_size() or REFERENCE_SIZE, FLAGS.pooling,
+                                            FLAGS.content))
         elif cells:
             comparison.run_sweep(config, show_progress=FLAGS.progress, resume_dir=resume_dir)
         else:

@@ -30,8 +30,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import backbones, color, image_io, normalize
-from nst_tf.config import (REFERENCE_SIZE, Config, layer_weights, schedule, split_list, to_dict, to_flags,
+from nst_tf import backbones, color, image_io, memory, normalize
+from nst_tf.config import (AUTO_SIZE, REFERENCE_SIZE, Config, layer_weights, schedule, split_list, to_dict, to_flags,
                            validate)
 from nst_tf.inputs import Inputs, initial_image, load_inputs
 from nst_tf.errors import UserError
@@ -134,9 +134,20 @@ def _write_text(path: str, text: str) -> None:
 
 
 def prepare(config: Config, say=print) -> tuple[Config, Inputs]:
-    """(resolved config, its inputs); bad images and masks fail first, before any slow work."""
-    inputs = load_inputs(validate(config))
-    return resolve(config, say), inputs
+    """(resolved config, its inputs); bad images and masks fail first, before any slow work. The memory a
+    step will need is predicted here (`nst_tf.memory`): --max_size=auto becomes the largest size that
+    fits, a size whose whole-image step does not fit is tiled, and one that does not fit at all is
+    refused with the size that would."""
+    auto = validate(config).images.max_size == AUTO_SIZE
+    inputs = None if auto else load_inputs(config)
+    config = resolve(config, say)
+    free = memory.available(backbones.pick_device(config.optim.device))
+    if auto:
+        size = memory.auto_size(config, free, say)
+        config = dataclasses.replace(config, images=dataclasses.replace(config.images, max_size=size))
+        inputs = load_inputs(config)
+    tile_size = memory.fit_tiles(config, inputs.shape[:2], free, say)
+    return validate(dataclasses.replace(config, optim=dataclasses.replace(config.optim, tile_size=tile_size))), inputs
 
 
 @dataclasses.dataclass
@@ -342,8 +353,9 @@ def _optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: i
         extractor = backbones.build_extractor(network.model, content_layers + style_layers,
                                               first.model.feature_transform, network.scales,
                                               first.model.softmax_temperature)
+        tile_size = optim.tile_size if optim.tile_size < max(shape[:2]) else 0   # coarse scales: one tile
         objective = Objective(extractor, content_layers, style_layers, jobs[0].working, loss.content_loss,
-                              loss.gram_norm, loss.normalize_gradients, optim.tile_size)
+                              loss.gram_norm, loss.normalize_gradients, tile_size)
         weights = LossWeights.from_rows(*zip(*(j.weight_row(content_layers, style_layers) for j in jobs)))
         images = tf.Variable(np.stack([j.start_image() for j in jobs]), name="image")
         optimizer = make_optimizer(optim.optimizer, optim.learning_rate, optim.jit_compile)

@@ -19,8 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--backbone=vgg16_hed", "--max_size=32", "--seed=3", "--progress=false"]
 
 
-def run_py(*args, timeout=300):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+def run_py(*args, timeout=300, **env_vars):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env_vars}
     return subprocess.run([sys.executable, os.path.join(ROOT, "run.py"), *args], capture_output=True,
                           text=True, timeout=timeout, env=env, cwd=ROOT)
 
@@ -411,6 +411,29 @@ def test_tiled_run_equals_the_untiled_run(tmp_path, content_path, style_path):
     diff = np.abs(image_io.load_image(str(out / "whole" / "result.png")) -
                   image_io.load_image(str(out / "tiled" / "result.png")))
     assert diff.max() <= 1 / 255
+
+
+def test_max_size_auto_picks_the_largest_size_that_fits(tmp_path, content_path, style_path):
+    from nst_tf import memory
+    layers = ("conv4_2", "conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+    free = memory.predict("vgg16_hed", "avg", layers, 64, 64) / memory.HEADROOM
+    out = tmp_path / "out"
+    proc = run_py(f"--content={content_path}", f"--style={style_path}", "--num_steps=2", f"--output_dir={out}",
+                  "--run_name=auto", *TINY, "--max_size=auto", NST_TF_FREE_MEMORY=str(free))
+    assert proc.returncode == 0, proc.stderr
+    assert "--max_size=auto: 64 px" in proc.stdout
+    assert image_io.load_image(str(out / "auto" / "result.png")).shape == (53, 64, 3)
+    assert "--max_size=64" in open(out / "auto" / "run.flags").read()
+
+
+def test_a_size_that_cannot_fit_is_refused_before_the_run(tmp_path, content_path, style_path):
+    out = tmp_path / "out"
+    proc = run_py(f"--content={content_path}", f"--style={style_path}", f"--output_dir={out}", *TINY,
+                  NST_TF_FREE_MEMORY=str(2**29))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "error: --max_size=32: a whole-image step needs about 1.0 GiB but 0.5 GiB is free; free some memory")
+    assert not out.exists()
 
 
 def test_lbfgs_run(tmp_path, content_path, style_path):

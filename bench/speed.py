@@ -1,0 +1,342 @@
+#!/usr/bin/env python
+"""Benchmark: seconds per step, peak memory and time to quality, measured in one run.
+
+  python bench/speed.py                                    # everything at the issue's sizes (hours on a CPU)
+  python bench/speed.py --sizes=256,512 --quality_size=256 --quality_steps=200 --readme
+
+1. Per step (one Adam update: forward, backward to the image, update) at each of --sizes, each way in a
+   fresh process: this project's step, the same with XLA (--jit_compile), and a reference loop written
+   the way the TensorFlow tutorial writes it (a Keras model of the VGG outputs, einsum Grams, a
+   tf.function train step), with the same backbone, layers and image. The FLOP floor is the step's
+   FLOPs (counted from the layers' shapes) divided by the best rate of a 4096 x 4096 float32 matmul
+   measured in this run (each process measures it before and after its steps).
+2. Peak memory of each of those processes (peak resident set on CPU; TensorFlow's peak on a GPU), and
+   of a tiled step (--tile_size) at each size.
+3. Time to quality at --quality_size: the seconds until the total loss reaches what --quality_steps
+   plain single-scale Adam steps reach, for that Adam run, L-BFGS, and coarse to fine (Adam from half
+   the size, then the full size: run.py's default pyramid). Plain `run.py` runs on the bundled images;
+   the time counts from the first step (model loading excluded, the same for each).
+Everything is measured in this run; the table gives ratios between rows measured together.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app, flags  # noqa: E402
+
+flags.DEFINE_string("content", os.path.join(ROOT, "examples", "chelsea.jpg"), "Content image.")
+flags.DEFINE_string("style", os.path.join(ROOT, "examples", "swirls.jpg"), "Style image.")
+flags.DEFINE_string("backbone", "vgg16_hed", "Backbone (vgg16_hed works offline).")
+flags.DEFINE_list("sizes", ["256", "512", "1024"], "Sizes (longest side, px) for the per-step table.")
+flags.DEFINE_integer("steps", 3, "Timed steps per measurement (after one untimed step that traces).")
+flags.DEFINE_integer("tile_size", 512, "Tile size of the tiled memory measurement (0: none).")
+flags.DEFINE_list("tiled_sizes", [], "Larger sizes measured tiled only (a whole-image step would not fit or "
+                  "take too long), e.g. 2048,4096.")
+flags.DEFINE_integer("quality_size", 512, "Size of the time-to-quality runs (0: skip them).")
+flags.DEFINE_integer("quality_steps", 500, "Plain Adam steps whose final loss is the quality target.")
+flags.DEFINE_bool("readme", False, "Write the tables into README.md between the speed-benchmark markers.")
+flags.DEFINE_string("child", None, "Internal: measure one way in this process and print JSON.")
+FLAGS = flags.FLAGS
+
+BEGIN, END = "<!-- speed-benchmark:begin -->", "<!-- speed-benchmark:end -->"
+CONTENT_LAYERS = ("conv4_2",)
+STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+
+
+# ------------------------------------------------------------------------------------- one process
+def matmul_rate() -> float:
+    """FLOP/s of a 4096 x 4096 float32 matmul on this device (best of 3)."""
+    import tensorflow as tf
+    a = tf.random.normal([4096, 4096])
+    (a @ a).numpy()
+    best = min(_time(lambda: (a @ a).numpy()) for _ in range(3))
+    return 2 * 4096 ** 3 / best
+
+
+def _time(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def step_flops(extractor, height: int, width: int) -> float:
+    """FLOPs of one step: each convolution forward (2 * positions * k^2 * C_in * C_out) and its gradient
+    with respect to its input (as many), and each style layer's Gram (2 * M * C^2) and its gradient (as
+    many). Pools, ReLUs and the loss are left out (memory-bound, few FLOPs)."""
+    import keras
+    flops, stride = 0.0, 1
+    for layer in extractor.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            k_h, k_w, c_in, c_out = layer.kernel.shape
+            flops += 2 * 2 * (height // stride) * (width // stride) * k_h * k_w * c_in * c_out
+        stride *= max(getattr(layer, "strides", (1,)))
+    for name, (_, h, w, c) in extractor.compute_output_shape((1, height, width, 3)).items():
+        if name in STYLE_LAYERS:
+            flops += 2 * 2 * h * w * c * c
+    return flops
+
+
+def peak_memory() -> int:
+    """Bytes: TensorFlow's peak on the GPU, or this process's peak resident set on the CPU."""
+    import tensorflow as tf
+    if tf.config.list_physical_devices("GPU"):
+        return tf.config.experimental.get_memory_info("GPU:0")["peak"]
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def images_at(size: int):
+    from nst_tf import image_io
+    content = image_io.load_image(FLAGS.content)
+    h, w = image_io.fit_size(*content.shape[:2], size)
+    style = image_io.load_image(FLAGS.style)
+    hs, ws = image_io.fit_size(*style.shape[:2], size)
+    return image_io.resize(content, (h, w)), image_io.resize(style, (hs, ws))
+
+
+def ours(backbone, content, style, jit: bool, tile_size: int):
+    """This project's step: `Objective` + `make_adam_step`, the paper's weights at this size."""
+    import keras
+    import tensorflow as tf
+    from nst_tf import backbones
+    from nst_tf.inputs import Inputs
+    from nst_tf.objective import LossWeights, Objective
+    from nst_tf.optimize import make_adam_step
+    extractor = backbones.build_extractor(backbone, CONTENT_LAYERS + STYLE_LAYERS)
+    objective = Objective(extractor, CONTENT_LAYERS, STYLE_LAYERS, Inputs(content, [style]), tile_size=tile_size)
+    weights = LossWeights.create(1, 1.0, 1e4, 10.0, (1.0,), (0.2,) * 5)
+    images = tf.Variable(content[None])
+    step = make_adam_step(objective, keras.optimizers.Adam(0.02), jit_compile=jit)
+    return extractor, lambda: float(step(images, weights)[0][0])
+
+
+def tutorial(backbone, content, style):
+    """A reference loop the way the TensorFlow tutorial ("Neural style transfer") writes it."""
+    import tensorflow as tf
+    from nst_tf import backbones
+    spec = backbones.BACKBONES[backbone.name]
+    names = STYLE_LAYERS + CONTENT_LAYERS
+    vgg = tf.keras.Model([backbone.input], [backbone.get_layer(backbones.keras_name(n, spec)).output for n in names])
+    vgg.trainable = False
+
+    def gram_matrix(x):
+        result = tf.linalg.einsum("bijc,bijd->bcd", x, x)
+        return result / tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
+
+    def extract(image):
+        outputs = vgg(image)
+        return [gram_matrix(o) for o in outputs[:len(STYLE_LAYERS)]], outputs[len(STYLE_LAYERS):]
+
+    style_targets = extract(tf.constant(style[None]))[0]
+    content_targets = extract(tf.constant(content[None]))[1]
+    image = tf.Variable(content[None])
+    opt = tf.keras.optimizers.Adam(learning_rate=0.02)
+
+    @tf.function()
+    def train_step(image):
+        with tf.GradientTape() as tape:
+            grams, features = extract(image)
+            loss = 1e4 * tf.add_n([tf.reduce_mean((g - t) ** 2) for g, t in zip(grams, style_targets)]) / 5
+            loss += tf.add_n([tf.reduce_mean((f - t) ** 2) for f, t in zip(features, content_targets)])
+            loss += 10.0 * tf.image.total_variation(image)
+        grad = tape.gradient(loss, image)
+        opt.apply_gradients([(grad, image)])
+        image.assign(tf.clip_by_value(image, 0.0, 1.0))
+        return loss
+
+    return vgg, lambda: float(train_step(image)[0])
+
+
+def measure(way: str, size: int) -> dict:
+    import numpy as np
+    from nst_tf import backbones
+    backbone = backbones.load_backbone(FLAGS.backbone)
+    content, style = images_at(size)
+    if way == "tutorial":
+        model, step = tutorial(backbone, content, style)
+    else:
+        model, step = ours(backbone, content, style, jit=way == "xla", tile_size=FLAGS.tile_size if way == "tiled" else 0)
+    rate = matmul_rate()
+    first = _time(step)
+    times = [_time(step) for _ in range(FLAGS.steps)]
+    extractor = backbones.build_extractor(backbone, CONTENT_LAYERS + STYLE_LAYERS)
+    return {"way": way, "size": size, "shape": list(content.shape[:2]), "first_s": first,
+            "step_s": float(np.median(times)), "flops": step_flops(extractor, *content.shape[:2]),
+            "matmul_flops_per_s": max(rate, matmul_rate()), "peak_bytes": peak_memory()}
+
+
+# ---------------------------------------------------------------------------------------- the parent
+def child(way: str, size: int) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), f"--child={way}:{size}", f"--backbone={FLAGS.backbone}",
+           f"--content={FLAGS.content}", f"--style={FLAGS.style}", f"--steps={FLAGS.steps}",
+           f"--tile_size={FLAGS.tile_size}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"way": way, "size": size, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"  {way} at {size} px: {result['step_s']:.2f} s/step, peak {result['peak_bytes'] / 2**30:.2f} GiB",
+          flush=True)
+    return result
+
+
+def run_py(out: str, name: str, *args: str) -> str:
+    cmd = [sys.executable, os.path.join(ROOT, "run.py"), f"--content={FLAGS.content}", f"--style={FLAGS.style}",
+           f"--backbone={FLAGS.backbone}", f"--max_size={FLAGS.quality_size}", "--seed=0", "--save_every=0",
+           "--log_every=5", "--progress=false", f"--output_dir={out}", f"--run_name={name}", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"run.py {' '.join(args)} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return os.path.join(out, name)
+
+
+def rows(run_dir: str) -> list[dict]:
+    return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(open(os.path.join(run_dir, "losses.csv")))]
+
+
+def seconds_to(run_dir: str, target: float, before: float = 0.0) -> float | None:
+    """Wall seconds (plus `before`) at the first logged step whose total is at most `target`."""
+    hit = [r["wall_s"] for r in rows(run_dir) if r["total"] <= target * (1 + 1e-6)]
+    return before + hit[0] if hit else None
+
+
+def time_to_quality(out: str) -> list[tuple[str, float | None, str]]:
+    """(how, seconds to the target or None, run.py flags) for each way. Every way but plain Adam gets half
+    (coarse to fine: half per scale) of its steps, so not reaching the target means less than ~2x."""
+    size, steps, half = FLAGS.quality_size, FLAGS.quality_steps, FLAGS.quality_size // 2
+    print(f"time to quality at {size} px (target: {steps} Adam steps)", flush=True)
+    ways = [(f"Adam, {steps} steps, single scale", [f"--num_steps={steps}", f"--scales={size}"]),
+            (f"L-BFGS, single scale (at most {steps // 2} iterations)",
+             ["--optimizer=lbfgs", f"--num_steps={steps // 2}", f"--scales={size}"]),
+            (f"coarse to fine, Adam ({half} then {size} px)", [f"--scales={half},{size}",
+                                                               f"--scale_steps={steps // 2},{steps // 2}"]),
+            (f"coarse to fine, L-BFGS ({half} then {size} px)",
+             ["--optimizer=lbfgs", f"--scales={half},{size}", f"--scale_steps={steps // 4},{steps // 4}"])]
+    results, target = [], None
+    for i, (name, args) in enumerate(ways):
+        run_dir = run_py(out, f"way{i}", *args)
+        if target is None:
+            target = rows(run_dir)[-1]["total"]
+        coarse = os.path.join(run_dir, "scales", str(half), "summary.json")
+        before = json.load(open(coarse))["wall_time_s"] if os.path.exists(coarse) else 0.0
+        results.append((name, seconds_to(run_dir, target, before), " ".join(args)))
+        print(f"  {name}: {results[-1][1]} s", flush=True)
+    return results
+
+
+def device_name() -> str:
+    import tensorflow as tf
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+    return f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+
+
+def predicted(shape, tile_size: int) -> float:
+    from nst_tf import memory
+    return memory.predict(FLAGS.backbone, "avg", CONTENT_LAYERS + STYLE_LAYERS, *shape, tile_size=tile_size)
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:.2f}"
+
+
+def tables(per_step: list[dict], quality) -> str:
+    by = {(r["way"], r["size"]): r for r in per_step}
+    rates = [r["matmul_flops_per_s"] for r in per_step if "matmul_flops_per_s" in r]
+    rate = max(rates, default=None)   # the floor: the best rate this machine showed in this run
+    lines = [f"{FLAGS.backbone}, conv4_2 + conv1_1..conv5_1, bundled chelsea + swirls, on {device_name()}; "
+             f"`python bench/speed.py --sizes={','.join(FLAGS.sizes)} --tiled_sizes={','.join(FLAGS.tiled_sizes)} "
+             f"--tile_size={FLAGS.tile_size} --quality_size={FLAGS.quality_size} "
+             f"--quality_steps={FLAGS.quality_steps}` on {time.strftime('%Y-%m-%d')}. Each figure is the median "
+             f"of {FLAGS.steps} steps after one that traces, each way in its own process.", "",
+             "| size | tutorial loop (s/step) | ours, no XLA (s/step) | ours, XLA: the default (s/step) | "
+             "tutorial / ours | FLOP floor (s) | ours / floor | GFLOP per step |", "|---|---|---|---|---|---|---|---|"]
+    for size in map(int, FLAGS.sizes):
+        t, o, x = (by.get((w, size), {}) for w in ("tutorial", "ours", "xla"))
+        if not all("step_s" in r for r in (t, o, x)):
+            lines.append(f"| {size} | failed: {[r.get('error') for r in (t, o, x) if 'error' in r]} |")
+            continue
+        floor = x["flops"] / rate
+        lines.append(f"| {size} | {t['step_s']:.2f} | {o['step_s']:.2f} | {x['step_s']:.2f} | "
+                     f"{t['step_s'] / x['step_s']:.2f}x | {floor:.2f} | {x['step_s'] / floor:.2f}x | "
+                     f"{x['flops'] / 1e9:.0f} |")
+    if rates:
+        lines += ["", f"Matmul rate (4096², float32, best of 3 before and after each measurement): "
+                  f"{min(rates) / 1e9:.0f} to {max(rates) / 1e9:.0f} GFLOP/s across the processes; the floor "
+                  "uses the highest."]
+    lines += ["", "Peak memory (GiB; resident set on the CPU) beside `nst_tf/memory.py`'s prediction, and the "
+              f"tiled step (`--tile_size={FLAGS.tile_size}`):", "",
+              "| size | whole, XLA | whole, no XLA | tutorial loop | predicted whole | tiled | predicted tiled | "
+              "tiled s/step |", "|---|---|---|---|---|---|---|---|"]
+    for size in map(int, FLAGS.sizes + FLAGS.tiled_sizes):
+        x, o, t, tl = (by.get((w, size), {}) for w in ("xla", "ours", "tutorial", "tiled"))
+        shape = next((r["shape"] for r in (x, o, t, tl) if "shape" in r), None)
+        cells = [gib(r["peak_bytes"]) if "peak_bytes" in r else "-" for r in (x, o, t)]
+        cells.append(gib(predicted(shape, 0)) if shape else "-")
+        cells.append(gib(tl["peak_bytes"]) if "peak_bytes" in tl else "-")
+        cells.append(gib(predicted(shape, FLAGS.tile_size)) if shape and FLAGS.tile_size else "-")
+        cells.append(f"{tl['step_s']:.1f}" if "step_s" in tl else "-")
+        lines.append(f"| {size} | {' | '.join(cells)} |")
+    if quality:
+        base = quality[0][1]
+        lines += ["", f"Time to quality at {FLAGS.quality_size} px: seconds until the total loss reaches what "
+                  f"{FLAGS.quality_steps} plain Adam steps reach (run.py, from the first step):", "",
+                  "| how | seconds | speed-up vs plain Adam | flags |", "|---|---|---|---|"]
+        for name, seconds, args in quality:
+            if seconds is None:
+                lines.append(f"| {name} | not reached | - | `{args}` |")
+            else:
+                lines.append(f"| {name} | {seconds:.0f} | {base / seconds:.2f}x | `{args}` |")
+    return "\n".join(lines)
+
+
+def write_readme(table: str) -> None:
+    path = os.path.join(ROOT, "README.md")
+    text = open(path).read()
+    if BEGIN not in text:
+        raise SystemExit(f"README.md has no {BEGIN} marker")
+    text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: f"{BEGIN}\n{table}\n{END}", text, flags=re.S)
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+    print(f"written into {path}")
+
+
+def main(argv):
+    del argv
+    if FLAGS.child:
+        way, size = FLAGS.child.split(":")
+        print(json.dumps(measure(way, int(size))))
+        return
+    per_step = []
+    ways = ["tutorial", "ours", "xla"] + (["tiled"] if FLAGS.tile_size else [])
+    for size in map(int, FLAGS.sizes):
+        print(f"per step at {size} px", flush=True)
+        per_step += [child(way, size) for way in ways]
+    for size in map(int, FLAGS.tiled_sizes):
+        print(f"tiled step at {size} px", flush=True)
+        per_step.append(child("tiled", size))
+    quality = None
+    if FLAGS.quality_size:
+        with tempfile.TemporaryDirectory() as out:
+            quality = time_to_quality(out)
+    table = tables(per_step, quality)
+    print(table)
+    if FLAGS.readme:
+        write_readme(table)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,81 @@
+"""Memory prediction: activation counts by hand, the tile and size choices, and their one-line refusals."""
+import dataclasses
+import re
+
+import pytest
+
+from nst_tf import memory
+from nst_tf.config import Config, ImageConfig, ModelConfig, OptimConfig
+from nst_tf.errors import UserError
+from nst_tf.stylize import resolve
+
+GiB = 2**30
+
+
+def config(**optim):
+    return resolve(Config(images=ImageConfig(content="c.png", style="s.png"), model=ModelConfig(backbone="vgg16_hed"),
+                          optim=OptimConfig(seed=0, **optim)), say=lambda _: None)
+
+
+def test_activations_by_hand():
+    # preprocessing (3 channels) + conv1_1 (64), at full resolution
+    assert memory.activations("vgg16_hed", "avg", ("conv1_1",), 10, 12) == 10 * 12 * (3 + 64)
+    # + conv1_2 (64), pool1 (64 at 1/4), conv2_1 (128 at 1/4)
+    assert memory.activations("vgg16_hed", "avg", ("conv2_1",), 8, 12) == 8 * 12 * (3 + 64 + 64) + 4 * 6 * (64 + 128)
+
+
+def test_prediction_grows_with_pixels_and_batch_and_tiles_bound_it():
+    layers = ("conv4_2", "conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+    whole = [memory.predict("vgg16_hed", "avg", layers, s, s) for s in (256, 512, 1024, 2048)]
+    assert whole == sorted(whole)
+    assert memory.predict("vgg16_hed", "avg", layers, 512, 512, batch=2) > whole[1]
+    tiled_4096 = memory.predict("vgg16_hed", "avg", layers, 4096, 4096, tile_size=512)
+    assert tiled_4096 < whole[2] < memory.predict("vgg16_hed", "avg", layers, 4096, 4096)
+
+
+def test_a_size_that_fits_is_left_alone():
+    c = config()
+    assert memory.fit_tiles(c, (256, 256), free=64 * GiB) == 0
+    assert memory.fit_tiles(c, (256, 256), free=None) == 0   # unknown free memory: no check
+
+
+def test_a_size_that_does_not_fit_whole_is_tiled_and_says_so():
+    c = config()
+    free = memory.predict("vgg16_hed", "avg", c.loss.content_layers + c.loss.style_layers, 2048, 2048) / 2
+    said = []
+    tile = memory.fit_tiles(c, (2048, 2048), free, say=said.append)
+    assert tile in memory.TILE_SIZES and tile < 2048
+    assert f"--tile_size={tile}" in said[0]
+
+
+def test_what_cannot_fit_is_refused_with_the_size_that_would():
+    c = config()
+    free = memory.predict("vgg16_hed", "avg", c.loss.content_layers + c.loss.style_layers, 512, 512)
+    with pytest.raises(UserError) as error:
+        memory.fit_tiles(config(optimizer="lbfgs"), (2048, 2048), free)
+    found = re.fullmatch(r"--max_size=2048: a whole-image step needs about [\d.]+ GiB but [\d.]+ GiB is free; "
+                         r"--max_size=(\d+) fits \(tiles, which would fit larger sizes, need --optimizer=adam\)\.",
+                         str(error.value))
+    assert found and 400 <= int(found.group(1)) < 512   # 512 px needs all of `free`, a run plans for 90%
+    with pytest.raises(UserError, match=r"tiles of 1024 px need .* give a smaller --tile_size"):
+        memory.fit_tiles(config(tile_size=1024), (4096, 4096), free)
+
+
+def test_auto_size_is_the_largest_that_fits():
+    c = config()
+    layers = c.loss.content_layers + c.loss.style_layers
+    free = memory.predict("vgg16_hed", "avg", layers, 600, 600) / memory.HEADROOM
+    said = []
+    assert memory.auto_size(c, free, say=said.append) == 592   # 16 px steps
+    assert said[0].startswith("--max_size=auto: 592 px")
+    with pytest.raises(UserError, match="needs the device's free memory"):
+        memory.auto_size(c, None)
+    with pytest.raises(UserError, match="not even 16 px fits"):
+        memory.auto_size(c, 1.0)
+
+
+def test_tiling_blocked_names_what_would_allow_it():
+    assert memory.tiling_blocked(config()) is None
+    assert memory.tiling_blocked(config(optimizer="lbfgs")) == "--optimizer=adam"
+    c = dataclasses.replace(config(), loss=dataclasses.replace(config().loss, normalize_gradients=True))
+    assert memory.tiling_blocked(c) == "no --normalize_gradients"
