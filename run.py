@@ -119,8 +119,8 @@ flags.DEFINE_string("device", _D["OptimConfig"].device, "auto (GPU when present)
 flags.DEFINE_integer("tile_size", _D["OptimConfig"].tile_size, "0: whole images. N: evaluate the image "
                      "in tiles of about N px (with a halo of the receptive field) for sizes whose backward pass "
                      "does not fit in memory; values and gradients are exact. Adam, VGG backbones.")
-flags.DEFINE_bool("jit_compile", _D["OptimConfig"].jit_compile, "Compile the step with XLA: faster and less "
-                  "memory from 256 px up, a few seconds more to start (README, Speed).")
+flags.DEFINE_bool("jit_compile", _D["OptimConfig"].jit_compile, "Compile the step with XLA for images of 256 "
+                  "px and more: faster and less memory, a few seconds more to start (README, Speed).")
 # Output
 flags.DEFINE_string("output_dir", _D["OutputConfig"].output_dir, "Where run folders go.")
 flags.DEFINE_string("run_name", None, "Run folder name (default: <content>_<style>_<time>).")

@@ -108,7 +108,7 @@ class OptimConfig:
     seed: Optional[int] = None    # None: drawn at start and recorded, so the run can be repeated
     device: str = "auto"          # auto, cpu, gpu, or a TensorFlow device string like /GPU:1
     tile_size: int = 0            # 0: whole image; N: tiles of ~N px with a halo, exact (nst_tf/tiling.py)
-    jit_compile: bool = True      # compile the step with XLA (1.4x faster and 40% less memory at 1024 px on CPU)
+    jit_compile: bool = True      # XLA for images of 256 px and more (stylize.XLA_MIN_SIZE; README, Speed)
 
 
 @dataclass(frozen=True)

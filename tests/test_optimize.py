@@ -127,3 +127,17 @@ def test_lbfgs_resumes_to_the_same_images(objective):
     np.testing.assert_allclose(again.numpy(), whole.numpy(), atol=1e-5)
     with pytest.raises(ValueError, match="another optimizer"):
         Lbfgs().restore(again, [Adam(0.1).state(again, 0)])
+
+
+def test_xla_steps_equal_plain_ones(objective):
+    """--jit_compile changes how the step runs, not what it computes (Adam and L-BFGS)."""
+    weights = LossWeights.create(1, 1.0, 0.0, 0.1, (1.0,), ())
+    results = {}
+    for jit in (False, True):
+        for name in ("adam", "lbfgs"):
+            images = tf.Variable(np.full((1, 12, 12, 3), 0.5, np.float32))
+            make_optimizer(name, 0.05, jit_compile=jit).run(objective, images, weights, 3, lambda *a: None, 3)
+            results[name, jit] = images.numpy()
+    for name in ("adam", "lbfgs"):
+        assert np.abs(results[name, False] - 0.5).max() > 1e-3   # the steps moved the pixels
+        np.testing.assert_allclose(results[name, True], results[name, False], atol=1e-4)
