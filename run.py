@@ -29,8 +29,8 @@ import traceback
 from absl import flags
 
 from nst_tf.config import (BACKBONES, COLOR_MATCHES, CONTENT_LOSSES, FEATURE_TRANSFORMS, GRAM_NORMS, INITS, MODES,
-                           OPTIMIZERS, POOLINGS, PRESERVE_COLORS, Config, ImageConfig, LossConfig, ModelConfig,
-                           OptimConfig, OutputConfig, validate)
+                           OPTIMIZERS, POOLINGS, PRECISIONS, PRESERVE_COLORS, Config, ImageConfig, LossConfig,
+                           ModelConfig, OptimConfig, OutputConfig, validate)
 from nst_tf.config import AUTO_SIZE, REFERENCE_SIZE
 from nst_tf import image_io, sweep
 from nst_tf.errors import UserError
@@ -73,6 +73,9 @@ flags.DEFINE_enum("backbone", _D["ModelConfig"].backbone, BACKBONES, "auto: vgg1
                   "resnet50 use Keras' ImageNet weights.")
 flags.DEFINE_string("weights", None, "A Keras weights file for the chosen backbone (e.g. "
                     "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5), or 'random' for a random network.")
+flags.DEFINE_enum("precision", _D["ModelConfig"].precision, PRECISIONS, "The backbone's computation: float32, "
+                  "or mixed_bfloat16 (bfloat16 activations, float32 weights, losses and image; for GPUs with "
+                  "bfloat16 units, see README, Speed).")
 flags.DEFINE_enum("pooling", _D["ModelConfig"].pooling, POOLINGS, "Pooling in the backbone; the paper "
                   "replaces max by average pooling.")
 flags.DEFINE_enum("feature_transform", _D["ModelConfig"].feature_transform, FEATURE_TRANSFORMS,
@@ -171,7 +174,7 @@ def config_from_flags() -> Config:
         model=ModelConfig(backbone=f.backbone, weights=f.weights, pooling=f.pooling,
                           feature_transform=f.feature_transform, softmax_temperature=f.softmax_temperature,
                           normalize_features=f.normalize_features,
-                          normalize_images=f.normalize_images),
+                          normalize_images=f.normalize_images, precision=f.precision),
         loss=LossConfig(content_layers=tuple(f.content_layers), content_layer_weights=_numbers("content_layer_weights"),
                         style_layers=tuple(f.style_layers), style_layer_weights=_numbers("style_layer_weights"),
                         content_loss=f.content_loss, gram_norm=f.gram_norm, content_weight=f.content_weight,

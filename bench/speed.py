@@ -4,14 +4,15 @@
   python bench/speed.py                                    # everything at the issue's sizes (hours on a CPU)
   python bench/speed.py --sizes=256,512 --quality_size=256 --quality_steps=200 --readme
 
-1. Per step (one Adam update: forward, backward to the image, update) at each of --sizes, each way in a
-   fresh process: this project's step, the same with XLA (--jit_compile), and a reference loop written
-   the way the TensorFlow tutorial writes it (a Keras model of the VGG outputs, einsum Grams, a
-   tf.function train step), with the same backbone, layers and image. The FLOP floor is the step's
+1. Per step (one Adam update: forward, backward to the image, update) at each of --sizes: this
+   project's step without and with XLA (--jit_compile, the default), and a reference loop written the
+   way the TensorFlow tutorial writes it (a Keras model of the VGG outputs, einsum Grams, a tf.function
+   train step), with the same backbone, layers and image. The three run in one process, one step of
+   each in turn, so that a busy or throttled machine slows them alike; each figure is a median. The FLOP floor is the step's
    FLOPs (counted from the layers' shapes) divided by the best rate of a 4096 x 4096 float32 matmul
    measured in this run (each process measures it before and after its steps).
-2. Peak memory of each of those processes (peak resident set on CPU; TensorFlow's peak on a GPU), and
-   of a tiled step (--tile_size) at each size.
+2. Peak memory of each way in a fresh process of its own (peak resident set on the CPU; TensorFlow's
+   peak on a GPU), beside nst_tf/memory.py's prediction, and of a tiled step (--tile_size) at each size.
 3. Time to quality at --quality_size: the seconds until the total loss reaches what --quality_steps
    plain single-scale Adam steps reach, for that Adam run, L-BFGS, and coarse to fine (Adam from half
    the size, then the full size: run.py's default pyramid). Plain `run.py` runs on the bundled images;
@@ -47,6 +48,7 @@ flags.DEFINE_list("tiled_sizes", [], "Larger sizes measured tiled only (a whole-
                   "take too long), e.g. 2048,4096.")
 flags.DEFINE_integer("quality_size", 512, "Size of the time-to-quality runs (0: skip them).")
 flags.DEFINE_integer("quality_steps", 500, "Plain Adam steps whose final loss is the quality target.")
+flags.DEFINE_bool("memory", True, "Measure each way's peak memory in a process of its own.")
 flags.DEFINE_bool("readme", False, "Write the tables into README.md between the speed-benchmark markers.")
 flags.DEFINE_string("child", None, "Internal: measure one way in this process and print JSON.")
 FLAGS = flags.FLAGS
@@ -159,6 +161,28 @@ def tutorial(backbone, content, style):
     return vgg, lambda: float(train_step(image)[0])
 
 
+def interleaved(size: int) -> dict:
+    """Seconds per step of the tutorial loop, ours and ours with XLA, in turn in this one process."""
+    import numpy as np
+    from nst_tf import backbones
+    backbone = backbones.load_backbone(FLAGS.backbone)
+    content, style = images_at(size)
+    steps = {"tutorial": tutorial(backbone, content, style)[1],
+             "ours": ours(backbone, content, style, jit=False, tile_size=0)[1],
+             "xla": ours(backbone, content, style, jit=True, tile_size=0)[1]}
+    for step in steps.values():   # traces
+        step()
+    rate = matmul_rate()
+    times = {way: [] for way in steps}
+    for _ in range(FLAGS.steps):
+        for way, step in steps.items():
+            times[way].append(_time(step))
+    extractor = backbones.build_extractor(backbone, CONTENT_LAYERS + STYLE_LAYERS)
+    return {"size": size, "shape": list(content.shape[:2]), "flops": step_flops(extractor, *content.shape[:2]),
+            "step_s": {way: float(np.median(t)) for way, t in times.items()},
+            "matmul_flops_per_s": max(rate, matmul_rate())}
+
+
 def measure(way: str, size: int) -> dict:
     import numpy as np
     from nst_tf import backbones
@@ -178,16 +202,16 @@ def measure(way: str, size: int) -> dict:
 
 
 # ---------------------------------------------------------------------------------------- the parent
-def child(way: str, size: int) -> dict:
+def child(way: str, size: int, steps: int) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), f"--child={way}:{size}", f"--backbone={FLAGS.backbone}",
-           f"--content={FLAGS.content}", f"--style={FLAGS.style}", f"--steps={FLAGS.steps}",
+           f"--content={FLAGS.content}", f"--style={FLAGS.style}", f"--steps={steps}",
            f"--tile_size={FLAGS.tile_size}"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         return {"way": way, "size": size, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"  {way} at {size} px: {result['step_s']:.2f} s/step, peak {result['peak_bytes'] / 2**30:.2f} GiB",
-          flush=True)
+    print(f"  {way} at {size} px: {result['step_s']}" + (f" s/step, peak {gib(result['peak_bytes'])} GiB"
+                                                        if "peak_bytes" in result else ""), flush=True)
     return result
 
 
@@ -252,26 +276,26 @@ def gib(n: float) -> str:
     return f"{n / 2**30:.2f}"
 
 
-def tables(per_step: list[dict], quality) -> str:
+def tables(timing: dict[int, dict], per_step: list[dict], quality) -> str:
     by = {(r["way"], r["size"]): r for r in per_step}
-    rates = [r["matmul_flops_per_s"] for r in per_step if "matmul_flops_per_s" in r]
+    rates = [r["matmul_flops_per_s"] for r in [*timing.values(), *per_step] if "matmul_flops_per_s" in r]
     rate = max(rates, default=None)   # the floor: the best rate this machine showed in this run
     lines = [f"{FLAGS.backbone}, conv4_2 + conv1_1..conv5_1, bundled chelsea + swirls, on {device_name()}; "
              f"`python bench/speed.py --sizes={','.join(FLAGS.sizes)} --tiled_sizes={','.join(FLAGS.tiled_sizes)} "
              f"--tile_size={FLAGS.tile_size} --quality_size={FLAGS.quality_size} "
-             f"--quality_steps={FLAGS.quality_steps}` on {time.strftime('%Y-%m-%d')}. Each figure is the median "
-             f"of {FLAGS.steps} steps after one that traces, each way in its own process.", "",
+             f"--quality_steps={FLAGS.quality_steps}` on {time.strftime('%Y-%m-%d')}. Seconds per step: the "
+             f"median of {FLAGS.steps} steps of each way, taken in turn in one process after each has traced.", "",
              "| size | tutorial loop (s/step) | ours, no XLA (s/step) | ours, XLA: the default (s/step) | "
              "tutorial / ours | FLOP floor (s) | ours / floor | GFLOP per step |", "|---|---|---|---|---|---|---|---|"]
     for size in map(int, FLAGS.sizes):
-        t, o, x = (by.get((w, size), {}) for w in ("tutorial", "ours", "xla"))
-        if not all("step_s" in r for r in (t, o, x)):
-            lines.append(f"| {size} | failed: {[r.get('error') for r in (t, o, x) if 'error' in r]} |")
+        r = timing.get(size, {})
+        if "step_s" not in r:
+            lines.append(f"| {size} | failed: {r.get('error')} |")
             continue
-        floor = x["flops"] / rate
-        lines.append(f"| {size} | {t['step_s']:.2f} | {o['step_s']:.2f} | {x['step_s']:.2f} | "
-                     f"{t['step_s'] / x['step_s']:.2f}x | {floor:.2f} | {x['step_s'] / floor:.2f}x | "
-                     f"{x['flops'] / 1e9:.0f} |")
+        t, o, x = (r["step_s"][w] for w in ("tutorial", "ours", "xla"))
+        floor = r["flops"] / rate
+        lines.append(f"| {size} | {t:.2f} | {o:.2f} | {x:.2f} | {t / x:.2f}x | {floor:.2f} | {x / floor:.2f}x | "
+                     f"{r['flops'] / 1e9:.0f} |")
     if rates:
         lines += ["", f"Matmul rate (4096², float32, best of 3 before and after each measurement): "
                   f"{min(rates) / 1e9:.0f} to {max(rates) / 1e9:.0f} GFLOP/s across the processes; the floor "
@@ -318,21 +342,24 @@ def main(argv):
     del argv
     if FLAGS.child:
         way, size = FLAGS.child.split(":")
-        print(json.dumps(measure(way, int(size))))
+        print(json.dumps(interleaved(int(size)) if way == "timing" else measure(way, int(size))))
         return
-    per_step = []
-    ways = ["tutorial", "ours", "xla"] + (["tiled"] if FLAGS.tile_size else [])
+    timing, per_step = {}, []
     for size in map(int, FLAGS.sizes):
         print(f"per step at {size} px", flush=True)
-        per_step += [child(way, size) for way in ways]
+        timing[size] = child("timing", size, FLAGS.steps)
+        if FLAGS.memory:   # peak memory: each way alone
+            per_step += [child(way, size, 1) for way in ["tutorial", "ours", "xla"]]
+        if FLAGS.tile_size:
+            per_step.append(child("tiled", size, FLAGS.steps))
     for size in map(int, FLAGS.tiled_sizes):
         print(f"tiled step at {size} px", flush=True)
-        per_step.append(child("tiled", size))
+        per_step.append(child("tiled", size, 1))
     quality = None
     if FLAGS.quality_size:
         with tempfile.TemporaryDirectory() as out:
             quality = time_to_quality(out)
-    table = tables(per_step, quality)
+    table = tables(timing, per_step, quality)
     print(table)
     if FLAGS.readme:
         write_readme(table)

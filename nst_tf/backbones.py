@@ -317,32 +317,39 @@ def vgg19_weights_cached() -> bool:
     return os.path.exists(os.path.join(keras_cache_dir(), "models", VGG19_WEIGHTS_FILE))
 
 
-def load_backbone(name: str, pooling: str = "avg", weights: str | None = None, seed: int = 0) -> keras.Model:
+def load_backbone(name: str, pooling: str = "avg", weights: str | None = None, seed: int = 0,
+                  precision: str = "float32") -> keras.Model:
     """The backbone `name` with its weights.
 
     `weights`: None for the default weights (Keras' ImageNet weights, for vgg16_hed the bundled HED file),
     a path to a weights file, or "random" for Keras' default initialization from `seed` (tests, and the
-    random-network experiments of Wang et al.).
+    random-network experiments of Wang et al.). `precision`: "float32", or "mixed_bfloat16" (Keras' mixed
+    precision: float32 weights, bfloat16 computation; `build_extractor` returns float32 features).
     """
     spec = BACKBONES[name]
     if weights not in (None, "random") and not os.path.isfile(weights):
         raise UserError(f"weights file not found: {weights!r}; check the path of --weights.")
     if weights == "random":
         keras.utils.set_random_seed(seed)
-    if spec.family == "resnet":
-        return build_resnet(spec, pooling, None if weights == "random" else weights or "imagenet")
-    model = build_vgg(spec, pooling)
-    if weights == "random":
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)   # the layers built here take it
+    try:
+        if spec.family == "resnet":
+            return build_resnet(spec, pooling, None if weights == "random" else weights or "imagenet")
+        model = build_vgg(spec, pooling)
+        if weights == "random":
+            return model
+        if spec.keras_app:
+            source = weights or f"Keras' {spec.keras_app} ImageNet weights"
+            app = _keras_app(spec, weights or "imagenet", source)
+            loaded = [tuple(layer.get_weights()) for layer in _conv_layers(app)]
+        else:
+            source = weights or hed_weights_path()
+            loaded = read_hed_weights(source)
+        _set_weights_checked(model, loaded, source)
         return model
-    if spec.keras_app:
-        source = weights or f"Keras' {spec.keras_app} ImageNet weights"
-        app = _keras_app(spec, weights or "imagenet", source)
-        loaded = [tuple(layer.get_weights()) for layer in _conv_layers(app)]
-    else:
-        source = weights or hed_weights_path()
-        loaded = read_hed_weights(source)
-    _set_weights_checked(model, loaded, source)
-    return model
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def resolve_backbone(name: str, weights: str | None) -> tuple[str, str]:
@@ -391,7 +398,8 @@ def build_extractor(backbone: keras.Model, layers: tuple[str, ...], transform: s
     """`keras.Model(backbone.input, {our name: features})` for the given layers, frozen.
 
     Layer names may use any accepted spelling; the returned dict is keyed by our names. The functional
-    model keeps only the subgraph that the outputs need, so it ends at the deepest selected layer.
+    model keeps only the subgraph that the outputs need, so it ends at the deepest selected layer. The
+    features are float32 whatever the backbone's precision.
     `transform="softmax"` applies `losses.softmax_features` to each output; `scales` ({our name: [C]})
     divides each output by its channels' mean activations first (`--normalize_features`).
     """
@@ -400,6 +408,8 @@ def build_extractor(backbone: keras.Model, layers: tuple[str, ...], transform: s
     for name in layers:
         ours = resolve_layer(name, spec)
         features = backbone.get_layer(keras_name(ours, spec)).output
+        if features.dtype != "float32":   # mixed precision: the losses and their targets stay in float32
+            features = keras.layers.Activation("linear", dtype="float32", name=f"float32_{ours}")(features)
         if transform != "none" or scales is not None:
             features = FeatureTransform(None if scales is None else scales[ours], transform == "softmax",
                                         temperature, name=f"transform_{ours}")(features)

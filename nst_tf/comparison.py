@@ -94,7 +94,7 @@ def _once(say):
 def _model_key(config: Config):
     m = config.model
     return (m.backbone, m.pooling, m.weights, config.optim.seed if m.weights == "random" else None,
-            m.normalize_features, m.normalize_images)
+            m.normalize_features, m.normalize_images, m.precision)
 
 
 def _saved_step(run_dir: str) -> int | None:

@@ -28,6 +28,7 @@ RESNET_LAYERS = (("conv5_block1_1_conv",),
 DEFAULT_LAYERS = {"auto": VGG_LAYERS, "vgg19": VGG_LAYERS, "vgg16": VGG_LAYERS, "vgg16_hed": VGG_LAYERS,
                   "resnet50": RESNET_LAYERS}
 POOLINGS = ("avg", "max")
+PRECISIONS = ("float32", "mixed_bfloat16")   # Keras dtype policies of the backbone
 CONTENT_LOSSES = ("l2", "l1")
 GRAM_NORMS = ("paper", "positions", "elements")
 INITS = ("auto", "noise", "content", "style")
@@ -72,6 +73,7 @@ class ModelConfig:
     softmax_temperature: float = 1.0   # T of the softmax transform (losses.softmax_features)
     normalize_features: bool = False   # the paper's normalized network (nst_tf/normalize.py)
     normalize_images: Optional[str] = None  # folder of images for the means; None: the bundled photos
+    precision: str = "float32"   # or mixed_bfloat16: bfloat16 computation, float32 weights, losses, image
 
 
 @dataclass(frozen=True)
@@ -261,20 +263,26 @@ def _check_scales(config: Config) -> None:
             raise UserError("--scale_steps must all be at least 1.")
 
 
+def tiling_blocked(config: Config) -> str | None:
+    """What tiles would need that this config does not have (a phrase), or None: tiles work where every
+    term is a sum over positions of features from a chain of convolutions."""
+    if config.model.backbone == "resnet50" or config.model.feature_transform == "softmax":
+        return ("a VGG backbone without the softmax transform (resnet50's branches and a softmax over whole "
+                "feature maps cannot be cut into tiles)")
+    if config.loss.normalize_gradients:
+        return "no --normalize_gradients (it needs each whole feature map's gradient)"
+    if config.optim.optimizer != "adam":
+        return "--optimizer=adam (L-BFGS runs its iterations as one graph)"
+    return None
+
+
 def _check_tiling(config: Config) -> None:
-    """Tiles work where every term is a sum over positions of features from a chain of convolutions."""
     size = config.optim.tile_size
     if size < 64:
         raise UserError(f"--tile_size={size} must be 0 (whole images) or at least 64 pixels.")
-    if config.model.backbone == "resnet50" or config.model.feature_transform == "softmax":
-        raise UserError("--tile_size needs a VGG backbone without the softmax transform (resnet50's branches "
-                        "and a softmax over whole feature maps cannot be cut into tiles); use --backbone=vgg19 "
-                        "or vgg16_hed.")
-    if config.loss.normalize_gradients:
-        raise UserError("--tile_size cannot be used with --normalize_gradients (it needs each whole feature "
-                        "map's gradient); leave one out.")
-    if config.optim.optimizer != "adam":
-        raise UserError("--tile_size works with --optimizer=adam (L-BFGS runs its iterations as one graph).")
+    blocked = tiling_blocked(config)
+    if blocked:
+        raise UserError(f"--tile_size needs {blocked}.")
 
 
 def validate(config: Config) -> Config:
@@ -302,6 +310,7 @@ def validate(config: Config) -> Config:
         raise UserError("--color_only makes one image without optimizing; leave out --sweep.")
     _choice("backbone", model.backbone, BACKBONES)
     _choice("pooling", model.pooling, POOLINGS)
+    _choice("precision", model.precision, PRECISIONS)
     _choice("feature_transform", model.feature_transform, FEATURE_TRANSFORMS)
     if not (math.isfinite(model.softmax_temperature) and model.softmax_temperature > 0):
         raise UserError(f"--softmax_temperature={model.softmax_temperature} must be a positive number.")

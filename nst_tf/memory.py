@@ -20,7 +20,7 @@ import subprocess
 import keras
 
 from nst_tf import backbones, tiling
-from nst_tf.config import MAX_SIZE_LIMIT
+from nst_tf.config import MAX_SIZE_LIMIT, tiling_blocked
 from nst_tf.errors import UserError
 
 # Fitted to the peak resident memory of whole-image steps without XLA on the CPU (bench/speed.py, vgg16_hed,
@@ -115,17 +115,6 @@ def auto_size(config, free: float | None, say=print) -> int:
     return size
 
 
-def tiling_blocked(config) -> str | None:
-    """Why the config cannot be tiled, or None (the checks of config._check_tiling, as one phrase)."""
-    if config.model.backbone == "resnet50" or config.model.feature_transform == "softmax":
-        return "a VGG backbone without the softmax transform"
-    if config.loss.normalize_gradients:
-        return "no --normalize_gradients"
-    if config.optim.optimizer != "adam":
-        return "--optimizer=adam"
-    return None
-
-
 TILE_SIZES = (2048, 1536, 1024, 768, 512, 384, 256)
 
 
@@ -152,7 +141,7 @@ def fit_tiles(config, shape: tuple[int, int], free: float | None, say=print) -> 
     what = f"tiles of {requested} px need" if requested else "a whole-image step needs"
     fix = f"--max_size={whole} fits" if whole else "free some memory"
     if blocked:
-        fix += f" (tiles, which would fit larger sizes, need {blocked})"
+        fix += f" (tiles, which would fit larger sizes, need {blocked.split(' (')[0]})"
     elif requested:
         fix += ", or give a smaller --tile_size"
     raise UserError(f"--max_size={max(shape)}: {what} about {gib(need(requested))} but {gib(free)} is free; {fix}.")

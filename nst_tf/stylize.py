@@ -165,7 +165,7 @@ class Network:
 def load_model(config: Config, say=print) -> Network:
     """The backbone of a resolved config, with its weights (and its feature means, when normalized)."""
     m = config.model
-    model = backbones.load_backbone(m.backbone, m.pooling, m.weights, seed=config.optim.seed)
+    model = backbones.load_backbone(m.backbone, m.pooling, m.weights, seed=config.optim.seed, precision=m.precision)
     if not m.normalize_features:
         return Network(model)
     return Network(model, normalize.feature_scales(model, m.pooling, m.weights, config.optim.seed,

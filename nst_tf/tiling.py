@@ -115,11 +115,10 @@ class Tiles:
         rows: dict[str, list[list[tf.Tensor]]] = {name: [] for name in names}
         for w in self.windows(height, width):
             crop = self.forward(tf.constant(image[None, w.cy0:w.cy1, w.cx0:w.cx1]))
-            for name, (gy0, gy1, gx0, gx1, ly0, lx0) in self.offsets(w, names).items():
-                block = crop[name][:, ly0:ly0 + gy1 - gy0, lx0:lx0 + gx1 - gx0]
+            for name, off in self.offsets(w, names).items():
                 if w.x0 == 0:
                     rows[name].append([])
-                rows[name][-1].append(block)
+                rows[name][-1].append(_interior(crop[name], off))
         return {name: tf.concat([tf.concat(r, axis=2) for r in rows[name]], axis=1) for name in names}
 
 

@@ -252,3 +252,18 @@ def test_feature_transform_in_the_extractor(resnet):
     scales = {name: np.full(raw(x)[name].shape[-1], 4.0, np.float32) for name in layers}
     scaled = backbones.build_extractor(resnet, layers, "none", scales)
     np.testing.assert_allclose(scaled(x)["conv1_relu"].numpy(), raw(x)["conv1_relu"].numpy() / 4, rtol=1e-6)
+
+
+def test_mixed_bfloat16_computes_in_bfloat16_and_returns_float32_features(hed_backbone):
+    mixed = backbones.load_backbone("vgg16_hed", precision="mixed_bfloat16")
+    assert mixed.get_layer("block1_conv1").compute_dtype == "bfloat16"
+    assert mixed.get_layer("block1_conv1").kernel.dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"   # the global policy is left as it was
+    layers = ("conv1_1", "conv3_1", "conv5_1")
+    image = tf.constant(np.random.default_rng(0).random((1, 48, 64, 3), np.float32))
+    full = backbones.build_extractor(hed_backbone, layers)(image)
+    half = backbones.build_extractor(mixed, layers)(image)
+    for name in layers:
+        assert half[name].dtype == tf.float32
+        g_full, g_half = losses.gram_matrix(full[name]), losses.gram_matrix(half[name])
+        assert float(tf.norm(g_half - g_full) / tf.norm(g_full)) < 0.03, name   # bfloat16: ~3 digits

@@ -46,13 +46,14 @@ def test_defaults_are_valid_and_left_to_the_backbone():
      "--color_only makes one image"),
     (dict(optim=OptimConfig(num_steps=0)), "--num_steps=0"),
     (dict(optim=OptimConfig(learning_rate=0.0)), "--learning_rate=0.0"),
+    (dict(model=ModelConfig(precision="float16")), "--precision='float16' is not one of float32, mixed_bfloat16"),
     (dict(optim=OptimConfig(tile_size=32)), "--tile_size=32 must be 0 (whole images) or at least 64"),
     (dict(optim=OptimConfig(tile_size=256), model=ModelConfig(backbone="resnet50")), "--tile_size needs a VGG"),
     (dict(optim=OptimConfig(tile_size=256), model=ModelConfig(feature_transform="softmax")),
      "--tile_size needs a VGG backbone without the softmax"),
     (dict(optim=OptimConfig(tile_size=256), loss=LossConfig(normalize_gradients=True)),
-     "--tile_size cannot be used with --normalize_gradients"),
-    (dict(optim=OptimConfig(tile_size=256, optimizer="lbfgs")), "--tile_size works with --optimizer=adam"),
+     "--tile_size needs no --normalize_gradients"),
+    (dict(optim=OptimConfig(tile_size=256, optimizer="lbfgs")), "--tile_size needs --optimizer=adam"),
 ])
 def test_invalid_configs(change, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -74,8 +74,8 @@ def test_auto_size_is_the_largest_that_fits():
         memory.auto_size(c, 1.0)
 
 
-def test_tiling_blocked_names_what_would_allow_it():
-    assert memory.tiling_blocked(config()) is None
-    assert memory.tiling_blocked(config(optimizer="lbfgs")) == "--optimizer=adam"
+def test_what_cannot_be_tiled_is_refused_with_what_tiles_need():
     c = dataclasses.replace(config(), loss=dataclasses.replace(config().loss, normalize_gradients=True))
-    assert memory.tiling_blocked(c) == "no --normalize_gradients"
+    free = memory.predict("vgg16_hed", "avg", c.loss.content_layers + c.loss.style_layers, 512, 512)
+    with pytest.raises(UserError, match=r"fits \(tiles, which would fit larger sizes, need no --normalize_gradients\)\.$"):
+        memory.fit_tiles(c, (2048, 2048), free)
