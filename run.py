@@ -28,10 +28,9 @@ import traceback
 
 from absl import flags
 
-from nst_tf.config import (BACKBONES, COLOR_MATCHES, CONTENT_LOSSES, FEATURE_TRANSFORMS, GRAM_NORMS, INITS, MODES,
-                           OPTIMIZERS, POOLINGS, PRECISIONS, PRESERVE_COLORS, Config, ImageConfig, LossConfig,
-                           ModelConfig, OptimConfig, OutputConfig, validate)
-from nst_tf.config import AUTO_SIZE, REFERENCE_SIZE
+from nst_tf.config import (AUTO_SIZE, BACKBONES, COLOR_MATCHES, CONTENT_LOSSES, FEATURE_TRANSFORMS, GRAM_NORMS, INITS,
+                           MODES, OPTIMIZERS, POOLINGS, PRECISIONS, PRESERVE_COLORS, REFERENCE_SIZE, Config,
+                           ImageConfig, LossConfig, ModelConfig, OptimConfig, OutputConfig, validate)
 from nst_tf import image_io, sweep
 from nst_tf.errors import UserError
 

@@ -121,10 +121,12 @@ class Objective:
         features = self.extractor(tf.constant(image[None]))
         return {name: features[name] for name in names}
 
-    def _layer_shape(self, name: str, image: np.ndarray) -> tuple[int, int]:
+    def _layer_shapes(self, image: np.ndarray) -> dict[str, tuple[int, int]]:
+        """{style layer: (h, w)} of its feature map for one image [H, W, 3]."""
         if self.tiles is not None:
-            return self.tiles.feature_shape(name, *image.shape[:2])
-        return tuple(self.extractor.compute_output_shape((1, *image.shape))[name][1:3])
+            return {name: self.tiles.feature_shape(name, *image.shape[:2]) for name in self.style_layers}
+        shapes = self.extractor.compute_output_shape((1, *image.shape))
+        return {name: tuple(shapes[name][1:3]) for name in self.style_layers}
 
     def _grams(self, image: np.ndarray, regions: dict[str, tf.Tensor] | None) -> dict[str, tf.Tensor]:
         """{style layer: g} of one image: `gram_matrix`, or with `regions` ({layer: [R, h, w]}) `masked_gram`."""
@@ -142,8 +144,8 @@ class Objective:
             for name in self.style_layers:
                 self.style_targets[name] = tf.constant(sum(b * g[name] for b, g in zip(inputs.blend, per_style)))
             return
-        per_style = [self._grams(style, {name: masks.resize_to(m, self._layer_shape(name, style))
-                                         for name in self.style_layers})
+        per_style = [self._grams(style, {name: masks.resize_to(m, shape) for name, shape in
+                                         self._layer_shapes(style).items()})
                      for style, m in zip(inputs.styles, guides.styles)]
         # share[s, r]: style s's part of region r's target (its blend weight, renormalized over the styles
         # that have region r; zero where it does not)
@@ -151,10 +153,11 @@ class Objective:
         share = np.divide(share, share.sum(0), out=np.zeros_like(share), where=share.sum(0) > 0)
         styled = guides.styled
         self.region_weights = tf.constant(styled / len(styled), tf.float32)
+        content_shapes = self._layer_shapes(inputs.content)
         for name in self.style_layers:
             self.style_targets[name] = tf.constant(
                 sum(tf.constant(share[s], tf.float32)[None, :, None, None] * g[name] for s, g in enumerate(per_style)))
-            self.regions[name] = masks.resize_to(guides.content, self._layer_shape(name, inputs.content))
+            self.regions[name] = masks.resize_to(guides.content, content_shapes[name])
 
     def term_names(self) -> list[str]:
         """Every term name the objective reports, in a stable order."""
