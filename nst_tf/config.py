@@ -347,6 +347,7 @@ def validate(config: Config) -> Config:
         raise UserError("--save_every must be >= 0 (0: no snapshots) and --log_every >= 1.")
     if config.sweep_batch < 0:
         raise UserError(f"--sweep_batch={config.sweep_batch} must be >= 0 (0: automatic).")
+    to_flags(config, skip=())   # every value must go through run.flags and come back the same
     if out.run_name is not None and (not out.run_name or "/" in out.run_name or out.run_name in (".", "..")):
         raise UserError(f"--run_name={out.run_name!r} must be a plain folder name (no '/').")
     return config
@@ -378,7 +379,14 @@ def to_flags(config: Config, skip: tuple[str, ...] = ("run_name",)) -> list[str]
                 value = ",".join(repr(v) if isinstance(v, float) else str(v) for v in value)
             elif isinstance(value, float):
                 value = repr(value)
+            elif f.name == "max_size" and value == AUTO_SIZE:
+                value = "auto"   # as run.py spells it (0 is refused there)
             lines.append(f"--{f.name}={value}")
+    for line in lines:   # a flagfile holds one flag per line, each stripped of surrounding spaces
+        if "\n" in line or "\r" in line or line != line.strip():
+            name, value = line[2:].split("=", 1)
+            raise UserError(f"--{name}={value!r} holds a line break or spaces at its ends, which a flagfile "
+                            "(run.flags, one flag per line) cannot record: remove them (rename the file or folder).")
     return lines
 
 

@@ -25,7 +25,13 @@ def _to_float_rgb(img: Image.Image) -> np.ndarray:
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         # 16-bit or float grayscale: Pillow's convert("RGB") would clip these to 8 bits wrongly.
         arr = np.asarray(img, dtype=np.float64)
-        scale = 65535.0 if img.mode != "F" and arr.max(initial=0) > 255 else (1.0 if img.mode == "F" else 255.0)
+        if img.mode.startswith("I;16"):   # 16 bits whatever the values: 200 of 65535 is dark, not bright
+            scale = 65535.0
+        elif img.mode == "I":   # 32-bit integers: no depth recorded; 16-bit range if it goes past 8 bits
+            scale = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        else:   # "F": floats in [0, 1]; NaN stays NaN so that load_image refuses it
+            scale = 1.0
+            arr[np.isinf(arr)] = np.nan
         gray = np.clip(arr / scale, 0.0, 1.0).astype(np.float32)
         return np.repeat(gray[..., None], 3, axis=-1)
     if img.mode == "P" and "transparency" in img.info:
@@ -73,6 +79,10 @@ def load_image(path: str) -> np.ndarray:
         raise UserError(f"cannot decode {path!r} ({e}); the file may be truncated or corrupt.") from None
     if min(arr.shape[:2]) < 1:
         raise UserError(f"{path!r} has no pixels.")
+    if not np.isfinite(arr).all():
+        share = np.mean(~np.isfinite(arr[..., 0]))
+        raise UserError(f"{path!r} holds non-finite values (NaN or infinity) in {share:.1%} of its pixels; "
+                        "replace them (e.g. by 0) and save it again.")
     return arr
 
 

@@ -7,11 +7,13 @@ texture mode, where the result takes the first style image's shape).
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
 from nst_tf import color, image_io, masks
 from nst_tf.config import Config, blend_weights, scale_sizes
+from nst_tf.errors import UserError
 
 
 @dataclasses.dataclass
@@ -68,7 +70,17 @@ def load_inputs(config: Config) -> Inputs:
     *coarser, size = scale_sizes(config)
     content = image_io.load_resized(paths["content"][0], size) if "content" in paths else None
     base = max(content.shape[:2]) if content is not None else size
-    styles = [image_io.load_resized(p, max(16, round(base * im.style_scale))) for p in paths.get("style", ())]
+    styles = []
+    for p in paths.get("style", ()):
+        style = image_io.load_image(p)
+        side = round(base * im.style_scale)
+        h, w = (max(1, round(n * side / max(style.shape[:2]))) for n in style.shape[:2])
+        if min(h, w) < 16:   # as for the content: the network pools 4 times
+            least = math.ceil(100 * 16 * max(style.shape[:2]) / min(style.shape[:2]) / base) / 100
+            raise UserError(f"--style_scale={im.style_scale} makes the style image {p!r} {w}x{h} pixels "
+                            f"({im.style_scale} x {base} px); its short side must be at least 16 pixels: use "
+                            f"--style_scale={least} or more (or a larger --max_size).")
+        styles.append(image_io.resize(style, image_io.fit_size(*style.shape[:2], side)))
     guides = None
     if im.content_mask:
         guides = masks.load_guides(im.content_mask, config.style_mask_entries, content.shape[:2],

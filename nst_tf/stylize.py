@@ -262,9 +262,19 @@ def load_state(run_dir: str) -> dict[str, np.ndarray]:
                         "a run is stopped, so this run stopped before its first; start it again instead.")
     try:
         with np.load(path) as f:
-            return dict(f)
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path} is unreadable ({e}); start the run again.") from None
+            state = dict(f)
+    except Exception as e:   # a truncated or foreign file: zipfile, zlib, numpy and pickle errors alike
+        problem = "unreadable: " + (" ".join(str(e).split())[:120] or type(e).__name__)
+    else:
+        missing = [key for key in ("images", "step") if key not in state]
+        problem = f"it lacks {' and '.join(repr(k) for k in missing)}" if missing else None
+        if not problem and (state["step"].shape != () or state["images"].ndim != 3):
+            problem = "its 'step' or 'images' has the wrong shape"
+    if problem:
+        raise UserError(f"{path} is damaged ({problem}), so the run cannot continue from it; start it again "
+                        f"(python run.py --flagfile={os.path.join(run_dir, 'run.flags')}); its last image is "
+                        "kept in result.png and snapshots/.")
+    return state
 
 
 class _BatchLog:

@@ -126,12 +126,19 @@ class RunLogger:
         plot_losses(self.rows, self.term_names, os.path.join(self.run_dir, "losses.png"))
 
     def close(self, final_image: np.ndarray | None = None) -> None:
+        self.bar.close()   # first: an error while writing the tables then comes after the bar, not before it
         if final_image is not None:
             with self.writer.as_default():
                 tf.summary.image("image/2_result", final_image[None], step=self.rows[-1]["step"] if self.rows else 0)
         self.write_tables()
         self.writer.close()
-        self.bar.close()
+
+
+def close_progress_bars() -> None:
+    """Closes every progress bar still open (a run that ended in an error before its logger closed), so
+    that the bar's last redraw comes before the error line instead of after it, at exit."""
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 def read_losses(run_dir: str) -> list[dict]:
