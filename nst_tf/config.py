@@ -387,6 +387,12 @@ def to_flags(config: Config, skip: tuple[str, ...] = ("run_name",)) -> list[str]
             name, value = line[2:].split("=", 1)
             raise UserError(f"--{name}={value!r} holds a line break or spaces at its ends, which a flagfile "
                             "(run.flags, one flag per line) cannot record: remove them (rename the file or folder).")
+        try:
+            line.encode("utf-8")   # run.flags is UTF-8 text
+        except UnicodeEncodeError:   # a file name in another encoding: its bytes come through as surrogates
+            name, value = line[2:].split("=", 1)
+            raise UserError(f"--{name}={value!r} is not UTF-8 text (a name in another encoding), which a flagfile "
+                            "(run.flags) cannot record: rename the file or folder.") from None
     return lines
 
 

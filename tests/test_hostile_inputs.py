@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from PIL import Image
 
 import run as run_script
-from nst_tf import image_io
+from nst_tf import image_io, registry
 from nst_tf.config import Config, ImageConfig
 from nst_tf.errors import UserError
 from nst_tf.inputs import load_inputs
@@ -283,7 +283,7 @@ def hed_file(path, layout):
             f["block1_conv1/block1_conv1/kernel:0"] = np.zeros((3, 3, 3, 64), np.float32)
         elif layout == "integers":   # the right layout and shapes, but no floats
             from nst_tf import backbones
-            spec = backbones.BACKBONES["vgg16_hed"]
+            spec = registry.BACKBONES["vgg16_hed"]
             convs = iter(backbones._conv_layers(backbones.build_vgg(spec)))
             for b, n in enumerate(spec.convs_per_block, start=1):
                 for i in range(n):
@@ -396,7 +396,8 @@ def test_full_disk_error_is_the_last_line(tmp_path, capsys, monkeypatch):
     assert last.startswith("error: cannot write") and "No space left on device" in last, err
 
 
-@pytest.mark.parametrize("name", ["new\nline.png", "carriage\rreturn.png", "trailing.png "])
+@pytest.mark.parametrize("name", ["new\nline.png", "carriage\rreturn.png", "trailing.png ",
+                                  os.fsdecode(b"caf\xe9 latin-1.png")])
 def test_a_path_run_flags_cannot_record_is_refused_up_front(tmp_path, name):
     image = tmp_path / name
     image.write_bytes(save(gradient("RGB", 32, 32), "PNG"))
