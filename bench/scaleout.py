@@ -46,7 +46,8 @@ flags.DEFINE_integer("repeats", 3, "Repeats of each measurement; the median is r
 flags.DEFINE_integer("tasks", 20, "Empty tasks per per-task-overhead measurement.")
 flags.DEFINE_list("sizes_mb", ["1", "10", "30"], "Payload / state sizes for the transfer measurement.")
 flags.DEFINE_integer("sweep_tasks", 4, "Tasks of the synthetic sweep comparison (0: skip it).")
-flags.DEFINE_float("work_s", 2.0, "Single-core seconds of NumPy work per synthetic sweep task.")
+flags.DEFINE_float("work_s", 2.0, "Single-core seconds of NumPy work per synthetic sweep task (calibrated "
+                   "once here; the table reports what it took).")
 FLAGS = flags.FLAGS
 
 
@@ -114,11 +115,11 @@ def sweep_timings(tasks: list[cluster.Task], fn, workers=(1, 2), repeats: int = 
 
 
 def calibrate_steps(work_s: float) -> int:
-    payload = {"seed": 0, "steps": 20}
     with tempfile.TemporaryDirectory() as d:
+        busy_fn({"seed": 0, "steps": 20}, d, lambda: None, lambda s, t: None)   # warm up BLAS and the caches
         t = time.perf_counter()
-        busy_fn(payload, d, lambda: None, lambda s, t: None)
-        per_step = (time.perf_counter() - t) / 20
+        busy_fn({"seed": 0, "steps": 200}, d, lambda: None, lambda s, t: None)
+        per_step = (time.perf_counter() - t) / 200
     return max(50, int(work_s / per_step))
 
 
@@ -176,10 +177,11 @@ def main(argv):
     if FLAGS.sweep_tasks:
         steps = calibrate_steps(FLAGS.work_s)
         tasks = [cluster.Task(f"cell{i}", {"seed": i, "steps": steps}) for i in range(FLAGS.sweep_tasks)]
-        print(f"\n{FLAGS.sweep_tasks} synthetic tasks of ~{FLAGS.work_s:g} s single-threaded NumPy work each "
-              f"(start of the cluster included):\n")
+        rows = sweep_timings(tasks, busy_fn, runtime_env={"env_vars": SINGLE_THREAD})
+        print(f"\n{FLAGS.sweep_tasks} synthetic tasks of single-threaded NumPy work ({rows[0][1] / len(tasks):.2f} s "
+              "each in-process), start and stop of the cluster included:\n")
         print("| how | wall time (s) |\n|---|---|")
-        for how, s in sweep_timings(tasks, busy_fn, runtime_env={"env_vars": SINGLE_THREAD}):
+        for how, s in rows:
             print(f"| {how} | {s:.2f} |")
 
 

@@ -442,8 +442,9 @@ def _result(ray, task: Task, ref, collector: "_Collector", max_retries: int) -> 
     try:
         kind, value = ray.get(ref, timeout=RPC_TIMEOUT_S)
     except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError) as e:
-        return TaskResult(task.folder, error=f"its worker died {max_retries + 1} times; the last: "
-                                             f"{_one_line(e)[:300]}", attempts=attempts)
+        tries = max_retries + 1
+        return TaskResult(task.folder, error=f"its worker died in each of its {tries} attempt{'s' * (tries > 1)} "
+                                             f"(the last: {_one_line(e)[:200]})", attempts=attempts)
     # a bug in fn is not caught here: ray.get raises it (a RayTaskError that is also an instance of the
     # bug's own class, with the worker's traceback in its message) and run_tasks stops the other tasks
     if kind == "superseded":

@@ -141,7 +141,7 @@ def test_no_more_tasks_run_at_once_than_workers(ray_cluster, tmp_path):
     spans = [(float((side / f"{t.folder}.pid").read_text().split()[1]), float((side / f"{t.folder}.end").read_text()))
              for t in job]
     most = max(sum(a <= t < b for a, b in spans) for t, _ in spans)
-    assert most == 2, spans   # the fixture's 2 workers, both used
+    assert most <= 2, spans   # the fixture's 2 workers (3 ran at once when the store calls lent the CPU)
 
 
 def test_a_killed_worker_is_retried_and_resumes_from_its_last_sync(ray_cluster, tmp_path, expected):
@@ -197,7 +197,7 @@ def test_a_bug_raises_with_its_type_and_stops_the_job(ray_cluster, tmp_path):
     assert time.monotonic() - t0 < STEPS * 0.05 + 5   # the other task was stopped, not waited for
 
 
-def test_ctrl_c_cancels_the_tasks_and_keeps_their_synced_state(ray_cluster, tmp_path):
+def test_ctrl_c_keeps_the_synced_state_and_a_second_run_resumes_from_it(ray_cluster, tmp_path, expected):
     side = tmp_path / "side"
     side.mkdir()
     dest = tmp_path / "dest"
@@ -218,6 +218,40 @@ def test_ctrl_c_cancels_the_tasks_and_keeps_their_synced_state(ray_cluster, tmp_
     assert 0 < step < STEPS
     log = cluster.read_folder(dest / "00_cell")["log.csv"].decode().split()
     assert int(log[-1].split(",")[0]) >= step   # the log kept up to the state (and the final sync after)
+    # the interrupted run's folder is what the next run's first attempt starts from
+    got = cluster.run_tasks(optimize_fn, tasks(1), str(dest), cluster="ray", show_progress=False,
+                            timeout_s=TIMEOUT_S)
+    assert got[0].value == expected[0][0].value and got[0].attempts == 1
+    files = cluster.read_folder(dest / "00_cell")
+    assert files.pop("starts.txt").split() == [b"0", str(step).encode()]
+    assert files == {k: v for k, v in expected[1]["00_cell"].items() if k != "starts.txt"}
+
+
+def test_a_job_past_its_timeout_is_stopped_with_its_files_kept(ray_cluster, tmp_path):
+    with pytest.raises(TimeoutError, match="1 of 1 tasks"):
+        cluster.run_tasks(optimize_fn, tasks(1, sleep=0.1), str(tmp_path), cluster="ray", show_progress=False,
+                          timeout_s=1.5, grace_s=5)
+    assert "state.npz" in cluster.read_folder(tmp_path / "00_cell")
+
+
+def test_a_task_whose_worker_dies_past_max_retries_fails_alone(ray_cluster, tmp_path, expected):
+    side = tmp_path / "side"
+    side.mkdir()
+    out = {}
+    runner = threading.Thread(target=lambda: out.update(results=cluster.run_tasks(
+        optimize_fn, tasks(2, side=str(side), sleep=0.03), str(tmp_path / "dest"), cluster="ray",
+        max_retries=0, show_progress=False, timeout_s=TIMEOUT_S)), daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 30
+    while not (side / "00_cell.synced").exists():
+        assert time.monotonic() < deadline and runner.is_alive()
+        time.sleep(0.02)
+    os.kill(int((side / "00_cell.pid").read_text().split()[0]), signal.SIGKILL)
+    runner.join(TIMEOUT_S + 10)
+    got = out["results"]
+    assert got[0].error.startswith("its worker died in each of its 1 attempt (") and got[0].value is None
+    assert "\n" not in got[0].error and got[0].attempts == 1
+    assert got[1].value == expected[0][1].value
 
 
 def test_every_socket_of_the_local_cluster_is_on_loopback(ray_cluster, tmp_path):
