@@ -109,28 +109,29 @@ def images_at(size: int):
 
 
 def ours(backbone, content, style, jit: bool, tile_size: int):
-    """This project's step: `Objective` + `make_adam_step`, the paper's weights at this size."""
+    """This project's step: `make_loss` + `make_adam_step`, the paper's weights at this size."""
     import keras
     import tensorflow as tf
     from nst_tf import backbones
+    from nst_tf.evaluate import make_loss
     from nst_tf.inputs import Inputs
-    from nst_tf.objective import LossWeights, Objective
+    from nst_tf.objective import LossWeights
     from nst_tf.optimize import make_adam_step
     extractor = backbones.build_extractor(backbone, CONTENT_LAYERS + STYLE_LAYERS)
-    objective = Objective(extractor, CONTENT_LAYERS, STYLE_LAYERS, Inputs(content, [style]), tile_size=tile_size)
+    loss = make_loss(extractor, CONTENT_LAYERS, STYLE_LAYERS, Inputs(content, [style]), tile_size=tile_size)
     weights = LossWeights.create(1, 1.0, 1e4, 10.0, (1.0,), (0.2,) * 5)
     images = tf.Variable(content[None])
-    step = make_adam_step(objective, keras.optimizers.Adam(0.02), jit_compile=jit)
+    step = make_adam_step(loss, keras.optimizers.Adam(0.02), jit_compile=jit)
     return extractor, lambda: float(step(images, weights)[0][0])
 
 
 def tutorial(backbone, content, style):
     """A reference loop the way the TensorFlow tutorial ("Neural style transfer") writes it."""
     import tensorflow as tf
-    from nst_tf import backbones
-    spec = backbones.BACKBONES[backbone.name]
+    from nst_tf import registry
+    spec = registry.BACKBONES[backbone.name]
     names = STYLE_LAYERS + CONTENT_LAYERS
-    vgg = tf.keras.Model([backbone.input], [backbone.get_layer(backbones.keras_name(n, spec)).output for n in names])
+    vgg = tf.keras.Model([backbone.input], [backbone.get_layer(registry.keras_name(n, spec)).output for n in names])
     vgg.trainable = False
 
     def gram_matrix(x):

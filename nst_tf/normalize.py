@@ -27,7 +27,7 @@ import os
 import keras
 import numpy as np
 
-from nst_tf import backbones, image_io
+from nst_tf import backbones, image_io, registry
 from nst_tf.errors import UserError
 
 BUNDLED_IMAGES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "images")
@@ -59,8 +59,8 @@ def channel_means(backbone: keras.Model, images: list[np.ndarray]) -> dict[str, 
     Each image counts equally, whatever its size (an image too small to reach a deep layer does not count
     there). m_k is at least FLOOR times the mean of the layer's m (1 if that is 0): see FLOOR.
     """
-    spec = backbones.BACKBONES[backbone.name]
-    layers = tuple(ours for ours, _ in backbones.layer_table(spec))
+    spec = registry.BACKBONES[backbone.name]
+    layers = tuple(ours for ours, _ in registry.layer_table(spec))
     extractor = backbones.build_extractor(backbone, layers)
     per_image = {name: [] for name in layers}
     for image in images:

@@ -1,9 +1,15 @@
-"""The objective: feature extractor + precomputed targets + weights -> (total, named terms).
+"""The objective: precomputed targets + per-image weights -> (total, named terms), from per-layer sums.
 
-Targets (content features, style Gram matrices) are computed once, when the objective is made. Everything
-that may change between steps or between the images of a batch (alpha, beta, the TV weight, per-layer
-weights) lives in `LossWeights` variables that the compiled step receives as arguments, never as Python
-values frozen at trace time.
+Every term is a function of sums over the feature positions of its layer: a content term is
+sum_k d(F_k, P_k), a style term depends on the Gram sum G = sum_k F_k F_k^T (per region with masks). An
+evaluator (`nst_tf.evaluate.WholeImage`, `nst_tf.tiling.Tiled`) computes the sums, over the whole image at
+once or tile by tile, and hands them to `Objective.terms`; the objective never sees how they were made.
+A new term is one entry in `Objective.sums` and one in `Objective.terms`.
+
+Targets (content features, style statistics) are computed once, by `compute_targets`. Everything that may
+change between steps or between the images of a batch (alpha, beta, the TV weight, per-layer weights)
+lives in `LossWeights` variables that the compiled step receives as arguments, never as Python values
+frozen at trace time.
 
 Term names (one vocabulary for the progress line, TensorBoard, the CSV and the plot):
   content/<layer>, style/<layer>, tv          raw per-layer terms (E_l for style)
@@ -14,13 +20,13 @@ Term names (one vocabulary for the progress line, TensorBoard, the CSV and the p
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import losses, masks, tiling
+from nst_tf import losses, masks
 from nst_tf.inputs import Inputs
 
 
@@ -60,6 +66,12 @@ def term_names(content_layers: tuple[str, ...], style_layers: tuple[str, ...]) -
     return raw + ["weighted/" + name for name in raw] + ["total"]
 
 
+def is_layer_term(name: str) -> bool:
+    """Whether `name` is a raw per-layer term (content/<layer>, style/<layer>), not a sum or a weighted one."""
+    kind, _, layer = name.partition("/")
+    return kind in ("content", "style") and bool(layer)
+
+
 @tf.custom_gradient
 def normalized_gradient(features: tf.Tensor, strength: tf.Tensor):
     """Identity forward; backward, each image's incoming gradient divided by its L1 norm and times its
@@ -72,153 +84,160 @@ def normalized_gradient(features: tf.Tensor, strength: tf.Tensor):
     return tf.identity(features), grad
 
 
-class Objective:
-    """Callable `(images [B,H,W,3] in [0,1], LossWeights) -> (total [B], terms {name: [B]})`."""
+class Window:
+    """Which part of each layer's whole feature map a batch of features covers: the whole map (this
+    class), or one tile's interior (`tiling.TileWindow`).
 
-    def __init__(self, extractor: keras.Model, content_layers: tuple[str, ...], style_layers: tuple[str, ...],
-                 inputs: Inputs, content_loss: str = "l2", gram_norm: str = "paper",
-                 normalize_gradients: bool = False, tile_size: int = 0):
+    `features(layer, f)` keeps the positions of `f` that count; `whole(layer, t)` cuts the same positions
+    out of a whole-map tensor on axes 1 and 2 (content targets [1, h, w, C], region masks [R, h, w])."""
+
+    def features(self, layer: str, features: tf.Tensor) -> tf.Tensor:
+        return features
+
+    def whole(self, layer: str, tensor: tf.Tensor) -> tf.Tensor:
+        return tensor
+
+
+WHOLE = Window()
+
+
+@dataclasses.dataclass
+class Targets:
+    """What the image is compared with, computed once.
+
+    content: {layer: [1, h, w, C]} the content image's features P.
+    style: {layer: [1, C, C]} normalized Gram matrices a (blended over the style images), or with guides
+      [1, K, C, C], one per region of the content mask.
+    regions: with guides, {layer: [K, h, w]} the content mask's regions at the layer's size.
+    region_weights: with guides, [K]: 1/K for a styled region, 0 for a region no style image has.
+    counts: {style layer: what its Gram sum is divided by}: the positions M, or each region's size.
+    """
+    content: dict[str, tf.Tensor]
+    style: dict[str, tf.Tensor]
+    regions: dict[str, tf.Tensor]
+    region_weights: tf.Tensor | None
+    counts: dict[str, tf.Tensor]
+
+
+def compute_targets(evaluator, inputs: Inputs, content_layers: tuple[str, ...],
+                    style_layers: tuple[str, ...]) -> Targets:
+    """The targets of `inputs` through `evaluator` (whole or tiled: the same values).
+
+    Style targets: the Gram matrices of the style images blended, a = sum_s b_s a_s. With guides, one per
+    region r of the content mask, from the pixels of region r of each style image that has it (the blend
+    weights renormalized over those), and the style term of a layer is E = 1/K sum_r E(g^r, a^r) over the
+    K regions (the seeds' report); a region that no style image has adds nothing (content only there).
+    """
+    content = {}
+    if content_layers:
+        content = {name: tf.constant(f) for name, f in
+                   evaluator.feature_maps(inputs.content, content_layers).items()}
+    targets = Targets(content, {}, {}, None, {})
+    if not style_layers:
+        return targets
+    shape = inputs.shape[:2]
+
+    def grams_of(image: np.ndarray, regions: dict[str, tf.Tensor] | None) -> dict[str, tf.Tensor]:
+        def gram_sums(features, window):
+            return {name: losses.gram_sum(window.features(name, features[name]),
+                                          None if regions is None else window.whole(name, regions[name]))
+                    for name in style_layers}
+        sums = evaluator.sums(tf.constant(image[None]), gram_sums)
+        return {name: sums[name] / losses.gram_count(evaluator.feature_shape(name, *image.shape[:2]),
+                                                     None if regions is None else regions[name])
+                for name in style_layers}
+
+    guides = inputs.guides
+    if guides is None:
+        per_style = [grams_of(style, None) for style in inputs.styles]
+        for name in style_layers:
+            targets.style[name] = tf.constant(sum(b * g[name] for b, g in zip(inputs.blend, per_style)))
+            targets.counts[name] = losses.gram_count(evaluator.feature_shape(name, *shape))
+        return targets
+    per_style = [grams_of(style, {name: masks.resize_to(m, evaluator.feature_shape(name, *style.shape[:2]))
+                                  for name in style_layers})
+                 for style, m in zip(inputs.styles, guides.styles)]
+    # share[s, r]: style s's part of region r's target (its blend weight, renormalized over the styles that
+    # have region r; zero where it does not)
+    share = guides.present * np.asarray(inputs.blend)[:, None]
+    share = np.divide(share, share.sum(0), out=np.zeros_like(share), where=share.sum(0) > 0)
+    styled = guides.styled
+    targets.region_weights = tf.constant(styled / len(styled), tf.float32)
+    for name in style_layers:
+        targets.style[name] = tf.constant(
+            sum(tf.constant(share[s], tf.float32)[None, :, None, None] * g[name] for s, g in enumerate(per_style)))
+        targets.regions[name] = masks.resize_to(guides.content, evaluator.feature_shape(name, *shape))
+        targets.counts[name] = losses.gram_count(None, targets.regions[name])
+    return targets
+
+
+class Objective:
+    """Targets, loss choices and layers -> the named terms of a batch, from its per-layer sums."""
+
+    def __init__(self, content_layers: tuple[str, ...], style_layers: tuple[str, ...], targets: Targets,
+                 content_loss: str = "l2", gram_norm: str = "paper", normalize_gradients: bool = False):
         """
         Args:
-          extractor: model returning {paper layer name: [B, H, W, C]} for images in [0, 1].
           content_layers, style_layers: paper layer names; empty where the mode does not use the term.
-          inputs: the content image, the style images with their blend weights, and the masks (guides).
-          normalize_gradients: each term's feature gradient normalized (`normalized_gradient`).
-          tile_size: 0 evaluates whole images; N > 0 evaluates them in tiles of about N pixels with a halo
-            (`nst_tf.tiling`): the same values and gradients in the memory of one tile. Needs a chain
-            backbone (VGG) and no gradient normalization (which needs each whole feature map's gradient).
-
-        Style targets: the Gram matrices of the style images blended, a = sum_s b_s a_s. With guides, one
-        per region r of the content mask, from the pixels of region r of each style image that has it
-        (the blend weights renormalized over those), and the style term of a layer is
-        E = 1/K sum_r E(g^r, a^r) over the K regions (the seeds' report); a region that no style image has
-        adds nothing (content only there). A single region covering everything equals the unguided term.
+          targets: `compute_targets` of the run's inputs.
+          content_loss: "l2" or "l1" (`losses.content_loss`); gram_norm: `losses.style_layer_loss`'s norm.
+          normalize_gradients: each term's feature gradient normalized (`normalized_gradient`); needs whole
+            feature maps, so only `WholeImage` evaluates such an objective.
         """
-        self.extractor = extractor
         self.content_layers = tuple(content_layers)
         self.style_layers = tuple(style_layers)
+        self.targets = targets
         self.content_loss = content_loss
         self.gram_norm = gram_norm
         self.normalize_gradients = normalize_gradients
-        self.tiles = tiling.Tiles(extractor, tile_size) if tile_size else None
-        if self.tiles is not None and normalize_gradients:
-            raise ValueError("tiles cannot normalize gradients (that needs whole feature maps)")
-        self.tiled = None if self.tiles is None else tiling.TiledEvaluation(self, self.tiles)
-        self.content_targets = {}
-        self.style_targets = {}
-        self.regions = {}          # with guides: {layer: [K, h, w] content masks at the layer's size}
-        self.region_weights = None   # with guides: [K], 1/K for a styled region, 0 for the others
-        if self.content_layers:
-            self.content_targets = {name: tf.constant(f) for name, f in
-                                    self._features(inputs.content, self.content_layers).items()}
-        if self.style_layers:
-            self._style_targets(inputs)
 
-    def _features(self, image: np.ndarray, names) -> dict[str, tf.Tensor]:
-        """{layer: [1, h, w, C]} of one image [H, W, 3], whole or assembled from tiles."""
-        if self.tiles is not None:
-            return self.tiles.features(image, names)
-        features = self.extractor(tf.constant(image[None]))
-        return {name: features[name] for name in names}
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return self.content_layers + self.style_layers
 
-    def _layer_shapes(self, image: np.ndarray) -> dict[str, tuple[int, int]]:
-        """{style layer: (h, w)} of its feature map for one image [H, W, 3]."""
-        if self.tiles is not None:
-            return {name: self.tiles.feature_shape(name, *image.shape[:2]) for name in self.style_layers}
-        shapes = self.extractor.compute_output_shape((1, *image.shape))
-        return {name: tuple(shapes[name][1:3]) for name in self.style_layers}
-
-    def _grams(self, image: np.ndarray, regions: dict[str, tf.Tensor] | None) -> dict[str, tf.Tensor]:
-        """{style layer: g} of one image: `gram_matrix`, or with `regions` ({layer: [R, h, w]}) `masked_gram`."""
-        if self.tiles is not None:
-            return tiling.image_grams(self.tiles, image, self.style_layers, regions)
-        features = self.extractor(tf.constant(image[None]))
-        if regions is None:
-            return {name: losses.gram_matrix(features[name]) for name in self.style_layers}
-        return {name: losses.masked_gram(features[name], regions[name]) for name in self.style_layers}
-
-    def _style_targets(self, inputs: Inputs) -> None:
-        guides = inputs.guides
-        if guides is None:
-            per_style = [self._grams(style, None) for style in inputs.styles]
-            for name in self.style_layers:
-                self.style_targets[name] = tf.constant(sum(b * g[name] for b, g in zip(inputs.blend, per_style)))
-            return
-        per_style = [self._grams(style, {name: masks.resize_to(m, shape) for name, shape in
-                                         self._layer_shapes(style).items()})
-                     for style, m in zip(inputs.styles, guides.styles)]
-        # share[s, r]: style s's part of region r's target (its blend weight, renormalized over the styles
-        # that have region r; zero where it does not)
-        share = guides.present * np.asarray(inputs.blend)[:, None]
-        share = np.divide(share, share.sum(0), out=np.zeros_like(share), where=share.sum(0) > 0)
-        styled = guides.styled
-        self.region_weights = tf.constant(styled / len(styled), tf.float32)
-        content_shapes = self._layer_shapes(inputs.content)
-        for name in self.style_layers:
-            self.style_targets[name] = tf.constant(
-                sum(tf.constant(share[s], tf.float32)[None, :, None, None] * g[name] for s, g in enumerate(per_style)))
-            self.regions[name] = masks.resize_to(guides.content, content_shapes[name])
-
-    def term_names(self) -> list[str]:
-        """Every term name the objective reports, in a stable order."""
-        return term_names(self.content_layers, self.style_layers)
-
-    def _normalized(self, features: tf.Tensor, strength: tf.Tensor) -> tf.Tensor:
-        return normalized_gradient(features, strength) if self.normalize_gradients else features
-
-    def gram(self, name: str, features: tf.Tensor) -> tf.Tensor:
-        """g of one layer's features: `gram_matrix`, or per region `masked_gram` [B, K, C, C] with guides."""
-        if name not in self.regions:
-            return losses.gram_matrix(features)
-        return losses.masked_gram(features, self.regions[name])
-
-    def style_term(self, name: str, gram: tf.Tensor) -> tf.Tensor:
-        """E_l of one layer from its Gram g, per image: unguided, or 1/K times the sum over the styled regions."""
-        term = losses.style_layer_loss(gram, self.style_targets[name], self.gram_norm)
-        if name not in self.regions:
-            return term
-        return tf.reduce_sum(term * self.region_weights, axis=-1)   # [B, K] -> [B]
-
-    def __call__(self, images: tf.Tensor, weights: LossWeights) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-        if self.tiled is not None:
-            return self.tiled(images, weights)
-        features = self.extractor(images)
-        content = {}
+    def sums(self, features: dict[str, tf.Tensor], window: Window = WHOLE,
+             weights: LossWeights | None = None) -> dict[str, tf.Tensor]:
+        """Each term's sums over the positions that `window` covers: {"content/<layer>": [B] the content
+        term, "style/<layer>": [B, C, C] (or [B, K, C, C]) the Gram sum}. Sums of the parts of an image
+        add up to the sums of the image. With --normalize_gradients (whole images only), each term's
+        features pass through `normalized_gradient` with the term's weight in `weights` as strength."""
+        def seen(name, strength):
+            f = window.features(name, features[name])
+            return normalized_gradient(f, strength) if self.normalize_gradients else f
+        out = {}
         for i, name in enumerate(self.content_layers):
-            strength = weights.content * weights.content_layers[:, i]
-            content[name] = losses.content_loss(self._normalized(features[name], strength),
-                                                self.content_targets[name], self.content_loss)
-        grams = {}
+            strength = None if weights is None else weights.content * weights.content_layers[:, i]
+            out[f"content/{name}"] = losses.content_loss(seen(name, strength), window.whole(name, self.targets.content[name]),
+                                                         self.content_loss)
         for i, name in enumerate(self.style_layers):
-            strength = weights.style * weights.style_layers[:, i]
-            grams[name] = self.gram(name, self._normalized(features[name], strength))
-        return self.terms(content, grams, images, weights)
+            strength = None if weights is None else weights.style * weights.style_layers[:, i]
+            regions = self.targets.regions.get(name)
+            out[f"style/{name}"] = losses.gram_sum(seen(name, strength),
+                                                   None if regions is None else window.whole(name, regions))
+        return out
 
-    def value_and_gradient(self, images: tf.Tensor | tf.Variable, weights: LossWeights):
-        """(total [B], terms, d sum(total) / d images): each image's gradient of its own total."""
-        if self.tiled is not None:
-            return self.tiled.value_and_gradient(images, weights)
-        with tf.GradientTape() as tape:
-            tape.watch(images)
-            total, terms = self(images, weights)
-            loss = tf.reduce_sum(total)
-        return total, terms, tape.gradient(loss, images)
+    def style_term(self, name: str, gram_sum: tf.Tensor) -> tf.Tensor:
+        """E_l [B] of one layer from its Gram sum: unguided, or 1/K times the sum over the styled regions."""
+        gram = gram_sum / self.targets.counts[name]
+        term = losses.style_layer_loss(gram, self.targets.style[name], self.gram_norm)
+        if name not in self.targets.regions:
+            return term
+        return tf.reduce_sum(term * self.targets.region_weights, axis=-1)   # [B, K] -> [B]
 
-    def terms(self, content: dict[str, tf.Tensor], grams: dict[str, tf.Tensor], images: tf.Tensor,
+    def terms(self, sums: dict[str, tf.Tensor], images: tf.Tensor,
               weights: LossWeights) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-        """(total [B], named terms) from each content layer's raw term [B], each style layer's Gram g and
-        the images (for TV): what whole and tiled evaluation share."""
+        """(total [B], named terms) from the whole image's `sums` and the images (for TV)."""
         batch = tf.shape(images)[0]
         terms = {}
         content_sum = tf.zeros([batch])
         style_sum = tf.zeros([batch])
         for i, name in enumerate(self.content_layers):
-            raw = content[name]
+            raw = sums[f"content/{name}"]
             terms[f"content/{name}"] = raw
             terms[f"weighted/content/{name}"] = weights.content * weights.content_layers[:, i] * raw
             content_sum += weights.content_layers[:, i] * raw
         for i, name in enumerate(self.style_layers):
-            raw = self.style_term(name, grams[name])
+            raw = self.style_term(name, sums[f"style/{name}"])
             terms[f"style/{name}"] = raw
             terms[f"weighted/style/{name}"] = weights.style * weights.style_layers[:, i] * raw
             style_sum += weights.style_layers[:, i] * raw

@@ -12,36 +12,38 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nst_tf.objective import LossWeights, Objective
+from nst_tf.evaluate import Loss
+from nst_tf.objective import LossWeights
 
 LogCallback = Callable[[int, np.ndarray, dict], None]
 
 
-def make_adam_step(objective: Objective, optimizer: keras.optimizers.Optimizer, jit_compile: bool = False):
+def make_adam_step(loss: Loss, optimizer: keras.optimizers.Optimizer, jit_compile: bool = False):
     """A step `(images: tf.Variable [B,H,W,3], weights: LossWeights) -> (total [B], terms)`.
 
-    Computes every term and each image's gradient of its own total (`Objective.value_and_gradient`),
+    Computes every term and each image's gradient of its own total (`Loss.value_and_gradient`),
     applies one optimizer update to the images, then clips the pixels to [0, 1]. The returned losses are
     those of the images before the update. Only the images are trained; the extractor is frozen.
 
-    The whole step is one compiled function (with XLA when `jit_compile`). A tiled objective runs its
-    tiles from Python, each tile's passes compiled, and only the update is compiled here.
+    The whole step is one compiled function (with XLA when `jit_compile`) where the evaluator allows it
+    (`Loss.whole_graph`); a tiled loss runs its tiles from Python, each tile's passes compiled, and only
+    the update is compiled here.
     """
     def update(images: tf.Variable, grad: tf.Tensor):
         optimizer.apply_gradients([(grad, images)])
         images.assign(tf.clip_by_value(images, 0.0, 1.0))
 
-    apply = update if objective.tiled is None else tf.function(update)
+    apply = update if loss.whole_graph else tf.function(update)
 
     def step(images: tf.Variable, weights: LossWeights):
-        total, terms, grad = objective.value_and_gradient(images, weights)
+        total, terms, grad = loss.value_and_gradient(images, weights)
         apply(images, grad)
         return total, terms
 
-    return tf.function(step, jit_compile=jit_compile) if objective.tiled is None else step
+    return tf.function(step, jit_compile=jit_compile) if loss.whole_graph else step
 
 
-def run_adam(objective: Objective, images: tf.Variable, weights: LossWeights, num_steps: int,
+def run_adam(loss: Loss, images: tf.Variable, weights: LossWeights, num_steps: int,
              optimizer: keras.optimizers.Optimizer, on_log: LogCallback, log_every: int = 10,
              jit_compile: bool = False) -> None:
     """Adam updates of `images` in place until `optimizer.iterations` reaches `num_steps`, reporting to
@@ -51,7 +53,7 @@ def run_adam(objective: Objective, images: tf.Variable, weights: LossWeights, nu
     On a log step the images are copied to the host before the update, so the callback receives exactly
     the images whose loss it is given; that copy is what an interrupted or diverging run falls back on.
     """
-    step = make_adam_step(objective, optimizer, jit_compile)
+    step = make_adam_step(loss, optimizer, jit_compile)
     for i in range(int(optimizer.iterations), num_steps):
         if i % log_every == 0:
             before = images.numpy()
@@ -59,7 +61,7 @@ def run_adam(objective: Objective, images: tf.Variable, weights: LossWeights, nu
             on_log(i, before, terms)
         else:
             step(images, weights)
-    _, terms = objective(images, weights)   # once, eagerly: compiling it would cost more than it saves
+    _, terms = loss(images, weights)   # once, eagerly: compiling it would cost more than it saves
     on_log(num_steps, images.numpy(), terms)
 
 
@@ -102,7 +104,7 @@ def restore_state(images: tf.Variable, optimizer: keras.optimizers.Optimizer, st
 
 
 class Adam:
-    """Adam on the image variable (the default), behind the interface `Lbfgs` shares: `step`, `run`,
+    """Adam on the image variable (the default), behind the interface `Lbfgs` shares: `steps`, `run`,
     `state`, `restore`."""
 
     def __init__(self, learning_rate: float, jit_compile: bool = False):
@@ -110,12 +112,13 @@ class Adam:
         self.jit_compile = jit_compile
 
     @property
-    def step(self) -> int:
+    def steps(self) -> int:
+        """Updates applied so far."""
         return int(self.optimizer.iterations)
 
-    def run(self, objective: Objective, images: tf.Variable, weights: LossWeights, num_steps: int,
+    def run(self, loss: Loss, images: tf.Variable, weights: LossWeights, num_steps: int,
             on_log: LogCallback, log_every: int = 10) -> None:
-        run_adam(objective, images, weights, num_steps, self.optimizer, on_log, log_every, self.jit_compile)
+        run_adam(loss, images, weights, num_steps, self.optimizer, on_log, log_every, self.jit_compile)
 
     def state(self, images: tf.Variable, index: int) -> dict[str, np.ndarray]:
         return image_state(images, self.optimizer, index)
@@ -171,7 +174,8 @@ class Lbfgs:
         self.scale = None      # [B]: each image's objective scale (FIRST_STEP)
 
     @property
-    def step(self) -> int:
+    def steps(self) -> int:
+        """Iterations done so far."""
         if self.results is None:
             return 0 if self.restored is None else int(self.restored["num_iterations"])
         return int(self.results.num_iterations)
@@ -181,7 +185,7 @@ class Lbfgs:
         """Every image has converged or its line search failed: more iterations would not move it."""
         return self.results is not None and bool(tf.reduce_all(self.results.converged | self.results.failed))
 
-    def run(self, objective: Objective, images: tf.Variable, weights: LossWeights, num_steps: int,
+    def run(self, loss: Loss, images: tf.Variable, weights: LossWeights, num_steps: int,
             on_log: LogCallback, log_every: int = 10) -> None:
         """Iterations until `num_steps` (or until every image has stopped), reporting to `on_log` as
         `run_adam` does; `images` holds the current positions after each chunk."""
@@ -190,7 +194,7 @@ class Lbfgs:
 
         @tf.function(jit_compile=self.jit_compile)
         def raw_value_and_gradients(x):
-            total, _, gradient = objective.value_and_gradient(tf.reshape(x, shape), weights)
+            total, _, gradient = loss.value_and_gradient(tf.reshape(x, shape), weights)
             return total, tf.reshape(gradient, tf.shape(x))   # row b: the gradient of image b's own total
 
         if self.scale is None:
@@ -208,25 +212,25 @@ class Lbfgs:
             return optimizer.lbfgs_minimize(value_and_gradients, None, previous_optimizer_results=results,
                                             max_iterations=until, num_correction_pairs=LBFGS_MEMORY, tolerance=0.0)
 
-        terms_of = tf.function(objective.__call__)
+        terms_of = tf.function(loss.__call__)
         if self.results is None:   # evaluates the start; a restored state then replaces every field
             self.results = optimizer.lbfgs_minimize(value_and_gradients, tf.reshape(images, [shape[0], -1]),
                                                     max_iterations=0, num_correction_pairs=LBFGS_MEMORY)
             if self.restored is not None:
                 self.results = self.results._replace(**self.restored)
                 images.assign(tf.reshape(self.results.position, shape))
-        while self.step < num_steps and not self.stopped:
-            step = self.step
+        while self.steps < num_steps and not self.stopped:
+            step = self.steps
             if step % log_every == 0:
                 on_log(step, images.numpy(), terms_of(images, weights)[1])
             until = min(num_steps, (step // log_every + 1) * log_every)
             self.results = chunk(self.results, tf.constant(until))
             images.assign(tf.reshape(self.results.position, shape))
-        on_log(self.step, images.numpy(), terms_of(images, weights)[1])
+        on_log(self.steps, images.numpy(), terms_of(images, weights)[1])
 
     def state(self, images: tf.Variable, index: int) -> dict[str, np.ndarray]:
         """Image `index`'s part of the state: its position and history, the shared iteration count."""
-        state = {"images": images[index].numpy(), "step": np.int64(self.step),
+        state = {"images": images[index].numpy(), "step": np.int64(self.steps),
                  "lbfgs_scale": self.scale.numpy()[index]}
         for name, value in self.results._asdict().items():
             value = np.asarray(value)
@@ -256,4 +260,4 @@ class Lbfgs:
         self.results, self.restored = None, fields
         self.scale = tf.Variable(np.stack([s["lbfgs_scale"] for s in states]), trainable=False)
         images.assign(np.stack([s["images"] for s in states]))
-        return self.step
+        return self.steps

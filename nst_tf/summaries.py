@@ -18,10 +18,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402  (a widget in Jupyter, the bar in a terminal)
 
 from nst_tf.errors import UserError  # noqa: E402
 from nst_tf.image_io import atomic_write, save_image  # noqa: E402
+from nst_tf.objective import is_layer_term  # noqa: E402
+from nst_tf.rundir import write_csv  # noqa: E402
 
 PROGRESS_TERMS = ("total", "weighted/content", "weighted/style", "weighted/tv")
 
@@ -118,11 +120,7 @@ class RunLogger:
         self.writer.flush()
         if not self.rows:
             return
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=["step", "wall_s", *self.term_names], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        atomic_write(os.path.join(self.run_dir, "losses.csv"), lambda f: f.write(buf.getvalue()), mode="w")
+        write_csv(os.path.join(self.run_dir, "losses.csv"), self.rows, ["step", "wall_s", *self.term_names])
         plot_losses(self.rows, self.term_names, os.path.join(self.run_dir, "losses.png"))
 
     def close(self, final_image: np.ndarray | None = None) -> None:
@@ -152,21 +150,28 @@ def read_losses(run_dir: str) -> list[dict]:
 
 def plot_losses(rows: list[dict], term_names: list[str], path: str) -> None:
     """Loss curves on a log scale: the weighted totals on the left, each raw per-layer term on the right."""
-    steps = [r["step"] for r in rows]
     left = ["total"] + [n for n in term_names if n in ("weighted/content", "weighted/style", "weighted/tv")]
-    right = [n for n in term_names if n.count("/") == 1 and not n.startswith("weighted/")] + ["tv"]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for ax, names, title in ((axes[0], left, "weighted terms (what is minimized)"),
-                             (axes[1], right, "raw terms per layer")):
-        for name in names:
-            ys = [max(r[name], 1e-30) for r in rows]
-            if any(r[name] > 0 for r in rows):
-                ax.plot(steps, ys, label=name)
+    right = [n for n in term_names if is_layer_term(n)] + ["tv"]
+    plot_curves(path, [(title, {name: [(r["step"], r[name]) for r in rows] for name in names
+                                if any(r[name] > 0 for r in rows)})
+                       for names, title in ((left, "weighted terms (what is minimized)"),
+                                            (right, "raw terms per layer"))])
+
+
+def plot_curves(path: str, panels: list[tuple[str, dict[str, list[tuple[int, float]]]]],
+                ylabel: str = "") -> None:
+    """PNG of one or more panels side by side, each (title, {label: [(step, value)]}) on a log scale."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels) + 2 * (len(panels) == 1), 4.5), squeeze=False)
+    for ax, (title, series) in zip(axes[0], panels):
+        for name, points in series.items():
+            ax.plot([p[0] for p in points], [max(p[1], 1e-30) for p in points], label=name)
         ax.set_yscale("log")
         ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=7 if len(series) > 6 else 8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)

@@ -7,13 +7,15 @@ TV term is local. So the image is cut into tiles; each is run through the backbo
 that covers the backbone's receptive field, and only the tile's own (interior) feature positions count.
 Those equal the untiled features exactly, so the sums, the Grams and the losses are the untiled ones.
 
-Two passes per evaluation:
-  1. forward only, tile by tile: each style layer's Gram sum and each content layer's term;
-  2. the terms from the global Grams under a tape, giving dTotal/dg for each (small) Gram matrix; then per
-     tile, with a tape, the surrogate <dTotal/dg, g_tile> + alpha_l * content_tile, whose gradient with
-     respect to the tile's pixels (halo included) is added into the image's gradient.
-The gradient equals the untiled one because the total is a function of the Grams and the content sums
-only (chain rule); a test checks both against the untiled objective. Memory is that of one tile's
+`Tiled` is the evaluator (the interface of `nst_tf.evaluate`) that does this. It knows nothing of the
+terms: an objective's `sums(features, window)` gives its per-layer sums over a window's positions
+(`TileWindow`: the tile's interior), and two passes per evaluation do the rest:
+  1. forward only, tile by tile: the objective's sums, added up over the tiles;
+  2. the terms from the global sums under a tape, giving dTotal/dS for each (small) sum S; then per tile,
+     with a tape, the surrogate sum_S <dTotal/dS, S(tile)>, whose gradient with respect to the tile's
+     pixels (halo included) is added into the image's gradient.
+The gradient equals the untiled one because the total is a function of the sums only (chain rule); a
+test checks both against whole-image evaluation. Memory is that of one tile's
 backward pass, plus the image-sized arrays (image, gradient, optimizer moments, content targets).
 
 Tiling needs a backbone that is a chain of convolutions and pools (the VGGs): its receptive field and
@@ -29,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import losses
+from nst_tf.objective import LossWeights, Window
 
 
 def receptive_field(extractor: keras.Model) -> tuple[int, int]:
@@ -59,7 +61,7 @@ def receptive_field(extractor: keras.Model) -> tuple[int, int]:
     return radius, stride
 
 
-class Window(NamedTuple):
+class Tile(NamedTuple):
     """One tile: its interior rows y0:y1 and columns x0:x1, and the crop cy0:cy1, cx0:cx1 (interior plus
     halo, cut at the image's edges) that is run through the backbone. All in pixels."""
     y0: int
@@ -85,18 +87,18 @@ class Tiles:
         self.strides = {name: probe // shape[1] for name, shape in shapes.items()}
         self.forward = tf.function(extractor, reduce_retracing=True)
 
-    def windows(self, height: int, width: int) -> list[Window]:
+    def windows(self, height: int, width: int) -> list[Tile]:
         """The tiles of a height x width image, row by row."""
         def spans(n):
             return [(a, min(a + self.size, n)) for a in range(0, n, self.size)]
-        return [Window(y0, y1, x0, x1, max(0, y0 - self.halo), min(height, y1 + self.halo),
+        return [Tile(y0, y1, x0, x1, max(0, y0 - self.halo), min(height, y1 + self.halo),
                        max(0, x0 - self.halo), min(width, x1 + self.halo))
                 for y0, y1 in spans(height) for x0, x1 in spans(width)]
 
     def feature_shape(self, name: str, height: int, width: int) -> tuple[int, int]:
         return height // self.strides[name], width // self.strides[name]
 
-    def offsets(self, window: Window, names) -> dict[str, tf.Tensor]:
+    def offsets(self, window: Tile, names) -> dict[str, tf.Tensor]:
         """{layer: [gy0, gy1, gx0, gx1, ly0, lx0]}: the tile's interior in the layer's whole feature map
         (g) and where it starts in the crop's feature map (l). Tensors, so one compiled function serves
         every tile of a shape."""
@@ -133,100 +135,86 @@ def _slice(whole: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
     return whole[:, gy0:gy1, gx0:gx1]
 
 
-def image_grams(tiles: Tiles, image: np.ndarray, names, regions: dict[str, np.ndarray] | None = None):
-    """The normalized Grams {layer: g} of one image [H, W, 3] (with `regions`, {layer: [R, h, w]} masks at
-    each layer's size, the guided ones), summed over the tiles: `losses.gram_matrix` / `masked_gram` of
-    the untiled features."""
-    height, width = image.shape[:2]
-    sums = {name: 0.0 for name in names}
-    for w in tiles.windows(height, width):
-        crop = tiles.forward(tf.constant(image[None, w.cy0:w.cy1, w.cx0:w.cx1]))
-        for name, off in tiles.offsets(w, names).items():
-            masks = None if regions is None else _slice(tf.constant(regions[name]), off)
-            sums[name] += losses.gram_sum(_interior(crop[name], off), masks)
-    return {name: sums[name] / _count(tiles, name, height, width, None if regions is None else regions[name]) for name in names}
+class TileWindow(Window):
+    """The `objective.Window` of one tile: per layer, the tile's interior (`Tiles.offsets`)."""
+
+    def __init__(self, offsets: dict[str, tf.Tensor]):
+        self.offsets = offsets
+
+    def features(self, layer: str, features: tf.Tensor) -> tf.Tensor:
+        return _interior(features, self.offsets[layer])
+
+    def whole(self, layer: str, tensor: tf.Tensor) -> tf.Tensor:
+        return _slice(tensor, self.offsets[layer])
 
 
-def _count(tiles: Tiles, name: str, height: int, width: int, regions) -> tf.Tensor:
-    """What a Gram sum is divided by: the layer's positions M, or each region's size [1, R, 1, 1]."""
-    if regions is None:
-        h, w = tiles.feature_shape(name, height, width)
-        return tf.constant(float(h * w))
-    return tf.maximum(tf.reduce_sum(tf.constant(regions, tf.float32), axis=[1, 2]), 1e-8)[None, :, None, None]
+class Tiled:
+    """The evaluator interface of `nst_tf.evaluate` (module docstring there) by tiles (this module's docstring)."""
 
+    whole_graph = False
 
-class TiledEvaluation:
-    """`objective`'s terms and gradient by tiles (module docstring). Built by the Objective itself."""
+    def __init__(self, extractor: keras.Model, size: int):
+        self.tiles = Tiles(extractor, size)
+        self._compiled_for = None   # (objective, its compiled tile passes)
 
-    def __init__(self, objective, tiles: Tiles):
-        self.objective = objective
-        self.tiles = tiles
-        self._sums = tf.function(self._tile_sums, reduce_retracing=True)
-        self._backward = tf.function(self._tile_gradient, reduce_retracing=True)
+    def feature_shape(self, name: str, height: int, width: int) -> tuple[int, int]:
+        return self.tiles.feature_shape(name, height, width)
 
-    def _regions(self, name):
-        return self.objective.regions.get(name)
+    def feature_maps(self, image: np.ndarray, names) -> dict[str, tf.Tensor]:
+        return self.tiles.features(image, names)
 
-    def _tile_sums(self, crop, offsets):
-        """Pass 1 on one tile: {style layer: Gram sum}, {content layer: content term [B]}."""
-        o = self.objective
-        features = self.tiles.forward(crop)
-        grams, content = {}, {}
-        for name in o.style_layers:
-            regions = self._regions(name)
-            grams[name] = losses.gram_sum(_interior(features[name], offsets[name]),
-                                   None if regions is None else _slice(regions, offsets[name]))
-        for name in o.content_layers:
-            content[name] = losses.content_loss(_interior(features[name], offsets[name]),
-                                                _slice(o.content_targets[name], offsets[name]), o.content_loss)
-        return grams, content
-
-    def _tile_gradient(self, crop, offsets, d_grams, d_content):
-        """Pass 2 on one tile: the gradient of sum_l <dTotal/dS_l, S_l(tile)> + sum_l dTotal/dc_l * c_l(tile)
-        with respect to the crop's pixels."""
-        with tf.GradientTape() as tape:
-            tape.watch(crop)
-            grams, content = self._tile_sums(crop, offsets)
-            surrogate = sum(tf.reduce_sum(d_grams[n] * grams[n]) for n in grams)
-            surrogate += sum(tf.reduce_sum(d_content[n] * content[n]) for n in content)
-        return tape.gradient(surrogate, crop)
-
-    def _pass1(self, images: tf.Tensor):
-        o = self.objective
+    def _sums_of_tiles(self, images: tf.Tensor, compiled):
+        """(tiles, sum over the tiles of compiled(crop, offsets)): pass 1, forward only."""
         height, width = int(images.shape[1]), int(images.shape[2])
-        names = o.style_layers + o.content_layers
-        grams = {name: 0.0 for name in o.style_layers}
-        content = {name: 0.0 for name in o.content_layers}
         windows = self.tiles.windows(height, width)
+        total = None
         for w in windows:
-            g, c = self._sums(images[:, w.cy0:w.cy1, w.cx0:w.cx1], self.tiles.offsets(w, names))
-            for name in g:
-                grams[name] += g[name]
-            for name in c:
-                content[name] += c[name]
-        counts = {name: _count(self.tiles, name, height, width, self._regions(name)) for name in o.style_layers}
-        return windows, grams, content, counts
+            part = compiled(images[:, w.cy0:w.cy1, w.cx0:w.cx1], self.tiles.offsets(w, self.tiles.strides))
+            total = part if total is None else {k: total[k] + part[k] for k in total}
+        return windows, total
 
-    def __call__(self, images: tf.Tensor, weights):
+    def sums(self, images: tf.Tensor, fn):
+        """fn(features, window) summed over the tiles of `images` (fn must be additive over positions)."""
+        compiled = tf.function(lambda crop, offsets: fn(self.tiles.forward(crop), TileWindow(offsets)),
+                               reduce_retracing=True)
+        return self._sums_of_tiles(images, compiled)[1]
+
+    def _compiled(self, objective):
+        """objective.sums of one tile, and its surrogate's gradient, as compiled functions (cached)."""
+        if self._compiled_for is None or self._compiled_for[0] is not objective:
+            def tile_sums(crop, offsets):
+                return objective.sums(self.tiles.forward(crop), TileWindow(offsets))
+
+            def tile_gradient(crop, offsets, d_sums):
+                with tf.GradientTape() as tape:
+                    tape.watch(crop)
+                    sums = tile_sums(crop, offsets)
+                    surrogate = sum(tf.reduce_sum(d_sums[k] * sums[k]) for k in sums)
+                return tape.gradient(surrogate, crop)
+            self._compiled_for = (objective, tf.function(tile_sums, reduce_retracing=True),
+                                  tf.function(tile_gradient, reduce_retracing=True))
+        return self._compiled_for[1:]
+
+    def evaluate(self, objective, images: tf.Tensor, weights: LossWeights):
         """(total [B], terms): the objective's values, untiled-equal."""
-        _, grams, content, counts = self._pass1(images)
-        return self.objective.terms(content, {n: grams[n] / counts[n] for n in grams}, images, weights)
+        tile_sums, _ = self._compiled(objective)
+        _, sums = self._sums_of_tiles(tf.convert_to_tensor(images), tile_sums)
+        return objective.terms(sums, images, weights)
 
-    def value_and_gradient(self, images: tf.Tensor, weights):
-        """(total [B], terms, d sum(total) / d images)."""
-        o = self.objective
+    def value_and_gradient(self, objective, images, weights: LossWeights):
+        """(total [B], terms, d sum(total) / d images): pass 1 sums the tiles; the terms and dTotal/dsums come
+        from the global sums; pass 2 adds each tile's gradient of <dTotal/dsums, sums(tile)>."""
+        tile_sums, tile_gradient = self._compiled(objective)
         images = tf.convert_to_tensor(images)
-        windows, sums, content, counts = self._pass1(images)
+        windows, sums = self._sums_of_tiles(images, tile_sums)
         with tf.GradientTape() as tape:
-            tape.watch([images, sums, content])
-            total, terms = o.terms(content, {n: sums[n] / counts[n] for n in sums}, images, weights)
+            tape.watch([images, sums])
+            total, terms = objective.terms(sums, images, weights)
             loss = tf.reduce_sum(total)
-        grad, d_sums, d_content = tape.gradient(loss, [images, sums, content],
-                                                unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        names = o.style_layers + o.content_layers
+        grad, d_sums = tape.gradient(loss, [images, sums], unconnected_gradients=tf.UnconnectedGradients.ZERO)
         height, width = int(images.shape[1]), int(images.shape[2])
         for w in windows:
-            crop_grad = self._backward(images[:, w.cy0:w.cy1, w.cx0:w.cx1], self.tiles.offsets(w, names),
-                                       d_sums, d_content)
+            crop_grad = tile_gradient(images[:, w.cy0:w.cy1, w.cx0:w.cx1], self.tiles.offsets(w, self.tiles.strides),
+                                      d_sums)
             grad += tf.pad(crop_grad, [[0, 0], [w.cy0, height - w.cy1], [w.cx0, width - w.cx1], [0, 0]])
         return total, terms, grad

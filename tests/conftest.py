@@ -52,3 +52,23 @@ def style_path(tmp_path):
 def hed_backbone():
     from nst_tf import backbones
     return backbones.load_backbone("vgg16_hed")
+
+
+def make_fake_extractor(channels=(4, 6), seed=0):
+    """A two-conv stand-in for a backbone's extractor, for the objective and engine tests: RGB [B, H, W, 3]
+    -> {"conv1_1": [B, H, W, c1], "conv2_1": [B, H/2, W/2, c2]}, a ReLU after each conv, average pooling
+    between them, fixed random weights from `seed`. Builds in milliseconds, unlike a VGG."""
+    import keras
+    keras.utils.set_random_seed(seed)
+    images = keras.Input((None, None, 3), name="image")
+    a = keras.layers.Conv2D(channels[0], 3, padding="same", activation="relu", name="conv1_1")(images)
+    pooled = keras.layers.AveragePooling2D(2, name="pool1")(a)
+    b = keras.layers.Conv2D(channels[1], 3, padding="same", activation="relu", name="conv2_1")(pooled)
+    model = keras.Model(images, {"conv1_1": a, "conv2_1": b}, name="fake_extractor")
+    model.trainable = False
+    return model
+
+
+@pytest.fixture(scope="session")
+def fake_extractor():
+    return make_fake_extractor()

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nst_tf import backbones, losses
+from nst_tf import backbones, losses, plan, registry
 from nst_tf.errors import UserError
 
-VGG19 = backbones.BACKBONES["vgg19"]
-VGG16 = backbones.BACKBONES["vgg16_hed"]
+VGG19 = registry.BACKBONES["vgg19"]
+VGG16 = registry.BACKBONES["vgg16_hed"]
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -18,27 +18,27 @@ VGG16 = backbones.BACKBONES["vgg16_hed"]
     ("block3_pool", "pool3"),
 ])
 def test_resolve_layer_vgg19(name, expected):
-    assert backbones.resolve_layer(name, VGG19) == expected
+    assert registry.resolve_layer(name, VGG19) == expected
 
 
 def test_sequential_numbering_follows_the_architecture():
     # VGG16 has 2, 2, 3, 3, 3 convs: the 10th is conv4_3 (VGG19's 10th is conv4_2).
-    assert backbones.resolve_layer("conv_10", VGG16) == "conv4_3"
-    assert backbones.resolve_layer("conv_10", VGG19) == "conv4_2"
+    assert registry.resolve_layer("conv_10", VGG16) == "conv4_3"
+    assert registry.resolve_layer("conv_10", VGG19) == "conv4_2"
 
 
 @pytest.mark.parametrize("bad", ["conv6_1", "conv_17", "conv5_4_", "block4_conv9", ""])
 def test_unknown_layer_lists_valid_ones(bad):
     with pytest.raises(UserError, match="valid layers: conv1_1, conv1_2, pool1"):
-        backbones.resolve_layer(bad, VGG19)
+        registry.resolve_layer(bad, VGG19)
 
 
 def test_vgg16_has_no_conv5_4():
     with pytest.raises(UserError, match="unknown layer 'conv5_4' for vgg16_hed"):
-        backbones.resolve_layer("conv5_4", VGG16)
+        registry.resolve_layer("conv5_4", VGG16)
 
 
-@pytest.mark.parametrize("spec", [VGG19, VGG16, backbones.BACKBONES["vgg16"]], ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", [VGG19, VGG16, registry.BACKBONES["vgg16"]], ids=lambda s: s.name)
 def test_random_backbone_shapes_and_truncation(spec):
     model = backbones.load_backbone(spec.name, weights="random")
     extractor = backbones.build_extractor(model, ("conv1_1", "block2_conv1", "conv3_1"))
@@ -152,20 +152,20 @@ def test_vgg19_offline_error_names_the_ways_out(monkeypatch):
 
 
 def test_pick_device():
-    assert backbones.pick_device("cpu").endswith("CPU:0")
-    assert backbones.pick_device("auto").endswith(":0")
+    assert plan.pick_device("cpu").endswith("CPU:0")
+    assert plan.pick_device("auto").endswith(":0")
     with pytest.raises(UserError, match="not present"):
-        backbones.pick_device("GPU:7")
+        plan.pick_device("GPU:7")
 
 
 # ------------------------------------------------------------------------------- vgg16 and resnet50
 
-RESNET = backbones.BACKBONES["resnet50"]
+RESNET = registry.BACKBONES["resnet50"]
 
 
 def test_every_configurable_backbone_exists():
     from nst_tf.config import BACKBONES
-    assert set(BACKBONES) - {"auto"} == set(backbones.BACKBONES)
+    assert set(BACKBONES) - {"auto"} == set(registry.BACKBONES)
 
 
 @pytest.fixture(scope="module")
@@ -175,12 +175,12 @@ def resnet():
 
 def test_resnet_layer_table_is_keras_own(resnet):
     skipped = {"image", "preprocess", "conv1_pad", "pool1_pad"}
-    assert [ours for ours, _ in backbones.layer_table(RESNET)] == \
+    assert [ours for ours, _ in registry.layer_table(RESNET)] == \
         [layer.name for layer in resnet.layers if layer.name not in skipped]
     for name in RESNET.content_layers + RESNET.style_layers:   # the report's layer set exists
-        assert backbones.resolve_layer(name, RESNET) == name
+        assert registry.resolve_layer(name, RESNET) == name
     with pytest.raises(UserError, match="list them with python run.py --list_layers --backbone=resnet50"):
-        backbones.resolve_layer("conv4_2", RESNET)
+        registry.resolve_layer("conv4_2", RESNET)
 
 
 def test_resnet_shapes_and_truncation(resnet):
@@ -200,7 +200,7 @@ def test_resnet_outputs_are_keras_resnet50_on_caffe_input():
     app = keras.applications.ResNet50(include_top=False, weights=None)
     app.set_weights(model.get_weights())
     x = tf.random.uniform((1, 40, 40, 3), seed=1)
-    caffe = backbones.CaffePreprocess(backbones.IMAGENET_MEAN_BGR)(x)
+    caffe = backbones.CaffePreprocess(registry.IMAGENET_MEAN_BGR)(x)
     for name in ("conv1_relu", "conv2_block3_2_conv", "conv3_block1_1_conv"):
         expected = keras.Model(app.inputs, app.get_layer(name).output)(caffe)
         got = backbones.build_extractor(model, (name,))(x)[name]

@@ -6,7 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from nst_tf import comparison, image_io, stylize
+from nst_tf import engine, image_io, plan
+from nst_tf.comparison import runner
+from nst_tf.errors import Interrupted
 from nst_tf.config import Config, ImageConfig, LossConfig, ModelConfig, OptimConfig, OutputConfig
 from nst_tf.grid import render_grid
 from tests.conftest import smooth_image, stripes_image
@@ -33,20 +35,20 @@ def test_a_batch_gives_the_images_of_its_cells_run_one_by_one(tmp_path, content_
                                                              content_layers=("conv3_2",))),
         dataclasses.replace(config, optim=dataclasses.replace(config.optim, init="noise", seed=7)),
     ]
-    prepared = [stylize.prepare(c, say=lambda *a: None) for c in cell_configs]
+    prepared = [plan.make_plan(c, say=lambda *a: None) for c in cell_configs]
 
     def jobs(tag):
         out = []
-        for i, (cfg, inputs) in enumerate(prepared):
+        for i, made in enumerate(prepared):
             os.makedirs(tmp_path / tag / str(i))
-            out.append(stylize.Job(cfg, inputs, str(tmp_path / tag / str(i))))
+            out.append(engine.Job(made.config, made.inputs, str(tmp_path / tag / str(i))))
         return out
 
     batched = jobs("batched")
-    stylize.optimize(batched, stylize.Network(hed_backbone), "/device:CPU:0", show_progress=False)
+    engine.optimize(batched, engine.Network(hed_backbone), "/device:CPU:0", show_progress=False)
     single = jobs("single")
     for job in single:
-        stylize.optimize([job], stylize.Network(hed_backbone), "/device:CPU:0", show_progress=False)
+        engine.optimize([job], engine.Network(hed_backbone), "/device:CPU:0", show_progress=False)
     for a, b in zip(batched, single):
         assert a.status == b.status == "done"
         np.testing.assert_allclose(a.logger.last_good_image, b.logger.last_good_image, atol=2e-5)
@@ -62,10 +64,10 @@ def test_one_diverging_cell_does_not_stop_the_others(tmp_path, content_path, sty
     huge = dataclasses.replace(config, loss=dataclasses.replace(config.loss, style_weight=1e38, content_weight=1e38))
     jobs = []
     for i, cfg in enumerate((config, huge)):
-        cfg, inputs = stylize.prepare(cfg, say=lambda *a: None)
+        made = plan.make_plan(cfg, say=lambda *a: None)
         os.makedirs(tmp_path / str(i))
-        jobs.append(stylize.Job(cfg, inputs, str(tmp_path / str(i))))
-    stylize.optimize(jobs, stylize.Network(hed_backbone), "/device:CPU:0", show_progress=False)
+        jobs.append(engine.Job(made.config, made.inputs, str(tmp_path / str(i))))
+    engine.optimize(jobs, engine.Network(hed_backbone), "/device:CPU:0", show_progress=False)
     assert [j.status for j in jobs] == ["done", "diverged"]
     assert "non-finite" in jobs[1].message and jobs[0].logger.rows[-1]["step"] == 4
     assert np.isfinite(jobs[0].logger.last_good_image).all()
@@ -76,7 +78,7 @@ def test_sweep_writes_grid_table_and_cell_runs(tmp_path, content_path, style_pat
     config = tiny_config(tmp_path, content_path, style_path, "style_layers:conv1_1;conv1_1,conv2_1",
                          "ratio:1e-6,1e-4", init="noise")
     config = dataclasses.replace(config, sweep_batch=4)
-    sweep_dir = comparison.run_sweep(config, **QUIET)
+    sweep_dir = runner.run_sweep(config, **QUIET)
     names = sorted(os.listdir(sweep_dir))
     cells = [n for n in names if n[:2].isdigit()]
     assert cells == ["00_style_layers=conv1_1_ratio=1e-6", "01_style_layers=conv1_1_ratio=1e-4",
@@ -106,7 +108,7 @@ def test_sweep_writes_grid_table_and_cell_runs(tmp_path, content_path, style_pat
 @pytest.mark.slow
 def test_seed_sweep_writes_the_difference_image(tmp_path, content_path, style_path):
     config = tiny_config(tmp_path, content_path, style_path, "seed:1,2,3", init="noise")
-    sweep_dir = comparison.run_sweep(config, **QUIET)
+    sweep_dir = runner.run_sweep(config, **QUIET)
     assert os.path.exists(os.path.join(sweep_dir, "difference.png"))
     rows = list(csv.DictReader(open(os.path.join(sweep_dir, "results.csv"))))
     assert rows[0]["mean_abs_diff_vs_first_seed"] == ""
@@ -145,7 +147,7 @@ def test_an_interrupted_sweep_resumes_to_the_images_of_an_uninterrupted_one(tmp_
     from nst_tf.summaries import RunLogger
     base = tiny_config(tmp_path, content_path, style_path, "ratio:1e-6,1e-4", "seed:1,2", num_steps=8)
     base = dataclasses.replace(base, sweep_batch=2, output=dataclasses.replace(base.output, save_every=4))
-    whole = comparison.run_sweep(dataclasses.replace(base, output=dataclasses.replace(base.output, run_name="whole")),
+    whole = runner.run_sweep(dataclasses.replace(base, output=dataclasses.replace(base.output, run_name="whole")),
                                  **QUIET)
     original = RunLogger.__call__
 
@@ -156,13 +158,13 @@ def test_an_interrupted_sweep_resumes_to_the_images_of_an_uninterrupted_one(tmp_
     parts_config = dataclasses.replace(base, output=dataclasses.replace(base.output, run_name="parts"))
     with monkeypatch.context() as m:
         m.setattr(RunLogger, "__call__", call)
-        with pytest.raises(stylize.Interrupted):
-            comparison.run_sweep(parts_config, **QUIET)
+        with pytest.raises(Interrupted):
+            runner.run_sweep(parts_config, **QUIET)
     parts = str(tmp_path / "out" / "parts")
     assert [r["status"] for r in csv.DictReader(open(os.path.join(parts, "results.csv")))] == \
         ["done", "done", "interrupted", "interrupted"]
     first_done = os.path.getmtime(os.path.join(parts, "00_ratio=1e-6_seed=1", "result.png"))
-    comparison.run_sweep(parts_config, resume_dir=parts, **QUIET)
+    runner.run_sweep(parts_config, resume_dir=parts, **QUIET)
     rows = list(csv.DictReader(open(os.path.join(parts, "results.csv"))))
     assert [(r["status"], r["steps"], r["batch"]) for r in rows] == \
         [("done", "8", "earlier"), ("done", "8", "earlier"), ("done", "8", "1"), ("done", "8", "1")]

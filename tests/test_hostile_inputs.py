@@ -245,10 +245,7 @@ STATES = {   # name -> (what to write as state.npz, expected fragment)
 
 @pytest.mark.parametrize("case", sorted(STATES))
 def test_damaged_state_is_one_line_saying_what_to_do(tmp_path, case):
-    try:   # where the engine's restructuring puts it
-        from nst_tf.rundir import load_state
-    except ImportError:
-        from nst_tf.stylize import load_state
+    from nst_tf.rundir import load_state
     make, expected = STATES[case]
     make(tmp_path / "state.npz")
     with pytest.raises(UserError) as err:
@@ -356,16 +353,16 @@ def test_max_size_zero_is_refused_and_auto_is_spelled_auto(tmp_path):
 
 
 def test_max_size_auto_says_the_size_before_the_run(tmp_path, monkeypatch):
-    from nst_tf import memory, stylize
+    from nst_tf import memory, plan
     from nst_tf.config import AUTO_SIZE, ModelConfig
     image = tmp_path / "c.png"
     image.write_bytes(save(gradient("RGB", 32, 32), "PNG"))
     layers = ("conv4_2", "conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
     monkeypatch.setenv("NST_TF_FREE_MEMORY", str(memory.predict("vgg16_hed", "avg", layers, 48, 48) / memory.HEADROOM))
     said = []
-    config, inputs = stylize.prepare(Config(images=ImageConfig(content=str(image), style=str(image),
-                                                               max_size=AUTO_SIZE),
-                                            model=ModelConfig(backbone="vgg16_hed", weights="random")), said.append)
+    made = plan.make_plan(Config(images=ImageConfig(content=str(image), style=str(image), max_size=AUTO_SIZE),
+                                 model=ModelConfig(backbone="vgg16_hed", weights="random")), said.append)
+    config, inputs = made.config, made.inputs
     assert config.images.max_size == 48 and max(inputs.content.shape[:2]) == 48
     assert any(line.startswith("--max_size=auto: 48 px") for line in said), said
 

@@ -7,7 +7,7 @@ import pytest
 from nst_tf import memory
 from nst_tf.config import Config, ImageConfig, ModelConfig, OptimConfig
 from nst_tf.errors import UserError
-from nst_tf.stylize import resolve
+from nst_tf.plan import resolve
 
 GiB = 2**30
 

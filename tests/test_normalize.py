@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nst_tf import backbones, normalize
+from nst_tf import backbones, normalize, registry
 from nst_tf.errors import UserError
 from tests.conftest import smooth_image, stripes_image, write_png
 
@@ -25,7 +25,7 @@ def images():
 
 def test_channel_means_by_hand(vgg, images):
     means = normalize.channel_means(vgg, images)
-    assert set(means) == {ours for ours, _ in backbones.layer_table(backbones.BACKBONES["vgg16_hed"])}
+    assert set(means) == {ours for ours, _ in registry.layer_table(registry.BACKBONES["vgg16_hed"])}
     extractor = backbones.build_extractor(vgg, ("conv2_1",))
     # Each image counts equally: the mean of the per-image means over positions.
     per_image = [np.abs(extractor(im[None])["conv2_1"].numpy()).mean(axis=(0, 1, 2)) for im in images]
@@ -56,7 +56,7 @@ def test_division_equals_the_papers_rescaled_weights(vgg, images):
     rescaled = keras.models.clone_model(vgg)
     rescaled.set_weights(vgg.get_weights())
     previous = None
-    for ours, keras_name in backbones.layer_table(backbones.BACKBONES["vgg16_hed"]):
+    for ours, keras_name in registry.layer_table(registry.BACKBONES["vgg16_hed"]):
         if not ours.startswith("conv"):
             continue
         layer = rescaled.get_layer(keras_name)

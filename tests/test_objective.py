@@ -1,23 +1,26 @@
-"""The objective's named terms, weights and batching, with a random-weight backbone (no download)."""
+"""The objective's named terms, weights, targets and batching, on a two-conv fake extractor (no backbone)."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from nst_tf import backbones, losses, masks
+from nst_tf import losses, masks
+from nst_tf.evaluate import make_loss
 from nst_tf.inputs import Inputs
 from nst_tf import objective as objective_module
-from nst_tf.objective import LossWeights, Objective
-from tests.conftest import smooth_image, stripes_image
+from nst_tf.objective import LossWeights, term_names
+from tests.conftest import make_fake_extractor, smooth_image, stripes_image
 
 CONTENT = ("conv2_1",)
 STYLE = ("conv1_1", "conv2_1")
 
 
+EXTRACTOR = make_fake_extractor()
+
+
 @pytest.fixture(scope="module")
 def objective():
-    model = backbones.load_backbone("vgg16_hed", weights="random", seed=0)
-    extractor = backbones.build_extractor(model, CONTENT + STYLE)
-    return Objective(extractor, CONTENT, STYLE, Inputs(smooth_image(16, 16), [stripes_image(24, 20)]))
+    """The loss (an objective through the whole-image evaluator) of a content and a style image."""
+    return make_loss(EXTRACTOR, CONTENT, STYLE, Inputs(smooth_image(16, 16), [stripes_image(24, 20)]))
 
 
 def weights(batch=1, content=2.0, style=3.0, tv=0.5):
@@ -25,7 +28,7 @@ def weights(batch=1, content=2.0, style=3.0, tv=0.5):
 
 
 def test_term_names(objective):
-    assert objective.term_names() == [
+    assert term_names(objective.objective.content_layers, objective.objective.style_layers) == [
         "content/conv2_1", "style/conv1_1", "style/conv2_1", "tv", "content", "style",
         "weighted/content/conv2_1", "weighted/style/conv1_1", "weighted/style/conv2_1", "weighted/tv",
         "weighted/content", "weighted/style", "total"]
@@ -34,7 +37,7 @@ def test_term_names(objective):
 def test_terms_combine_as_documented(objective):
     images = tf.constant(smooth_image(16, 16, seed=5)[None])
     total, terms = objective(images, weights())
-    assert set(terms) == set(objective.term_names())
+    assert set(terms) == set(term_names(CONTENT, STYLE))
     t = {k: v.numpy()[0] for k, v in terms.items()}
     assert t["content"] == pytest.approx(t["content/conv2_1"])
     assert t["style"] == pytest.approx(0.25 * t["style/conv1_1"] + 0.75 * t["style/conv2_1"])
@@ -47,8 +50,8 @@ def test_terms_combine_as_documented(objective):
 def test_raw_terms_match_the_loss_functions(objective):
     images = tf.constant(smooth_image(16, 16, seed=5)[None])
     _, terms = objective(images, weights())
-    feats = objective.extractor(images)
-    style_feats = objective.extractor(tf.constant(stripes_image(24, 20)[None]))
+    feats = EXTRACTOR(images)
+    style_feats = EXTRACTOR(tf.constant(stripes_image(24, 20)[None]))
     expected = losses.style_layer_loss(losses.gram_matrix(feats["conv1_1"]),
                                        losses.gram_matrix(style_feats["conv1_1"]))
     np.testing.assert_allclose(terms["style/conv1_1"].numpy(), expected.numpy(), rtol=1e-5)
@@ -96,25 +99,39 @@ def test_weights_changed_after_tracing_take_effect(objective):
     assert after[0] == pytest.approx(terms["total"].numpy()[0], rel=1e-5)
 
 
-def test_targets_are_computed_once(objective):
-    assert {k: v.shape for k, v in objective.style_targets.items()} == {"conv1_1": (1, 64, 64),
-                                                                         "conv2_1": (1, 128, 128)}
-    assert objective.content_targets["conv2_1"].shape == (1, 8, 8, 128)
-    assert all(isinstance(v, tf.Tensor) for v in objective.style_targets.values())
+def test_targets_are_computed_once():
+    """The targets are the style image's Grams and the content image's features, made when the loss is
+    made; evaluating and differentiating the loss afterwards never computes them again (the evaluator's
+    target methods would raise)."""
+    style, content = stripes_image(24, 20), smooth_image(16, 16)
+    loss = make_loss(EXTRACTOR, CONTENT, STYLE, Inputs(content, [style]))
+    targets = loss.objective.targets
+    for name in STYLE:
+        expected = losses.gram_matrix(EXTRACTOR(tf.constant(style[None]))[name])
+        np.testing.assert_allclose(targets.style[name].numpy(), expected.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(targets.content["conv2_1"].numpy(),
+                               EXTRACTOR(tf.constant(content[None]))["conv2_1"].numpy(), rtol=1e-6)
+
+    def recomputed(*args):
+        raise AssertionError("a target was computed again")
+    loss.evaluator.feature_maps = loss.evaluator.sums = recomputed
+    images = tf.Variable(smooth_image(16, 16, seed=3)[None])
+    for _ in range(2):
+        loss(images, weights())
+        tf.function(loss.value_and_gradient)(images, weights())
 
 
 def make_objective(inputs, content=CONTENT, style=STYLE, **kwargs):
-    model = backbones.load_backbone("vgg16_hed", weights="random", seed=0)
-    return Objective(backbones.build_extractor(model, content + style), content, style, inputs, **kwargs)
+    return make_loss(EXTRACTOR, content, style, inputs, **kwargs)
 
 
 def test_blended_targets_are_the_weighted_sum_of_the_styles_grams(objective):
     a, b = stripes_image(24, 20), smooth_image(20, 24, seed=4)
     blended = make_objective(Inputs(smooth_image(16, 16), [a, b], (0.7, 0.3)))
     for name in STYLE:
-        ga = losses.gram_matrix(blended.extractor(tf.constant(a[None]))[name])
-        gb = losses.gram_matrix(blended.extractor(tf.constant(b[None]))[name])
-        np.testing.assert_allclose(blended.style_targets[name].numpy(), (0.7 * ga + 0.3 * gb).numpy(), rtol=1e-5)
+        ga = losses.gram_matrix(EXTRACTOR(tf.constant(a[None]))[name])
+        gb = losses.gram_matrix(EXTRACTOR(tf.constant(b[None]))[name])
+        np.testing.assert_allclose(blended.objective.targets.style[name].numpy(), (0.7 * ga + 0.3 * gb).numpy(), rtol=1e-5)
 
 
 def guides_of(content_regions, style_regions, colours=None):
@@ -153,8 +170,8 @@ def test_regions_take_their_own_style_and_unstyled_regions_none():
     _, t1 = guided(tf.constant(image[None]), w)
     _, t2 = guided(tf.constant(changed[None]), w)
     assert t1["style/conv1_1"].numpy()[0] == pytest.approx(t2["style/conv1_1"].numpy()[0], rel=1e-6)
-    feats = guided.extractor(tf.constant(image[None]))["conv1_1"]
-    target = losses.gram_matrix(guided.extractor(tf.constant(a[None]))["conv1_1"])
+    feats = EXTRACTOR(tf.constant(image[None]))["conv1_1"]
+    target = losses.gram_matrix(EXTRACTOR(tf.constant(a[None]))["conv1_1"])
     by_hand = losses.style_layer_loss(losses.masked_gram(feats, tf.constant(left[:1])), target[:, None])[:, 0] / 2
     np.testing.assert_allclose(t1["style/conv1_1"].numpy(), by_hand.numpy(), rtol=1e-5)
 
@@ -194,7 +211,7 @@ def test_objective_normalizes_each_terms_gradient():
             return tape.gradient(total, x)
         return grad
 
-    diff = plain.extractor(images)["conv2_1"] - plain.content_targets["conv2_1"]
+    diff = EXTRACTOR(images)["conv2_1"] - plain.objective.targets.content["conv2_1"]
     l1 = tf.reduce_sum(tf.abs(diff), axis=[1, 2, 3]).numpy()
     for run in (lambda f: f, tf.function):
         g = run(image_gradient(normalized))(images).numpy()

@@ -4,18 +4,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nst_tf import backbones
+from nst_tf.evaluate import make_loss
 from nst_tf.inputs import Inputs
-from nst_tf.objective import LossWeights, Objective
+from nst_tf.objective import LossWeights
 from nst_tf.optimize import Adam, Lbfgs, make_optimizer, run_adam
-from tests.conftest import smooth_image
+from tests.conftest import make_fake_extractor, smooth_image
 
 
 @pytest.fixture(scope="module")
 def objective():
-    model = backbones.load_backbone("vgg16_hed", weights="random", seed=0)
-    extractor = backbones.build_extractor(model, ("conv1_2",))
-    return Objective(extractor, ("conv1_2",), (), Inputs(smooth_image(12, 12), []))
+    return make_loss(make_fake_extractor(), ("conv2_1",), (), Inputs(smooth_image(12, 12), []))
 
 
 def test_loop_reports_every_log_step_and_the_end(objective):
@@ -91,7 +89,7 @@ def test_lbfgs_reports_like_adam_and_goes_down(objective):
     assert isinstance(lbfgs, Lbfgs) and isinstance(make_optimizer("adam", 0.02), Adam)
     lbfgs.run(objective, images, LossWeights.create(1, 1.0, 0.0, 0.0, (1.0,), ()), num_steps=7,
               on_log=lambda step, ims, terms: seen.append((step, terms["total"].numpy()[0])), log_every=3)
-    assert [s for s, _ in seen] == [0, 3, 6, 7] and lbfgs.step == 7
+    assert [s for s, _ in seen] == [0, 3, 6, 7] and lbfgs.steps == 7
     assert seen[-1][1] < 0.1 * seen[0][1]   # L-BFGS on a content term: fast
 
 

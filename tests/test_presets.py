@@ -7,7 +7,7 @@ import re
 import pytest
 
 import run as run_script
-from nst_tf import sweep
+from nst_tf.comparison import axes as sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRESETS = sorted(glob.glob(os.path.join(ROOT, "flags", "*.flags")))

@@ -6,9 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from nst_tf import backbones, color, image_io, stylize
+from nst_tf import image_io, stylize
 from nst_tf.config import Config, ImageConfig, LossConfig, ModelConfig, OptimConfig, OutputConfig
-from nst_tf.errors import UserError
+from nst_tf.errors import Interrupted, UserError
 from nst_tf.summaries import RunLogger
 
 QUIET = dict(show_progress=False, say=lambda *a: None)
@@ -44,7 +44,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, conte
 
     with monkeypatch.context() as m:
         interrupt_at(m, 6)
-        with pytest.raises(stylize.Interrupted, match=r"the last good image \(step 6\)"):
+        with pytest.raises(Interrupted, match=r"the last good image \(step 6\)"):
             stylize.run(config_for(tmp_path, content_path, style_path, "parts"), **QUIET)
     parts = os.path.join(tmp_path, "parts")
     assert os.path.exists(os.path.join(parts, "state.npz")) and os.path.exists(os.path.join(parts, "result.png"))
@@ -109,55 +109,3 @@ def test_a_crash_keeps_the_last_image_and_state(tmp_path, content_path, style_pa
     assert '"status": "crashed"' in (run_dir / "summary.json").read_text()
 
 
-@pytest.mark.parametrize("backbone, transform, normalized, content, style0, beta", [
-    ("vgg16_hed", "auto", False, ("conv4_2",), "conv1_1", 2.5e7),
-    ("vgg16_hed", "auto", True, ("conv4_2",), "conv1_1", 8e11),
-    ("resnet50", "auto", False, ("conv5_block1_1_conv",), "conv1_relu", 6e3),
-    ("resnet50", "none", False, ("conv5_block1_1_conv",), "conv1_relu", 2e7),
-])
-def test_resolve_fills_in_the_backbones_defaults(backbone, transform, normalized, content, style0, beta):
-    config = Config(images=ImageConfig(content="c.png", style="s.png"),
-                    model=ModelConfig(backbone=backbone, weights="random", feature_transform=transform,
-                                      normalize_features=normalized))
-    resolved = stylize.resolve(config, say=lambda *a: None)
-    assert resolved.loss.content_layers == content and resolved.loss.style_layers[0] == style0
-    assert resolved.loss.style_weight == beta
-    assert resolved.model.feature_transform == ("softmax" if backbone == "resnet50" and transform == "auto"
-                                                else transform if transform != "auto" else "none")
-    given = dataclasses.replace(config, loss=LossConfig(style_weight=5.0, style_layers=("block1_conv1",)
-                                                        if backbone != "resnet50" else ("conv1_conv",)))
-    resolved = stylize.resolve(given, say=lambda *a: None)
-    assert resolved.loss.style_weight == 5.0 and len(resolved.loss.style_layers) == 1
-
-
-def test_luminance_transfer_raises_the_default_style_weight_only():
-    base = Config(images=ImageConfig(content="c.png", style="s.png", preserve_colors="luminance"),
-                  model=ModelConfig(backbone="vgg16_hed"))
-    quiet = dict(say=lambda *a: None)
-    assert stylize.resolve(base, **quiet).loss.style_weight == 2.5e7 * color.LUMINANCE_STYLE_FACTOR
-    given = dataclasses.replace(base, loss=LossConfig(style_weight=3.0))
-    assert stylize.resolve(given, **quiet).loss.style_weight == 3.0
-
-
-def test_normalized_gradients_have_their_own_default_style_weight():
-    base = Config(images=ImageConfig(content="c.png", style="s.png", preserve_colors="luminance"),
-                  model=ModelConfig(backbone="vgg16_hed"), loss=LossConfig(normalize_gradients=True))
-    resolved = stylize.resolve(base, say=lambda *a: None)
-    assert resolved.loss.style_weight == backbones.NORMALIZED_GRADIENTS_STYLE_WEIGHT   # no luminance factor
-
-
-def test_resolve_takes_the_last_scale_as_the_size():
-    config = Config(images=ImageConfig(content="c.png", style="s.png", max_size=300, scales=(128, 640)),
-                    model=ModelConfig(backbone="vgg16_hed"))
-    assert stylize.resolve(config, say=lambda *a: None).images.max_size == 640
-
-
-def test_resolution_invariant_alpha_follows_the_size(content_path, style_path):
-    """alpha x (256 / longest side)^2: the content term (a sum over positions) weighs the same at any size."""
-    def alpha(max_size, invariant=True):
-        config = Config(images=ImageConfig(content=content_path, style=style_path, max_size=max_size),
-                        model=ModelConfig(backbone="vgg16_hed"), loss=LossConfig(resolution_invariant=invariant))
-        config, inputs = stylize.prepare(config, say=lambda *a: None)
-        return stylize.Job(config, inputs, "unused").weight_row((), ())[0]
-    assert alpha(256) == pytest.approx(1.0) and alpha(128) == pytest.approx(4.0) and alpha(32) == pytest.approx(64.0)
-    assert alpha(32, invariant=False) == 1.0

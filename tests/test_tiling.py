@@ -5,8 +5,9 @@ import pytest
 import tensorflow as tf
 
 from nst_tf import backbones, masks, tiling
+from nst_tf.evaluate import make_loss
 from nst_tf.inputs import Inputs
-from nst_tf.objective import LossWeights, Objective
+from nst_tf.objective import LossWeights
 from nst_tf.optimize import make_adam_step
 from tests.conftest import smooth_image, stripes_image
 
@@ -58,8 +59,8 @@ def objectives(vgg, layers, inputs, tile_size, **kwargs):
     content = tuple(n for n in layers if n.startswith("conv4_2")) or ("conv2_1",)
     style = tuple(n for n in layers if n not in content)
     extractor = backbones.build_extractor(vgg, content + style)
-    whole = Objective(extractor, content, style, inputs, **kwargs)
-    tiled = Objective(extractor, content, style, inputs, tile_size=tile_size, **kwargs)
+    whole = make_loss(extractor, content, style, inputs, **kwargs)
+    tiled = make_loss(extractor, content, style, inputs, tile_size=tile_size, **kwargs)
     weights = LossWeights.create(2, 1.0, 1e3, 1.0, (1.0,), tuple(np.linspace(0.5, 1.5, len(style))))
     weights.style.assign([1e3, 1e2])   # the two images of the batch weigh the terms differently
     return whole, tiled, weights
@@ -79,7 +80,7 @@ def assert_same(whole, tiled, images, weights):
 def test_tiled_values_and_gradients_equal_whole_image_ones(vgg):
     inputs = Inputs(smooth_image(44, 58), [stripes_image(30, 50)])
     whole, tiled, weights = objectives(vgg, SHALLOW, inputs, tile_size=8, content_loss="l1")
-    assert len(tiled.tiles.windows(44, 58)) == 6 * 8
+    assert len(tiled.evaluator.tiles.windows(44, 58)) == 6 * 8
     images = tf.constant(np.stack([smooth_image(44, 58, seed=1), smooth_image(44, 58, seed=2)]))
     assert_same(whole, tiled, images, weights)
 
@@ -87,12 +88,14 @@ def test_tiled_values_and_gradients_equal_whole_image_ones(vgg):
 def test_tiled_equals_whole_with_the_default_layers_down_to_conv5_1(vgg):
     inputs = Inputs(smooth_image(96, 120), [stripes_image(80, 100)])
     whole, tiled, weights = objectives(vgg, DEEP, inputs, tile_size=32)
-    assert tiled.tiles.halo == 64 and len(tiled.tiles.windows(96, 120)) == 3 * 4
+    assert tiled.evaluator.tiles.halo == 64 and len(tiled.evaluator.tiles.windows(96, 120)) == 3 * 4
     images = tf.constant(np.stack([smooth_image(96, 120, seed=1), smooth_image(96, 120, seed=2)]))
-    for name in whole.content_targets:
-        np.testing.assert_allclose(tiled.content_targets[name], whole.content_targets[name], rtol=1e-5, atol=1e-4)
-    for name in whole.style_targets:
-        np.testing.assert_allclose(tiled.style_targets[name], whole.style_targets[name], rtol=1e-5, atol=1e-6)
+    for name in whole.objective.targets.content:
+        np.testing.assert_allclose(tiled.objective.targets.content[name], whole.objective.targets.content[name],
+                                   rtol=1e-5, atol=1e-4)
+    for name in whole.objective.targets.style:
+        np.testing.assert_allclose(tiled.objective.targets.style[name], whole.objective.targets.style[name],
+                                   rtol=1e-5, atol=1e-6)
     assert_same(whole, tiled, images, weights)
 
 
@@ -126,5 +129,5 @@ def test_tiled_adam_steps_equal_whole_image_ones(vgg):
 def test_tiles_refuse_gradient_normalization(vgg):
     extractor = backbones.build_extractor(vgg, SHALLOW)
     with pytest.raises(ValueError, match="normalize"):
-        Objective(extractor, (), SHALLOW, Inputs(None, [stripes_image(16, 16)]), normalize_gradients=True,
+        make_loss(extractor, (), SHALLOW, Inputs(None, [stripes_image(16, 16)]), normalize_gradients=True,
                   tile_size=8)

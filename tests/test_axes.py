@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from nst_tf import sweep
+from nst_tf.comparison import axes as sweep
 from nst_tf.config import Config, ImageConfig, ModelConfig, OptimConfig, parse_field, to_flags
 from nst_tf.errors import UserError
 

@@ -1,0 +1,164 @@
+"""A sweep end to end: expand `--sweep` into cells, plan them, optimize them in batches, write the comparison.
+
+A sweep writes `<output_dir>/sweep_<content>_<style>_<time>/`:
+  sweep.flags, sweep.json  reproduce the whole sweep (`python run.py --flagfile=.../sweep.flags`)
+  <NN>_<axis=value>_.../   one run folder per cell (`nst_tf.rundir`); `tensorboard --logdir <sweep folder>`
+                           overlays the cells' curves, named by folder
+  grid.png, difference.png, results.csv, results.md, curves.png   the comparison (`nst_tf.comparison.report`)
+
+Cells that share `axes.batch_key` are optimized together as one batch (`--sweep_batch` caps the batch).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import tensorflow as tf
+
+from nst_tf import engine, image_io, rundir
+from nst_tf.config import Config, schedule
+from nst_tf.errors import Interrupted, UserError
+from nst_tf.inputs import Inputs
+from nst_tf.plan import Plan, make_plan, pick_device, with_seed_and_backbone
+from nst_tf.summaries import read_losses
+from nst_tf.comparison.axes import Cell, batches, expand
+from nst_tf.comparison.report import Outcome, write_report
+
+
+def inputs_shown(inputs: Inputs) -> list[tuple[str, "object"]]:
+    """[(label, image)]: the content and the style images, as the grid shows them beside the cells."""
+    styles = inputs.styles
+    named = [("content", inputs.content)] if inputs.content is not None else []
+    return named + [("style" if len(styles) == 1 else f"style {i + 1}", s) for i, s in enumerate(styles)]
+
+
+def outcome_of_job(cell: Cell, job: engine.Job, batch: int, batch_cells: int) -> Outcome:
+    inputs = inputs_shown(job.working)
+    logger = job.logger
+    if logger is None:
+        return Outcome(cell, job.status, inputs=inputs, batch=batch + 1, batch_cells=batch_cells, message=job.message)
+    image = None if logger.last_good_image is None else job.output(logger.last_good_image)
+    return Outcome(cell, job.status, image, logger.last_good_step, logger.rows, inputs,
+                   batch + 1, batch_cells, round(logger.elapsed, 3), job.message)
+
+
+def outcome_of_folder(cell: Cell, run_dir: str, summary: dict, inputs: list) -> Outcome:
+    """A cell that an earlier, resumed sweep finished, read back from its run folder."""
+    rows = read_losses(run_dir)
+    image = image_io.load_image(os.path.join(run_dir, "result.png"))
+    return Outcome(cell, summary["status"], image, rows[-1]["step"] if rows else None, rows, inputs,
+                   "earlier", "", summary.get("wall_time_s", ""))
+
+
+def _once(say):
+    seen = set()
+    def say_once(line):
+        if line not in seen:
+            seen.add(line)
+            say(line)
+    return say_once
+
+
+def network_key(config: Config):
+    """What cells must share to share a loaded network."""
+    m = config.model
+    return (m.backbone, m.pooling, m.weights, config.optim.seed if m.weights == "random" else None,
+            m.normalize_features, m.normalize_images, m.precision)
+
+
+def plan_cells(config: Config, say=print) -> tuple[Config, list[Cell], dict[int, Plan]]:
+    """(config with its seed and backbone fixed, cells with resolved configs, {cell index: its plan}); every
+    input image is loaded here, so a bad one fails before anything runs."""
+    config = with_seed_and_backbone(config, say)   # once, not per cell: cells differ only where the axes say
+    cells = expand(config)
+    say_once = _once(say)
+    plans = {}
+    for cell in cells:
+        try:
+            plans[cell.index] = make_plan(cell.config, say_once)
+        except UserError as e:
+            raise UserError(f"sweep cell {cell.label}: {e}") from None
+    return config, [dataclasses.replace(c, config=plans[c.index].config) for c in cells], plans
+
+
+def _groups(cells: list[Cell], plans: dict[int, Plan], sweep_dir: str, resume: bool,
+            batch_size: int) -> tuple[list[Outcome], list[tuple[list[Cell], bool]]]:
+    """(an outcome per cell, the batches to run as (cells, resume?)). When resuming, finished and diverged
+    cells are read back and kept, stopped cells continue together only from the same saved step."""
+    outcomes = [Outcome(c) for c in cells]
+    fresh, by_step = [], {}
+    for cell in cells:
+        run_dir = os.path.join(sweep_dir, cell.name)
+        summary = rundir.read_summary(run_dir) if resume else {}
+        if summary.get("status") == "diverged" or (
+                summary.get("status") == "done" and summary.get("steps", 0) >= schedule(cell.config)[-1][1]):
+            outcomes[cell.index] = outcome_of_folder(cell, run_dir, summary, inputs_shown(plans[cell.index].inputs))
+            continue
+        step = rundir.saved_step(run_dir) if resume else None
+        if step is None:
+            fresh.append(cell)
+        else:
+            by_step.setdefault(step, []).append(cell)
+    groups = [(batch, False) for batch in batches(fresh, batch_size)]
+    groups += [(batch, True) for same_step in by_step.values() for batch in batches(same_step, batch_size)]
+    return outcomes, groups
+
+
+def run_sweep(config: Config, show_progress: bool = True, say=print, resume_dir: str | None = None,
+              sweep_dir: str | None = None) -> str:
+    """Runs every cell of `config.sweep`; returns the sweep folder (`sweep_dir`: a new folder made for it,
+    holding its inputs, instead of making one).
+
+    With `resume_dir` (a sweep folder), finished and diverged cells are kept, stopped cells continue from
+    their state.npz and the others start; the grid and tables then cover every cell.
+    Raises UserError if a cell's input is bad (before anything runs) or, after everything is written, if
+    a cell diverged; `Interrupted` on Ctrl-C after the grid and table of what finished are written.
+    """
+    config, cells, plans = plan_cells(config, say)
+    device = pick_device(config.optim.device)
+    networks = {}
+    with tf.device(device):
+        for cell in cells:
+            if network_key(cell.config) not in networks:
+                networks[network_key(cell.config)] = engine.load_network(cell.config, say)
+    rundir.check_free_space(config.output.output_dir, sum(
+        rundir.output_bytes(c.config, plans[c.index].inputs.shape) for c in cells))
+    if resume_dir:
+        sweep_dir = resume_dir
+    elif not sweep_dir:
+        sweep_dir = rundir.create(config.output.output_dir, config.output.run_name or "sweep_" + rundir.default_name(config))
+    rundir.write_config(config, sweep_dir, "sweep.flags", what="sweep", note=f" ({len(cells)} cells)")
+    say(f"{'resuming sweep' if resume_dir else 'sweep folder:'} {sweep_dir} ({len(cells)} cells)")
+
+    outcomes, groups = _groups(cells, plans, sweep_dir, bool(resume_dir), config.sweep_batch)
+    try:
+        for b, (batch, resume) in enumerate(groups):
+            jobs = []
+            for cell in batch:
+                run_dir = os.path.join(sweep_dir, cell.name)
+                os.makedirs(run_dir, exist_ok=bool(resume_dir))
+                rundir.write_config(cell.config, run_dir)
+                jobs.append(engine.Job(cell.config, plans[cell.index].inputs, run_dir))
+            say(f"batch {b + 1}/{len(groups)}{' (resumed)' if resume else ''}: " +
+                ("; ".join(c.label for c in batch) if len(batch) <= 3 else
+                 f"{len(batch)} cells, {batch[0].name} ... {batch[-1].name}"))
+            try:
+                engine.optimize(jobs, networks[network_key(batch[0].config)], device, show_progress,
+                                desc=f"batch {b + 1}/{len(groups)}", resume=resume)
+            finally:
+                for cell, job in zip(batch, jobs):
+                    outcomes[cell.index] = outcome_of_job(cell, job, b, len(batch))
+    except Interrupted:
+        write_report(sweep_dir, config, outcomes)
+        raise Interrupted(f"interrupted; the finished cells and the last images of the running ones are in "
+                          f"{os.path.join(sweep_dir, 'grid.png')}") from None
+    except UserError:   # out of memory: the cells that finished are kept in the grid and the table
+        write_report(sweep_dir, config, outcomes)
+        raise
+    write_report(sweep_dir, config, outcomes)
+    say(f"grid: {os.path.join(sweep_dir, 'grid.png')}; table: {os.path.join(sweep_dir, 'results.md')}")
+    diverged = [o.cell.label for o in outcomes if o.status == "diverged"]
+    if diverged:
+        raise UserError(f"{len(diverged)} of {len(cells)} cells diverged ({'; '.join(diverged)}); their last good "
+                        f"images are in the grid; lower --learning_rate or the weights for them")
+    return sweep_dir

@@ -1,0 +1,288 @@
+"""The engine: jobs (one image each) optimized together as one batch, coarse to fine.
+
+`optimize(jobs, network, device)` is all a run (`nst_tf.stylize`) and a sweep (`nst_tf.comparison`) need: each
+job is a resolved config, its inputs and its run folder; the jobs of one call share the image size, the
+network, the targets and the optimizer settings (`comparison.batch_key`) and may differ in loss weights, layer
+sets (a zero weight masks a layer out), init and seed. The pyramid (`config.schedule`) is a loop around
+`optimize_scale`: each scale but the last runs in `<run_dir>/scales/<size>/` (a run folder of its own) and
+its result, upsampled, starts the next.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from nst_tf import backbones, color, image_io, normalize, registry, rundir
+from nst_tf.config import Config, schedule
+from nst_tf.errors import Interrupted, UserError
+from nst_tf.evaluate import make_loss
+from nst_tf.inputs import Inputs, initial_image
+from nst_tf.objective import LossWeights, term_names
+from nst_tf.optimize import make_optimizer
+from nst_tf.plan import EffectiveWeights
+from nst_tf.summaries import NonFiniteLoss, RunLogger
+
+# --jit_compile applies from this size up: XLA's step was 11% faster at 256 px and 1.4x at 1024 px
+# (bench/speed.py), but compiling takes seconds, which small images do not win back.
+XLA_MIN_SIZE = 256
+
+
+@dataclasses.dataclass
+class Network:
+    """A loaded backbone and, with --normalize_features, its channels' mean activations."""
+    model: keras.Model
+    channel_means: dict[str, np.ndarray] | None = None
+
+
+def load_network(config: Config, say=print) -> Network:
+    """The backbone of a resolved config, with its weights (and its feature means, when normalized)."""
+    m = config.model
+    model = backbones.load_backbone(m.backbone, m.pooling, m.weights, seed=config.optim.seed, precision=m.precision)
+    if not m.normalize_features:
+        return Network(model)
+    return Network(model, normalize.feature_scales(model, m.pooling, m.weights, config.optim.seed,
+                                                   m.normalize_images, say))
+
+
+@dataclasses.dataclass
+class Job:
+    """One image to optimize: its resolved config, inputs and run folder; `status` and `message` say how
+    it ended (done, diverged, interrupted, out of memory, crashed) and `logger` holds its losses and last
+    image."""
+    config: Config
+    inputs: Inputs                  # as loaded; `working` is what the network sees
+    run_dir: str
+    init: np.ndarray | None = None  # the start image, if not the config's init (the previous scale's result)
+    status: str = "pending"
+    message: str = ""
+    logger: RunLogger | None = None
+    working: Inputs = dataclasses.field(init=False)
+
+    def __post_init__(self):
+        im = self.config.images
+        self.working = self.inputs.working(im.preserve_colors, im.color_match)
+
+    @property
+    def weights(self) -> EffectiveWeights:
+        return EffectiveWeights.of(self.config, self.working.shape)
+
+    def output(self, image: np.ndarray) -> np.ndarray:
+        """The image written as the result: the optimized one, with the content's colours put back for
+        --preserve_colors=luminance or swap."""
+        return color.final_image(self.config.images.preserve_colors, image, self.inputs.content)
+
+    def stage(self, size: int) -> "Job":
+        """This job at one earlier scale of its pyramid, run in `<run_dir>/scales/<size>`."""
+        config = dataclasses.replace(self.config, images=dataclasses.replace(self.config.images, max_size=size))
+        return Job(config, self.inputs.at(size), os.path.join(self.run_dir, "scales", str(size)))
+
+    def start_image(self) -> np.ndarray:
+        if self.init is not None:
+            return image_io.resize(self.init, self.working.shape[:2])
+        return initial_image(self.config, self.working, self.config.optim.seed)
+
+    def stop(self, device: str, status: str) -> str:
+        """Saves what a stopped job has (last good image, logs, summary); returns where the image went."""
+        path = os.path.join(self.run_dir, "result.png")
+        if self.logger.last_good_image is None:
+            saved = "no step completed, so there is no image to keep"
+        else:
+            image_io.save_image(self.output(self.logger.last_good_image), path)
+            saved = f"the last good image (step {self.logger.last_good_step}) is saved as {path}"
+        self.logger.close()
+        self.status = status
+        self.write_summary(device)
+        return saved
+
+    def finish(self, device: str) -> None:
+        result = self.output(self.logger.last_good_image)
+        image_io.save_image(result, os.path.join(self.run_dir, "result.png"))
+        self.logger.close(final_image=result)
+        self.status = "done"
+        self.write_summary(device)
+
+    def write_summary(self, device: str) -> None:
+        logger = self.logger
+        last = logger.rows[-1] if logger.rows else {}
+        steps = last.get("step", 0)
+        rundir.write_json(os.path.join(self.run_dir, rundir.SUMMARY_FILE), {
+            "status": self.status, "steps": steps, "wall_time_s": round(logger.elapsed, 3),
+            "steps_per_s": round(steps / logger.elapsed, 4) if logger.elapsed > 0 else None,
+            "device": device, "backbone": self.config.model.backbone,
+            "effective_weights": dataclasses.asdict(self.weights),
+            "tensorflow": tf.__version__, "keras": keras.__version__, "python": sys.version.split()[0],
+            "final": {k: v for k, v in last.items() if k not in ("step", "wall_s")},
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+
+def optimize(jobs: list[Job], network: Network, device: str, show_progress: bool = True,
+             desc: str = "steps", resume: bool = False, on_save: Callable[[], None] | None = None) -> None:
+    """Optimizes `jobs` together as one batch, coarse to fine, then saves each job's outputs.
+
+    With `resume`, each job continues from the `state.npz` and logs of the scale where it stopped; finished
+    scales are not run again. `on_save` is called after each time the jobs' states are saved (each
+    snapshot, the end, a stop): the folders are consistent then. Each job's status ends as "done" or
+    "diverged". Raises `Interrupted` on Ctrl-C and UserError when memory runs out, after every job has
+    saved its last good image and logs.
+    """
+    plan = schedule(jobs[0].config)
+    alive, previous = list(jobs), None
+    for k, (size, steps) in enumerate(plan):
+        final = k == len(plan) - 1
+        stage = alive if final else [job.stage(size) for job in alive]
+        if previous is not None:
+            for job, image in zip(stage, previous):
+                job.init = image
+        resumed = resume and all(rundir.has_state(j.run_dir) for j in stage)
+        if not final and resumed and all(rundir.finished(j.run_dir) for j in stage):
+            previous = [rundir.load_state(j.run_dir)["images"] for j in stage]
+            continue
+        for job in stage:
+            os.makedirs(job.run_dir, exist_ok=True)
+        optimize_scale(stage, network, device, steps, show_progress,
+                       desc if len(plan) == 1 else f"{desc} {size}px", resumed, on_save)
+        if final:
+            return
+        for job, scaled in zip(alive, stage):
+            if scaled.status != "done":
+                job.status, job.message = scaled.status, scaled.message
+        previous = [scaled.logger.last_good_image for scaled in stage if scaled.status == "done"]
+        alive = [job for job, scaled in zip(alive, stage) if scaled.status == "done"]
+        if not alive:
+            return
+
+
+class _AllStopped(Exception):
+    """Every job of the batch has stopped (diverged): nothing left to optimize."""
+
+
+class _BatchLog:
+    """The `on_log` callback of a batch: feeds each running job's logger its own row; a job whose loss
+    becomes non-finite stops alone (images of a batch do not share gradients) and keeps its last image.
+    When a logger takes a snapshot, every running job's optimizer state is saved with it."""
+
+    def __init__(self, jobs: list[Job], device: str, save):
+        self.jobs, self.device, self.save = jobs, device, save
+
+    def __call__(self, step: int, images: np.ndarray, terms: dict) -> None:
+        for job in self.running():
+            try:
+                job.logger(step, images, terms)
+            except NonFiniteLoss as e:
+                job.message = f"{e}; {job.stop(self.device, 'diverged')}"
+        if not self.running():
+            raise _AllStopped
+        if any(job.logger.last_snapshot == step for job in self.running()):
+            self.save()
+
+    def running(self) -> list[Job]:
+        return [job for job in self.jobs if job.status == "running"]
+
+    def stop_all(self, status: str) -> str:
+        """Stops every running job; what they kept, in words."""
+        saved = [job.stop(self.device, status) for job in self.running()]
+        return saved[0] if len(saved) == 1 else f"each of the {len(saved)} runs kept its last good image"
+
+
+def _extractor_and_layers(jobs: list[Job], network: Network):
+    first = jobs[0].config
+    spec = registry.BACKBONES[first.model.backbone]
+    content_layers = registry.order_layers([n for j in jobs for n in j.weights.content_layers], spec)
+    style_layers = registry.order_layers([n for j in jobs for n in j.weights.style_layers], spec)
+    extractor = backbones.build_extractor(network.model, content_layers + style_layers, first.model.feature_transform,
+                                          network.channel_means, first.model.softmax_temperature)
+    return extractor, content_layers, style_layers
+
+
+def optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: int, show_progress: bool = True,
+                   desc: str = "steps", resume: bool = False, on_save: Callable[[], None] | None = None) -> None:
+    """`optimize` at one scale: `num_steps` updates of every job's image from its start (or saved state)."""
+    first = jobs[0].config
+    loss_config, optim = first.loss, first.optim
+    shape = jobs[0].working.shape
+    keras.utils.set_random_seed(optim.seed)
+    with tf.device(device):
+        extractor, content_layers, style_layers = _extractor_and_layers(jobs, network)
+        tile_size = optim.tile_size if optim.tile_size < max(shape[:2]) else 0   # coarse scales: one tile
+        loss = make_loss(extractor, content_layers, style_layers, jobs[0].working, loss_config.content_loss,
+                         loss_config.gram_norm, loss_config.normalize_gradients, tile_size)
+        weights = LossWeights.from_rows(*zip(*(j.weights.row(content_layers, style_layers) for j in jobs)))
+        images = tf.Variable(np.stack([j.start_image() for j in jobs]), name="image")
+        optimizer = make_optimizer(optim.optimizer, optim.learning_rate,
+                                   optim.jit_compile and max(shape[:2]) >= XLA_MIN_SIZE)
+        start = _restore(jobs, images, optimizer, num_steps) if resume else 0
+        for i, job in enumerate(jobs):
+            job.status = "running"
+            job.logger = RunLogger(job.run_dir, term_names(tuple(job.weights.content_layers),
+                                                           tuple(job.weights.style_layers)),
+                                   num_steps, first.output.save_every, index=i, desc=desc,
+                                   show_progress=show_progress and i == 0)
+            if resume:
+                job.logger.resume(start, images[i].numpy())
+            else:
+                job.logger.log_inputs(job.working.named_images())
+
+        def save():
+            if optimizer.steps:
+                for i, job in enumerate(jobs):
+                    if job.status == "running":
+                        rundir.save_state(job.run_dir, optimizer.state(images, i))
+            if on_save is not None:
+                on_save()
+
+        log = _BatchLog(jobs, device, save)
+        try:
+            optimizer.run(loss, images, weights, num_steps, log, first.output.log_every)
+        except _AllStopped:
+            return
+        except KeyboardInterrupt:
+            save()
+            raise Interrupted("interrupted; " + log.stop_all("interrupted")) from None
+        except tf.errors.ResourceExhaustedError:
+            hint = " or --sweep_batch" if len(jobs) > 1 else ""
+            raise UserError(f"out of memory at {shape[1]}x{shape[0]} pixels x {len(jobs)} images on {device}; "
+                            f"lower --max_size{hint}; " + log.stop_all("out of memory")) from None
+        except Exception:   # a bug: keep what the run has before the traceback
+            save()
+            for job in log.running():
+                job.message = job.stop(device, "crashed")
+            raise
+    save()   # a finished run can be continued with a larger --num_steps
+    for job in log.running():
+        job.finish(device)
+
+
+def _restore(jobs: list[Job], images: tf.Variable, optimizer, num_steps: int) -> int:
+    """Loads each job's saved state into `images` and `optimizer`; returns the step they continue from."""
+    states = [rundir.load_state(job.run_dir) for job in jobs]
+    try:
+        step = optimizer.restore(images, states)
+    except (ValueError, KeyError) as e:
+        raise UserError(f"the saved state in {jobs[0].run_dir!r} does not fit this run ({e}); resume with the "
+                        "run's own flags (its run.flags).") from None
+    check_unfinished(jobs[0].run_dir, step, num_steps)
+    return step
+
+
+def check_unfinished(run_dir: str, step: int, num_steps: int) -> None:
+    if step >= num_steps:
+        raise UserError(f"{run_dir!r} is already at step {step} of {num_steps}; pass a larger --num_steps "
+                        "(or --scale_steps) to continue it.")
+
+
+def resume_point(run_dir: str, plan: tuple[tuple[int, int], ...]) -> str:
+    """Where a stopped run continues ("step N", or "N px, step M" in a pyramid); UserError if nowhere."""
+    for size, _ in plan[:-1]:
+        scale_dir = os.path.join(run_dir, "scales", str(size))
+        if rundir.has_state(scale_dir) and not rundir.finished(scale_dir):
+            return f"{size} px, step {rundir.saved_step(scale_dir)}"
+    step = int(rundir.load_state(run_dir)["step"])
+    check_unfinished(run_dir, step, plan[-1][1])
+    return f"step {step}" if len(plan) == 1 else f"{plan[-1][0]} px, step {step}"

@@ -1,0 +1,133 @@
+"""Planning a run: config + files + free memory -> a resolved `Plan`, before anything slow happens.
+
+Resolution happens once, here, and flows down: `backbone=auto` becomes a concrete backbone (said in one
+line), the backbone's defaults fill the layers, the feature transform and the style weight, an unset seed
+is drawn, the device is picked, `--max_size=auto` becomes the largest size that fits, and a size whose
+whole-image step does not fit is tiled (`nst_tf.memory`). The engine receives the plan; `summary.json`
+records the effective weights each scale optimized (`EffectiveWeights`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import tensorflow as tf
+
+from nst_tf import backbones, color, memory, registry
+from nst_tf.config import AUTO_SIZE, REFERENCE_SIZE, Config, layer_weights, validate
+from nst_tf.errors import UserError
+from nst_tf.inputs import Inputs, load_inputs
+
+
+@dataclasses.dataclass(frozen=True)
+class EffectiveWeights:
+    """The weights one image is optimized with at one size, as the engine uses them.
+
+    content: alpha, times (REFERENCE_SIZE / longest side)^2 with --resolution_invariant (the content term is
+    a sum over positions and grows with the size, the Gram terms are means and do not); 0 in texture mode.
+    style: beta (the backbone's default if unset, times color.LUMINANCE_STYLE_FACTOR for luminance-only
+    transfer: both already in the resolved config); 0 in content mode. tv: the TV weight.
+    content_layers, style_layers: {layer: w_l}, the layers this image uses.
+    """
+    content: float
+    style: float
+    tv: float
+    content_layers: dict[str, float]
+    style_layers: dict[str, float]
+
+    @classmethod
+    def of(cls, config: Config, shape: tuple[int, ...]) -> "EffectiveWeights":
+        """The weights of a resolved config for an image of `shape` (h, w, ...)."""
+        loss = config.loss
+        content = loss.content_layers if config.uses_content else ()
+        style = loss.style_layers if config.uses_style else ()
+        alpha = loss.content_weight if config.uses_content else 0.0
+        if loss.resolution_invariant:
+            alpha *= (REFERENCE_SIZE / max(shape[:2])) ** 2
+        return cls(alpha, loss.style_weight if config.uses_style else 0.0, loss.tv_weight,
+                   dict(zip(content, layer_weights(content, loss.content_layer_weights))),
+                   dict(zip(style, layer_weights(style, loss.style_layer_weights))))
+
+    def row(self, content_layers: tuple[str, ...], style_layers: tuple[str, ...]):
+        """This image's weights as one row of a batch whose objective has the given (union) layers: its own
+        per-layer weights at its layers' positions, zero at the others (the layer mask)."""
+        return (self.content, self.style, self.tv, [self.content_layers.get(n, 0.0) for n in content_layers],
+                [self.style_layers.get(n, 0.0) for n in style_layers])
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """A run made concrete: its resolved config, its inputs at the result's size and the device."""
+    config: Config
+    inputs: Inputs
+    device: str
+
+
+def pick_device(device: str) -> str:
+    """`auto` -> the first GPU when TensorFlow sees one, else the CPU; `cpu`, `gpu`, `GPU:1` -> that device."""
+    available = [d.name for d in tf.config.list_logical_devices()]   # e.g. /device:GPU:0
+    if device == "auto":
+        gpus = [d for d in available if ":GPU:" in d.upper()]
+        return gpus[0] if gpus else "/device:CPU:0"
+    wanted = {"cpu": "CPU:0", "gpu": "GPU:0"}.get(device.lower(), device.upper().split("DEVICE:")[-1].lstrip("/"))
+    for name in available:
+        if name.upper().endswith("DEVICE:" + wanted):
+            return name
+    raise UserError(f"--device={device} is not present; use auto or one of: {', '.join(available)}.")
+
+
+def with_seed_and_backbone(config: Config, say=print) -> Config:
+    """`config` with an unset seed drawn and `backbone=auto` resolved (said in one line): what every cell
+    of a sweep shares, so that cells differ only where the axes say."""
+    if config.optim.seed is None:
+        config = dataclasses.replace(config, optim=dataclasses.replace(
+            config.optim, seed=random.SystemRandom().randrange(2**31)))
+    if config.model.backbone == "auto":
+        name, why = backbones.resolve_backbone("auto", config.model.weights)
+        say(f"backbone: {name} ({why})")
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, backbone=name))
+    return config
+
+
+def resolve(config: Config, say=print) -> Config:
+    """The config made concrete: seed and backbone (`with_seed_and_backbone`), the backbone's defaults
+    filled in (layers, feature transform, style weight), layer names in our spelling (an unknown name is
+    a UserError)."""
+    config = with_seed_and_backbone(config, say)
+    model, loss = config.model, config.loss
+    spec = registry.BACKBONES[model.backbone]
+    transform = spec.feature_transform if model.feature_transform == "auto" else model.feature_transform
+    style_weight = loss.style_weight
+    if style_weight is None:
+        style_weight = registry.default_style_weight(spec, transform, model.normalize_features,
+                                                     loss.normalize_gradients)
+        if config.images.preserve_colors == "luminance" and not loss.normalize_gradients:
+            style_weight *= color.LUMINANCE_STYLE_FACTOR
+    loss = dataclasses.replace(
+        loss, style_weight=style_weight,
+        content_layers=tuple(registry.resolve_layer(n, spec) for n in loss.content_layers or spec.content_layers),
+        style_layers=tuple(registry.resolve_layer(n, spec) for n in loss.style_layers or spec.style_layers))
+    images = config.images
+    if images.scales:   # the last scale is the result's size
+        images = dataclasses.replace(images, max_size=images.scales[-1])
+    return validate(dataclasses.replace(config, images=images, loss=loss,
+                                        model=dataclasses.replace(model, feature_transform=transform)))
+
+
+def make_plan(config: Config, say=print) -> Plan:
+    """The plan of `config`; bad images and masks fail first, before any slow work. The memory a step will
+    need is predicted here (`nst_tf.memory`): --max_size=auto becomes the largest size that fits, a size
+    whose whole-image step does not fit is tiled, and one that does not fit at all is refused with the
+    size that would."""
+    auto = validate(config).images.max_size == AUTO_SIZE
+    inputs = None if auto else load_inputs(config)
+    config = resolve(config, say)
+    device = pick_device(config.optim.device)
+    free = memory.available(device)
+    if auto:
+        size = memory.auto_size(config, free, say)
+        config = dataclasses.replace(config, images=dataclasses.replace(config.images, max_size=size))
+        inputs = load_inputs(config)
+    tile_size = memory.fit_tiles(config, inputs.shape[:2], free, say)
+    config = validate(dataclasses.replace(config, optim=dataclasses.replace(config.optim, tile_size=tile_size)))
+    return Plan(config, inputs, device)

@@ -1,0 +1,205 @@
+"""Run folders: where a run's files go and how they are read back. No TensorFlow.
+
+A run writes `<output_dir>/<run_name>/`:
+  result.png        the final image
+  snapshots/        step_NNNNN.png every `save_every` steps
+  run.flags         a flagfile that reproduces the run (`python run.py --flagfile=.../run.flags`)
+  config.json       the resolved config, as JSON (run.flags holds the same; `nst_tf.resume` reads that)
+  losses.csv        every named term at every logged step, with the wall time
+  losses.png        the loss curves (log scale)
+  events.out.tfevents.*  TensorBoard scalars and images
+  summary.json      status, steps, wall time, device, the effective weights, final terms
+  state.npz         the image and the optimizer's state, for --resume
+  scales/<size>/    coarse to fine: each scale before the last, with files of its own as above
+A sweep folder holds sweep.flags, sweep.json, one run folder per cell and the comparison (`nst_tf.comparison`).
+Every file but the TensorBoard event file is written whole or not at all (`image_io.atomic_write`).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from datetime import datetime
+
+import numpy as np
+
+from nst_tf import image_io
+from nst_tf.config import Config, field_sections, from_flags, split_list, to_dict, to_flags, validate, with_field
+from nst_tf.errors import UserError
+
+STATE_FILE = "state.npz"
+CONFIG_FILE = "config.json"
+SUMMARY_FILE = "summary.json"
+
+
+def _stem(paths: str | None) -> str:
+    """"a" for "dir/a.jpg"; "a+b" for several images "dir/a.jpg,b.png"."""
+    return "+".join(os.path.splitext(os.path.basename(p))[0] for p in split_list(paths))
+
+
+def default_name(config: Config) -> str:
+    """<content>_<style>_<timestamp> (texture_<style>_..., content_<content>_... in the other modes)."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    stems = {"transfer": [_stem(config.images.content), _stem(config.images.style)],
+             "content": ["content", _stem(config.images.content)],
+             "texture": ["texture", _stem(config.images.style)]}[config.mode]
+    return "_".join([*stems, stamp])
+
+
+def create(output_dir: str, name: str) -> str:
+    """Creates a new folder `output_dir/name` (suffix -2, -3, ... if taken): never reuses one.
+
+    `os.mkdir` fails if the folder exists, so two runs started at the same moment cannot share one.
+    """
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the output folder {output_dir!r} ({e.strerror}); "
+                        "choose another with --output_dir.") from None
+    if not os.access(output_dir, os.W_OK):
+        raise UserError(f"the output folder {output_dir!r} is not writable; choose another with --output_dir.")
+    for k in range(1, 10_000):
+        path = os.path.join(output_dir, name if k == 1 else f"{name}-{k}")
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+    raise UserError(f"too many runs named {name!r} in {output_dir!r}; pass another --run_name.")
+
+
+def output_bytes(config: Config, shape: tuple[int, ...]) -> int:
+    """An upper bound on what a run writes: PNGs (result, snapshots, their TensorBoard copies) at most
+    3 bytes per pixel each, state.npz (image and two Adam moments, float32), 1 MB of logs and plots."""
+    pixels = shape[0] * shape[1]
+    period = config.output.save_every
+    images = 2 + (2 * (config.optim.num_steps // period) if period else 0)
+    return pixels * (3 * images + 3 * 4 * 3) + 2**20
+
+
+def check_free_space(output_dir: str, needed: int) -> None:
+    """UserError up front when the disk holding `output_dir` has less free space than `needed` bytes."""
+    existing = os.path.abspath(output_dir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    free = shutil.disk_usage(existing).free
+    if free < needed:
+        raise UserError(f"only {free / 2**20:.0f} MB free under {output_dir!r} and the outputs need up to "
+                        f"{needed / 2**20:.0f} MB; free some space or choose another --output_dir.")
+
+
+def write_text(path: str, text: str) -> None:
+    image_io.atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+def write_csv(path: str, rows: list[dict], fieldnames: list[str] | None = None) -> None:
+    """A CSV file with a header (`fieldnames`, or the first row's keys) and one line per row."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fieldnames or list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def write_json(path: str, value) -> None:
+    write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def write_config(config: Config, folder: str, flagfile: str = "run.flags", what: str = "run", note: str = "") -> None:
+    """Writes `flagfile` (reproduces the run or sweep: `python run.py --flagfile=...`; `read_config` reads it
+    back) and, beside it, the config as JSON for other programs (`config.json`, or `sweep.json`)."""
+    write_text(os.path.join(folder, flagfile),
+               f"# Reproduces {what} {os.path.basename(folder)}{note}: python run.py --flagfile={folder}/{flagfile}\n"
+               + "\n".join(to_flags(config)) + "\n")
+    json_name = CONFIG_FILE if flagfile == "run.flags" else os.path.splitext(flagfile)[0] + ".json"
+    write_json(os.path.join(folder, json_name), to_dict(config))
+
+
+def flagfile_of(folder: str) -> str:
+    """The run.flags or sweep.flags of a run or sweep folder; UserError if it has neither."""
+    for name in ("run.flags", "sweep.flags"):
+        if os.path.isfile(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    raise UserError(f"{folder!r} is not a run or sweep folder (it has no run.flags or sweep.flags); "
+                    "name a folder in outputs/.")
+
+
+def read_config(folder: str) -> Config:
+    """The config a run or sweep folder was started with, from its run.flags or sweep.flags."""
+    path = flagfile_of(folder)
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"{path!r} is not a text flagfile (it holds binary bytes); a flagfile has one "
+                        "--name=value per line: start the run again.") from None
+    except OSError as e:
+        raise UserError(f"cannot read {path!r} ({e.strerror}).") from None
+    return from_flags(lines, path)
+
+
+def resumed_config(folder: str, overrides: dict | None = None) -> Config:
+    """The config to continue `folder` with: its own (read_config), `overrides` ({option: value}) on top.
+    A sweep keeps its own axes."""
+    config = read_config(folder)
+    for name, value in (overrides or {}).items():
+        if name == "sweep":
+            if tuple(value) != config.sweep:
+                raise UserError("--resume keeps the sweep's own axes; leave out --sweep.")
+            continue
+        if name not in field_sections():
+            raise UserError(f"cannot resume with {name}={value!r}: there is no such option.")
+        config = with_field(config, name, value)
+    return validate(config)
+
+
+def read_summary(run_dir: str) -> dict:
+    """The run folder's summary.json ({} if it has none, or an unreadable one)."""
+    try:
+        with open(os.path.join(run_dir, SUMMARY_FILE)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def finished(run_dir: str) -> bool:
+    return read_summary(run_dir).get("status") == "done"
+
+
+def save_state(run_dir: str, state: dict[str, np.ndarray]) -> None:
+    """Writes state.npz (an image and its optimizer state), what `--resume` reads."""
+    image_io.atomic_write(os.path.join(run_dir, STATE_FILE), lambda f: np.savez(f, **state))
+
+
+def has_state(run_dir: str) -> bool:
+    return os.path.exists(os.path.join(run_dir, STATE_FILE))
+
+
+def load_state(run_dir: str) -> dict[str, np.ndarray]:
+    """The run folder's state.npz; UserError, saying what to do, when it is missing or damaged."""
+    path = os.path.join(run_dir, STATE_FILE)
+    if not os.path.exists(path):
+        raise UserError(f"{run_dir!r} has no {STATE_FILE}: it is written at each snapshot, at the end and when "
+                        "a run is stopped, so this run stopped before its first; start it again instead.")
+    try:
+        with np.load(path) as f:
+            state = dict(f)
+    except Exception as e:   # a truncated or foreign file: zipfile, zlib, numpy and pickle errors alike
+        problem = "unreadable: " + (" ".join(str(e).split())[:120] or type(e).__name__)
+    else:
+        missing = [key for key in ("images", "step") if key not in state]
+        problem = f"it lacks {' and '.join(repr(k) for k in missing)}" if missing else None
+        if not problem and (state["step"].shape != () or state["images"].ndim != 3):
+            problem = "its 'step' or 'images' has the wrong shape"
+    if problem:
+        raise UserError(f"{path} is damaged ({problem}), so the run cannot continue from it; start it again "
+                        f"(python run.py --flagfile={os.path.join(run_dir, 'run.flags')}); its last image is "
+                        "kept in result.png and snapshots/.")
+    return state
+
+
+def saved_step(run_dir: str) -> int | None:
+    """The step of the run folder's state.npz, or None if it has none."""
+    return int(load_state(run_dir)["step"]) if has_state(run_dir) else None

@@ -1,0 +1,84 @@
+"""Planning: the config resolved once (backbone defaults, seed, sizes), and the effective weights."""
+import dataclasses
+
+import pytest
+
+from nst_tf import color, plan, registry
+from nst_tf.config import Config, ImageConfig, LossConfig, ModelConfig
+
+
+@pytest.mark.parametrize("backbone, transform, normalized, content, style0, beta", [
+    ("vgg16_hed", "auto", False, ("conv4_2",), "conv1_1", 2.5e7),
+    ("vgg16_hed", "auto", True, ("conv4_2",), "conv1_1", 8e11),
+    ("resnet50", "auto", False, ("conv5_block1_1_conv",), "conv1_relu", 6e3),
+    ("resnet50", "none", False, ("conv5_block1_1_conv",), "conv1_relu", 2e7),
+])
+def test_resolve_fills_in_the_backbones_defaults(backbone, transform, normalized, content, style0, beta):
+    config = Config(images=ImageConfig(content="c.png", style="s.png"),
+                    model=ModelConfig(backbone=backbone, weights="random", feature_transform=transform,
+                                      normalize_features=normalized))
+    resolved = plan.resolve(config, say=lambda *a: None)
+    assert resolved.loss.content_layers == content and resolved.loss.style_layers[0] == style0
+    assert resolved.loss.style_weight == beta
+    assert resolved.model.feature_transform == ("softmax" if backbone == "resnet50" and transform == "auto"
+                                                else transform if transform != "auto" else "none")
+    given = dataclasses.replace(config, loss=LossConfig(style_weight=5.0, style_layers=("block1_conv1",)
+                                                        if backbone != "resnet50" else ("conv1_conv",)))
+    resolved = plan.resolve(given, say=lambda *a: None)
+    assert resolved.loss.style_weight == 5.0 and len(resolved.loss.style_layers) == 1
+
+
+def test_luminance_transfer_raises_the_default_style_weight_only():
+    base = Config(images=ImageConfig(content="c.png", style="s.png", preserve_colors="luminance"),
+                  model=ModelConfig(backbone="vgg16_hed"))
+    quiet = dict(say=lambda *a: None)
+    assert plan.resolve(base, **quiet).loss.style_weight == 2.5e7 * color.LUMINANCE_STYLE_FACTOR
+    given = dataclasses.replace(base, loss=LossConfig(style_weight=3.0))
+    assert plan.resolve(given, **quiet).loss.style_weight == 3.0
+
+
+def test_normalized_gradients_have_their_own_default_style_weight():
+    base = Config(images=ImageConfig(content="c.png", style="s.png", preserve_colors="luminance"),
+                  model=ModelConfig(backbone="vgg16_hed"), loss=LossConfig(normalize_gradients=True))
+    resolved = plan.resolve(base, say=lambda *a: None)
+    assert resolved.loss.style_weight == registry.NORMALIZED_GRADIENTS_STYLE_WEIGHT   # no luminance factor
+
+
+def test_resolve_takes_the_last_scale_as_the_size():
+    config = Config(images=ImageConfig(content="c.png", style="s.png", max_size=300, scales=(128, 640)),
+                    model=ModelConfig(backbone="vgg16_hed"))
+    assert plan.resolve(config, say=lambda *a: None).images.max_size == 640
+
+
+def test_resolution_invariant_alpha_follows_the_size(content_path, style_path):
+    """alpha x (256 / longest side)^2: the content term (a sum over positions) weighs the same at any size."""
+    def alpha(max_size, invariant=True):
+        config = Config(images=ImageConfig(content=content_path, style=style_path, max_size=max_size),
+                        model=ModelConfig(backbone="vgg16_hed"), loss=LossConfig(resolution_invariant=invariant))
+        made = plan.make_plan(config, say=lambda *a: None)
+        weights = plan.EffectiveWeights.of(made.config, made.inputs.shape)
+        assert weights.row((), ()) [0] == weights.content
+        return weights.content
+    assert alpha(256) == pytest.approx(1.0) and alpha(128) == pytest.approx(4.0) and alpha(32) == pytest.approx(64.0)
+    assert alpha(32, invariant=False) == 1.0
+
+
+def test_effective_weights_mask_the_layers_a_job_does_not_use():
+    config = plan.resolve(Config(images=ImageConfig(content="c.png", style="s.png"),
+                                 model=ModelConfig(backbone="vgg16_hed"),
+                                 loss=LossConfig(style_layers=("conv1_1", "conv3_1"), style_layer_weights=(2.0, 3.0),
+                                                 content_weight=5.0, tv_weight=7.0, style_weight=11.0)),
+                          say=lambda *a: None)
+    weights = plan.EffectiveWeights.of(config, (128, 64, 3))
+    alpha, beta, tv, content, style = weights.row(("conv4_2",), ("conv1_1", "conv2_1", "conv3_1"))
+    assert (alpha, beta, tv) == (5.0 * (256 / 128) ** 2, 11.0, 7.0)
+    assert content == [1.0] and style == [2.0, 0.0, 3.0]
+    texture = plan.EffectiveWeights.of(dataclasses.replace(config, mode="texture"), (128, 64, 3))
+    assert texture.content == 0.0 and texture.content_layers == {}
+
+
+def test_seed_and_backbone_are_resolved_once_and_said():
+    said = []
+    config = plan.with_seed_and_backbone(Config(model=ModelConfig(backbone="vgg16_hed")), said.append)
+    assert 0 <= config.optim.seed < 2**31 and not said
+    assert plan.with_seed_and_backbone(config, said.append) == config
