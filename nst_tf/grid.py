@@ -9,11 +9,8 @@ from __future__ import annotations
 import io
 import re
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure   # not pyplot: a notebook's own backend stays as it is
 
 DPI = 100
 GAP = 8            # pixels between tiles
@@ -59,7 +56,7 @@ def render_grid(tiles: dict[tuple[int, int], np.ndarray], n_rows: int, n_cols: i
     labels_h = max([t.count("\n") + 1 for t in col_text if t] or [0]) * 13 + 4
     width = left + n_cols_total * (tile_w + GAP)
     height = GAP + title_h + inputs_h + labels_h + n_rows * (slot_h + GAP)
-    fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
     fig.patch.set_facecolor("white")
 
     def text(x, y, s, **kw):
@@ -100,5 +97,4 @@ def render_grid(tiles: dict[tuple[int, int], np.ndarray], n_rows: int, n_cols: i
                 text(x + tile_w / 2, row_y + tile_h / 2, captions[(i, j)], ha="center", va="center")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
-    plt.close(fig)
     return buf.getvalue()

@@ -12,18 +12,15 @@ import os
 import sys
 import time
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # not pyplot: a notebook's own backend stays as it is
+import tensorflow as tf
+from tqdm.auto import tqdm  # a widget in Jupyter, the bar in a terminal
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402  (a widget in Jupyter, the bar in a terminal)
-
-from nst_tf.errors import UserError  # noqa: E402
-from nst_tf.image_io import atomic_write, save_image  # noqa: E402
-from nst_tf.objective import is_layer_term  # noqa: E402
-from nst_tf.rundir import write_csv  # noqa: E402
+from nst_tf.errors import UserError
+from nst_tf.image_io import atomic_write, save_image
+from nst_tf.objective import is_layer_term
+from nst_tf.rundir import write_csv
 
 PROGRESS_TERMS = ("total", "weighted/content", "weighted/style", "weighted/tv")
 
@@ -161,7 +158,8 @@ def plot_losses(rows: list[dict], term_names: list[str], path: str) -> None:
 def plot_curves(path: str, panels: list[tuple[str, dict[str, list[tuple[int, float]]]]],
                 ylabel: str = "") -> None:
     """PNG of one or more panels side by side, each (title, {label: [(step, value)]}) on a log scale."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels) + 2 * (len(panels) == 1), 4.5), squeeze=False)
+    fig = Figure(figsize=(6 * len(panels) + 2 * (len(panels) == 1), 4.5))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (title, series) in zip(axes[0], panels):
         for name, points in series.items():
             ax.plot([p[0] for p in points], [max(p[1], 1e-30) for p in points], label=name)
@@ -175,5 +173,4 @@ def plot_curves(path: str, panels: list[tuple[str, dict[str, list[tuple[int, flo
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
     atomic_write(path, lambda f: f.write(buf.getvalue()))
