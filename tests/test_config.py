@@ -143,3 +143,40 @@ def test_masks_need_transfer_mode():
     texture = Config(mode="texture", images=ImageConfig(style="s.jpg", content_mask="m.png", style_mask="#ffffff"))
     with pytest.raises(UserError, match="need --mode=transfer"):
         validate(texture)
+
+
+def test_every_option_is_a_flag_and_every_flag_reaches_the_config(tmp_path):
+    """run.py defines its flags from the schema: a command line that gives every option a non-default value
+    yields a config holding each of them (a flag left out of the config would keep its default)."""
+    import run as run_script
+    from nst_tf import config as schema
+    values = {"mode": "texture", "content": "c.jpg", "style": "s.jpg,t.jpg", "style_blend_weights": "0.3,0.7",
+              "content_mask": None, "style_mask": None, "max_size": "320", "style_scale": "0.5",
+              "scales": "160,320", "scale_steps": "7,3", "preserve_colors": "none", "color_match": "pca",
+              "color_only": None, "backbone": "vgg16_hed", "weights": "w.h5", "pooling": "max",
+              "feature_transform": "softmax", "softmax_temperature": "2.5", "normalize_features": "true",
+              "normalize_images": "imgs", "precision": "mixed_bfloat16", "content_layers": "conv3_1",
+              "content_layer_weights": "2", "style_layers": "conv1_1,conv2_1", "style_layer_weights": "1,3",
+              "content_loss": "l1", "gram_norm": "paper", "content_weight": "3", "style_weight": "4e5",
+              "tv_weight": "0.5", "resolution_invariant": "false", "normalize_gradients": None,
+              "optimizer": "adam", "num_steps": "17", "learning_rate": "0.07", "init": "style", "seed": "9",
+              "device": "cpu", "tile_size": "0", "jit_compile": "false", "output_dir": str(tmp_path),
+              "run_name": "x", "save_every": "3", "log_every": "2", "sweep": "seed:1,2", "sweep_batch": "2"}
+    names = {opt.name for opt in schema.options()}
+    assert set(values) == names   # this test names every option
+    assert names <= set(run_script.FLAGS)
+    argv = ["run.py"] + [f"--{k}={v}" for k, v in values.items() if v is not None]
+    run_script.FLAGS.unparse_flags()
+    try:
+        run_script.FLAGS(argv)
+        config = run_script.config_from_flags()
+    finally:
+        run_script.FLAGS.unparse_flags()
+    for name, text in values.items():
+        if text is None:
+            continue
+        expected = schema.parse_field(name, text) if name != "sweep" else (text,)
+        assert schema.get_field(config, name) == expected, name
+        assert expected != schema.get_field(Config(), name) or name in ("preserve_colors", "optimizer",
+                                                                         "tile_size"), name
+    assert schema.from_flags(schema.to_flags(config, skip=()), "test") == config   # and run.flags round-trips

@@ -39,4 +39,8 @@ def test_preset_parses_and_says_what_it_reproduces(path):
         run_script.FLAGS.unparse_flags()
     if "--sweep=" in open(path).read():
         assert len(cells) >= 2
-        assert sweep.batches(cells)   # groups into batches
+        groups = sweep.batches(cells)   # every cell in exactly one batch, each batch sharing its batch key
+        assert sorted(c.index for g in groups for c in g) == list(range(len(cells)))
+        assert all(len({sweep.batch_key(c.config) for c in g}) == 1 for g in groups)
+    else:
+        assert cells == []
