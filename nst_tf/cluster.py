@@ -330,6 +330,11 @@ def local_cluster(workers: int | None = None, cpus_per_task: int | None = None) 
 _local_cpus_per_task: int | None = None
 
 
+def _is_loopback(address: str) -> bool:
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 def _threads_env(cpus: int) -> dict[str, str]:
     """The environment that keeps a task's TensorFlow (and NumPy's BLAS) to the CPUs Ray gave it; TF 2.21
     reads TF_NUM_INTRAOP_THREADS and TF_NUM_INTEROP_THREADS when it creates its thread pools."""
@@ -348,8 +353,15 @@ def _connected(cluster: str, workers: int | None, cpus_per_task: int | None):
         with local_cluster(workers, cpus_per_task) as ray:
             yield ray, _local_cpus_per_task
         return
-    ray = _import_ray(local=False)
-    ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, configure_logging=False)
+    # a cluster on this machine (`ray start --head --node-ip-address=127.0.0.1`): without the switch Ray would
+    # rewrite 127.0.0.1 into the machine's routable address before connecting
+    ray = _import_ray(local=_is_loopback(address))
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, configure_logging=False)
+    except ConnectionError as e:
+        raise UserError(f"could not join the Ray cluster at {address} ({_one_line(e)[:200]}); is it running, and "
+                        "if it uses token authentication, is RAY_AUTH_MODE=token set here with its token (ray "
+                        "get-auth-token on the head) in ~/.ray/auth_token or RAY_AUTH_TOKEN?") from None
     try:
         yield ray, cpus_per_task or 1
     finally:
@@ -502,7 +514,7 @@ class _Bar:
         self.cells = {t.folder: max(1, t.cells) for t in tasks}
         self.progress: dict[str, tuple[int, int]] = {}
         self.finished: dict[str, bool] = {}   # folder -> failed?
-        self.tqdm = None
+        self.tqdm, self.shown = None, None
         if show:
             from tqdm import tqdm
             self.tqdm = tqdm(total=sum(self.cells.values()), unit="cell", dynamic_ncols=True,
@@ -518,11 +530,14 @@ class _Bar:
             return
         done = sum(self.cells[f] for f in self.finished)
         running = sum(self.cells[f] * min(1.0, s / t) for f, (s, t) in self.progress.items() if t > 0)
-        self.tqdm.n = done + running
         failed = sum(self.cells[f] for f, bad in self.finished.items() if bad)
-        self.tqdm.set_postfix_str(f"done {done - failed}, running {sum(self.cells[f] for f in self.progress)}"
-                                  + (f", failed {failed}" if failed else ""), refresh=False)
-        self.tqdm.refresh()
+        postfix = (f"done {done - failed}, running {sum(self.cells[f] for f in self.progress)}"
+                   + (f", failed {failed}" if failed else ""))
+        if (done + running, postfix) != self.shown:   # the driver polls 10 times a second; redraw on change
+            self.shown = (done + running, postfix)
+            self.tqdm.n = done + running
+            self.tqdm.set_postfix_str(postfix, refresh=False)
+            self.tqdm.refresh()
 
     def close(self) -> None:
         if self.tqdm is not None:

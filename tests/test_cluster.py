@@ -6,10 +6,14 @@ The task here is a TensorFlow-free stand-in for the engine: it "optimizes" a flo
 writes state.npz and a log at every k-th step, syncs, and resumes from state.npz when it finds one.
 """
 import _thread
+import contextlib
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -263,6 +267,11 @@ def test_every_socket_of_the_local_cluster_is_on_loopback(ray_cluster, tmp_path)
     procs = [me] + me.children(recursive=True)
     names = {p.name() for p in procs}
     assert {"gcs_server", "raylet"} <= names, names
+    assert_loopback_only(procs)
+
+
+def assert_loopback_only(procs):
+    """Every TCP/UDP socket of `procs`, listening or connected, is on 127.0.0.1 at both ends."""
     sockets = []
     for p in procs:
         try:
@@ -276,3 +285,77 @@ def test_every_socket_of_the_local_cluster_is_on_loopback(ray_cluster, tmp_path)
     off = [(name, c.laddr, c.raddr) for name, c in sockets
            if c.laddr.ip not in loopback or (c.raddr and c.raddr.ip not in loopback)]
     assert off == []
+
+
+JOIN_DRIVER = """
+import json, sys
+sys.path.insert(0, sys.argv[2])
+from nst_tf import cluster
+from tests.test_cluster import optimize_fn, tasks
+results = cluster.run_tasks(optimize_fn, tasks(2), sys.argv[1], cluster="ray", show_progress=False, timeout_s=60)
+print(json.dumps([[r.value, r.error, r.attempts] for r in results]))
+"""
+
+
+def free_loopback_ports(n):
+    # bound, read and released: `ray start` takes them a moment later (a port that another process grabs in
+    # between makes ray start fail loudly, not listen elsewhere)
+    import socket
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind((cluster.LOOPBACK, 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def own_processes(token):
+    """The processes of the head started with `token` (every one inherits it; agents rename themselves)."""
+    procs = []
+    for p in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if p.pid != os.getpid() and p.environ().get("RAY_AUTH_TOKEN") == token:
+                procs.append(p)
+    return procs
+
+
+def test_a_driver_joins_a_running_cluster_through_ray_address(tmp_path, expected):
+    # a head as a user starts one (`ray start --head`), here on 127.0.0.1 with a token of its own; the driver
+    # finds it through RAY_ADDRESS and leaves it running. (Through Ray Client, RAY_ADDRESS=ray://..., the same
+    # run passed once and then failed twice here: its proxy started with runtime_env_agent_address port 0.)
+    import secrets
+    session = tempfile.mkdtemp(prefix="ray_j_", dir="/tmp")
+    gcs_port, = free_loopback_ports(1)
+    token = secrets.token_hex(32)
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    env.pop("RAY_ADDRESS", None)
+    # the head's workers import the task function as a cluster's nodes import nst_tf: from their own path
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
+    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+    try:
+        subprocess.run([ray_cli, "start", "--head", "--node-ip-address", cluster.LOOPBACK, f"--port={gcs_port}",
+                        "--include-dashboard=false", "--num-cpus=2", f"--temp-dir={session}",
+                        "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=60)
+        driver_env = {**env, "RAY_ADDRESS": f"{cluster.LOOPBACK}:{gcs_port}"}
+        del driver_env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"]   # nst_tf.cluster sets it for a loopback address
+        out = subprocess.run([sys.executable, "-c", JOIN_DRIVER, str(tmp_path), root], env=driver_env,
+                             capture_output=True, text=True, timeout=90)
+        assert out.returncode == 0, out.stderr[-3000:]
+        head = own_processes(token)
+        assert {"gcs_server", "raylet"} <= {p.name() for p in head}   # the driver left the cluster running
+        assert_loopback_only(head)
+    finally:
+        # stop this head alone (`ray stop` would stop every Ray of this user on the machine)
+        head = own_processes(token)
+        for p in head:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs(head, timeout=10)
+        shutil.rmtree(session, ignore_errors=True)
+    assert own_processes(token) == []
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got == [[r.value, None, 1] for r in expected[0][:2]]
+    assert folders(tmp_path, ["00_cell", "01_cell"]) == {k: expected[1][k] for k in ("00_cell", "01_cell")}
