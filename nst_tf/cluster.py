@@ -36,7 +36,15 @@ Clusters: `cluster=None` runs the tasks one after another in this process, in `d
 without Ray. `cluster="ray"` joins `RAY_ADDRESS` when it is set, otherwise starts a local Ray bound to
 127.0.0.1 only (`local_cluster`) and stops it at the end. Any other string ("ray://HOST:PORT", or
 "HOST:PORT" from a cluster node) is the address of a cluster to join, which is left running. If this
-process is already connected to Ray, that connection is used and left open.
+process is already connected to Ray, that connection is used and left open. Workers import `fn` and this
+module by name, so nst_tf (and what fn needs: TensorFlow) must be installed on every node, or shipped with
+`runtime_env`. The store holds each running task's latest files in the actor's memory (a task's folder,
+as large as its state and snapshots) and drops them once the driver has written them.
+
+Each task's CPU threads: TF_NUM_INTRAOP_THREADS, TF_NUM_INTEROP_THREADS and OMP_NUM_THREADS are set to the
+CPUs it asked for (Ray's runtime_env), so tasks sharing a machine do not oversubscribe its cores. Store
+calls inside a task are waited for on a helper thread, because a task blocked in `ray.get` on its main
+thread lends its CPUs back to Ray, which then starts more tasks than workers.
 """
 from __future__ import annotations
 

@@ -178,12 +178,14 @@ def test_a_killed_worker_is_retried_and_resumes_from_its_last_sync(ray_cluster, 
     assert folders(dest, ["01_cell"]) == {"01_cell": files["01_cell"]}
 
 
-def test_a_user_error_fails_its_task_alone(ray_cluster, tmp_path, expected):
+def test_a_user_error_fails_its_task_alone(ray_cluster, tmp_path, expected, capsys):
     results, files = expected
     job = tasks()
     job[1] = cluster.Task(job[1].folder, {**job[1].payload, "error": "photos/cat.jpg is not an image (corrupt?)"})
-    got = cluster.run_tasks(optimize_fn, job, str(tmp_path), cluster="ray", show_progress=False,
+    got = cluster.run_tasks(optimize_fn, job, str(tmp_path), cluster="ray", show_progress=True,
                             timeout_s=TIMEOUT_S)
+    bar = capsys.readouterr().err.split("\r")[-1]   # the one bar's last state
+    assert "3.0/3 cells" in bar and "done 2, running 0, failed 1" in bar, bar
     assert got[1].error == "photos/cat.jpg is not an image (corrupt?)" and got[1].value is None
     assert got[1].attempts == 1   # not retried
     assert [got[0].value, got[2].value] == [results[0].value, results[2].value]
