@@ -188,10 +188,12 @@ def parse(argv: list[str]) -> tuple[Config | None, list, str | None]:
     else:
         config = config_from_flags()
     cells = comparison.expand(config)
+    many = comparison.photo_files(config.images.content) is not None   # a bad photo fails alone, later
     for cfg in [c.config for c in cells] or [config]:
-        for paths in cfg.image_paths.values():
+        for kind, paths in cfg.image_paths.items():
             for path in paths:
-                image_io.check_image_path(path)   # fail in a blink, before TensorFlow loads
+                if not (many and kind == "content"):
+                    image_io.check_image_path(path)   # fail in a blink, before TensorFlow loads
     return config, cells, resume_dir
 
 

@@ -140,17 +140,22 @@ def _say(say):
     return (lambda *a: None) if say is None else say
 
 
-def _run(mode: str, images: dict, options: dict, say, progress: bool) -> Result:
+def _run(mode: str, images: dict, options: dict, say, progress: bool) -> Result | SweepResult:
     from nst_tf import stylize   # TensorFlow loads here, not at `import nst_tf`
+    from nst_tf.comparison.axes import photo_files
     base = _options(Config(mode=mode), options)
     session = _Session(base, images)
     config = validate(session.config)
+    if photo_files(config.images.content) is not None:   # a folder or pattern of photos: a contact sheet
+        from nst_tf.comparison.runner import run_sweep
+        return SweepResult.of(run_sweep(config, show_progress=progress, say=_say(say), sweep_dir=session.run_dir))
     return Result.of(stylize.run(config, show_progress=progress, say=_say(say), run_dir=session.run_dir))
 
 
-def transfer(content, style, *, say=print, progress: bool = True, **options) -> Result:
+def transfer(content, style, *, say=print, progress: bool = True, **options) -> Result | SweepResult:
     """Content + style: the image of `content` painted with the style of `style` (several style images:
-    a list, blended by `style_blend_weights`)."""
+    a list, blended by `style_blend_weights`). A folder or a pattern (`photos/*.jpg`) as `content` stylizes
+    every photo in it: a SweepResult whose grid is the contact sheet."""
     styles = style if isinstance(style, (list, tuple)) else [style]
     if len(styles) > 1 and any(not isinstance(s, (str, os.PathLike)) for s in styles):
         raise UserError("several style images must be given as file paths.")

@@ -179,6 +179,12 @@ class Config:
                                     "and a table.", multi=True)
     sweep_batch: int = option(0, "Most sweep cells optimized together in one batch; 0: automatic, up to 1 Mpixel "
                               "per batch (16 cells at 256 px, 4 at 512 px). Lower it if memory runs out.")
+    # Where the batches of a sweep or a many-photo job run (nst_tf/cluster.py); one run is always in-process.
+    cluster: Optional[str] = option(None, "Run the batches of a sweep or a many-photo job on Ray: ray (a local "
+                                    "cluster on 127.0.0.1: one worker per GPU, or --ray_workers CPU workers; or "
+                                    "the cluster at RAY_ADDRESS), or ray://HOST:PORT to join one. Default: here.")
+    ray_workers: int = option(0, "CPU workers of a local Ray cluster (--cluster=ray), each running one batch "
+                              "with one thread; 0: one per GPU, or 2 without GPUs.")
 
     @property
     def uses_content(self) -> bool:
@@ -393,6 +399,12 @@ def validate(config: Config) -> Config:
         _check_tiling(config)
     if out.save_every < 0 or out.log_every < 1:
         raise UserError("--save_every must be >= 0 (0: no snapshots) and --log_every >= 1.")
+    if config.cluster is not None and not (config.cluster == "ray" or config.cluster.startswith("ray://")
+                                           or ":" in config.cluster):
+        raise UserError(f"--cluster={config.cluster!r} must be ray (a local cluster, or RAY_ADDRESS's) or "
+                        "ray://HOST:PORT.")
+    if config.ray_workers < 0:
+        raise UserError(f"--ray_workers={config.ray_workers} must be >= 0 (0: automatic).")
     if config.sweep_batch < 0:
         raise UserError(f"--sweep_batch={config.sweep_batch} must be >= 0 (0: automatic).")
     to_flags(config, skip=())   # every value must go through run.flags and come back the same

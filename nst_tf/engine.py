@@ -123,18 +123,23 @@ class Job:
 
 
 def optimize(jobs: list[Job], network: Network, device: str, show_progress: bool = True,
-             desc: str = "steps", resume: bool = False, on_save: Callable[[], None] | None = None) -> None:
+             desc: str = "steps", resume: bool = False, on_save: Callable[[], None] | None = None,
+             on_progress: Callable[[int, int], None] | None = None) -> None:
     """Optimizes `jobs` together as one batch, coarse to fine, then saves each job's outputs.
 
     With `resume`, each job continues from the `state.npz` and logs of the scale where it stopped; finished
     scales are not run again. `on_save` is called after each time the jobs' states are saved (each
-    snapshot, the end, a stop): the folders are consistent then. Each job's status ends as "done" or
+    snapshot, the end, a stop): the folders are consistent then. `on_progress(step, total)` counts the
+    steps of every scale together. Each job's status ends as "done" or
     "diverged". Raises `Interrupted` on Ctrl-C and UserError when memory runs out, after every job has
     saved its last good image and logs.
     """
     plan = schedule(jobs[0].config)
     alive, previous = list(jobs), None
+    total = sum(steps for _, steps in plan)
     for k, (size, steps) in enumerate(plan):
+        done = sum(s for _, s in plan[:k])
+        progress = None if on_progress is None else (lambda step, _, done=done: on_progress(done + step, total))
         final = k == len(plan) - 1
         stage = alive if final else [job.stage(size) for job in alive]
         if previous is not None:
@@ -147,7 +152,7 @@ def optimize(jobs: list[Job], network: Network, device: str, show_progress: bool
         for job in stage:
             os.makedirs(job.run_dir, exist_ok=True)
         optimize_scale(stage, network, device, steps, show_progress,
-                       desc if len(plan) == 1 else f"{desc} {size}px", resumed, on_save)
+                       desc if len(plan) == 1 else f"{desc} {size}px", resumed, on_save, progress)
         if final:
             return
         for job, scaled in zip(alive, stage):
@@ -168,10 +173,13 @@ class _BatchLog:
     becomes non-finite stops alone (images of a batch do not share gradients) and keeps its last image.
     When a logger takes a snapshot, every running job's optimizer state is saved with it."""
 
-    def __init__(self, jobs: list[Job], device: str, save):
+    def __init__(self, jobs: list[Job], device: str, save, num_steps: int, progress=None):
         self.jobs, self.device, self.save = jobs, device, save
+        self.num_steps, self.progress = num_steps, progress
 
     def __call__(self, step: int, images: np.ndarray, terms: dict) -> None:
+        if self.progress is not None:
+            self.progress(step, self.num_steps)
         for job in self.running():
             try:
                 job.logger(step, images, terms)
@@ -202,7 +210,8 @@ def _extractor_and_layers(jobs: list[Job], network: Network):
 
 
 def optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: int, show_progress: bool = True,
-                   desc: str = "steps", resume: bool = False, on_save: Callable[[], None] | None = None) -> None:
+                   desc: str = "steps", resume: bool = False, on_save: Callable[[], None] | None = None,
+                   on_progress: Callable[[int, int], None] | None = None) -> None:
     """`optimize` at one scale: `num_steps` updates of every job's image from its start (or saved state)."""
     first = jobs[0].config
     loss_config, optim = first.loss, first.optim
@@ -237,7 +246,7 @@ def optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: in
             if on_save is not None:
                 on_save()
 
-        log = _BatchLog(jobs, device, save)
+        log = _BatchLog(jobs, device, save, num_steps, on_progress)
         try:
             optimizer.run(loss, images, weights, num_steps, log, first.output.log_every)
         except _AllStopped:

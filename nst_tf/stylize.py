@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from nst_tf import color, engine, image_io, rundir
+from nst_tf.comparison.axes import photo_files
 from nst_tf.config import Config, schedule, validate
 from nst_tf.errors import UserError
 from nst_tf.inputs import load_inputs
@@ -59,7 +60,7 @@ def resume(folder: str, overrides: dict | None = None, show_progress: bool = Tru
     `overrides` ({option: value}, e.g. {"num_steps": 500} to extend a finished run) applied on top.
     Returns the folder."""
     config = rundir.resumed_config(folder, overrides)
-    if config.sweep:
+    if config.sweep or photo_files(config.images.content) is not None:
         from nst_tf.comparison.runner import run_sweep
         return run_sweep(config, show_progress=show_progress, say=say, resume_dir=folder)
     return run(config, show_progress=show_progress, say=say, resume_dir=folder)

@@ -113,3 +113,24 @@ def test_sweep_flags_are_written_one_per_line():
     assert "--sweep=ratio:1e-3,1e-2" in lines
     assert "--sweep=style_layers:conv1_1;conv1_1,conv2_1" in lines
     assert "--sweep_batch=0" in lines
+
+
+def test_a_folder_or_pattern_of_photos_is_an_axis_of_its_own(tmp_path):
+    for name in ("b.jpg", "a.png", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    photos = sweep.photo_files(str(tmp_path))
+    assert photos == (str(tmp_path / "a.png"), str(tmp_path / "b.jpg"))   # images only, sorted
+    assert sweep.photo_files(str(tmp_path / "*.jpg")) == (str(tmp_path / "b.jpg"),)
+    assert sweep.photo_files(str(tmp_path / "a.png")) is None and sweep.photo_files(None) is None
+    config = dataclasses.replace(BASE, images=dataclasses.replace(BASE.images, content=str(tmp_path)))
+    cells = sweep.expand(with_sweep("ratio:1e-3,1e-2", config=config))
+    assert [(c.row, c.col, dict(c.values)["content"]) for c in cells] == [
+        (0, 0, photos[0]), (0, 1, photos[0]), (1, 0, photos[1]), (1, 1, photos[1])]
+    assert cells[0].label == "content=a.png, ratio=1e-3" and cells[0].config.images.content == photos[0]
+    alone = sweep.expand(config)   # the photos alone: one a row
+    assert [(c.row, c.col) for c in alone] == [(0, 0), (1, 0)]
+    with pytest.raises(UserError, match="holds no image files"):
+        sweep.photo_files(str(tmp_path / "sub"))
+    with pytest.raises(UserError, match="leave content out of --sweep"):
+        sweep.expand(with_sweep(f"content:{photos[0]}", config=config))

@@ -8,7 +8,7 @@ import pytest
 
 from nst_tf import engine, image_io, plan
 from nst_tf.comparison import runner
-from nst_tf.errors import Interrupted
+from nst_tf.errors import Interrupted, UserError
 from nst_tf.config import Config, ImageConfig, LossConfig, ModelConfig, OptimConfig, OutputConfig
 from nst_tf.grid import render_grid
 from tests.conftest import smooth_image, stripes_image
@@ -25,6 +25,7 @@ def tiny_config(tmp_path, content_path, style_path, *sweep, **optim):
                   sweep=sweep)
 
 
+@pytest.mark.slow
 def test_a_batch_gives_the_images_of_its_cells_run_one_by_one(tmp_path, content_path, style_path, hed_backbone):
     """Cells that differ in weights, layer sets, init and seed, optimized as one batch and one at a time."""
     config = tiny_config(tmp_path, content_path, style_path)
@@ -173,3 +174,25 @@ def test_an_interrupted_sweep_resumes_to_the_images_of_an_uninterrupted_one(tmp_
         a = image_io.load_image(os.path.join(whole, row["cell"], "result.png"))
         b = image_io.load_image(os.path.join(parts, row["cell"], "result.png"))
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_a_folder_of_photos_gives_a_contact_sheet_and_a_bad_photo_fails_alone(tmp_path, style_path):
+    from tests.conftest import write_png
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    write_png(photos / "a.png", smooth_image(40, 48, seed=1))
+    write_png(photos / "b.png", smooth_image(48, 40, seed=2))
+    (photos / "c.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    config = tiny_config(tmp_path, str(photos), style_path)
+    with pytest.raises(UserError, match=r"1 of 3 photos could not be used \(content=c.jpg\); the others are done"):
+        runner.run_sweep(config, **QUIET)
+    (job,) = os.listdir(tmp_path / "out")
+    assert job.startswith("photos_stripes_") or job.startswith("photos_style_")
+    rows = list(csv.DictReader(open(tmp_path / "out" / job / "results.csv")))
+    assert [(os.path.basename(r["content"]), r["status"]) for r in rows] == [("a.png", "done"), ("b.png", "done"),
+                                                                              ("c.jpg", "failed")]
+    assert "cannot decode" in rows[2]["error"] and rows[0]["error"] == ""
+    assert image_io.load_image(str(tmp_path / "out" / job / "01_content=b.png" / "result.png")).shape == (32, 27, 3)
+    sheet = image_io.load_image(str(tmp_path / "out" / job / "grid.png"))
+    assert sheet.shape[0] > 3 * 32   # a row per photo

@@ -82,6 +82,7 @@ def test_a_restored_optimizer_continues_to_the_same_images(objective):
     np.testing.assert_allclose(again.numpy(), whole.numpy(), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_lbfgs_reports_like_adam_and_goes_down(objective):
     images = tf.Variable(np.full((1, 12, 12, 3), 0.5, np.float32))
     seen = []
@@ -93,6 +94,7 @@ def test_lbfgs_reports_like_adam_and_goes_down(objective):
     assert seen[-1][1] < 0.1 * seen[0][1]   # L-BFGS on a content term: fast
 
 
+@pytest.mark.slow
 def test_lbfgs_batch_rows_run_as_if_alone(objective):
     """TFP's L-BFGS is batched: each image has its own line search and history."""
     weights = LossWeights.create(2, 1.0, 0.0, 0.0, (1.0,), ())
@@ -107,6 +109,7 @@ def test_lbfgs_batch_rows_run_as_if_alone(objective):
         np.testing.assert_allclose(both.numpy()[i], alone.numpy()[0], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_lbfgs_resumes_to_the_same_images(objective):
     weights = LossWeights.create(2, 1.0, 0.0, 0.0, (1.0,), ())
     start = np.stack([np.full((12, 12, 3), 0.5, np.float32), smooth_image(12, 12, seed=4)])
@@ -127,6 +130,7 @@ def test_lbfgs_resumes_to_the_same_images(objective):
         Lbfgs().restore(again, [Adam(0.1).state(again, 0)])
 
 
+@pytest.mark.slow
 def test_xla_steps_equal_plain_ones(objective):
     """--jit_compile changes how the step runs, not what it computes (Adam and L-BFGS)."""
     weights = LossWeights.create(1, 1.0, 0.0, 0.1, (1.0,), ())

@@ -19,6 +19,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--backbone=vgg16_hed", "--max_size=32", "--seed=3", "--progress=false"]
 
 
+def main_in_process(*args) -> int:
+    """run.py's main() in this process (as a subprocess test would, without starting TensorFlow again)."""
+    run_script.FLAGS.unparse_flags()
+    try:
+        return run_script.main(["run.py", *args])
+    finally:
+        run_script.FLAGS.unparse_flags()
+
+
 def run_py(*args, timeout=300, **env_vars):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env_vars}
     return subprocess.run([sys.executable, os.path.join(ROOT, "run.py"), *args], capture_output=True,
@@ -161,22 +170,31 @@ def test_sweep_from_the_command_line(tmp_path, content_path, style_path):
     (["--content_mask=nowhere.png", "--style_mask=#ffffff"], "image not found: 'nowhere.png'"),
     (["--style_mask=#ffffff"], "--content_mask and --style_mask go together"),
 ])
-def test_bad_input_is_one_line_and_exit_2(tmp_path, content_path, style_path, args, message):
+def test_bad_input_is_one_line_and_exit_2(tmp_path, content_path, style_path, args, message, capsys):
     base = [f"--content={content_path}", f"--style={style_path}", f"--output_dir={tmp_path / 'out'}", *TINY,
             "--num_steps=1"]
-    proc = run_py(*base, *args)
-    assert proc.returncode == 2, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and message in lines[0], proc.stderr
-    assert "Traceback" not in proc.stderr
+    code = main_in_process(*base, *args)
+    stderr = capsys.readouterr().err
+    assert code == 2, stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], stderr
+    assert "Traceback" not in stderr
     assert not os.path.exists(tmp_path / "out") or not os.listdir(tmp_path / "out")
 
 
-def test_corrupt_image_is_one_line(tmp_path, style_path):
+def test_exit_status_of_bad_input_in_a_fresh_process(tmp_path, content_path, style_path):
+    """One bad-input case through a real process (the others run main() in-process): exit 2, one line."""
+    proc = run_py(f"--content={content_path}", f"--style={style_path}", "--style_layers=conv9_1", *TINY)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: unknown layer 'conv9_1'")
+    assert "Traceback" not in proc.stderr
+
+
+def test_corrupt_image_is_one_line(tmp_path, style_path, capsys):
     bad = tmp_path / "photo.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    proc = run_py(f"--content={bad}", f"--style={style_path}", f"--output_dir={tmp_path}", *TINY)
-    assert proc.returncode == 2 and "error:" in proc.stderr and "Traceback" not in proc.stderr
+    code = main_in_process(f"--content={bad}", f"--style={style_path}", f"--output_dir={tmp_path}", *TINY)
+    stderr = capsys.readouterr().err
+    assert code == 2 and "error:" in stderr and "Traceback" not in stderr
 
 
 @pytest.mark.slow
@@ -263,20 +281,20 @@ def test_tensorflow_start_up_lines_are_hidden(tmp_path, content_path, style_path
     assert len(proc.stderr.splitlines()) == 1 and "unknown layer 'conv9_1'" in proc.stderr
 
 
-def test_list_layers(content_path):
-    proc = run_py("--list_layers", "--backbone=resnet50", "--max_size=64")
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+def test_list_layers(content_path, capsys):
+    assert main_in_process("--list_layers", "--backbone=resnet50", "--max_size=64") == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
     assert lines[0].startswith("resnet50: ResNet-50")
     assert any(line.split()[:6] == ["conv5_block2_2_conv", "2", "x", "2", "x", "512"] for line in lines)
     assert any(line.split()[0] == "conv1_relu" and line.split()[-1] == "style" for line in lines[2:-3])
-    assert "default style layers:   conv1_relu,conv2_block1_1_conv," in proc.stdout
-    assert "default feature transform: softmax" in proc.stdout
+    assert "default style layers:   conv1_relu,conv2_block1_1_conv," in out
+    assert "default feature transform: softmax" in out
     # The content image's aspect: 40 x 48 at --max_size=48.
-    proc = run_py("--list_layers", "--backbone=vgg16_hed", "--max_size=48", f"--content={content_path}")
-    assert proc.returncode == 0, proc.stderr
-    assert any(line.split()[:6] == ["conv1_1", "40", "x", "48", "x", "64"] for line in proc.stdout.splitlines())
-    assert "default content layers: conv4_2" in proc.stdout
+    assert main_in_process("--list_layers", "--backbone=vgg16_hed", "--max_size=48", f"--content={content_path}") == 0
+    out = capsys.readouterr().out
+    assert any(line.split()[:6] == ["conv1_1", "40", "x", "48", "x", "64"] for line in out.splitlines())
+    assert "default content layers: conv4_2" in out
 
 
 @pytest.mark.slow
@@ -398,29 +416,30 @@ def test_tiled_run_equals_the_untiled_run(tmp_path, content_path, style_path):
     assert diff.max() <= 1 / 255
 
 
-def test_max_size_auto_picks_the_largest_size_that_fits(tmp_path, content_path, style_path):
+@pytest.mark.slow
+def test_max_size_auto_picks_the_largest_size_that_fits(tmp_path, content_path, style_path, monkeypatch, capsys):
     from nst_tf import memory
     layers = ("conv4_2", "conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
-    free = memory.predict("vgg16_hed", "avg", layers, 64, 64) / memory.HEADROOM
+    monkeypatch.setenv("NST_TF_FREE_MEMORY", str(memory.predict("vgg16_hed", "avg", layers, 64, 64) / memory.HEADROOM))
     out = tmp_path / "out"
-    proc = run_py(f"--content={content_path}", f"--style={style_path}", "--num_steps=2", f"--output_dir={out}",
-                  "--run_name=auto", *TINY, "--max_size=auto", NST_TF_FREE_MEMORY=str(free))
-    assert proc.returncode == 0, proc.stderr
-    assert "--max_size=auto: 64 px" in proc.stdout
+    code = main_in_process(f"--content={content_path}", f"--style={style_path}", "--num_steps=2",
+                           f"--output_dir={out}", "--run_name=auto", *TINY, "--max_size=auto")
+    assert code == 0, capsys.readouterr().err
+    assert "--max_size=auto: 64 px" in capsys.readouterr().out
     assert image_io.load_image(str(out / "auto" / "result.png")).shape == (53, 64, 3)
     assert "--max_size=64" in open(out / "auto" / "run.flags").read()
 
 
-def test_a_size_that_cannot_fit_is_refused_before_the_run(tmp_path, content_path, style_path):
+def test_a_size_that_cannot_fit_is_refused_before_the_run(tmp_path, content_path, style_path, monkeypatch, capsys):
     out = tmp_path / "out"
-    proc = run_py(f"--content={content_path}", f"--style={style_path}", f"--output_dir={out}", *TINY,
-                  NST_TF_FREE_MEMORY=str(2**29))
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith(
+    monkeypatch.setenv("NST_TF_FREE_MEMORY", str(2**29))
+    assert main_in_process(f"--content={content_path}", f"--style={style_path}", f"--output_dir={out}", *TINY) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
         "error: --max_size=32: a whole-image step needs about 1.0 GiB but 0.5 GiB is free; free some memory")
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_lbfgs_run(tmp_path, content_path, style_path):
     out = tmp_path / "out"
     proc = run_py(f"--content={content_path}", f"--style={style_path}", "--optimizer=lbfgs", "--num_steps=4",

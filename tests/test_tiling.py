@@ -85,6 +85,7 @@ def test_tiled_values_and_gradients_equal_whole_image_ones(vgg):
     assert_same(whole, tiled, images, weights)
 
 
+@pytest.mark.slow
 def test_tiled_equals_whole_with_the_default_layers_down_to_conv5_1(vgg):
     inputs = Inputs(smooth_image(96, 120), [stripes_image(80, 100)])
     whole, tiled, weights = objectives(vgg, DEEP, inputs, tile_size=32)

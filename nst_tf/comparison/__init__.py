@@ -8,4 +8,7 @@ Importing this package imports only `axes` (run.py expands a sweep before Tensor
 is `nst_tf.comparison.runner.run_sweep`.
 """
 from nst_tf.comparison.axes import (PER_IMAGE_FIELDS, RATIO, Axis, Cell, auto_batch_size, batch_key, batches,  # noqa: F401
-                                   expand, label, parse_axes, parse_axis, sweepable)
+                                   expand, job_axes, label, parse_axes, parse_axis, photo_files, sweepable)
+
+__all__ = ["PER_IMAGE_FIELDS", "RATIO", "Axis", "Cell", "auto_batch_size", "batch_key", "batches", "expand",
+           "job_axes", "label", "parse_axes", "parse_axis", "photo_files", "sweepable"]

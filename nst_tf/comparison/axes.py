@@ -17,7 +17,9 @@ No TensorFlow here: this module only turns configs into configs.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import itertools
+import os
 import re
 from dataclasses import dataclass
 
@@ -34,7 +36,8 @@ PER_IMAGE_FIELDS = ("content_weight", "style_weight", "tv_weight", "content_laye
 # its pixels: 20 cells of 192x144 (0.55 Mpixel) with vgg16_hed up to conv5_1 peaked at 2.6 GB (measured,
 # flags/figure2_grid.flags), so a full automatic batch needs about 4 to 5 GB.
 AUTO_BATCH_PIXELS = 2**20
-_NOT_SWEEPABLE = tuple(f.name for f in dataclasses.fields(OutputConfig)) + ("sweep", "sweep_batch")
+_NOT_SWEEPABLE = tuple(f.name for f in dataclasses.fields(OutputConfig)) + ("sweep", "sweep_batch", "cluster",
+                                                                           "ray_workers")
 
 
 def sweepable() -> tuple[str, ...]:
@@ -49,8 +52,46 @@ class Axis:
 
 
 def label(axis: str, text: str) -> str:
-    """`axis=value` as grids, folders and messages show it; layer lists joined by '+' (conv1_1+conv2_1)."""
+    """`axis=value` as grids, folders and messages show it; layer lists joined by '+' (conv1_1+conv2_1);
+    image files by their names (content=tubingen.jpg)."""
+    if axis in IMAGE_AXES:
+        text = ",".join(os.path.basename(p) for p in text.split(","))
     return f"{axis}={text.replace(',', '+')}"
+
+
+IMAGE_AXES = ("content", "style", "content_mask", "style_mask")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+
+
+def photo_files(content: str | None) -> tuple[str, ...] | None:
+    """The photos of a many-photo job: the image files of `content` when it names a folder or a glob
+    pattern (`photos/*.jpg`), sorted; None when it names one file (or nothing). UserError if none match."""
+    if not content or not (os.path.isdir(content) or glob.has_magic(content)):
+        return None
+    pattern = os.path.join(content, "*") if os.path.isdir(content) else content
+    files = sorted(p for p in glob.glob(pattern) if os.path.isfile(p) and p.lower().endswith(IMAGE_EXTENSIONS))
+    if not files:
+        raise UserError(f"--content={content!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)}); name an image, "
+                        "a folder of images or a pattern such as 'photos/*.jpg'.")
+    return tuple(files)
+
+
+def job_axes(config: Config) -> tuple[Axis, ...]:
+    """The axes of a comparison: `--sweep`'s, after the photos of a many-photo job (`photo_files`), which
+    come first, so that each photo is a row of the contact sheet."""
+    axes = parse_axes(config.sweep)
+    photos = photo_files(config.images.content)
+    if photos is None:
+        return axes
+    if any(a.name == "content" for a in axes):
+        raise UserError("--content names several photos already; leave content out of --sweep.")
+    return (Axis("content", photos), *axes)
+
+
+def grid_columns(axes: tuple[Axis, ...]) -> int:
+    """Columns of the grid: the last axis's values, or 1 when the photos of a many-photo job are the only
+    axis (one photo a row)."""
+    return 1 if len(axes) == 1 and axes[0].name == "content" else len(axes[-1].values)
 
 
 @dataclass(frozen=True)
@@ -133,15 +174,16 @@ def apply(config: Config, name: str, text: str) -> Config:
 
 
 def expand(base: Config) -> list[Cell]:
-    """Every cell of `base.sweep`, in order, each config validated (a bad one is named in the error)."""
-    axes = parse_axes(base.sweep)
+    """Every cell of `base.sweep` (and of the photos of a many-photo job), in order, each config validated
+    (a bad one is named in the error)."""
+    axes = job_axes(base)
     if not axes:
         return []
     if any(a.name == RATIO for a in axes) and base.mode != "transfer":
         raise UserError(f"--sweep=ratio needs both terms, but --mode={base.mode}; sweep style_weight or "
                         "content_weight instead.")
     plain = dataclasses.replace(base, sweep=(), sweep_batch=0)
-    n_cols = len(axes[-1].values)
+    n_cols = grid_columns(axes)
     cells = []
     for index, combo in enumerate(itertools.product(*(a.values for a in axes))):
         values = tuple((a.name, v) for a, v in zip(axes, combo))

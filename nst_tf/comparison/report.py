@@ -20,7 +20,7 @@ from nst_tf.config import Config
 from nst_tf.grid import render_grid
 from nst_tf.objective import is_layer_term
 from nst_tf.summaries import plot_curves
-from nst_tf.comparison.axes import Cell, label, parse_axes
+from nst_tf.comparison.axes import Cell, grid_columns, job_axes, label, parse_axes, photo_files
 
 SUMMARY_TERMS = ("total", "weighted/content", "weighted/style", "weighted/tv", "content", "style", "tv")
 
@@ -45,8 +45,11 @@ class Outcome:
 
 
 def _layout(config: Config) -> tuple[list[str], list[str]]:
-    """Row and column labels: the last axis across, every combination of the others down."""
-    axes = parse_axes(config.sweep)
+    """Row and column labels: the last axis across, every combination of the others down (the photos of a
+    many-photo job alone: one a row)."""
+    axes = job_axes(config)
+    if grid_columns(axes) == 1 and len(axes) == 1:
+        return [label(axes[0].name, v) for v in axes[0].values], ["result"]
     cols = [label(axes[-1].name, v) for v in axes[-1].values]
     rows = [""]
     for axis in axes[:-1]:
@@ -55,6 +58,8 @@ def _layout(config: Config) -> tuple[list[str], list[str]]:
 
 
 def _caption(o: Outcome) -> str:
+    if o.status == "failed":
+        return "failed: see results.md"
     if o.status == "done":
         return f"total {o.final.get('total', float('nan')):.3g}"
     if o.status == "not run":
@@ -90,7 +95,14 @@ def write_report(sweep_dir: str, config: Config, outcomes: list[Outcome]) -> Non
     tiles = {(o.cell.row, o.cell.col): o.image for o in outcomes if o.image is not None}
     captions = {(o.cell.row, o.cell.col): _caption(o) for o in outcomes}
     title = f"{os.path.basename(sweep_dir)}"
-    png = render_grid(tiles, len(rows), len(cols), rows, cols, captions, _inputs(outcomes), title)
+    inputs = _inputs(outcomes)
+    if photo_files(config.images.content) is not None:   # a contact sheet: each row's photo beside its results
+        photos = {o.cell.row: dict(o.inputs)["content"] for o in outcomes if "content" in dict(o.inputs)}
+        tiles = {(r, c + 1): image for (r, c), image in tiles.items()} | {(r, 0): p for r, p in photos.items()}
+        captions = {(r, c + 1): text for (r, c), text in captions.items()}
+        cols = ["photo", *cols]
+        inputs = [(name, image) for name, image in inputs if name != "content"]
+    png = render_grid(tiles, len(rows), len(cols), rows, cols, captions, inputs, title)
     image_io.atomic_write(os.path.join(sweep_dir, "grid.png"), lambda f: f.write(png))
 
     diffs = _seed_differences(config, outcomes)
@@ -111,24 +123,25 @@ def write_report(sweep_dir: str, config: Config, outcomes: list[Outcome]) -> Non
 
     table = _table(config, outcomes, diffs)
     rundir.write_csv(os.path.join(sweep_dir, "results.csv"), table)
-    rundir.write_text(os.path.join(sweep_dir, "results.md"), _markdown(table))
+    rundir.write_text(os.path.join(sweep_dir, "results.md"), _markdown(table, [a.name for a in job_axes(config)]))
     plot_curves(os.path.join(sweep_dir, "curves.png"),
                 [("total loss of each cell", {o.cell.label: [(r["step"], r["total"]) for r in o.rows]
                                               for o in outcomes if o.rows})], ylabel="total loss")
 
 
 def _table(config: Config, outcomes: list[Outcome], diffs: dict[int, np.ndarray]) -> list[dict]:
-    axes = [a.name for a in parse_axes(config.sweep)]
+    axes = [a.name for a in job_axes(config)]
     layer_terms = []
     for o in outcomes:
         layer_terms += [k for k in o.final if is_layer_term(k) and k not in layer_terms]
+    failed = any(o.status == "failed" for o in outcomes)   # an error column only when some cell has one
     table = []
     for o in outcomes:
         row = {"cell": o.cell.name, **dict(o.cell.values), "status": o.status,
                "steps": o.final.get("step", ""), "batch": o.batch, "batch_cells": o.batch_cells,
-               "wall_s": o.wall_s}
-        for name in (*SUMMARY_TERMS, *layer_terms):
-            row[name] = f"{o.final[name]:.6g}" if name in o.final else ""
+               "wall_s": o.wall_s, **({"error": o.message} if failed else {})}
+        for name in (*SUMMARY_TERMS, *layer_terms):   # a term named like an axis (content, style): loss/<name>
+            row[f"loss/{name}" if name in axes else name] = f"{o.final[name]:.6g}" if name in o.final else ""
         if diffs or "seed" in axes:
             d = diffs.get(o.cell.index)
             row["mean_abs_diff_vs_first_seed"] = "" if d is None else f"{d.mean():.6g}"
@@ -136,10 +149,11 @@ def _table(config: Config, outcomes: list[Outcome], diffs: dict[int, np.ndarray]
     return table
 
 
-def _markdown(table: list[dict]) -> str:
+def _markdown(table: list[dict], axes: list[str]) -> str:
     """The table's key columns as Markdown (results.csv has every term)."""
-    keep = [k for k in table[0]
-            if k not in ("content", "style", "tv", "batch_cells") and ("/" not in k or k.startswith("weighted/"))]
+    keep = [k for k in table[0] if k in axes or (
+        k not in ("content", "style", "tv", "batch_cells", "loss/content", "loss/style")
+        and ("/" not in k or k.startswith("weighted/")))]
     lines = ["| " + " | ".join(keep) + " |", "|" + "---|" * len(keep)]
     for row in table:
         lines.append("| " + " | ".join(str(row[k]).replace("|", "/") for k in keep) + " |")

@@ -21,7 +21,7 @@ from nst_tf.errors import Interrupted, UserError
 from nst_tf.inputs import Inputs
 from nst_tf.plan import Plan, make_plan, pick_device, with_seed_and_backbone
 from nst_tf.summaries import read_losses
-from nst_tf.comparison.axes import Cell, batches, expand
+from nst_tf.comparison.axes import Cell, batches, expand, photo_files
 from nst_tf.comparison.report import Outcome, write_report
 
 
@@ -66,28 +66,36 @@ def network_key(config: Config):
             m.normalize_features, m.normalize_images, m.precision)
 
 
-def plan_cells(config: Config, say=print) -> tuple[Config, list[Cell], dict[int, Plan]]:
-    """(config with its seed and backbone fixed, cells with resolved configs, {cell index: its plan}); every
-    input image is loaded here, so a bad one fails before anything runs."""
+def plan_cells(config: Config, say=print) -> tuple[Config, list[Cell], dict[int, Plan], dict[int, str]]:
+    """(config with its seed and backbone fixed, cells with resolved configs, {cell index: its plan},
+    {cell index: why it cannot run}). Every input image is loaded here: in a sweep a bad one fails before
+    anything runs; in a many-photo job a bad photo fails its cells alone (the others run)."""
     config = with_seed_and_backbone(config, say)   # once, not per cell: cells differ only where the axes say
     cells = expand(config)
+    many = photo_files(config.images.content) is not None
     say_once = _once(say)
-    plans = {}
+    plans, failed = {}, {}
     for cell in cells:
         try:
             plans[cell.index] = make_plan(cell.config, say_once)
         except UserError as e:
-            raise UserError(f"sweep cell {cell.label}: {e}") from None
-    return config, [dataclasses.replace(c, config=plans[c.index].config) for c in cells], plans
+            if not many:
+                raise UserError(f"sweep cell {cell.label}: {e}") from None
+            failed[cell.index] = str(e)
+            say(f"{cell.label}: {e}")
+    cells = [dataclasses.replace(c, config=plans[c.index].config) if c.index in plans else c for c in cells]
+    return config, cells, plans, failed
 
 
-def _groups(cells: list[Cell], plans: dict[int, Plan], sweep_dir: str, resume: bool,
+def _groups(cells: list[Cell], plans: dict[int, Plan], failed: dict[int, str], sweep_dir: str, resume: bool,
             batch_size: int) -> tuple[list[Outcome], list[tuple[list[Cell], bool]]]:
     """(an outcome per cell, the batches to run as (cells, resume?)). When resuming, finished and diverged
     cells are read back and kept, stopped cells continue together only from the same saved step."""
-    outcomes = [Outcome(c) for c in cells]
+    outcomes = [Outcome(c, "failed", message=failed[c.index]) if c.index in failed else Outcome(c) for c in cells]
     fresh, by_step = [], {}
     for cell in cells:
+        if cell.index in failed:
+            continue
         run_dir = os.path.join(sweep_dir, cell.name)
         summary = rundir.read_summary(run_dir) if resume else {}
         if summary.get("status") == "diverged" or (
@@ -114,23 +122,24 @@ def run_sweep(config: Config, show_progress: bool = True, say=print, resume_dir:
     Raises UserError if a cell's input is bad (before anything runs) or, after everything is written, if
     a cell diverged; `Interrupted` on Ctrl-C after the grid and table of what finished are written.
     """
-    config, cells, plans = plan_cells(config, say)
+    config, cells, plans, failed = plan_cells(config, say)
     device = pick_device(config.optim.device)
     networks = {}
     with tf.device(device):
         for cell in cells:
-            if network_key(cell.config) not in networks:
+            if cell.index in plans and network_key(cell.config) not in networks:
                 networks[network_key(cell.config)] = engine.load_network(cell.config, say)
     rundir.check_free_space(config.output.output_dir, sum(
-        rundir.output_bytes(c.config, plans[c.index].inputs.shape) for c in cells))
+        rundir.output_bytes(c.config, plans[c.index].inputs.shape) for c in cells if c.index in plans))
     if resume_dir:
         sweep_dir = resume_dir
     elif not sweep_dir:
-        sweep_dir = rundir.create(config.output.output_dir, config.output.run_name or "sweep_" + rundir.default_name(config))
+        prefix = "sweep_" if config.sweep else ""   # a many-photo job: <folder>_<style>_<time>
+        sweep_dir = rundir.create(config.output.output_dir, config.output.run_name or prefix + rundir.default_name(config))
     rundir.write_config(config, sweep_dir, "sweep.flags", what="sweep", note=f" ({len(cells)} cells)")
     say(f"{'resuming sweep' if resume_dir else 'sweep folder:'} {sweep_dir} ({len(cells)} cells)")
 
-    outcomes, groups = _groups(cells, plans, sweep_dir, bool(resume_dir), config.sweep_batch)
+    outcomes, groups = _groups(cells, plans, failed, sweep_dir, bool(resume_dir), config.sweep_batch)
     try:
         for b, (batch, resume) in enumerate(groups):
             jobs = []
@@ -161,4 +170,8 @@ def run_sweep(config: Config, show_progress: bool = True, say=print, resume_dir:
     if diverged:
         raise UserError(f"{len(diverged)} of {len(cells)} cells diverged ({'; '.join(diverged)}); their last good "
                         f"images are in the grid; lower --learning_rate or the weights for them")
+    if failed:
+        raise UserError(f"{len(failed)} of {len(cells)} photos could not be used "
+                        f"({'; '.join(o.cell.label for o in outcomes if o.status == 'failed')}); the others are done; "
+                        f"the reasons are in {os.path.join(sweep_dir, 'results.md')}")
     return sweep_dir
