@@ -180,6 +180,7 @@ class _BatchLog:
     def __call__(self, step: int, images: np.ndarray, terms: dict) -> None:
         if self.progress is not None:
             self.progress(step, self.num_steps)
+        snapshots = {id(job): job.logger.last_snapshot for job in self.running()}
         for job in self.running():
             try:
                 job.logger(step, images, terms)
@@ -187,7 +188,9 @@ class _BatchLog:
                 job.message = f"{e}; {job.stop(self.device, 'diverged')}"
         if not self.running():
             raise _AllStopped
-        if any(job.logger.last_snapshot == step for job in self.running()):
+        # the states go with a snapshot, which has just written the losses so far: a run killed later resumes
+        # from a folder whose state, snapshots and losses.csv agree
+        if any(job.logger.last_snapshot != snapshots[id(job)] for job in self.running()):
             self.save()
 
     def running(self) -> list[Job]:

@@ -29,13 +29,15 @@ class BatchTask:
     desc: str = "batch"
 
 
-def run_batch(task: BatchTask, workdir: str, sync, progress) -> list[tuple[str, str, str]]:
-    """Optimizes the cells of `task` together in `workdir/<cell name>/`; returns [(name, status, message)].
+def run_batch(task: BatchTask, workdir: str, sync, progress) -> dict:
+    """Optimizes the cells of `task` together in `workdir/<cell name>/`; returns {"cells": [(name, status,
+    message)], "resumed": where this attempt continued from (None: from the start)}.
 
     `sync()` is called whenever the cells' folders are consistent (after each save of their states),
     `progress(step, total)` as the steps go."""
     import tensorflow as tf
     from nst_tf import engine, plan, rundir
+    from nst_tf.config import schedule
     first = task.cells[0].config
     device = plan.pick_device(first.optim.device)
     with tf.device(device):
@@ -47,15 +49,17 @@ def run_batch(task: BatchTask, workdir: str, sync, progress) -> list[tuple[str, 
         rundir.write_config(cell.config, run_dir)
         jobs.append(engine.Job(cell.config, cell.inputs, run_dir))
     if all(_done(job) for job in jobs):   # an attempt that died after the end, before it returned
-        return [(cell.name, "done", "") for cell in task.cells]
+        return {"cells": [(cell.name, "done", "") for cell in task.cells], "resumed": "the end"}
     # a retried attempt finds the state its dead predecessor synced; a fresh cell has none
     resume = task.resume or any(_started(job.run_dir) for job in jobs)
+    resumed = engine.resume_point(jobs[0].run_dir, schedule(first)) if resume else None
     try:
         engine.optimize(jobs, network, device, show_progress=False, desc=task.desc, resume=resume,
                         on_save=sync, on_progress=progress)
     finally:
         sync()
-    return [(cell.name, job.status, job.message) for cell, job in zip(task.cells, jobs)]
+    return {"cells": [(cell.name, job.status, job.message) for cell, job in zip(task.cells, jobs)],
+            "resumed": resumed}
 
 
 def _done(job) -> bool:

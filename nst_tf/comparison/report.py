@@ -38,6 +38,7 @@ class Outcome:
     batch_cells: int | str = ""
     wall_s: float | str = ""
     message: str = ""
+    attempts: int | str = ""   # on a cluster: how many times its batch ran (more than 1: a worker died)
 
     @property
     def final(self) -> dict:
@@ -135,11 +136,13 @@ def _table(config: Config, outcomes: list[Outcome], diffs: dict[int, np.ndarray]
     for o in outcomes:
         layer_terms += [k for k in o.final if is_layer_term(k) and k not in layer_terms]
     failed = any(o.status == "failed" for o in outcomes)   # an error column only when some cell has one
+    retried = any(o.attempts != "" for o in outcomes)
     table = []
     for o in outcomes:
         row = {"cell": o.cell.name, **dict(o.cell.values), "status": o.status,
                "steps": o.final.get("step", ""), "batch": o.batch, "batch_cells": o.batch_cells,
-               "wall_s": o.wall_s, **({"error": o.message} if failed else {})}
+               "wall_s": o.wall_s, **({"attempts": o.attempts} if retried else {}),
+               **({"error": o.message} if failed else {})}
         for name in (*SUMMARY_TERMS, *layer_terms):   # a term named like an axis (content, style): loss/<name>
             row[f"loss/{name}" if name in axes else name] = f"{o.final[name]:.6g}" if name in o.final else ""
         if diffs or "seed" in axes:

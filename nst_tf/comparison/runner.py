@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 
 import tensorflow as tf
 
@@ -112,6 +113,89 @@ def _groups(cells: list[Cell], plans: dict[int, Plan], failed: dict[int, str], s
     return outcomes, groups
 
 
+def _run_here(groups, plans, networks, device, outcomes, sweep_dir, resuming, show_progress, say) -> None:
+    """Each batch in this process, one after another."""
+    for b, (batch, resume) in enumerate(groups):
+        jobs = []
+        for cell in batch:
+            run_dir = os.path.join(sweep_dir, cell.name)
+            os.makedirs(run_dir, exist_ok=resuming)
+            rundir.write_config(cell.config, run_dir)
+            jobs.append(engine.Job(cell.config, plans[cell.index].inputs, run_dir))
+        say(f"batch {b + 1}/{len(groups)}{' (resumed)' if resume else ''}: " +
+            ("; ".join(c.label for c in batch) if len(batch) <= 3 else
+             f"{len(batch)} cells, {batch[0].name} ... {batch[-1].name}"))
+        try:
+            engine.optimize(jobs, networks[network_key(batch[0].config)], device, show_progress,
+                            desc=f"batch {b + 1}/{len(groups)}", resume=resume)
+        finally:
+            for cell, job in zip(batch, jobs):
+                outcomes[cell.index] = outcome_of_job(cell, job, b, len(batch))
+
+
+# On a cluster each batch is one task whose folder is `STAGING/<batch>`, holding its cells' run folders while
+# it runs (the cluster layer mirrors one folder per task); each cell's folder is moved to its place in the
+# sweep folder when the tasks end, and moved back in before a resumed sweep starts, so that a task's first
+# attempt starts from what its cells had.
+STAGING = ".batches"
+
+
+def _unstage(sweep_dir: str) -> None:
+    """Moves every cell folder under STAGING to its place in the sweep folder (also after a crash)."""
+    staging = os.path.join(sweep_dir, STAGING)
+    if not os.path.isdir(staging):
+        return
+    for batch in os.listdir(staging):
+        for name in os.listdir(os.path.join(staging, batch)):
+            target = os.path.join(sweep_dir, name)
+            if os.path.isdir(target):
+                shutil.rmtree(target)
+            os.rename(os.path.join(staging, batch, name), target)
+    shutil.rmtree(staging)
+
+
+def _run_on_cluster(config: Config, groups, plans, outcomes, sweep_dir, show_progress, say) -> None:
+    """Each batch as one task of `nst_tf.cluster` (Ray), the results read back from the cells' folders."""
+    from nst_tf import cluster
+    from nst_tf.comparison import remote
+    _unstage(sweep_dir)   # what a crashed driver left staged
+    tasks = []
+    for b, (batch, resume) in enumerate(groups):
+        folder = f"{STAGING}/{b:03d}"
+        os.makedirs(os.path.join(sweep_dir, folder), exist_ok=True)
+        for cell in batch:
+            if os.path.isdir(os.path.join(sweep_dir, cell.name)):   # a resumed sweep: the task starts from it
+                os.rename(os.path.join(sweep_dir, cell.name), os.path.join(sweep_dir, folder, cell.name))
+        cells = tuple(remote.BatchCell(c.name, c.config, plans[c.index].inputs) for c in batch)
+        tasks.append(cluster.Task(folder, remote.BatchTask(cells, resume, f"batch {b + 1}/{len(groups)}"), len(batch)))
+    say(f"{len(tasks)} batches on {config.cluster}" + (f" ({config.ray_workers} workers)" if config.ray_workers else ""))
+    try:
+        results = cluster.run_tasks(remote.run_batch, tasks, sweep_dir, cluster=config.cluster,
+                                    workers=config.ray_workers or None, cpus_per_task=1 if config.ray_workers else None,
+                                    show_progress=show_progress)
+    except KeyboardInterrupt:
+        results = None
+    finally:
+        _unstage(sweep_dir)
+    for b, (batch, _) in enumerate(groups):
+        error = results[b].error if results else None
+        if results and results[b].attempts > 1:
+            resumed = (results[b].value or {}).get("resumed")
+            say(f"batch {b + 1}/{len(groups)}: its worker died; attempt {results[b].attempts} continued "
+                + (f"from {resumed}" if resumed else "from the start (nothing had been saved yet)"))
+        for cell in batch:
+            run_dir = os.path.join(sweep_dir, cell.name)
+            summary = rundir.read_summary(run_dir)
+            if error:
+                outcomes[cell.index] = Outcome(cell, "failed", message=error, inputs=inputs_shown(plans[cell.index].inputs))
+            elif summary and os.path.exists(os.path.join(run_dir, "result.png")):
+                outcome = outcome_of_folder(cell, run_dir, summary, inputs_shown(plans[cell.index].inputs))
+                outcomes[cell.index] = dataclasses.replace(outcome, batch=b + 1, batch_cells=len(batch),
+                                                           attempts=results[b].attempts if results else "")
+    if results is None:
+        raise Interrupted("interrupted")
+
+
 def run_sweep(config: Config, show_progress: bool = True, say=print, resume_dir: str | None = None,
               sweep_dir: str | None = None) -> str:
     """Runs every cell of `config.sweep`; returns the sweep folder (`sweep_dir`: a new folder made for it,
@@ -126,8 +210,8 @@ def run_sweep(config: Config, show_progress: bool = True, say=print, resume_dir:
     device = pick_device(config.optim.device)
     networks = {}
     with tf.device(device):
-        for cell in cells:
-            if cell.index in plans and network_key(cell.config) not in networks:
+        for cell in cells:   # on a cluster each worker loads its own
+            if not config.cluster and cell.index in plans and network_key(cell.config) not in networks:
                 networks[network_key(cell.config)] = engine.load_network(cell.config, say)
     rundir.check_free_space(config.output.output_dir, sum(
         rundir.output_bytes(c.config, plans[c.index].inputs.shape) for c in cells if c.index in plans))
@@ -141,22 +225,10 @@ def run_sweep(config: Config, show_progress: bool = True, say=print, resume_dir:
 
     outcomes, groups = _groups(cells, plans, failed, sweep_dir, bool(resume_dir), config.sweep_batch)
     try:
-        for b, (batch, resume) in enumerate(groups):
-            jobs = []
-            for cell in batch:
-                run_dir = os.path.join(sweep_dir, cell.name)
-                os.makedirs(run_dir, exist_ok=bool(resume_dir))
-                rundir.write_config(cell.config, run_dir)
-                jobs.append(engine.Job(cell.config, plans[cell.index].inputs, run_dir))
-            say(f"batch {b + 1}/{len(groups)}{' (resumed)' if resume else ''}: " +
-                ("; ".join(c.label for c in batch) if len(batch) <= 3 else
-                 f"{len(batch)} cells, {batch[0].name} ... {batch[-1].name}"))
-            try:
-                engine.optimize(jobs, networks[network_key(batch[0].config)], device, show_progress,
-                                desc=f"batch {b + 1}/{len(groups)}", resume=resume)
-            finally:
-                for cell, job in zip(batch, jobs):
-                    outcomes[cell.index] = outcome_of_job(cell, job, b, len(batch))
+        if config.cluster:
+            _run_on_cluster(config, groups, plans, outcomes, sweep_dir, show_progress, say)
+        else:
+            _run_here(groups, plans, networks, device, outcomes, sweep_dir, bool(resume_dir), show_progress, say)
     except Interrupted:
         write_report(sweep_dir, config, outcomes)
         raise Interrupted(f"interrupted; the finished cells and the last images of the running ones are in "
@@ -170,8 +242,9 @@ def run_sweep(config: Config, show_progress: bool = True, say=print, resume_dir:
     if diverged:
         raise UserError(f"{len(diverged)} of {len(cells)} cells diverged ({'; '.join(diverged)}); their last good "
                         f"images are in the grid; lower --learning_rate or the weights for them")
-    if failed:
-        raise UserError(f"{len(failed)} of {len(cells)} photos could not be used "
-                        f"({'; '.join(o.cell.label for o in outcomes if o.status == 'failed')}); the others are done; "
+    failures = [o.cell.label for o in outcomes if o.status == "failed"]
+    if failures:
+        what = "photos could not be used" if photo_files(config.images.content) is not None else "cells failed"
+        raise UserError(f"{len(failures)} of {len(cells)} {what} ({'; '.join(failures)}); the others are done; "
                         f"the reasons are in {os.path.join(sweep_dir, 'results.md')}")
     return sweep_dir
