@@ -46,6 +46,11 @@ flags.DEFINE_integer("repeats", 3, "Repeats of each measurement; the median is r
 flags.DEFINE_integer("tasks", 20, "Empty tasks per per-task-overhead measurement.")
 flags.DEFINE_list("sizes_mb", ["1", "10", "30"], "Payload / state sizes for the transfer measurement.")
 flags.DEFINE_integer("sweep_tasks", 4, "Tasks of the synthetic sweep comparison (0: skip it).")
+flags.DEFINE_integer("cells", 8, "Cells of the real sweep (chelsea + swirls, a style_weight axis), one batch "
+                     "each, in-process and on 1 and 2 workers (0: skip it).")
+flags.DEFINE_integer("cell_size", 128, "Longest side of the real sweep's cells.")
+flags.DEFINE_integer("cell_steps", 30, "Adam steps of each real cell.")
+flags.DEFINE_bool("readme", False, "Write the real sweep's table into README.md between its markers.")
 flags.DEFINE_float("work_s", 2.0, "Single-core seconds of NumPy work per synthetic sweep task (calibrated "
                    "once here; the table reports what it took).")
 FLAGS = flags.FLAGS
@@ -114,6 +119,46 @@ def sweep_timings(tasks: list[cluster.Task], fn, workers=(1, 2), repeats: int = 
 # ------------------------------------------------------------------------------------------ /HOOK
 
 
+def real_sweep(cells: int, size: int, steps: int) -> str:
+    """The engine's real cells: a sweep of `cells` style weights, one batch each, in-process and with
+    --cluster=ray on 1 and 2 CPU workers (one thread each), each on a fresh local Ray; a Markdown table
+    with the per-cell figures and a projection for N devices."""
+    import dataclasses
+    from nst_tf.comparison import runner
+    from nst_tf.config import Config, ImageConfig, ModelConfig, OptimConfig, OutputConfig
+    weights = ",".join(f"{w:g}" for w in np.geomspace(1e5, 1e8, cells))
+    rows = []
+    with tempfile.TemporaryDirectory() as out:
+        base = Config(images=ImageConfig(content=os.path.join(ROOT, "examples", "chelsea.jpg"),
+                                         style=os.path.join(ROOT, "examples", "swirls.jpg"), max_size=size),
+                      model=ModelConfig(backbone="vgg16_hed"), optim=OptimConfig(num_steps=steps, seed=1),
+                      output=OutputConfig(output_dir=out, save_every=10), sweep=(f"style_weight:{weights}",),
+                      sweep_batch=1)
+        for how, cluster_name, workers in (("in-process (2 threads)", None, 0), ("Ray, 1 worker", "ray", 1),
+                                           ("Ray, 2 workers", "ray", 2)):
+            config = dataclasses.replace(base, cluster=cluster_name, ray_workers=workers,
+                                         output=dataclasses.replace(base.output, run_name=how.split(",")[0].split()[0] + str(workers)))
+            t = time.perf_counter()
+            runner.run_sweep(config, show_progress=False, say=lambda *a: None)
+            rows.append((how, time.perf_counter() - t))
+    lines = [f"{cells} cells of chelsea + swirls at {size} px, {steps} Adam steps each, one batch each "
+             f"(`python bench/scaleout.py --cells={cells} --cell_size={size} --cell_steps={steps}`), vgg16_hed, "
+             f"{os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d')}; Ray's start and stop included:", "",
+             "| how | wall time (s) | per cell (s) | vs in-process |", "|---|---|---|---|"]
+    for how, seconds in rows:
+        lines.append(f"| {how} | {seconds:.1f} | {seconds / cells:.1f} | {rows[0][1] / seconds:.2f}x |")
+    one_worker = rows[1][1]
+    lines += ["", "Projection for N devices, each as fast as one worker here, from the 1-worker run (its "
+              f"{one_worker:.0f} s hold about {START_S:.0f} s of Ray start and stop): "
+              + ", ".join(f"N={n}: {START_S + (one_worker - START_S) / n:.0f} s" for n in (2, 4, 8)) + ". "
+              "Cells are independent, so the batches divide over the devices; the start, the first worker's "
+              "TensorFlow import and the last batch do not."]
+    return "\n".join(lines)
+
+
+START_S = 9.0   # a local Ray's start and stop here (the overhead table above measures it)
+
+
 def calibrate_steps(work_s: float) -> int:
     with tempfile.TemporaryDirectory() as d:
         busy_fn({"seed": 0, "steps": 20}, d, lambda: None, lambda s, t: None)   # warm up BLAS and the caches
@@ -173,6 +218,18 @@ def main(argv):
     print("| what | seconds |\n|---|---|")
     for what, s in rows:
         print(f"| {what} | {s:.3f} |")
+
+    if FLAGS.cells:
+        table = real_sweep(FLAGS.cells, FLAGS.cell_size, FLAGS.cell_steps)
+        print("\n" + table)
+        if FLAGS.readme:
+            path = os.path.join(ROOT, "README.md")
+            text = open(path).read()
+            begin, end = "<!-- scaleout-benchmark:begin -->", "<!-- scaleout-benchmark:end -->"
+            if begin in text:
+                head, rest = text.split(begin, 1)
+                text = head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1]
+                open(path, "w").write(text)
 
     if FLAGS.sweep_tasks:
         steps = calibrate_steps(FLAGS.work_s)

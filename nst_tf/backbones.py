@@ -15,6 +15,7 @@ import urllib.request
 import h5py
 import keras
 import numpy as np
+import tensorflow as tf
 
 from nst_tf import losses
 from nst_tf.errors import UserError
@@ -41,6 +42,37 @@ class CaffePreprocess(keras.layers.Layer):
         return {**super().get_config(), "mean_bgr": self.mean_bgr}
 
 
+# --padding: how a 3x3 convolution sees beyond the image's edge. zero is Keras' "same" padding: the border
+# becomes an edge of the image against black, which the style terms then decorate (issue 15's band of
+# blobs along the border). reflect mirrors the row inside (b a b c), replicate repeats the edge row
+# (a a b c; tf.pad's SYMMETRIC mode, which for a one-pixel pad is edge replication). Weights unchanged.
+PAD_MODES = {"reflect": "REFLECT", "replicate": "SYMMETRIC"}
+
+
+class PaddedConv2D(keras.layers.Conv2D):
+    """A 3x3 (any odd k) Conv2D that pads its input itself, by reflection or edge replication, then
+    convolves with "valid" padding: the output has the input's size, as with "same", and no zeros enter.
+
+    Tiling stays exact: padding happens only at a crop's edges, whose influence stays inside the halo,
+    and at the image's own edges, where whole-image evaluation pads the same way."""
+
+    def __init__(self, *args, pad_mode: str = "reflect", **kwargs):
+        kwargs["padding"] = "valid"
+        super().__init__(*args, **kwargs)
+        self.pad_mode = pad_mode
+
+    def call(self, inputs):
+        ry, rx = ((k - 1) // 2 for k in self.kernel_size)
+        padded = tf.pad(inputs, [[0, 0], [ry, ry], [rx, rx], [0, 0]], mode=PAD_MODES[self.pad_mode])
+        return super().call(padded)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:3], self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "pad_mode": self.pad_mode}
+
+
 POOL_LAYERS = {"avg": keras.layers.AveragePooling2D, "max": keras.layers.MaxPooling2D}
 
 
@@ -50,17 +82,23 @@ def _image_input(spec: BackboneSpec):
     return images, CaffePreprocess(spec.mean_bgr, name="preprocess")(images)
 
 
-def build_vgg(spec: BackboneSpec, pooling: str = "avg") -> keras.Model:
+def build_vgg(spec: BackboneSpec, pooling: str = "avg", padding: str = "zero",
+              padding_scope: str = "all") -> keras.Model:
     """The VGG conv stack with Keras' layer names, preprocessing included; weights uninitialized (random).
 
     Input: [B, H, W, 3] float32 RGB in [0, 1], any H and W. `pooling="avg"` replaces max pooling by
-    average pooling, as the paper does for image synthesis (it improves gradient flow).
+    average pooling, as the paper does for image synthesis (it improves gradient flow). `padding`: zero
+    (Keras' "same"), reflect or replicate (`PaddedConv2D`), in every conv (`padding_scope="all"`) or only
+    in the first (`"first"`, as crowsonkb/style-transfer-pytorch does), the others zero.
     """
     images, x = _image_input(spec)
     for b, n_convs in enumerate(spec.convs_per_block, start=1):
         for i in range(1, n_convs + 1):
-            x = keras.layers.Conv2D(64 * 2 ** min(b - 1, 3), 3, padding="same", activation="relu",
-                                    name=f"block{b}_conv{i}")(x)
+            name, filters = f"block{b}_conv{i}", 64 * 2 ** min(b - 1, 3)
+            if padding != "zero" and (padding_scope == "all" or (b, i) == (1, 1)):
+                x = PaddedConv2D(filters, 3, activation="relu", pad_mode=padding, name=name)(x)
+            else:
+                x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=name)(x)
         x = POOL_LAYERS[pooling](2, strides=2, name=f"block{b}_pool")(x)
     return keras.Model(images, x, name=spec.name)
 
@@ -192,7 +230,7 @@ def vgg19_weights_cached() -> bool:
 
 
 def load_backbone(name: str, pooling: str = "avg", weights: str | None = None, seed: int = 0,
-                  precision: str = "float32") -> keras.Model:
+                  precision: str = "float32", padding: str = "zero", padding_scope: str = "all") -> keras.Model:
     """The backbone `name` with its weights.
 
     `weights`: None for the default weights (Keras' ImageNet weights, for vgg16_hed the bundled HED file),
@@ -201,6 +239,9 @@ def load_backbone(name: str, pooling: str = "avg", weights: str | None = None, s
     precision: float32 weights, bfloat16 computation; `build_extractor` returns float32 features).
     """
     spec = BACKBONES[name]
+    if padding != "zero" and spec.family != "vgg":
+        raise UserError(f"--padding={padding} needs a VGG backbone (vgg19, vgg16, vgg16_hed); {name}'s "
+                        "convolutions come from keras.applications with zero padding.")
     if weights not in (None, "random") and not os.path.isfile(weights):
         raise UserError(f"weights file not found: {weights!r}; check the path of --weights.")
     if weights == "random":
@@ -210,7 +251,7 @@ def load_backbone(name: str, pooling: str = "avg", weights: str | None = None, s
     try:
         if spec.family == "resnet":
             return build_resnet(spec, pooling, None if weights == "random" else weights or "imagenet")
-        model = build_vgg(spec, pooling)
+        model = build_vgg(spec, pooling, padding, padding_scope)
         if weights == "random":
             return model
         if spec.keras_app:

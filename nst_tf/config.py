@@ -29,6 +29,9 @@ CONTENT_LOSSES = ("l2", "l1")
 GRAM_NORMS = ("paper", "positions", "elements")
 INITS = ("auto", "noise", "content", "style")
 OPTIMIZERS = ("adam", "lbfgs")
+PADDINGS = ("zero", "reflect", "replicate")   # backbones.PaddedConv2D
+PADDING_SCOPES = ("all", "first")
+STYLE_LOSSES = ("gram", "mean_cov", "wasserstein", "mean_std")   # losses.style_statistics_loss
 
 # Largest side we accept; beyond it a CPU run takes hours (tiles keep the memory bounded: nst_tf/tiling.py).
 MAX_SIZE_LIMIT = 4096
@@ -68,7 +71,14 @@ class ImageConfig:
                                      "size (overrides --max_size). Default: with --resolution_invariant, "
                                      "max_size halved down to 256.")
     scale_steps: tuple[int, ...] = option((), "Steps at each scale (default: --num_steps at the first, halved "
-                                          "at each next).")
+                                          "at each next, at least a quarter of it).")
+    # The automatic pyramid (--resolution_invariant, no --scales): from max_size down by scale_ratio while
+    # the size stays at least min_scale. 256 and 2: 256, 512, 1024. crowsonkb/style-transfer-pytorch:
+    # 128 and sqrt(2) (128, 181, 256, 362, 512), so the style's large structures form at the coarse scales.
+    min_scale: int = option(REFERENCE_SIZE, "The automatic pyramid's smallest size (--resolution_invariant, no "
+                            "--scales): max_size divided by --scale_ratio while at least this.")
+    scale_ratio: float = option(2.0, "The automatic pyramid's ratio between sizes (2: octaves; 1.41: "
+                                "crowsonkb/style-transfer-pytorch's).")
     preserve_colors: str = option("none", "Keep the content's colours: luminance (transfer on luminance only, "
                                   "Gatys et al. 2017), swap (the result's luminance with the content's colours), "
                                   "histogram (the style's colours matched to the content's first); none: the "
@@ -96,6 +106,12 @@ class ModelConfig:
                                       "its channels' mean activation on a set of images.")
     normalize_images: Optional[str] = option(None, "Folder of images for --normalize_features (default: the "
                                              "bundled photographs).")
+    # How the VGG convolutions pad the image's edges: zero (Keras' "same"), reflect or replicate; in every
+    # conv or only the first. Zero padding makes the border an edge that the style terms decorate.
+    padding: str = option("zero", "How the VGG convolutions see past the image's edge: zero (Keras' same "
+                          "padding: the border becomes an edge the style decorates), reflect or replicate.", PADDINGS)
+    padding_scope: str = option("all", "Which convolutions --padding applies to: all, or first (the others zero).",
+                                PADDING_SCOPES)
     precision: str = option("float32", "The backbone's computation: float32, or mixed_bfloat16 (bfloat16 "
                             "activations, float32 weights, losses and image; for GPUs with bfloat16 units, see "
                             "README, Speed).", PRECISIONS)
@@ -120,6 +136,16 @@ class LossConfig:
     gram_norm: str = option("elements", "Style term per layer: paper 1/(4N^2M^2) sum (G-A)^2; positions: 4x "
                             "paper (TF tutorial); elements: 4/N^2 x paper (PyTorch tutorial). See the README.",
                             GRAM_NORMS)
+    # Scale-free terms: each content and style term divided by its target's own magnitude
+    # (sum (F-P)^2 / sum P^2, sum (g-a)^2 / sum a^2), the TV term a mean over its pixel pairs. Every layer
+    # then pulls whatever the backbone's magnitudes, and alpha, beta mean the same for every backbone,
+    # image and size (so --resolution_invariant does not rescale alpha).
+    normalize_terms: bool = option(False, "Scale-free terms: each content and style term divided by its "
+                                   "target's own magnitude, TV a mean, so alpha and beta mean the same for every "
+                                   "backbone, image and size (default beta 10).")
+    style_loss: str = option("gram", "The style statistic matched at each layer: gram (the paper's), mean_cov "
+                             "(mean and covariance), wasserstein (W2 between Gaussian fits, crowsonkb), mean_std "
+                             "(Li et al. 2017).", STYLE_LOSSES)
     content_weight: float = option(1.0, "alpha, the content weight.")
     style_weight: Optional[float] = option(None, "beta, the style weight (default: the backbone's, see "
                                            "--list_layers).")
@@ -150,6 +176,10 @@ class OptimConfig:
     tile_size: int = option(0, "0: whole images. N: evaluate the image in tiles of about N px (with a halo of "
                             "the receptive field) for sizes whose backward pass does not fit in memory; values "
                             "and gradients are exact. Adam, VGG backbones.")
+    # Adam: the output is the bias-corrected exponential moving average of the iterates with this decay,
+    # restarted at each scale (crowsonkb/style-transfer-pytorch uses 0.99); 0: the last iterate.
+    average_decay: float = option(0.0, "Adam: the result is the bias-corrected moving average of the iterates "
+                                  "with this decay, restarted at each scale (0.99: crowsonkb's); 0: the last iterate.")
     jit_compile: bool = option(True, "Compile the step with XLA for images of 256 px and more: faster and less "
                                "memory, a few seconds more to start (README, Speed).")
 
@@ -241,21 +271,26 @@ def blend_weights(config: Config) -> tuple[float, ...]:
 
 def scale_sizes(config: Config) -> list[int]:
     """The longest sides optimized in turn, the last the result's: --scales, or without it max_size alone;
-    with --resolution_invariant (the default) and no --scales, max_size halved while it stays at least
-    REFERENCE_SIZE (1024: 256, 512, 1024)."""
+    with --resolution_invariant (the default) and no --scales, max_size / scale_ratio^k while at least
+    min_scale (1024 with 256 and 2: 256, 512, 1024; 512 with 128 and sqrt(2): 128, 181, 256, 362, 512)."""
     sizes = list(config.images.scales)
     if not sizes:
-        sizes = [config.images.max_size]
-        while config.loss.resolution_invariant and sizes[0] // 2 >= REFERENCE_SIZE:
-            sizes.insert(0, sizes[0] // 2)
+        im = config.images
+        sizes, k = [im.max_size], 1
+        # max_size / ratio^k (not chained, so 512 / sqrt(2)^2 is 256 exactly), floored
+        while config.loss.resolution_invariant and int(im.max_size / im.scale_ratio ** k + 1e-3) >= im.min_scale:
+            sizes.insert(0, int(im.max_size / im.scale_ratio ** k + 1e-3))
+            k += 1
     return sizes
 
 
 def schedule(config: Config) -> tuple[tuple[int, int], ...]:
     """The coarse-to-fine plan: ((longest side, steps), ...) over `scale_sizes`. Steps: --scale_steps, or
-    num_steps at the first scale and half as many at each next one (the finer scales start close)."""
+    num_steps at the first scale and half as many at each next one (the finer scales start close), but
+    at least a quarter of num_steps (a sqrt(2) pyramid has five scales up to 512 px)."""
     sizes = scale_sizes(config)
-    steps = config.images.scale_steps or tuple(max(1, config.optim.num_steps >> k) for k in range(len(sizes)))
+    n = config.optim.num_steps
+    steps = config.images.scale_steps or tuple(max(1, n >> k, n // 4) for k in range(len(sizes)))
     return tuple(zip(sizes, steps))
 
 
@@ -352,6 +387,10 @@ def validate(config: Config) -> Config:
         check_max_size(im.max_size)
     _check_styles(config)
     _check_scales(config)
+    if not 16 <= im.min_scale <= MAX_SIZE_LIMIT:
+        raise UserError(f"--min_scale={im.min_scale} is out of range: use 16 to {MAX_SIZE_LIMIT} pixels.")
+    if not (math.isfinite(im.scale_ratio) and 1.1 <= im.scale_ratio <= 8):
+        raise UserError(f"--scale_ratio={im.scale_ratio} must be between 1.1 and 8 (2: octaves, 1.41: crowsonkb's).")
     if not (math.isfinite(im.style_scale) and 0.05 <= im.style_scale <= 4):
         raise UserError(f"--style_scale={im.style_scale} is out of range: use 0.05 to 4.")
     _choice("preserve_colors", im.preserve_colors, PRESERVE_COLORS)
@@ -364,6 +403,11 @@ def validate(config: Config) -> Config:
     _choice("backbone", model.backbone, BACKBONES)
     _choice("pooling", model.pooling, POOLINGS)
     _choice("precision", model.precision, PRECISIONS)
+    _choice("padding", model.padding, PADDINGS)
+    _choice("padding_scope", model.padding_scope, PADDING_SCOPES)
+    if model.padding != "zero" and registry.spec_of(model.backbone).family != "vgg":
+        raise UserError(f"--padding={model.padding} needs a VGG backbone; {model.backbone} keeps zero padding.")
+    _choice("style_loss", loss.style_loss, STYLE_LOSSES)
     _choice("feature_transform", model.feature_transform, FEATURE_TRANSFORMS)
     if not (math.isfinite(model.softmax_temperature) and model.softmax_temperature > 0):
         raise UserError(f"--softmax_temperature={model.softmax_temperature} must be a positive number.")
@@ -391,6 +435,8 @@ def validate(config: Config) -> Config:
         raise UserError("--init=style needs --style=IMAGE.")
     if opt.num_steps < 1:
         raise UserError(f"--num_steps={opt.num_steps} must be at least 1.")
+    if not (math.isfinite(opt.average_decay) and 0 <= opt.average_decay < 1):
+        raise UserError(f"--average_decay={opt.average_decay} must be in [0, 1) (0: no average; 0.99 typical).")
     if not (math.isfinite(opt.learning_rate) and opt.learning_rate > 0):
         raise UserError(f"--learning_rate={opt.learning_rate} must be a positive number.")
     if opt.seed is not None and not 0 <= opt.seed < 2**31:

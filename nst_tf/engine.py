@@ -44,7 +44,8 @@ class Network:
 def load_network(config: Config, say=print) -> Network:
     """The backbone of a resolved config, with its weights (and its feature means, when normalized)."""
     m = config.model
-    model = backbones.load_backbone(m.backbone, m.pooling, m.weights, seed=config.optim.seed, precision=m.precision)
+    model = backbones.load_backbone(m.backbone, m.pooling, m.weights, seed=config.optim.seed, precision=m.precision,
+                                    padding=m.padding, padding_scope=m.padding_scope)
     if not m.normalize_features:
         return Network(model)
     return Network(model, normalize.feature_scales(model, m.pooling, m.weights, config.optim.seed,
@@ -224,11 +225,12 @@ def optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: in
         extractor, content_layers, style_layers = _extractor_and_layers(jobs, network)
         tile_size = optim.tile_size if optim.tile_size < max(shape[:2]) else 0   # coarse scales: one tile
         loss = make_loss(extractor, content_layers, style_layers, jobs[0].working, loss_config.content_loss,
-                         loss_config.gram_norm, loss_config.normalize_gradients, tile_size)
+                         loss_config.gram_norm, loss_config.normalize_gradients, tile_size,
+                         loss_config.normalize_terms, loss_config.style_loss)
         weights = LossWeights.from_rows(*zip(*(j.weights.row(content_layers, style_layers) for j in jobs)))
         images = tf.Variable(np.stack([j.start_image() for j in jobs]), name="image")
         optimizer = make_optimizer(optim.optimizer, optim.learning_rate,
-                                   optim.jit_compile and max(shape[:2]) >= XLA_MIN_SIZE)
+                                   optim.jit_compile and max(shape[:2]) >= XLA_MIN_SIZE, optim.average_decay)
         start = _restore(jobs, images, optimizer, num_steps) if resume else 0
         for i, job in enumerate(jobs):
             job.status = "running"

@@ -87,7 +87,8 @@ def make_evaluator(extractor: keras.Model, tile_size: int = 0):
 
 def make_loss(extractor: keras.Model, content_layers: tuple[str, ...], style_layers: tuple[str, ...],
               inputs: Inputs, content_loss: str = "l2", gram_norm: str = "paper",
-              normalize_gradients: bool = False, tile_size: int = 0) -> Loss:
+              normalize_gradients: bool = False, tile_size: int = 0, normalize_terms: bool = False,
+              style_loss: str = "gram") -> Loss:
     """The loss of `inputs` (targets computed here, once) through `extractor`, whole or in tiles.
 
     Args:
@@ -100,6 +101,7 @@ def make_loss(extractor: keras.Model, content_layers: tuple[str, ...], style_lay
     evaluator = make_evaluator(extractor, tile_size)
     if normalize_gradients and not evaluator.whole_graph:
         raise ValueError("tiles cannot normalize gradients (that needs whole feature maps)")
-    targets = compute_targets(evaluator, inputs, tuple(content_layers), tuple(style_layers))
-    objective = Objective(content_layers, style_layers, targets, content_loss, gram_norm, normalize_gradients)
+    targets = compute_targets(evaluator, inputs, tuple(content_layers), tuple(style_layers), style_loss, content_loss)
+    objective = Objective(content_layers, style_layers, targets, content_loss, gram_norm, normalize_gradients,
+                          normalize_terms, style_loss)
     return Loss(objective, evaluator)

@@ -146,6 +146,123 @@ def style_layer_loss(gram: tf.Tensor, target_gram: tf.Tensor, norm: str = "paper
     raise ValueError(f"unknown Gram normalization {norm!r}")
 
 
+def relative_content_loss(features: tf.Tensor, target: tf.Tensor, kind: str = "l2") -> tf.Tensor:
+    """The content term divided by its target's own magnitude (--normalize_terms), per image:
+
+      l2: sum_ij (F_ij - P_ij)^2 / sum_ij P_ij^2          l1: sum_ij |F_ij - P_ij| / sum_ij |P_ij|
+
+    Dimensionless: 0 at the content, 1 for F = 0, whatever the layer's size or the backbone's magnitudes.
+    `content_loss(...) / content_scale(target)`; tiles sum the numerators and divide once (objective).
+    """
+    return content_loss(features, target, kind) / content_scale(target, kind)
+
+
+def content_scale(target: tf.Tensor, kind: str = "l2") -> tf.Tensor:
+    """What `content_loss` is divided by under --normalize_terms: 1/2 sum P^2 (l2), sum |P| (l1); [1 or B]."""
+    if kind == "l2":
+        return 0.5 * tf.reduce_sum(tf.square(target), axis=[1, 2, 3]) + 1e-30
+    return tf.reduce_sum(tf.abs(target), axis=[1, 2, 3]) + 1e-30
+
+
+def relative_style_loss(gram: tf.Tensor, target_gram: tf.Tensor) -> tf.Tensor:
+    """The Gram style term divided by its target's own magnitude (--normalize_terms), per image:
+
+      E_l = sum_ij (g_ij - a_ij)^2 / sum_ij a_ij^2        (g = G/M, a = A/M as in `gram_matrix`)
+
+    Dimensionless (1 for g = 0), so every layer pulls whatever its channel count, its number of positions
+    or the backbone's activation scale, and beta means the same for every backbone, image and size.
+    """
+    num = tf.reduce_sum(tf.square(gram - target_gram), axis=[-2, -1])
+    return num / (tf.reduce_sum(tf.square(target_gram), axis=[-2, -1]) + 1e-30)
+
+
+def mean_total_variation(images: tf.Tensor) -> tf.Tensor:
+    """`total_variation` divided by the number of its terms, 3 (H - 1) W + 3 H (W - 1): the mean squared
+    difference of neighbouring pixels, the same for every image size (--normalize_terms)."""
+    shape = tf.cast(tf.shape(images), tf.float32)
+    count = shape[3] * ((shape[1] - 1) * shape[2] + shape[1] * (shape[2] - 1))
+    return total_variation(images) / count
+
+
+# ------------------------------------------------------------------ style statistics beyond the Gram
+# --style_loss=mean_std|mean_cov|wasserstein work on the Gram matrix of the features with a constant channel
+# of ones appended (`with_ones`): divided by M, its blocks are E[F F^T] (C x C), E[F] (the last column)
+# and 1, so the mean and the covariance of the features at a layer come from one sum over positions, as
+# the Gram does, and blends, guides (masked sums) and the whole-image code path work unchanged.
+
+def with_ones(features: tf.Tensor) -> tf.Tensor:
+    """[B, H, W, C] -> [B, H, W, C + 1], the last channel 1."""
+    return tf.concat([features, tf.ones_like(features[..., :1])], axis=-1)
+
+
+def moments(stats: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(mean [..., C], covariance [..., C, C]) from `gram_matrix(with_ones(F))` [..., C+1, C+1]:
+    mu = E[F], Sigma = E[F F^T] - mu mu^T (the biased covariance, over the positions)."""
+    c = tf.shape(stats)[-1] - 1
+    mean = stats[..., :c, c]
+    cov = stats[..., :c, :c] - mean[..., :, None] * mean[..., None, :]
+    return mean, cov
+
+
+def sqrtm_newton_schulz(a: tf.Tensor, iterations: int = 15) -> tf.Tensor:
+    """The square root of symmetric positive semi-definite matrices a [..., C, C] by the coupled
+    Newton-Schulz iteration (Higham 2008; as crowsonkb/style-transfer-pytorch's W2 loss does): with
+    Y_0 = a / ||a||_F, Z_0 = I, T_k = (3 I - Z_k Y_k) / 2, Y_{k+1} = Y_k T_k, Z_{k+1} = T_k Z_k;
+    Y_k -> (a / ||a||_F)^(1/2), so sqrt(a) = Y_K sqrt(||a||_F). Matrix products only (no eigh, whose
+    gradient is unstable for repeated eigenvalues); differentiable."""
+    norm = tf.sqrt(tf.reduce_sum(tf.square(a), axis=[-2, -1], keepdims=True)) + 1e-12
+    eye = tf.eye(tf.shape(a)[-1], batch_shape=tf.shape(a)[:-2], dtype=a.dtype)
+    y, z = a / norm, eye
+    for _ in range(iterations):
+        t = 0.5 * (3.0 * eye - z @ y)
+        y, z = y @ t, t @ z
+    return y * tf.sqrt(norm)
+
+
+def style_statistics_loss(stats: tf.Tensor, target: tf.Tensor, kind: str, relative: bool = False) -> tf.Tensor:
+    """Style term of one layer from `gram_matrix(with_ones(F))` statistics of the image and the target
+    (mu, Sigma from `moments`; sigma = sqrt(diag Sigma); C channels), per image (shape [B, ...]):
+
+      mean_std     (Li et al. 2017, "Demystifying neural style transfer"; the statistics of AdaIN):
+                   1/C * ( sum_i (mu_i - mu'_i)^2 + sum_i (sigma_i - sigma'_i)^2 )
+      mean_cov     1/C * sum_i (mu_i - mu'_i)^2 + 1/C^2 * sum_ij (Sigma_ij - Sigma'_ij)^2
+      wasserstein  the squared 2-Wasserstein distance between the Gaussians N(mu, Sigma), N(mu', Sigma'), / C:
+                   1/C * ( |mu - mu'|^2 + tr Sigma + tr Sigma' - 2 tr (Sigma'^1/2 Sigma Sigma'^1/2)^1/2 )
+                   (square roots by `sqrtm_newton_schulz`)
+
+    With `relative` (--normalize_terms) each is divided by the target's own magnitude instead of by C:
+    sum mu'^2 + sum sigma'^2, sum mu'^2 + sum Sigma'^2, and |mu'|^2 + tr Sigma' (the W2 distance of the
+    target from a point mass at 0).
+    """
+    mean, cov = moments(stats)
+    t_mean, t_cov = moments(target)
+    c = tf.cast(tf.shape(mean)[-1], stats.dtype)
+    dmean = tf.reduce_sum(tf.square(mean - t_mean), axis=-1)
+    if kind == "mean_std":
+        std = tf.sqrt(tf.maximum(tf.linalg.diag_part(cov), 0.0) + 1e-8)
+        t_std = tf.sqrt(tf.maximum(tf.linalg.diag_part(t_cov), 0.0) + 1e-8)
+        num = dmean + tf.reduce_sum(tf.square(std - t_std), axis=-1)
+        scale = tf.reduce_sum(tf.square(t_mean), -1) + tf.reduce_sum(tf.square(t_std), -1) if relative else c
+        return num / (scale + 1e-30)
+    if kind == "mean_cov":
+        dcov = tf.reduce_sum(tf.square(cov - t_cov), axis=[-2, -1])
+        if relative:
+            return (dmean + dcov) / (tf.reduce_sum(tf.square(t_mean), -1)
+                                     + tf.reduce_sum(tf.square(t_cov), axis=[-2, -1]) + 1e-30)
+        return dmean / c + dcov / (c * c)
+    if kind == "wasserstein":
+        eye = tf.eye(tf.shape(cov)[-1], dtype=cov.dtype)
+        t_cov = t_cov + 1e-5 * tf.reduce_mean(tf.linalg.diag_part(t_cov), -1)[..., None, None] * eye
+        root = sqrtm_newton_schulz(t_cov)
+        root = root + tf.zeros_like(cov)   # broadcast the target over the batch
+        cross = sqrtm_newton_schulz(root @ cov @ root)
+        w2 = dmean + tf.linalg.trace(cov) + tf.linalg.trace(t_cov) - 2.0 * tf.linalg.trace(cross)
+        w2 = tf.maximum(w2, 0.0)
+        scale = tf.reduce_sum(tf.square(t_mean), -1) + tf.linalg.trace(t_cov) if relative else c
+        return w2 / (scale + 1e-30)
+    raise ValueError(f"unknown style loss {kind!r}")
+
+
 def total_variation(images: tf.Tensor) -> tf.Tensor:
     """Squared total variation per image, on the project's pixel scale [0, 1]:
 

@@ -111,16 +111,27 @@ class Targets:
     regions: with guides, {layer: [K, h, w]} the content mask's regions at the layer's size.
     region_weights: with guides, [K]: 1/K for a styled region, 0 for a region no style image has.
     counts: {style layer: what its Gram sum is divided by}: the positions M, or each region's size.
+    content_scales: {content layer: [1]} its target's own magnitude (`losses.content_scale`), what the term
+      is divided by with --normalize_terms.
+    With a style statistic other than the Gram (--style_loss), the "Gram" is that of the features with a
+    channel of ones (`losses.with_ones`): its blocks are the mean and the second moments.
     """
     content: dict[str, tf.Tensor]
     style: dict[str, tf.Tensor]
     regions: dict[str, tf.Tensor]
     region_weights: tf.Tensor | None
     counts: dict[str, tf.Tensor]
+    content_scales: dict[str, tf.Tensor] = dataclasses.field(default_factory=dict)
+
+
+def statistic_features(features: tf.Tensor, style_loss: str) -> tf.Tensor:
+    """What a style layer's Gram sum is taken of: the features, or for a statistic style loss the features
+    and a channel of ones (so the sum holds their mean and second moments, `losses.moments`)."""
+    return features if style_loss == "gram" else losses.with_ones(features)
 
 
 def compute_targets(evaluator, inputs: Inputs, content_layers: tuple[str, ...],
-                    style_layers: tuple[str, ...]) -> Targets:
+                    style_layers: tuple[str, ...], style_loss: str = "gram", content_loss: str = "l2") -> Targets:
     """The targets of `inputs` through `evaluator` (whole or tiled: the same values).
 
     Style targets: the Gram matrices of the style images blended, a = sum_s b_s a_s. With guides, one per
@@ -132,14 +143,15 @@ def compute_targets(evaluator, inputs: Inputs, content_layers: tuple[str, ...],
     if content_layers:
         content = {name: tf.constant(f) for name, f in
                    evaluator.feature_maps(inputs.content, content_layers).items()}
-    targets = Targets(content, {}, {}, None, {})
+    targets = Targets(content, {}, {}, None, {},
+                      {name: losses.content_scale(t, content_loss) for name, t in content.items()})
     if not style_layers:
         return targets
     shape = inputs.shape[:2]
 
     def grams_of(image: np.ndarray, regions: dict[str, tf.Tensor] | None) -> dict[str, tf.Tensor]:
         def gram_sums(features, window):
-            return {name: losses.gram_sum(window.features(name, features[name]),
+            return {name: losses.gram_sum(statistic_features(window.features(name, features[name]), style_loss),
                                           None if regions is None else window.whole(name, regions[name]))
                     for name in style_layers}
         sums = evaluator.sums(tf.constant(image[None]), gram_sums)
@@ -175,7 +187,8 @@ class Objective:
     """Targets, loss choices and layers -> the named terms of a batch, from its per-layer sums."""
 
     def __init__(self, content_layers: tuple[str, ...], style_layers: tuple[str, ...], targets: Targets,
-                 content_loss: str = "l2", gram_norm: str = "paper", normalize_gradients: bool = False):
+                 content_loss: str = "l2", gram_norm: str = "paper", normalize_gradients: bool = False,
+                 normalize_terms: bool = False, style_loss: str = "gram"):
         """
         Args:
           content_layers, style_layers: paper layer names; empty where the mode does not use the term.
@@ -183,6 +196,10 @@ class Objective:
           content_loss: "l2" or "l1" (`losses.content_loss`); gram_norm: `losses.style_layer_loss`'s norm.
           normalize_gradients: each term's feature gradient normalized (`normalized_gradient`); needs whole
             feature maps, so only `WholeImage` evaluates such an objective.
+          normalize_terms: each content and style term divided by its target's own magnitude
+            (`losses.content_scale`, `losses.relative_style_loss`, the `relative` statistics) and the TV term
+            by its number of terms (`losses.mean_total_variation`): scale-free terms.
+          style_loss: gram, or a statistic of `losses.style_statistics_loss` (mean_cov, wasserstein, mean_std).
         """
         self.content_layers = tuple(content_layers)
         self.style_layers = tuple(style_layers)
@@ -190,6 +207,8 @@ class Objective:
         self.content_loss = content_loss
         self.gram_norm = gram_norm
         self.normalize_gradients = normalize_gradients
+        self.normalize_terms = normalize_terms
+        self.style_loss = style_loss
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -212,14 +231,20 @@ class Objective:
         for i, name in enumerate(self.style_layers):
             strength = None if weights is None else weights.style * weights.style_layers[:, i]
             regions = self.targets.regions.get(name)
-            out[f"style/{name}"] = losses.gram_sum(seen(name, strength),
+            out[f"style/{name}"] = losses.gram_sum(statistic_features(seen(name, strength), self.style_loss),
                                                    None if regions is None else window.whole(name, regions))
         return out
 
     def style_term(self, name: str, gram_sum: tf.Tensor) -> tf.Tensor:
         """E_l [B] of one layer from its Gram sum: unguided, or 1/K times the sum over the styled regions."""
         gram = gram_sum / self.targets.counts[name]
-        term = losses.style_layer_loss(gram, self.targets.style[name], self.gram_norm)
+        target = self.targets.style[name]
+        if self.style_loss != "gram":
+            term = losses.style_statistics_loss(gram, target, self.style_loss, self.normalize_terms)
+        elif self.normalize_terms:
+            term = losses.relative_style_loss(gram, target)
+        else:
+            term = losses.style_layer_loss(gram, target, self.gram_norm)
         if name not in self.targets.regions:
             return term
         return tf.reduce_sum(term * self.targets.region_weights, axis=-1)   # [B, K] -> [B]
@@ -233,6 +258,8 @@ class Objective:
         style_sum = tf.zeros([batch])
         for i, name in enumerate(self.content_layers):
             raw = sums[f"content/{name}"]
+            if self.normalize_terms:
+                raw = raw / self.targets.content_scales[name]
             terms[f"content/{name}"] = raw
             terms[f"weighted/content/{name}"] = weights.content * weights.content_layers[:, i] * raw
             content_sum += weights.content_layers[:, i] * raw
@@ -241,7 +268,7 @@ class Objective:
             terms[f"style/{name}"] = raw
             terms[f"weighted/style/{name}"] = weights.style * weights.style_layers[:, i] * raw
             style_sum += weights.style_layers[:, i] * raw
-        tv = losses.total_variation(images)
+        tv = losses.mean_total_variation(images) if self.normalize_terms else losses.total_variation(images)
         terms.update({"tv": tv, "content": content_sum, "style": style_sum,
                       "weighted/tv": weights.tv * tv, "weighted/content": weights.content * content_sum,
                       "weighted/style": weights.style * style_sum})

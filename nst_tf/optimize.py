@@ -18,7 +18,8 @@ from nst_tf.objective import LossWeights
 LogCallback = Callable[[int, np.ndarray, dict], None]
 
 
-def make_adam_step(loss: Loss, optimizer: keras.optimizers.Optimizer, jit_compile: bool = False):
+def make_adam_step(loss: Loss, optimizer: keras.optimizers.Optimizer, jit_compile: bool = False,
+                   average: "IterateAverage | None" = None):
     """A step `(images: tf.Variable [B,H,W,3], weights: LossWeights) -> (total [B], terms)`.
 
     Computes every term and each image's gradient of its own total (`Loss.value_and_gradient`),
@@ -32,6 +33,8 @@ def make_adam_step(loss: Loss, optimizer: keras.optimizers.Optimizer, jit_compil
     def update(images: tf.Variable, grad: tf.Tensor):
         optimizer.apply_gradients([(grad, images)])
         images.assign(tf.clip_by_value(images, 0.0, 1.0))
+        if average is not None:
+            average.update(images)
 
     apply = update if loss.whole_graph else tf.function(update)
 
@@ -43,26 +46,58 @@ def make_adam_step(loss: Loss, optimizer: keras.optimizers.Optimizer, jit_compil
     return tf.function(step, jit_compile=jit_compile) if loss.whole_graph else step
 
 
+class IterateAverage:
+    """A bias-corrected exponential moving average of the iterates (crowsonkb/style-transfer-pytorch; the
+    debiasing of Kingma & Ba's Adam): after t updates, with decay d,
+
+      avg_t = sum_{s=1..t} (1 - d) d^(t-s) x_s / (1 - d^t)
+
+    Adam's iterates jitter by about a learning rate around the optimum from step to step, and that jitter
+    is fine noise (grain, a mesh at the pooling periods) in the image; their average keeps what the
+    iterates share. Kept in a variable, updated inside the compiled step."""
+
+    def __init__(self, images: tf.Variable, decay: float):
+        self.decay = float(decay)
+        self.value = tf.Variable(tf.zeros_like(images), trainable=False, name="iterate_average")
+        self.weight = tf.Variable(0.0, trainable=False, name="iterate_average_weight")   # 1 - d^t
+
+    def update(self, images: tf.Variable) -> None:
+        self.value.assign(self.decay * self.value + (1.0 - self.decay) * images)
+        self.weight.assign(self.decay * self.weight + (1.0 - self.decay))
+
+    def get(self) -> np.ndarray:
+        return (self.value / tf.maximum(self.weight, 1e-12)).numpy()
+
+    @property
+    def empty(self) -> bool:
+        """No update averaged yet (the start image is then what there is to show)."""
+        return float(self.weight.numpy()) == 0.0
+
+
 def run_adam(loss: Loss, images: tf.Variable, weights: LossWeights, num_steps: int,
              optimizer: keras.optimizers.Optimizer, on_log: LogCallback, log_every: int = 10,
-             jit_compile: bool = False) -> None:
+             jit_compile: bool = False, average: IterateAverage | None = None) -> None:
     """Adam updates of `images` in place until `optimizer.iterations` reaches `num_steps`, reporting to
     `on_log` (see module docstring). A fresh optimizer starts at step 0; one restored by `restore_state`
     continues where its run stopped, and gives the same images as a run that never stopped.
 
     On a log step the images are copied to the host before the update, so the callback receives exactly
     the images whose loss it is given; that copy is what an interrupted or diverging run falls back on.
+
+    With an `average` the callback receives instead the `IterateAverage` of the iterates so far (the start
+    image before the first update), so snapshots and the result are the average; the losses logged stay
+    those of the raw iterate.
     """
-    step = make_adam_step(loss, optimizer, jit_compile)
+    step = make_adam_step(loss, optimizer, jit_compile, average)
     for i in range(int(optimizer.iterations), num_steps):
         if i % log_every == 0:
-            before = images.numpy()
+            before = images.numpy() if average is None or average.empty else average.get()
             _, terms = step(images, weights)
             on_log(i, before, terms)
         else:
             step(images, weights)
     _, terms = loss(images, weights)   # once, eagerly: compiling it would cost more than it saves
-    on_log(num_steps, images.numpy(), terms)
+    on_log(num_steps, images.numpy() if average is None or average.empty else average.get(), terms)
 
 
 # ------------------------------------------------------------------------------------ optimizer state
@@ -107,9 +142,16 @@ class Adam:
     """Adam on the image variable (the default), behind the interface `Lbfgs` shares: `steps`, `run`,
     `state`, `restore`."""
 
-    def __init__(self, learning_rate: float, jit_compile: bool = False):
+    def __init__(self, learning_rate: float, jit_compile: bool = False, average_decay: float = 0.0):
         self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
         self.jit_compile = jit_compile
+        self.average_decay = average_decay
+        self.average = None   # the IterateAverage of this optimizer's images (one per scale of a pyramid)
+
+    def _average(self, images: tf.Variable) -> IterateAverage | None:
+        if self.average is None and self.average_decay > 0:
+            self.average = IterateAverage(images, self.average_decay)
+        return self.average
 
     @property
     def steps(self) -> int:
@@ -118,19 +160,33 @@ class Adam:
 
     def run(self, loss: Loss, images: tf.Variable, weights: LossWeights, num_steps: int,
             on_log: LogCallback, log_every: int = 10) -> None:
-        run_adam(loss, images, weights, num_steps, self.optimizer, on_log, log_every, self.jit_compile)
+        run_adam(loss, images, weights, num_steps, self.optimizer, on_log, log_every, self.jit_compile,
+                 self._average(images))
 
     def state(self, images: tf.Variable, index: int) -> dict[str, np.ndarray]:
-        return image_state(images, self.optimizer, index)
+        """`image_state`, and with an iterate average its row and weight (so a resumed run averages on)."""
+        state = image_state(images, self.optimizer, index)
+        if self.average is not None:
+            state["average/value"] = self.average.value[index].numpy()
+            state["average/weight"] = np.float32(self.average.weight.numpy())
+        return state
 
     def restore(self, images: tf.Variable, states: list[dict]) -> int:
-        return restore_state(images, self.optimizer, states)
+        step = restore_state(images, self.optimizer, states)
+        average = self._average(images)
+        if average is not None:
+            if any("average/value" not in s for s in states):
+                raise ValueError("the saved state has no iterate average (--average_decay)")
+            average.value.assign(np.stack([s["average/value"] for s in states]))
+            average.weight.assign(float(states[0]["average/weight"]))
+        return step
 
 
-def make_optimizer(name: str, learning_rate: float, jit_compile: bool = False):
+def make_optimizer(name: str, learning_rate: float, jit_compile: bool = False, average_decay: float = 0.0):
     """`Adam(learning_rate)` or `Lbfgs()` (which has no learning rate: its line search finds the step);
-    `jit_compile`: their objective and gradient compiled with XLA."""
-    return Lbfgs(jit_compile) if name == "lbfgs" else Adam(learning_rate, jit_compile)
+    `jit_compile`: their objective and gradient compiled with XLA; `average_decay` > 0: Adam's output is
+    the average of its iterates (`IterateAverage`; L-BFGS converges without jitter and takes none)."""
+    return Lbfgs(jit_compile) if name == "lbfgs" else Adam(learning_rate, jit_compile, average_decay)
 
 
 # ------------------------------------------------------------------------------------------- L-BFGS

@@ -24,7 +24,8 @@ class EffectiveWeights:
     """The weights one image is optimized with at one size, as the engine uses them.
 
     content: alpha, times (REFERENCE_SIZE / longest side)^2 with --resolution_invariant (the content term is
-    a sum over positions and grows with the size, the Gram terms are means and do not); 0 in texture mode.
+    a sum over positions and grows with the size, the Gram terms are means and do not; not with
+    --normalize_terms, whose terms are ratios); 0 in texture mode.
     style: beta (the backbone's default if unset, times color.LUMINANCE_STYLE_FACTOR for luminance-only
     transfer: both already in the resolved config); 0 in content mode. tv: the TV weight.
     content_layers, style_layers: {layer: w_l}, the layers this image uses.
@@ -42,7 +43,7 @@ class EffectiveWeights:
         content = loss.content_layers if config.uses_content else ()
         style = loss.style_layers if config.uses_style else ()
         alpha = loss.content_weight if config.uses_content else 0.0
-        if loss.resolution_invariant:
+        if loss.resolution_invariant and not loss.normalize_terms:   # relative terms do not grow with the size
             alpha *= (REFERENCE_SIZE / max(shape[:2])) ** 2
         return cls(alpha, loss.style_weight if config.uses_style else 0.0, loss.tv_weight,
                    dict(zip(content, layer_weights(content, loss.content_layer_weights))),
@@ -98,10 +99,14 @@ def resolve(config: Config, say=print) -> Config:
     spec = registry.BACKBONES[model.backbone]
     transform = spec.feature_transform if model.feature_transform == "auto" else model.feature_transform
     style_weight = loss.style_weight
+    if style_weight is None and loss.style_loss != "gram" and not loss.normalize_terms:
+        raise UserError(f"--style_loss={loss.style_loss} has no calibrated default beta on its own: add "
+                        f"--normalize_terms (scale-free terms, default beta {registry.NORMALIZED_TERMS_STYLE_WEIGHT:g}) "
+                        "or give --style_weight.")
     if style_weight is None:
         style_weight = registry.default_style_weight(spec, transform, model.normalize_features,
-                                                     loss.normalize_gradients)
-        if config.images.preserve_colors == "luminance" and not loss.normalize_gradients:
+                                                     loss.normalize_gradients, loss.normalize_terms)
+        if config.images.preserve_colors == "luminance" and not (loss.normalize_gradients or loss.normalize_terms):
             style_weight *= color.LUMINANCE_STYLE_FACTOR
     loss = dataclasses.replace(
         loss, style_weight=style_weight,

@@ -102,8 +102,15 @@ STYLE_WEIGHTS = {
 NORMALIZED_GRADIENTS_STYLE_WEIGHT = 1.0
 
 
+# With --normalize_terms every term is scale-free (its target's own magnitude is 1), so beta means the same
+# for every backbone, transform, image and size (README, "Defaults").
+NORMALIZED_TERMS_STYLE_WEIGHT = 10.0
+
+
 def default_style_weight(spec: BackboneSpec, transform: str, normalized: bool,
-                         normalized_gradients: bool = False) -> float:
+                         normalized_gradients: bool = False, normalized_terms: bool = False) -> float:
+    if normalized_terms:
+        return NORMALIZED_TERMS_STYLE_WEIGHT
     if normalized_gradients:
         return NORMALIZED_GRADIENTS_STYLE_WEIGHT
     return STYLE_WEIGHTS[(spec.family, transform, normalized)]

@@ -122,6 +122,12 @@ def test_schedule_default_pyramid_from_the_reference_size():
     assert schedule(tiny) == ((256, 1), (512, 1), (1024, 1))
 
 
+def test_schedule_sqrt2_pyramid_from_128():
+    # crowsonkb's scales: 512 / sqrt(2)^k down to 128; steps halve but stay at least num_steps / 4
+    plan = schedule(with_(GOOD, "images", max_size=512, min_scale=128, scale_ratio=2 ** 0.5))
+    assert plan == ((128, 200), (181, 100), (256, 50), (362, 50), (512, 50))
+
+
 @pytest.mark.parametrize("images, message", [
     (dict(scales=(512, 256)), "must grow"),
     (dict(scales=(8, 64)), "out of range"),
@@ -152,7 +158,9 @@ def test_every_option_is_a_flag_and_every_flag_reaches_the_config(tmp_path):
     from nst_tf import config as schema
     values = {"mode": "texture", "content": "c.jpg", "style": "s.jpg,t.jpg", "style_blend_weights": "0.3,0.7",
               "content_mask": None, "style_mask": None, "max_size": "320", "style_scale": "0.5",
-              "scales": "160,320", "scale_steps": "7,3", "preserve_colors": "none", "color_match": "pca",
+              "scales": "160,320", "scale_steps": "7,3", "min_scale": "64",
+              "scale_ratio": "1.5", "padding": "reflect", "padding_scope": "first", "normalize_terms": "true",
+              "style_loss": "mean_std", "average_decay": "0.9", "preserve_colors": "none", "color_match": "pca",
               "color_only": None, "backbone": "vgg16_hed", "weights": "w.h5", "pooling": "max",
               "feature_transform": "softmax", "softmax_temperature": "2.5", "normalize_features": "true",
               "normalize_images": "imgs", "precision": "mixed_bfloat16", "content_layers": "conv3_1",

@@ -148,3 +148,61 @@ def test_style_layer_loss_per_region():
     assert per_region.shape == (2, 3)
     np.testing.assert_allclose(per_region[:, 1].numpy(),
                                losses.style_layer_loss(gram[:, 1], target[:, 1], "elements").numpy(), rtol=1e-6)
+
+
+def test_relative_content_loss_by_hand():
+    # F - P = [1, 0] -> sum (F-P)^2 = 1; sum P^2 = 0 + 4 = 4 -> 0.25 (l2); l1: 1 / 2 = 0.5
+    f = np.array([[[[1.0, 2.0]]]], np.float32)
+    p = np.array([[[[0.0, 2.0]]]], np.float32)
+    for got in both(lambda a, b: losses.relative_content_loss(a, b, "l2"), f, p):
+        np.testing.assert_allclose(got, [0.25], rtol=1e-6)
+    for got in both(lambda a, b: losses.relative_content_loss(a, b, "l1"), f, p):
+        np.testing.assert_allclose(got, [0.5], rtol=1e-6)
+
+
+def test_relative_style_loss_by_hand_and_scale_free():
+    # g - a = [[-1, 0], [0, 1]] -> 2; sum a^2 = 4 -> 0.5; scaling both by any s leaves it at 0.5
+    g = np.array([[[1.0, 0.0], [0.0, 1.0]]], np.float32)
+    a = np.array([[[2.0, 0.0], [0.0, 0.0]]], np.float32)
+    for got in both(losses.relative_style_loss, g, a):
+        np.testing.assert_allclose(got, [0.5], rtol=1e-6)
+    np.testing.assert_allclose(losses.relative_style_loss(1e4 * g, 1e4 * a).numpy(), [0.5], rtol=1e-5)
+
+
+def test_mean_total_variation_by_hand():
+    # 2x2, every channel [[0, 1], [0, 1]]: vertical differences 0, horizontal 1 and 1 -> TV = 2 per channel,
+    # 6 in all, over 3 * (1 * 2 + 2 * 1) = 12 pairs -> 0.5
+    x = np.repeat(np.array([[[0.0], [1.0]], [[0.0], [1.0]]], np.float32)[None], 3, axis=-1)
+    for got in both(losses.mean_total_variation, x):
+        np.testing.assert_allclose(got, [0.5], rtol=1e-6)
+
+
+def stats_of(values):
+    """`gram_matrix(with_ones(F))` of one image whose single channel takes `values` at its positions."""
+    f = np.asarray(values, np.float32).reshape(1, 1, -1, 1)
+    return losses.gram_matrix(losses.with_ones(tf.constant(f)))
+
+
+def test_moments_from_the_gram_with_ones():
+    mean, cov = losses.moments(stats_of([1.0, 3.0]))   # mu = 2, E[F^2] = 5, var = 5 - 4 = 1
+    np.testing.assert_allclose(mean.numpy(), [[2.0]])
+    np.testing.assert_allclose(cov.numpy(), [[[1.0]]])
+
+
+def test_style_statistics_by_hand():
+    image, target = stats_of([1.0, 3.0]), stats_of([2.0, 4.0])   # mu 2, sigma 1; mu' 3, sigma' 1
+    # mean_std and wasserstein (1-D: W2^2 = (mu - mu')^2 + (sigma - sigma')^2): 1 + 0, over C = 1
+    for kind in ("mean_std", "wasserstein"):
+        np.testing.assert_allclose(losses.style_statistics_loss(image, target, kind).numpy(), [1.0], rtol=1e-3)
+    # mean_cov: (2 - 3)^2 / 1 + (1 - 1)^2 / 1 = 1
+    np.testing.assert_allclose(losses.style_statistics_loss(image, target, "mean_cov").numpy(), [1.0], rtol=1e-5)
+    # relative: W2^2 / (mu'^2 + var') = 1 / (9 + 1)
+    np.testing.assert_allclose(losses.style_statistics_loss(image, target, "wasserstein", True).numpy(), [0.1],
+                               rtol=1e-3)
+
+
+def test_newton_schulz_square_root():
+    a = np.array([[4.0, 1.0], [1.0, 3.0]], np.float32)
+    w, v = np.linalg.eigh(a)
+    want = v @ np.diag(np.sqrt(w)) @ v.T
+    np.testing.assert_allclose(losses.sqrtm_newton_schulz(tf.constant(a)).numpy(), want, rtol=1e-4)

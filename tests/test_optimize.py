@@ -143,3 +143,34 @@ def test_xla_steps_equal_plain_ones(objective):
     for name in ("adam", "lbfgs"):
         assert np.abs(results[name, False] - 0.5).max() > 1e-3   # the steps moved the pixels
         np.testing.assert_allclose(results[name, True], results[name, False], atol=1e-4)
+
+
+def test_iterate_average_by_hand_and_through_a_resume(objective):
+    """The result is the bias-corrected average of the iterates; a stopped run's state carries it."""
+    w = LossWeights.create(1, 1.0, 0.0, 0.0, (1.0,), ())
+    start = np.random.default_rng(1).uniform(size=(1, 12, 12, 3)).astype(np.float32)
+    seen, iterates = [], []
+    adam = Adam(0.05, average_decay=0.5)
+    images = tf.Variable(start)
+    record = lambda step, ims, terms: seen.append(ims.copy())  # noqa: E731
+    for n in range(1, 4):   # one step at a time, to see each iterate
+        adam.run(objective, images, w, n, record, log_every=10)
+        iterates.append(images.numpy())
+    # d = 0.5: avg_3 = (0.25 x1 + 0.5 x2 + 1 x3) * 0.5 / (1 - 0.125)
+    by_hand = (0.25 * iterates[0] + 0.5 * iterates[1] + iterates[2]) * 0.5 / 0.875
+    np.testing.assert_allclose(seen[-1], by_hand, rtol=1e-5)
+    whole = Adam(0.05, average_decay=0.5)
+    images = tf.Variable(start)
+    whole.run(objective, images, w, 6, lambda *a: None, log_every=10)
+    first = Adam(0.05, average_decay=0.5)
+    images = tf.Variable(start)
+    first.run(objective, images, w, 3, lambda *a: None, log_every=10)
+    state = first.state(images, 0)
+    resumed = Adam(0.05, average_decay=0.5)
+    images2 = tf.Variable(np.zeros_like(start))
+    assert resumed.restore(images2, [state]) == 3
+    resumed.run(objective, images2, w, 6, lambda *a: None, log_every=10)
+    np.testing.assert_array_equal(resumed.average.get(), whole.average.get())
+    with pytest.raises(ValueError, match="no iterate average"):
+        Adam(0.05, average_decay=0.5).restore(tf.Variable(start), [{k: v for k, v in state.items()
+                                                                    if not k.startswith("average/")}])

@@ -1,0 +1,36 @@
+"""--padding: reflect and replicate padding of the VGG convolutions, by hand; weights unchanged."""
+import numpy as np
+import tensorflow as tf
+
+from nst_tf import backbones
+
+
+def left_neighbour(mode):
+    """A 1-channel 3x3 conv whose output at (i, j) is its input at (i, j - 1)."""
+    conv = (backbones.PaddedConv2D(1, 3, pad_mode=mode, use_bias=False) if mode != "zero"
+            else tf.keras.layers.Conv2D(1, 3, padding="same", use_bias=False))
+    conv.build((1, 3, 3, 1))
+    kernel = np.zeros((3, 3, 1, 1), np.float32)
+    kernel[1, 0, 0, 0] = 1.0
+    conv.set_weights([kernel])
+    return conv
+
+
+def test_padding_modes_by_hand():
+    x = np.tile(np.array([1.0, 2.0, 3.0], np.float32), 3).reshape(1, 3, 3, 1)   # three equal rows
+    # zero: [0] 1 2 3 -> 0 1 2; reflect: [2] 1 2 3 -> 2 1 2; replicate: [1] 1 2 3 -> 1 1 2
+    for mode, want in (("zero", [0, 1, 2]), ("reflect", [2, 1, 2]), ("replicate", [1, 1, 2])):
+        np.testing.assert_array_equal(left_neighbour(mode)(x).numpy()[0, 1, :, 0], want)
+
+
+def test_padded_vgg_has_the_same_shapes_and_interior():
+    zero = backbones.load_backbone("vgg16_hed", weights="random", seed=0)
+    for mode, scope in (("reflect", "all"), ("replicate", "first")):
+        padded = backbones.load_backbone("vgg16_hed", weights="random", seed=0, padding=mode, padding_scope=scope)
+        x = tf.random.uniform((1, 40, 56, 3), seed=1)
+        a = backbones.build_extractor(zero, ("conv1_1", "conv3_1"))(x)
+        b = backbones.build_extractor(padded, ("conv1_1", "conv3_1"))(x)
+        assert a["conv3_1"].shape == b["conv3_1"].shape
+        # only the border of conv1_1 changes
+        np.testing.assert_allclose(a["conv1_1"][:, 1:-1, 1:-1].numpy(), b["conv1_1"][:, 1:-1, 1:-1].numpy(), atol=1e-4)
+        assert not np.allclose(a["conv1_1"][:, 0].numpy(), b["conv1_1"][:, 0].numpy())
