@@ -214,7 +214,7 @@ class Config:
                                     "cluster on 127.0.0.1: one worker per GPU, or --ray_workers CPU workers; or "
                                     "the cluster at RAY_ADDRESS), or ray://HOST:PORT to join one. Default: here.")
     ray_workers: int = option(0, "CPU workers of a local Ray cluster (--cluster=ray), each running one batch "
-                              "with one thread; 0: one per GPU, or 2 without GPUs.")
+                              "with one thread; 0: one worker per GPU (without GPUs, one with every core).")
 
     @property
     def uses_content(self) -> bool:
@@ -239,15 +239,16 @@ class Config:
         """The files this run reads, by kind ("content", "style", "content_mask", "style_mask"), for the mode
         and the init; colours in --style_mask are not files."""
         im = self.images
-        paths = {"content": (im.content,) if im.content and (self.uses_content or self.init == "content") else (),
-                 "style": self.style_paths if self.uses_style or self.init == "style" else (),
+        uses_content = self.uses_content or self.start_from == "content"
+        paths = {"content": (im.content,) if im.content and uses_content else (),
+                 "style": self.style_paths if self.uses_style or self.start_from == "style" else (),
                  "content_mask": (im.content_mask,) if im.content_mask else (),
                  "style_mask": tuple(e for e in self.style_mask_entries if not is_colour(e))}
         return {kind: files for kind, files in paths.items() if files}
 
     @property
-    def init(self) -> str:
-        """The init actually used: `auto` is the content image for transfer and noise otherwise."""
+    def start_from(self) -> str:
+        """What the image starts from, --init resolved: `auto` is the content image for transfer, noise otherwise."""
         if self.optim.init != "auto":
             return self.optim.init
         return "content" if self.mode == "transfer" else "noise"
@@ -429,9 +430,9 @@ def validate(config: Config) -> Config:
                             f"{len(layers)} layers: give one weight per layer.")
         for w in weights:
             _finite_nonneg(f"{kind}_layer_weights", w)
-    if config.init == "content" and not im.content:
+    if config.start_from == "content" and not im.content:
         raise UserError("--init=content needs --content=IMAGE.")
-    if config.init == "style" and not config.style_paths:
+    if config.start_from == "style" and not config.style_paths:
         raise UserError("--init=style needs --style=IMAGE.")
     if opt.num_steps < 1:
         raise UserError(f"--num_steps={opt.num_steps} must be at least 1.")

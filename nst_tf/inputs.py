@@ -93,8 +93,8 @@ def load_inputs(config: Config) -> Inputs:
 
 def initial_image(config: Config, inputs: Inputs, seed: int) -> np.ndarray:
     """The starting image, [H, W, 3] in [0, 1]: white noise from `seed`, the content, or the first style."""
-    if config.init == "content":
+    if config.start_from == "content":
         return inputs.content.copy()
-    if config.init == "style":
+    if config.start_from == "style":
         return image_io.resize(inputs.style, inputs.shape[:2])
     return image_io.noise_like(inputs.shape, seed)

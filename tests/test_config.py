@@ -68,9 +68,9 @@ def test_modes_need_only_their_images():
 
 
 def test_init_auto():
-    assert GOOD.init == "content"
-    assert Config(mode="texture").init == "noise"
-    assert with_(GOOD, "optim", init="noise").init == "noise"
+    assert GOOD.start_from == "content"
+    assert Config(mode="texture").start_from == "noise"
+    assert with_(GOOD, "optim", init="noise").start_from == "noise"
 
 
 def test_layer_weights_default_to_equal():
