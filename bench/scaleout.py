@@ -136,8 +136,8 @@ def real_sweep(cells: int, size: int, steps: int) -> str:
                       sweep_batch=1)
         for how, cluster_name, workers in (("in-process (2 threads)", None, 0), ("Ray, 1 worker", "ray", 1),
                                            ("Ray, 2 workers", "ray", 2)):
-            config = dataclasses.replace(base, cluster=cluster_name, ray_workers=workers,
-                                         output=dataclasses.replace(base.output, run_name=how.split(",")[0].split()[0] + str(workers)))
+            output = dataclasses.replace(base.output, run_name=f"{cluster_name or 'here'}{workers}")
+            config = dataclasses.replace(base, cluster=cluster_name, ray_workers=workers, output=output)
             t = time.perf_counter()
             runner.run_sweep(config, show_progress=False, say=lambda *a: None)
             rows.append((how, time.perf_counter() - t))

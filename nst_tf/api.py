@@ -100,8 +100,9 @@ def _options(config: Config, options: dict) -> Config:
     for name, value in options.items():
         if name not in names:
             close = difflib.get_close_matches(name, names, n=3)
-            raise UserError(f"unknown option {name!r}" + (f"; did you mean {', '.join(close)}?" if close else
-                                                         "; the options are run.py's flag names (python run.py --help)."))
+            hint = (f"; did you mean {', '.join(close)}?" if close
+                    else "; the options are run.py's flag names (python run.py --help).")
+            raise UserError(f"unknown option {name!r}{hint}")
         if isinstance(value, str) and not (name in ("content", "style", "content_mask", "style_mask", "weights",
                                                    "normalize_images", "output_dir", "run_name", "device")):
             value = parse_field(name, value)   # "1e8", "conv1_1,conv2_1", "auto" ... as on the command line

@@ -226,8 +226,8 @@ class Objective:
         out = {}
         for i, name in enumerate(self.content_layers):
             strength = None if weights is None else weights.content * weights.content_layers[:, i]
-            out[f"content/{name}"] = losses.content_loss(seen(name, strength), window.whole(name, self.targets.content[name]),
-                                                         self.content_loss)
+            target = window.whole(name, self.targets.content[name])
+            out[f"content/{name}"] = losses.content_loss(seen(name, strength), target, self.content_loss)
         for i, name in enumerate(self.style_layers):
             strength = None if weights is None else weights.style * weights.style_layers[:, i]
             regions = self.targets.regions.get(name)

@@ -100,9 +100,9 @@ def resolve(config: Config, say=print) -> Config:
     transform = spec.feature_transform if model.feature_transform == "auto" else model.feature_transform
     style_weight = loss.style_weight
     if style_weight is None and loss.style_loss != "gram" and not loss.normalize_terms:
+        beta = registry.NORMALIZED_TERMS_STYLE_WEIGHT
         raise UserError(f"--style_loss={loss.style_loss} has no calibrated default beta on its own: add "
-                        f"--normalize_terms (scale-free terms, default beta {registry.NORMALIZED_TERMS_STYLE_WEIGHT:g}) "
-                        "or give --style_weight.")
+                        f"--normalize_terms (scale-free terms, default beta {beta:g}) or give --style_weight.")
     if style_weight is None:
         style_weight = registry.default_style_weight(spec, transform, model.normalize_features,
                                                      loss.normalize_gradients, loss.normalize_terms)

@@ -323,6 +323,7 @@ def own_processes(token):
     return procs
 
 
+@pytest.mark.slow   # starts a `ray start --head` of its own beside the fixture's cluster
 def test_a_driver_joins_a_running_cluster_and_leaves_it_running(tmp_path, expected):
     # a head as a user starts one (`ray start --head`), here on 127.0.0.1 with a token of its own; a driver
     # joins it through Ray Client (RAY_ADDRESS=ray://HOST:PORT, cluster="ray"), another one by its GCS

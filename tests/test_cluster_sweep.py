@@ -34,7 +34,8 @@ def results(sweep_dir):
 
 
 def images(sweep_dir):
-    return {r["cell"]: image_io.load_image(os.path.join(sweep_dir, r["cell"], "result.png")) for r in results(sweep_dir)}
+    return {r["cell"]: image_io.load_image(os.path.join(sweep_dir, r["cell"], "result.png"))
+            for r in results(sweep_dir)}
 
 
 def assert_same_images(a, b):

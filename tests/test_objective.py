@@ -131,7 +131,8 @@ def test_blended_targets_are_the_weighted_sum_of_the_styles_grams(objective):
     for name in STYLE:
         ga = losses.gram_matrix(EXTRACTOR(tf.constant(a[None]))[name])
         gb = losses.gram_matrix(EXTRACTOR(tf.constant(b[None]))[name])
-        np.testing.assert_allclose(blended.objective.targets.style[name].numpy(), (0.7 * ga + 0.3 * gb).numpy(), rtol=1e-5)
+        np.testing.assert_allclose(blended.objective.targets.style[name].numpy(), (0.7 * ga + 0.3 * gb).numpy(),
+                                   rtol=1e-5)
 
 
 def guides_of(content_regions, style_regions, colours=None):

@@ -77,6 +77,7 @@ def assert_same(whole, tiled, images, weights, grad_atol=2e-5):
     np.testing.assert_allclose(tiled(images, weights)[0], total_w, rtol=2e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("padding", ["replicate", "reflect"])
 def test_tiled_equals_whole_with_edge_padding_and_every_style_statistic(padding):
     """Tiles pad at their crops' edges (inside the halo) and at the image's edges (as whole images do); the

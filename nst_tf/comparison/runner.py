@@ -168,7 +168,8 @@ def _run_on_cluster(config: Config, groups, plans, outcomes, sweep_dir, show_pro
                 os.rename(os.path.join(sweep_dir, cell.name), os.path.join(sweep_dir, folder, cell.name))
         cells = tuple(remote.BatchCell(c.name, c.config, plans[c.index].inputs) for c in batch)
         tasks.append(cluster.Task(folder, remote.BatchTask(cells, resume, f"batch {b + 1}/{len(groups)}"), len(batch)))
-    say(f"{len(tasks)} batches on {config.cluster}" + (f" ({config.ray_workers} workers)" if config.ray_workers else ""))
+    workers = f" ({config.ray_workers} workers)" if config.ray_workers else ""
+    say(f"{len(tasks)} batches on {config.cluster}{workers}")
     try:
         results = cluster.run_tasks(remote.run_batch, tasks, sweep_dir, cluster=config.cluster,
                                     workers=config.ray_workers or None, cpus_per_task=1 if config.ray_workers else None,
@@ -187,7 +188,8 @@ def _run_on_cluster(config: Config, groups, plans, outcomes, sweep_dir, show_pro
             run_dir = os.path.join(sweep_dir, cell.name)
             summary = rundir.read_summary(run_dir)
             if error:
-                outcomes[cell.index] = Outcome(cell, "failed", message=error, inputs=inputs_shown(plans[cell.index].inputs))
+                outcomes[cell.index] = Outcome(cell, "failed", message=error,
+                                               inputs=inputs_shown(plans[cell.index].inputs))
             elif summary and os.path.exists(os.path.join(run_dir, "result.png")):
                 outcome = outcome_of_folder(cell, run_dir, summary, inputs_shown(plans[cell.index].inputs))
                 outcomes[cell.index] = dataclasses.replace(outcome, batch=b + 1, batch_cells=len(batch),
@@ -219,7 +221,8 @@ def run_sweep(config: Config, show_progress: bool = True, say=print, resume_dir:
         sweep_dir = resume_dir
     elif not sweep_dir:
         prefix = "sweep_" if config.sweep else ""   # a many-photo job: <folder>_<style>_<time>
-        sweep_dir = rundir.create(config.output.output_dir, config.output.run_name or prefix + rundir.default_name(config))
+        sweep_dir = rundir.create(config.output.output_dir,
+                                  config.output.run_name or prefix + rundir.default_name(config))
     rundir.write_config(config, sweep_dir, "sweep.flags", what="sweep", note=f" ({len(cells)} cells)")
     say(f"{'resuming sweep' if resume_dir else 'sweep folder:'} {sweep_dir} ({len(cells)} cells)")
 
