@@ -23,7 +23,8 @@ import numpy as np
 from PIL import Image
 
 from nst_tf import image_io, rundir
-from nst_tf.config import AUTO_SIZE, Config, field_sections, get_field, parse_field, validate, with_field
+from nst_tf.config import Config, get_field, parse_field, validate, with_field
+from nst_tf.config import options as options_of_config
 from nst_tf.errors import UserError
 
 
@@ -96,20 +97,18 @@ def _as_array(image) -> np.ndarray:
 
 def _options(config: Config, options: dict) -> Config:
     """`config` with each option (a flag name) set; values as Python values, or as a flag's text."""
-    names = field_sections(config)
+    schema = {opt.name: opt for opt in options_of_config()}
     for name, value in options.items():
-        if name not in names:
-            close = difflib.get_close_matches(name, names, n=3)
+        if name not in schema:
+            close = difflib.get_close_matches(name, schema, n=3)
             hint = (f"; did you mean {', '.join(close)}?" if close
                     else "; the options are run.py's flag names (python run.py --help).")
             raise UserError(f"unknown option {name!r}{hint}")
-        if isinstance(value, str) and not (name in ("content", "style", "content_mask", "style_mask", "weights",
-                                                   "normalize_images", "output_dir", "run_name", "device")):
+        opt = schema[name]
+        if isinstance(value, str) and (opt.is_tuple or opt.text or opt.kind is not str):
             value = parse_field(name, value)   # "1e8", "conv1_1,conv2_1", "auto" ... as on the command line
         elif isinstance(value, list):
             value = tuple(value)
-        if name == "max_size" and value == "auto":
-            value = AUTO_SIZE
         config = with_field(config, name, value)
     return config
 
