@@ -224,9 +224,11 @@ def optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: in
     with tf.device(device):
         extractor, content_layers, style_layers = _extractor_and_layers(jobs, network)
         tile_size = optim.tile_size if optim.tile_size < max(shape[:2]) else 0   # coarse scales: one tile
+        contents = [job.working.content for job in jobs]
+        same = all(c is None or c is contents[0] or np.array_equal(c, contents[0]) for c in contents)
         loss = make_loss(extractor, content_layers, style_layers, jobs[0].working, loss_config.content_loss,
                          loss_config.gram_norm, loss_config.normalize_gradients, tile_size,
-                         loss_config.normalize_terms, loss_config.style_loss)
+                         loss_config.normalize_terms, loss_config.style_loss, None if same else contents)
         weights = LossWeights.from_rows(*zip(*(j.weights.row(content_layers, style_layers) for j in jobs)))
         images = tf.Variable(np.stack([j.start_image() for j in jobs]), name="image")
         optimizer = make_optimizer(optim.optimizer, optim.learning_rate,

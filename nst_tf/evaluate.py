@@ -88,7 +88,7 @@ def make_evaluator(extractor: keras.Model, tile_size: int = 0):
 def make_loss(extractor: keras.Model, content_layers: tuple[str, ...], style_layers: tuple[str, ...],
               inputs: Inputs, content_loss: str = "l2", gram_norm: str = "paper",
               normalize_gradients: bool = False, tile_size: int = 0, normalize_terms: bool = False,
-              style_loss: str = "gram") -> Loss:
+              style_loss: str = "gram", contents: list | None = None) -> Loss:
     """The loss of `inputs` (targets computed here, once) through `extractor`, whole or in tiles.
 
     Args:
@@ -97,11 +97,14 @@ def make_loss(extractor: keras.Model, content_layers: tuple[str, ...], style_lay
       inputs: the content image, the style images with their blend weights, and the masks (guides).
       tile_size: 0 evaluates whole images; N > 0 in tiles of about N pixels (`nst_tf.tiling`), which needs
         a chain backbone (VGG) and no gradient normalization (ValueError otherwise).
+      contents: one content image per image of the batch (each its own content targets), instead of
+        `inputs.content` for all.
     """
     evaluator = make_evaluator(extractor, tile_size)
     if normalize_gradients and not evaluator.whole_graph:
         raise ValueError("tiles cannot normalize gradients (that needs whole feature maps)")
-    targets = compute_targets(evaluator, inputs, tuple(content_layers), tuple(style_layers), style_loss, content_loss)
+    targets = compute_targets(evaluator, inputs, tuple(content_layers), tuple(style_layers), style_loss, content_loss,
+                              contents)
     objective = Objective(content_layers, style_layers, targets, content_loss, gram_norm, normalize_gradients,
                           normalize_terms, style_loss)
     return Loss(objective, evaluator)

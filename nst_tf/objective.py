@@ -105,7 +105,7 @@ WHOLE = Window()
 class Targets:
     """What the image is compared with, computed once.
 
-    content: {layer: [1, h, w, C]} the content image's features P.
+    content: {layer: [1, h, w, C]} the content image's features P ([B, ...]: one content image per image).
     style: {layer: [1, C, C]} normalized Gram matrices a (blended over the style images), or with guides
       [1, K, C, C], one per region of the content mask.
     regions: with guides, {layer: [K, h, w]} the content mask's regions at the layer's size.
@@ -131,7 +131,8 @@ def statistic_features(features: tf.Tensor, style_loss: str) -> tf.Tensor:
 
 
 def compute_targets(evaluator, inputs: Inputs, content_layers: tuple[str, ...],
-                    style_layers: tuple[str, ...], style_loss: str = "gram", content_loss: str = "l2") -> Targets:
+                    style_layers: tuple[str, ...], style_loss: str = "gram", content_loss: str = "l2",
+                    contents: list[np.ndarray] | None = None) -> Targets:
     """The targets of `inputs` through `evaluator` (whole or tiled: the same values).
 
     Style targets: the Gram matrices of the style images blended, a = sum_s b_s a_s. With guides, one per
@@ -140,9 +141,9 @@ def compute_targets(evaluator, inputs: Inputs, content_layers: tuple[str, ...],
     K regions (the seeds' report); a region that no style image has adds nothing (content only there).
     """
     content = {}
-    if content_layers:
-        content = {name: tf.constant(f) for name, f in
-                   evaluator.feature_maps(inputs.content, content_layers).items()}
+    if content_layers:   # [1, h, w, C], or [B, h, w, C] with one content image per image of the batch
+        maps = [evaluator.feature_maps(c, content_layers) for c in (contents or [inputs.content])]
+        content = {name: tf.constant(tf.concat([m[name] for m in maps], axis=0)) for name in content_layers}
     targets = Targets(content, {}, {}, None, {},
                       {name: losses.content_scale(t, content_loss) for name, t in content.items()})
     if not style_layers:

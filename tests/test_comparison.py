@@ -196,3 +196,26 @@ def test_a_folder_of_photos_gives_a_contact_sheet_and_a_bad_photo_fails_alone(tm
     assert image_io.load_image(str(tmp_path / "out" / job / "01_content=b.png" / "result.png")).shape == (32, 27, 3)
     sheet = image_io.load_image(str(tmp_path / "out" / job / "grid.png"))
     assert sheet.shape[0] > 3 * 32   # a row per photo
+
+
+@pytest.mark.slow
+def test_photos_of_one_size_share_a_batch_and_equal_their_runs_alone(tmp_path, style_path):
+    """Each image of the batch has its own content targets: the batch gives each photo's lone result."""
+    import dataclasses as dc
+    from nst_tf import stylize
+    from tests.conftest import write_png
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for k in (1, 2):
+        write_png(photos / f"p{k}.png", smooth_image(40, 48, seed=k))
+    write_png(photos / "tall.png", smooth_image(48, 40, seed=3))   # another shape: its own batch
+    config = tiny_config(tmp_path, str(photos), style_path)
+    job = runner.run_sweep(dc.replace(config, output=dc.replace(config.output, run_name="job")), **QUIET)
+    rows = list(csv.DictReader(open(os.path.join(job, "results.csv"))))
+    assert [(os.path.basename(r["content"]), r["batch"], r["batch_cells"]) for r in rows] == [
+        ("p1.png", "1", "2"), ("p2.png", "1", "2"), ("tall.png", "2", "1")]
+    for row in rows:
+        alone = stylize.run(dc.replace(config, images=dc.replace(config.images, content=row["content"]),
+                                       output=dc.replace(config.output, run_name="alone_" + row["cell"])), **QUIET)
+        np.testing.assert_allclose(image_io.load_image(os.path.join(job, row["cell"], "result.png")),
+                                   image_io.load_image(os.path.join(alone, "result.png")), atol=1.5 / 255)

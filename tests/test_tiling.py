@@ -147,3 +147,18 @@ def test_tiles_refuse_gradient_normalization(vgg):
     with pytest.raises(ValueError, match="normalize"):
         make_loss(extractor, (), SHALLOW, Inputs(None, [stripes_image(16, 16)]), normalize_gradients=True,
                   tile_size=8)
+
+
+def test_tiled_equals_whole_with_a_content_image_per_image(vgg):
+    """A many-photo batch: each image of the batch has its own content targets, tiled as whole."""
+    extractor = backbones.build_extractor(vgg, ("conv2_1", "conv1_1"))
+    contents = [smooth_image(44, 58, seed=3), smooth_image(44, 58, seed=4)]
+    inputs = Inputs(contents[0], [stripes_image(30, 50)])
+    whole = make_loss(extractor, ("conv2_1",), ("conv1_1",), inputs, contents=contents)
+    tiled = make_loss(extractor, ("conv2_1",), ("conv1_1",), inputs, tile_size=12, contents=contents)
+    assert whole.objective.targets.content["conv2_1"].shape[0] == 2
+    weights = LossWeights.create(2, 1.0, 1e3, 1.0, (1.0,), (1.0,))
+    images = tf.constant(np.stack(contents))
+    assert_same(whole, tiled, images, weights)
+    _, terms = whole(images, weights)   # each image is its own content: no content loss
+    np.testing.assert_allclose(terms["content/conv2_1"].numpy(), [0.0, 0.0], atol=1e-2)

@@ -199,8 +199,17 @@ def expand(base: Config) -> list[Cell]:
     return cells
 
 
-def batch_key(config: Config) -> Config:
+def content_per_image(config: Config) -> bool:
+    """Whether cells with other content images (of one shape) can share a batch: each image then has its
+    own content targets, and the style targets must not depend on the content (no masks; no colour mode
+    that takes the style to the content's colours or luminance first)."""
+    return not config.images.content_mask and config.images.preserve_colors in ("none", "swap")
+
+
+def batch_key(config: Config, shape: tuple | None = None):
     """What cells must share to be optimized as one batch: the config with its per-image fields blanked.
+    Given the image `shape` a cell will have, its content image is per image too (`content_per_image`),
+    so the photos of a many-photo job that share a size share batches.
 
     With `--weights=random` the seed also draws the network's weights, so it splits batches too.
     """
@@ -209,7 +218,11 @@ def batch_key(config: Config) -> Config:
         if name == "seed" and config.model.weights == "random":
             continue
         key = with_field(key, name, _default(name))
-    return key
+    if shape is None:
+        return key
+    if content_per_image(config):
+        key = with_field(key, "content", None)
+    return key, tuple(shape)
 
 
 def auto_batch_size(config: Config) -> int:
@@ -218,12 +231,13 @@ def auto_batch_size(config: Config) -> int:
     return max(1, AUTO_BATCH_PIXELS // config.images.max_size ** 2)
 
 
-def batches(cells: list[Cell], batch_size: int = 0) -> list[list[Cell]]:
+def batches(cells: list[Cell], batch_size: int = 0, shapes: dict[int, tuple] | None = None) -> list[list[Cell]]:
     """Cells grouped by `batch_key` (in order of first appearance), each group cut into batches of at
-    most `batch_size` cells (0: `auto_batch_size`)."""
-    groups: dict[Config, list[Cell]] = {}
+    most `batch_size` cells (0: `auto_batch_size`). With `shapes` ({cell index: its image's shape, as
+    planned}) cells with other content images of one shape group together."""
+    groups: dict[object, list[Cell]] = {}
     for cell in cells:
-        groups.setdefault(batch_key(cell.config), []).append(cell)
+        groups.setdefault(batch_key(cell.config, None if shapes is None else shapes[cell.index]), []).append(cell)
     out = []
     for group in groups.values():
         size = batch_size or auto_batch_size(group[0].config)

@@ -108,8 +108,9 @@ def _groups(cells: list[Cell], plans: dict[int, Plan], failed: dict[int, str], s
             fresh.append(cell)
         else:
             by_step.setdefault(step, []).append(cell)
-    groups = [(batch, False) for batch in batches(fresh, batch_size)]
-    groups += [(batch, True) for same_step in by_step.values() for batch in batches(same_step, batch_size)]
+    shapes = {index: plan.inputs.shape for index, plan in plans.items()}
+    groups = [(batch, False) for batch in batches(fresh, batch_size, shapes)]
+    groups += [(batch, True) for same_step in by_step.values() for batch in batches(same_step, batch_size, shapes)]
     return outcomes, groups
 
 
