@@ -148,7 +148,8 @@ def optimize(jobs: list[Job], network: Network, device: str, show_progress: bool
                 job.init = image
         resumed = resume and all(rundir.has_state(j.run_dir) for j in stage)
         if not final and resumed and all(rundir.finished(j.run_dir) for j in stage):
-            previous = [rundir.load_state(j.run_dir)["images"] for j in stage]
+            margin = jobs[0].config.optim.canvas_margin   # a saved state holds the canvas
+            previous = [crop_canvas(rundir.load_state(j.run_dir)["images"], margin) for j in stage]
             continue
         for job in stage:
             os.makedirs(job.run_dir, exist_ok=True)
@@ -165,6 +166,20 @@ def optimize(jobs: list[Job], network: Network, device: str, show_progress: bool
             return
 
 
+def pad_canvas(image: np.ndarray | None, margin: int) -> np.ndarray | None:
+    """[H, W, 3] mirrored out by `margin` px on each side (--canvas_margin): the canvas optimized."""
+    if image is None or not margin:
+        return image
+    if min(image.shape[:2]) <= margin:
+        raise UserError(f"--canvas_margin={margin} needs an image larger than {margin} px at every scale.")
+    return np.pad(image, ((margin, margin), (margin, margin), (0, 0)), mode="reflect")
+
+
+def crop_canvas(images: np.ndarray, margin: int) -> np.ndarray:
+    """The centre of canvases [..., H + 2m, W + 2m, 3]: the images the canvases were made from."""
+    return images[..., margin:-margin, margin:-margin, :] if margin else images
+
+
 class _AllStopped(Exception):
     """Every job of the batch has stopped (diverged): nothing left to optimize."""
 
@@ -174,11 +189,12 @@ class _BatchLog:
     becomes non-finite stops alone (images of a batch do not share gradients) and keeps its last image.
     When a logger takes a snapshot, every running job's optimizer state is saved with it."""
 
-    def __init__(self, jobs: list[Job], device: str, save, num_steps: int, progress=None):
+    def __init__(self, jobs: list[Job], device: str, save, num_steps: int, progress=None, margin: int = 0):
         self.jobs, self.device, self.save = jobs, device, save
-        self.num_steps, self.progress = num_steps, progress
+        self.num_steps, self.progress, self.margin = num_steps, progress, margin
 
     def __call__(self, step: int, images: np.ndarray, terms: dict) -> None:
+        images = crop_canvas(images, self.margin)   # loggers, snapshots, the result and the next scale: the centre
         if self.progress is not None:
             self.progress(step, self.num_steps)
         snapshots = {id(job): job.logger.last_snapshot for job in self.running()}
@@ -219,18 +235,20 @@ def optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: in
     """`optimize` at one scale: `num_steps` updates of every job's image from its start (or saved state)."""
     first = jobs[0].config
     loss_config, optim = first.loss, first.optim
-    shape = jobs[0].working.shape
+    margin = optim.canvas_margin   # the canvas: the content mirrored out by `margin` px; the result is its centre
+    working = dataclasses.replace(jobs[0].working, content=pad_canvas(jobs[0].working.content, margin))
+    shape = working.shape
     keras.utils.set_random_seed(optim.seed)
     with tf.device(device):
         extractor, content_layers, style_layers = _extractor_and_layers(jobs, network)
         tile_size = optim.tile_size if optim.tile_size < max(shape[:2]) else 0   # coarse scales: one tile
-        contents = [job.working.content for job in jobs]
+        contents = [pad_canvas(job.working.content, margin) for job in jobs]
         same = all(c is None or c is contents[0] or np.array_equal(c, contents[0]) for c in contents)
-        loss = make_loss(extractor, content_layers, style_layers, jobs[0].working, loss_config.content_loss,
+        loss = make_loss(extractor, content_layers, style_layers, working, loss_config.content_loss,
                          loss_config.gram_norm, loss_config.normalize_gradients, tile_size,
                          loss_config.normalize_terms, loss_config.style_loss, None if same else contents)
         weights = LossWeights.from_rows(*zip(*(j.weights.row(content_layers, style_layers) for j in jobs)))
-        images = tf.Variable(np.stack([j.start_image() for j in jobs]), name="image")
+        images = tf.Variable(np.stack([pad_canvas(j.start_image(), margin) for j in jobs]), name="image")
         optimizer = make_optimizer(optim.optimizer, optim.learning_rate,
                                    optim.jit_compile and max(shape[:2]) >= XLA_MIN_SIZE, optim.average_decay)
         start = _restore(jobs, images, optimizer, num_steps) if resume else 0
@@ -241,7 +259,7 @@ def optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: in
                                    num_steps, first.output.save_every, index=i, desc=desc,
                                    show_progress=show_progress and i == 0)
             if resume:
-                job.logger.resume(start, images[i].numpy())
+                job.logger.resume(start, crop_canvas(images[i].numpy(), margin))
             else:
                 job.logger.log_inputs(job.working.named_images())
 
@@ -253,7 +271,7 @@ def optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: in
             if on_save is not None:
                 on_save()
 
-        log = _BatchLog(jobs, device, save, num_steps, on_progress)
+        log = _BatchLog(jobs, device, save, num_steps, on_progress, margin)
         try:
             optimizer.run(loss, images, weights, num_steps, log, first.output.log_every)
         except _AllStopped:

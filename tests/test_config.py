@@ -170,7 +170,7 @@ def test_every_option_is_a_flag_and_every_flag_reaches_the_config(tmp_path):
               "optimizer": "adam", "num_steps": "17", "learning_rate": "0.07", "init": "style", "seed": "9",
               "device": "cpu", "tile_size": "0", "jit_compile": "false", "output_dir": str(tmp_path),
               "run_name": "x", "save_every": "3", "log_every": "2", "sweep": "seed:1,2", "sweep_batch": "2",
-              "cluster": "ray://10.0.0.1:10001", "ray_workers": "3"}
+              "cluster": "ray://10.0.0.1:10001", "ray_workers": "3", "canvas_margin": "8"}
     names = {opt.name for opt in schema.options()}
     assert set(values) == names   # this test names every option
     assert names <= set(run_script.FLAGS)

@@ -34,3 +34,14 @@ def test_padded_vgg_has_the_same_shapes_and_interior():
         # only the border of conv1_1 changes
         np.testing.assert_allclose(a["conv1_1"][:, 1:-1, 1:-1].numpy(), b["conv1_1"][:, 1:-1, 1:-1].numpy(), atol=1e-4)
         assert not np.allclose(a["conv1_1"][:, 0].numpy(), b["conv1_1"][:, 0].numpy())
+
+
+def test_canvas_is_the_image_mirrored_out():
+    from nst_tf import engine
+    image = np.arange(12, dtype=np.float32).reshape(3, 4, 1).repeat(3, axis=-1)
+    canvas = engine.pad_canvas(image, 2)
+    assert canvas.shape == (7, 8, 3)
+    np.testing.assert_array_equal(canvas[2:-2, 2:-2], image)          # the centre is the image
+    np.testing.assert_array_equal(canvas[2, :2, 0], [2.0, 1.0])         # row 0 mirrored: 2 1 | 0 1 2 3
+    np.testing.assert_array_equal(engine.crop_canvas(canvas[None], 2)[0], image)
+    assert engine.pad_canvas(image, 0) is image

@@ -109,3 +109,35 @@ def test_a_crash_keeps_the_last_image_and_state(tmp_path, content_path, style_pa
     assert '"status": "crashed"' in (run_dir / "summary.json").read_text()
 
 
+
+
+@pytest.mark.slow
+def test_a_canvas_run_keeps_the_centre_and_resumes_to_the_same_image(tmp_path, content_path, style_path):
+    """--canvas_margin with the new defaults' companions (replicate padding, an iterate average, a pyramid):
+    the result has the content's size, and a run interrupted in its last scale resumes to the same image."""
+    import dataclasses as dc
+    from nst_tf.summaries import RunLogger
+
+    def config(name):
+        base = config_for(tmp_path, content_path, style_path, name, num_steps=8)
+        return dc.replace(base, images=dc.replace(base.images, scales=(24, 32)),
+                          model=dc.replace(base.model, padding="replicate"),
+                          optim=dc.replace(base.optim, canvas_margin=4, average_decay=0.9))
+    whole = stylize.run(config("whole"), **QUIET)
+    assert image_io.load_image(os.path.join(whole, "result.png")).shape == (27, 32, 3)
+    original = RunLogger.__call__
+
+    def stop_in_the_last_scale(self, step, images, terms):
+        original(self, step, images, terms)
+        if step >= 2 and not self.run_dir.split(os.sep)[-2] == "scales":
+            raise KeyboardInterrupt
+    RunLogger.__call__ = stop_in_the_last_scale
+    try:
+        with pytest.raises(Interrupted):
+            stylize.run(config("parts"), **QUIET)
+    finally:
+        RunLogger.__call__ = original
+    parts = os.path.join(str(tmp_path), "parts")
+    stylize.run(config("parts"), resume_dir=parts, **QUIET)
+    np.testing.assert_array_equal(image_io.load_image(os.path.join(parts, "result.png")),
+                                  image_io.load_image(os.path.join(whole, "result.png")))
