@@ -185,7 +185,8 @@ class OptimConfig:
     # style terms decorate (issue 15: 1.63 -> 1.23 on the border figure at 256 px with 32 px).
     canvas_margin: int = option(0, "Optimize a canvas this many px larger on each side (the content mirrored "
                                 "out) and keep its centre, so the result's border is not the network's (no band "
-                                "of artifacts along it); costs the extra pixels.")
+                                "of artifacts along it); px at the result's size, scaled down with the coarser "
+                                "scales of a pyramid; costs the extra pixels.")
     jit_compile: bool = option(True, "Compile the step with XLA for images of 256 px and more: faster and less "
                                "memory, a few seconds more to start (README, Speed).")
 

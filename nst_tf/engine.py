@@ -147,14 +147,15 @@ def optimize(jobs: list[Job], network: Network, device: str, show_progress: bool
             for job, image in zip(stage, previous):
                 job.init = image
         resumed = resume and all(rundir.has_state(j.run_dir) for j in stage)
+        margin = canvas_margin(jobs[0].config.optim.canvas_margin, size, plan[-1][0], stage[0].working.shape)
         if not final and resumed and all(rundir.finished(j.run_dir) for j in stage):
-            margin = jobs[0].config.optim.canvas_margin   # a saved state holds the canvas
+            # a saved state holds the canvas
             previous = [crop_canvas(rundir.load_state(j.run_dir)["images"], margin) for j in stage]
             continue
         for job in stage:
             os.makedirs(job.run_dir, exist_ok=True)
         optimize_scale(stage, network, device, steps, show_progress,
-                       desc if len(plan) == 1 else f"{desc} {size}px", resumed, on_save, progress)
+                       desc if len(plan) == 1 else f"{desc} {size}px", resumed, on_save, progress, margin)
         if final:
             return
         for job, scaled in zip(alive, stage):
@@ -164,6 +165,14 @@ def optimize(jobs: list[Job], network: Network, device: str, show_progress: bool
         alive = [job for job, scaled in zip(alive, stage) if scaled.status == "done"]
         if not alive:
             return
+
+
+def canvas_margin(margin: int, size: int, final_size: int, shape: tuple[int, ...]) -> int:
+    """The --canvas_margin of one scale of a pyramid: `margin` px at the result's size, scaled with the size
+    (at least 1 px where it is on), and less than the image's short side."""
+    if not margin:
+        return 0
+    return max(1, min(round(margin * size / final_size), min(shape[:2]) - 1))
 
 
 def pad_canvas(image: np.ndarray | None, margin: int) -> np.ndarray | None:
@@ -231,11 +240,12 @@ def _extractor_and_layers(jobs: list[Job], network: Network):
 
 def optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: int, show_progress: bool = True,
                    desc: str = "steps", resume: bool = False, on_save: Callable[[], None] | None = None,
-                   on_progress: Callable[[int, int], None] | None = None) -> None:
-    """`optimize` at one scale: `num_steps` updates of every job's image from its start (or saved state)."""
+                   on_progress: Callable[[int, int], None] | None = None, margin: int = 0) -> None:
+    """`optimize` at one scale: `num_steps` updates of every job's image from its start (or saved state).
+    `margin` > 0: the images optimized are canvases, the content mirrored out by that many px, and the
+    result is their centre (--canvas_margin)."""
     first = jobs[0].config
     loss_config, optim = first.loss, first.optim
-    margin = optim.canvas_margin   # the canvas: the content mirrored out by `margin` px; the result is its centre
     working = dataclasses.replace(jobs[0].working, content=pad_canvas(jobs[0].working.content, margin))
     shape = working.shape
     keras.utils.set_random_seed(optim.seed)

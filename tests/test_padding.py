@@ -45,3 +45,12 @@ def test_canvas_is_the_image_mirrored_out():
     np.testing.assert_array_equal(canvas[2, :2, 0], [2.0, 1.0])         # row 0 mirrored: 2 1 | 0 1 2 3
     np.testing.assert_array_equal(engine.crop_canvas(canvas[None], 2)[0], image)
     assert engine.pad_canvas(image, 0) is image
+
+
+def test_the_canvas_margin_scales_with_the_pyramid():
+    from nst_tf import engine
+    assert engine.canvas_margin(16, 512, 512, (384, 512, 3)) == 16
+    assert engine.canvas_margin(16, 128, 512, (96, 128, 3)) == 4
+    assert engine.canvas_margin(16, 32, 512, (24, 32, 3)) == 1       # at least 1 px where it is on
+    assert engine.canvas_margin(64, 512, 512, (20, 512, 3)) == 19    # less than the short side
+    assert engine.canvas_margin(0, 512, 512, (384, 512, 3)) == 0
