@@ -184,6 +184,17 @@ def pad_canvas(image: np.ndarray | None, margin: int) -> np.ndarray | None:
     return np.pad(image, ((margin, margin), (margin, margin), (0, 0)), mode="reflect")
 
 
+def canvas_inputs(inputs: Inputs, margin: int) -> Inputs:
+    """`inputs` for a canvas: the content, and the content mask's regions, mirrored out by `margin` px."""
+    if not margin:
+        return inputs
+    guides = inputs.guides
+    if guides is not None:
+        guides = dataclasses.replace(guides, content=np.pad(guides.content, ((0, 0), (margin, margin),
+                                                                             (margin, margin)), mode="reflect"))
+    return dataclasses.replace(inputs, content=pad_canvas(inputs.content, margin), guides=guides)
+
+
 def crop_canvas(images: np.ndarray, margin: int) -> np.ndarray:
     """The centre of canvases [..., H + 2m, W + 2m, 3]: the images the canvases were made from."""
     return images[..., margin:-margin, margin:-margin, :] if margin else images
@@ -246,7 +257,7 @@ def optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: in
     result is their centre (--canvas_margin)."""
     first = jobs[0].config
     loss_config, optim = first.loss, first.optim
-    working = dataclasses.replace(jobs[0].working, content=pad_canvas(jobs[0].working.content, margin))
+    working = canvas_inputs(jobs[0].working, margin)
     shape = working.shape
     keras.utils.set_random_seed(optim.seed)
     with tf.device(device):
