@@ -352,8 +352,13 @@ def test_a_driver_joins_a_running_cluster_and_leaves_it_running(tmp_path, expect
         for name, how, address in (("client", "ray", f"ray://{cluster.LOOPBACK}:{client_port}"),
                                    ("gcs", f"{cluster.LOOPBACK}:{gcs_port}", None)):
             run_env = {**driver_env, **({"RAY_ADDRESS": address} if address else {})}
-            outs[name] = subprocess.run([sys.executable, "-c", JOIN_DRIVER, str(tmp_path / name), root, how],
-                                        env=run_env, capture_output=True, text=True, timeout=90)
+            for attempt in range(3):
+                outs[name] = subprocess.run([sys.executable, "-c", JOIN_DRIVER, str(tmp_path / name), root, how],
+                                            env=run_env, capture_output=True, text=True, timeout=90)
+                # Ray 2.60's client proxy now and then refuses a client while the head is busy ("Initialization
+                # failure from server", seen once in a full suite run under load); a user retries, so does this
+                if outs[name].returncode == 0 or "Initialization failure from server" not in outs[name].stderr:
+                    break
             assert outs[name].returncode == 0, outs[name].stderr[-3000:]
         head = own_processes(token)
         assert {"gcs_server", "raylet"} <= {p.name() for p in head}   # the driver left the cluster running

@@ -39,9 +39,13 @@ def images(sweep_dir):
 
 
 def assert_same_images(a, b):
+    """Float tolerance: one thread per worker against two here, so the last bits differ and grow over the
+    steps into a few levels of a PNG at a few pixels (6 of 255 at one of 2592 values, seen); on average
+    well under one level."""
     assert set(a) == set(b)
-    for name in a:   # one thread per worker against two here: the last bits may differ, PNGs by a level
-        np.testing.assert_allclose(a[name], b[name], atol=2 / 255, err_msg=name)
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], atol=10 / 255, err_msg=name)
+        assert np.abs(a[name] - b[name]).mean() < 0.5 / 255, name
 
 
 @pytest.mark.slow
@@ -85,9 +89,11 @@ def ray_workers():
 @pytest.mark.slow
 def test_a_killed_worker_is_retried_and_its_cell_continues_from_its_last_snapshot(tmp_path, content_path,
                                                                                    style_path):
-    reference = runner.run_sweep(sweep_config(tmp_path, content_path, style_path, "reference", num_steps=30),
-                                 show_progress=False, say=lambda *a: None)
-    config = sweep_config(tmp_path, content_path, style_path, "killed", cluster="ray", num_steps=30)
+    # the undisturbed sweep on the same workers (one thread each, as the killed one): a retried cell that
+    # continues from its saved state gives the same bits
+    reference = runner.run_sweep(sweep_config(tmp_path, content_path, style_path, "reference", cluster="ray",
+                                              num_steps=20), show_progress=False, say=lambda *a: None)
+    config = sweep_config(tmp_path, content_path, style_path, "killed", cluster="ray", num_steps=20)
     said, out = [], {}
     driver = threading.Thread(target=lambda: out.update(dir=runner.run_sweep(config, show_progress=False,
                                                                              say=said.append)), daemon=True)
@@ -109,7 +115,8 @@ def test_a_killed_worker_is_retried_and_its_cell_continues_from_its_last_snapsho
     assert sorted(r["attempts"] for r in rows) == ["1", "2"]
     retried = [line for line in said if "its worker died; attempt 2 continued from step" in line]
     assert len(retried) == 1, said   # from a saved step, not from the start
-    assert_same_images(images(reference), images(out["dir"]))
+    for name, image in images(reference).items():
+        np.testing.assert_array_equal(images(out["dir"])[name], image, err_msg=name)
     for row in rows:   # every step logged once, as in an undisturbed run
         steps = [int(r["step"]) for r in csv.DictReader(open(os.path.join(out["dir"], row["cell"], "losses.csv")))]
-        assert steps == list(range(31))
+        assert steps == list(range(21))
