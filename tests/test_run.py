@@ -16,7 +16,8 @@ from nst_tf import image_io
 from tests.conftest import write_png, smooth_image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--backbone=vgg16_hed", "--max_size=32", "--seed=3", "--progress=false"]
+TINY = ["--backbone=vgg16_hed", "--max_size=32", "--seed=3", "--progress=false",
+        "--canvas_margin=0"]   # a 16 px canvas would quadruple a 32 px image; its own tests are in test_stylize
 
 
 def main_in_process(*args) -> int:
