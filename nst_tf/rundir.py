@@ -26,7 +26,8 @@ from datetime import datetime
 import numpy as np
 
 from nst_tf import image_io
-from nst_tf.config import Config, field_sections, from_flags, split_list, to_dict, to_flags, validate, with_field
+from nst_tf.config import (Config, field_sections, from_flags, schedule, split_list, to_dict, to_flags, validate,
+                           with_field)
 from nst_tf.errors import UserError
 
 STATE_FILE = "state.npz"
@@ -166,6 +167,12 @@ def read_summary(run_dir: str) -> dict:
 
 def finished(run_dir: str) -> bool:
     return read_summary(run_dir).get("status") == "done"
+
+
+def completed(summary: dict, config: Config) -> bool:
+    """Whether a run's summary says it is done with all the steps of `config`'s last scale (a finished run
+    asked for more steps is not)."""
+    return summary.get("status") == "done" and summary.get("steps", 0) >= schedule(config)[-1][1]
 
 
 def save_state(run_dir: str, state: dict[str, np.ndarray]) -> None:

@@ -64,9 +64,7 @@ def run_batch(task: BatchTask, workdir: str, sync, progress) -> dict:
 
 def _done(job) -> bool:
     from nst_tf import rundir
-    from nst_tf.config import schedule
-    summary = rundir.read_summary(job.run_dir)
-    return summary.get("status") == "done" and summary.get("steps", 0) >= schedule(job.config)[-1][1]
+    return rundir.completed(rundir.read_summary(job.run_dir), job.config)
 
 
 def _started(run_dir: str) -> bool:

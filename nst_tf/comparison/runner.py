@@ -17,7 +17,7 @@ import shutil
 import tensorflow as tf
 
 from nst_tf import engine, image_io, rundir
-from nst_tf.config import Config, schedule
+from nst_tf.config import Config
 from nst_tf.errors import Interrupted, UserError
 from nst_tf.inputs import Inputs
 from nst_tf.plan import Plan, make_plan, pick_device, with_seed_and_backbone
@@ -99,8 +99,7 @@ def _groups(cells: list[Cell], plans: dict[int, Plan], failed: dict[int, str], s
             continue
         run_dir = os.path.join(sweep_dir, cell.name)
         summary = rundir.read_summary(run_dir) if resume else {}
-        if summary.get("status") == "diverged" or (
-                summary.get("status") == "done" and summary.get("steps", 0) >= schedule(cell.config)[-1][1]):
+        if summary.get("status") == "diverged" or rundir.completed(summary, cell.config):
             outcomes[cell.index] = outcome_of_folder(cell, run_dir, summary, inputs_shown(plans[cell.index].inputs))
             continue
         step = rundir.saved_step(run_dir) if resume else None
