@@ -12,6 +12,8 @@
   python run.py --content=... --style=a.jpg,b.jpg --style_blend_weights=0.7,0.3  # blend two styles
   python run.py --content=... --style=a.jpg,b.jpg --content_mask=m.png --style_mask=#ff0000,#0000ff
   python run.py --content=... --style=... --max_size=1024 --scales=256,512,1024  # coarse to fine
+  python run.py --mode=train --style=painting.jpg [--train_images=DIR]          # a feed-forward stylizer
+  python run.py --mode=apply --model=outputs/<run>/stylizer.keras --content=photos/  # one pass per photo
 
 This file alone defines and reads flags; it turns them into one frozen `nst_tf.config.Config` and hands
 it to `nst_tf.stylize.run` (or `nst_tf.comparison.run_sweep`). Errors in the input end with one line on
@@ -187,8 +189,10 @@ def parse(argv: list[str]) -> tuple[Config | None, list, str | None]:
         config = rundir.resumed_config(resume_dir, given_options())
     else:
         config = config_from_flags()
-    cells = comparison.expand(config)
+    cells = [] if config.feed_forward else comparison.expand(config)
     many = comparison.photo_files(config.images.content) is not None   # a bad photo fails alone, later
+    if config.stylizer.model:
+        image_io.check_model_path(config.stylizer.model)
     for cfg in [c.config for c in cells] or [config]:
         for kind, paths in cfg.image_paths.items():
             for path in paths:
@@ -228,6 +232,12 @@ def _main(argv: list[str]) -> int:
             if FLAGS.list_layers:
                 size = schema.parse_max_size(FLAGS.max_size)
                 print(list_layers.describe(FLAGS.backbone, size or REFERENCE_SIZE, FLAGS.pooling, FLAGS.content))
+            elif config.mode == "train":
+                from nst_tf.stylizer import train
+                train.train(config, show_progress=FLAGS.progress, resume_dir=resume_dir)
+            elif config.mode == "apply":
+                from nst_tf.stylizer import apply
+                apply.apply(config)
             elif cells:
                 runner.run_sweep(config, show_progress=FLAGS.progress, resume_dir=resume_dir)
             else:

@@ -5,7 +5,7 @@
     result.image      # float32 RGB in [0, 1]
     result.run_dir    # outputs/photo_painting_<time>/ (run.flags, losses.csv, TensorBoard, ...)
 
-`transfer`, `reconstruct`, `texture`, `sweep` and `resume` are the Python API (`nst_tf.api`); run.py is
+`transfer`, `reconstruct`, `texture`, `sweep`, `resume`, `train_stylizer` and `apply_stylizer` are the Python API (`nst_tf.api`); run.py is
 a client of it. TensorFlow loads at the first call, not at `import nst_tf`, so the command line checks
 its flags in a blink. The package is TensorFlow-only; Keras is pinned to its TensorFlow backend here,
 before anything imports it, so a user's `KERAS_BACKEND=jax` cannot break the feature extractor.
@@ -16,7 +16,8 @@ os.environ["KERAS_BACKEND"] = "tensorflow"
 
 __version__ = "0.2.0"
 
-_API = ("transfer", "reconstruct", "texture", "sweep", "resume", "Result", "SweepResult")
+_API = ("transfer", "reconstruct", "texture", "sweep", "resume", "train_stylizer", "apply_stylizer", "Result",
+        "SweepResult", "StylizerResult")
 __all__ = list(_API)
 
 

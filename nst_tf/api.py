@@ -4,7 +4,9 @@
   nst_tf.reconstruct(content, layer="conv4_2", **options) content reconstruction from noise
   nst_tf.texture(style, **options)                      texture synthesis from noise
   nst_tf.sweep(content, style, axes={...}, **options)   a comparison grid, e.g. axes={"ratio": [1e-4, 1e-3]}
-  nst_tf.resume(run_dir, **overrides)                   continue a stopped run or sweep
+  nst_tf.resume(run_dir, **overrides)                   continue a stopped run, sweep or training
+  nst_tf.train_stylizer(style, train_images=None, **options) a feed-forward stylizer (Johnson et al. 2016)
+  nst_tf.apply_stylizer(model, content, **options)      stylize photos with it, one forward pass each
 
 Images may be file paths, PIL images, numpy arrays or tensors (HxWx3 or 1xHxWx3; floats in [0, 1] or
 uint8). An image given in memory is saved as a PNG in `<run folder>/inputs/` and the run reads it from
@@ -66,6 +68,27 @@ class SweepResult:
 
     def _repr_png_(self) -> bytes:
         return _png(self.grid)
+
+
+@dataclasses.dataclass
+class StylizerResult:
+    """A trained stylizer: `model` (the Keras model), `path` (its stylizer.keras), `run_dir`, `samples` (the
+    held-out photos stylized, samples.png) and `terms`, the last logged named terms (batch means)."""
+    model: object
+    path: str
+    run_dir: str
+    samples: np.ndarray
+    terms: dict[str, float]
+
+    @classmethod
+    def of(cls, run_dir: str) -> "StylizerResult":
+        from nst_tf.stylizer import apply, train
+        path = os.path.join(run_dir, train.MODEL_FILE)
+        return cls(apply.load(path), path, run_dir, image_io.load_image(os.path.join(run_dir, "samples.png")),
+                   rundir.read_summary(run_dir).get("final", {}))
+
+    def _repr_png_(self) -> bytes:
+        return _png(self.samples)
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -203,4 +226,41 @@ def resume(run_dir: str, *, say=print, progress: bool = True, **overrides):
                             show_progress=progress, say=_say(say))
     if os.path.exists(os.path.join(folder, "sweep.flags")):
         return SweepResult.of(folder)
+    if rundir.read_config(folder).mode == "train":
+        return StylizerResult.of(folder)
     return Result.of(folder)
+
+
+def train_stylizer(style, train_images: str | None = None, *, say=print, progress: bool = True,
+                   **options) -> StylizerResult:
+    """Trains a feed-forward stylizer on `style` (a path, or a list of paths: one network with a set of
+    normalization weights per style) over `train_images` (a folder; default the bundled photos), with the
+    run's objective; options as for `transfer` plus train_size, train_steps, batch_size, stylizer_width,
+    train_learning_rate, export (("saved_model", "tflite"))."""
+    from nst_tf.stylizer import train
+    styles = style if isinstance(style, (list, tuple)) else [style]
+    if any(not isinstance(s, (str, os.PathLike)) for s in styles):
+        raise UserError("train_stylizer takes its style images as file paths.")
+    options = {**options, "style": ",".join(os.fspath(s) for s in styles)}
+    if train_images is not None:
+        options["train_images"] = os.fspath(train_images)
+    config = validate(_options(Config(mode="train"), options))
+    return StylizerResult.of(train.train(config, show_progress=progress, say=_say(say)))
+
+
+def apply_stylizer(model, content, *, say=print, **options):
+    """Stylizes `content` with a trained stylizer (`model`: a stylizer.keras path or a StylizerResult) in one
+    forward pass: a Result for one image (a path or an in-memory image), a list of Results (one per photo)
+    for a folder or a pattern. Options as for `transfer`: max_size, preserve_colors (none, luminance, swap),
+    style_blend_weights (one per style of the network)."""
+    from nst_tf.comparison.axes import photo_files
+    from nst_tf.stylizer import apply
+    path = model.path if isinstance(model, StylizerResult) else os.fspath(model)
+    session = _Session(_options(Config(mode="apply"), {**options, "model": path}), {"content": content})
+    config = validate(session.config)
+    folder = apply.apply(config, say=_say(say), run_dir=session.run_dir)
+    photos = photo_files(config.images.content)
+    if photos is None:
+        return Result(image_io.load_image(os.path.join(folder, "result.png")), folder, {})
+    outputs = os.path.join(folder, "results")
+    return [Result(image_io.load_image(os.path.join(outputs, name)), folder, {}) for name in sorted(os.listdir(outputs))]

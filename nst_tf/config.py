@@ -18,7 +18,8 @@ from typing import Iterator, NamedTuple, Optional
 from nst_tf import registry
 from nst_tf.errors import UserError
 
-MODES = ("transfer", "content", "texture")
+MODES = ("transfer", "content", "texture", "train", "apply")
+EXPORTS = ("saved_model", "tflite")   # nst_tf.stylizer.export
 BACKBONES = registry.NAMES
 FEATURE_TRANSFORMS = ("auto", "none", "softmax")
 PRESERVE_COLORS = ("none", "luminance", "swap", "histogram")   # nst_tf.color
@@ -201,15 +202,35 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class StylizerConfig:
+    """The feed-forward stylizer (--mode=train, --mode=apply; nst_tf.stylizer)."""
+    train_images: Optional[str] = option(None, "--mode=train: a folder (or pattern) of training photos, e.g. COCO; "
+                                         "default: the bundled photos and scikit-image's. Every tenth is held out "
+                                         "for the sample grid.")
+    train_size: int = option(256, "--mode=train: side of the square random crops trained on (a multiple of 4).")
+    train_steps: int = option(1500, "--mode=train: training steps (batches).")
+    batch_size: int = option(2, "--mode=train: photos per training step.")
+    train_learning_rate: float = option(1e-3, "--mode=train: Adam learning rate of the network's weights.")
+    stylizer_width: int = option(16, "--mode=train: channels of the network's first convolution (2x and 4x "
+                                 "further down; Johnson et al.'s is 32, 2.6x slower).")
+    model: Optional[str] = option(None, "--mode=apply: the trained stylizer, e.g. outputs/<run>/stylizer.keras.")
+    export: tuple[str, ...] = option((), "Write the stylizer also as saved_model (a TensorFlow SavedModel with a "
+                                     "serving signature) and/or tflite, next to stylizer.keras: after --mode=train, "
+                                     "or with --mode=apply --model=... .")
+
+
+@dataclass(frozen=True)
 class Config:
     mode: str = option("transfer", "transfer: content + style; content: reconstruct the content image from "
                        "noise (content loss only); texture: synthesize the style image's texture from noise "
-                       "(style loss only).", MODES)
+                       "(style loss only); train: train a feed-forward stylizer on --style (one network per set of styles); "
+                       "apply: stylize --content (an image or a folder) with --model in one forward pass.", MODES)
     images: ImageConfig = field(default_factory=ImageConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    stylizer: StylizerConfig = field(default_factory=StylizerConfig)
     # A comparison run: one "axis:values" entry per --sweep flag (see `nst_tf.comparison`); empty for one run.
     sweep: tuple[str, ...] = option((), "A comparison axis NAME:VALUE,VALUE,... (repeat the flag for a grid): "
                                     "any run flag or 'ratio' (alpha/beta); list-valued flags take ';' between "
@@ -226,11 +247,22 @@ class Config:
 
     @property
     def uses_content(self) -> bool:
-        return self.mode in ("transfer", "content")
+        return self.mode in ("transfer", "content", "apply")
 
     @property
     def uses_style(self) -> bool:
-        return self.mode in ("transfer", "texture")
+        return self.mode in ("transfer", "texture", "train")
+
+    @property
+    def content_term(self) -> bool:
+        """Whether the objective has a content term: transfer and reconstruction, and training a stylizer
+        (whose content images are the training photos)."""
+        return self.mode in ("transfer", "content", "train")
+
+    @property
+    def feed_forward(self) -> bool:
+        """Whether the mode trains or applies a stylizer (nst_tf.stylizer) rather than optimizing an image."""
+        return self.mode in ("train", "apply")
 
     @property
     def style_paths(self) -> tuple[str, ...]:
@@ -382,11 +414,43 @@ def _check_tiling(config: Config) -> None:
         raise UserError(f"--tile_size needs {blocked}.")
 
 
+def _check_stylizer(config: Config) -> None:
+    st = config.stylizer
+    for name in st.export:
+        _choice("export", name, EXPORTS)
+    if st.export and not config.feed_forward:
+        raise UserError("--export writes a trained stylizer: use it with --mode=train, or --mode=apply --model=PATH.")
+    if config.mode == "apply" and not st.model:
+        raise UserError("--mode=apply needs --model=PATH, a stylizer trained with --mode=train (its stylizer.keras).")
+    if st.model and config.mode != "apply":
+        raise UserError(f"--model is the stylizer of --mode=apply, not of --mode={config.mode}.")
+    if st.train_images and config.mode != "train":
+        raise UserError(f"--train_images are the photos of --mode=train, not of --mode={config.mode}.")
+    if config.mode != "train":
+        return
+    if config.sweep:
+        raise UserError("--mode=train trains one network; leave out --sweep.")
+    if config.images.content_mask or config.images.style_mask:
+        raise UserError("--mode=train takes no masks (--content_mask, --style_mask).")
+    if not (64 <= st.train_size <= 1024 and st.train_size % 4 == 0):
+        raise UserError(f"--train_size={st.train_size} must be a multiple of 4 from 64 to 1024 px.")
+    if not 1 <= st.batch_size <= 64:
+        raise UserError(f"--batch_size={st.batch_size} must be 1 to 64.")
+    if st.train_steps < 1:
+        raise UserError(f"--train_steps={st.train_steps} must be at least 1.")
+    if not 4 <= st.stylizer_width <= 128:
+        raise UserError(f"--stylizer_width={st.stylizer_width} must be 4 to 128 channels.")
+    if not (math.isfinite(st.train_learning_rate) and st.train_learning_rate > 0):
+        raise UserError(f"--train_learning_rate={st.train_learning_rate} must be a positive number.")
+    if config.optim.tile_size or config.optim.optimizer != "adam":
+        raise UserError("--mode=train trains with Adam on whole crops: leave out --tile_size and --optimizer.")
+
+
 def validate(config: Config) -> Config:
     """Checks every field that can be checked without files or TensorFlow; returns the config."""
     _choice("mode", config.mode, MODES)
     im, model, loss, opt, out = config.images, config.model, config.loss, config.optim, config.output
-    if config.uses_content and not im.content:
+    if config.uses_content and not im.content and not (config.mode == "apply" and config.stylizer.export):
         raise UserError(f"--mode={config.mode} needs --content=IMAGE (a JPEG/PNG/... file).")
     if config.uses_style and not config.style_paths:
         raise UserError(f"--mode={config.mode} needs --style=IMAGE (a JPEG/PNG/... file).")
@@ -404,7 +468,11 @@ def validate(config: Config) -> Config:
         raise UserError(f"--style_scale={im.style_scale} is out of range: use 0.05 to 4.")
     _choice("preserve_colors", im.preserve_colors, PRESERVE_COLORS)
     _choice("color_match", im.color_match, COLOR_MATCHES)
-    if (im.preserve_colors != "none" or im.color_only) and config.mode != "transfer":
+    if config.mode == "apply" and im.preserve_colors not in ("none", "luminance", "swap"):
+        raise UserError(f"--preserve_colors={im.preserve_colors} is made before optimizing, with the style image; "
+                        "a trained stylizer takes none, luminance or swap.")
+    if (im.preserve_colors != "none" and config.mode not in ("transfer", "apply")) or (
+            im.color_only and config.mode != "transfer"):
         raise UserError(f"--preserve_colors and --color_only need --mode=transfer (both images), "
                         f"not {config.mode}.")
     if im.color_only and config.sweep:
@@ -454,6 +522,7 @@ def validate(config: Config) -> Config:
         raise UserError(f"--seed={opt.seed} must be in [0, 2**31).")
     if opt.tile_size:
         _check_tiling(config)
+    _check_stylizer(config)
     if out.save_every < 0 or out.log_every < 1:
         raise UserError("--save_every must be >= 0 (0: no snapshots) and --log_every >= 1.")
     if config.cluster is not None and not (config.cluster == "ray" or config.cluster.startswith("ray://")

@@ -62,6 +62,14 @@ def check_image_path(path: str) -> None:
         raise UserError(f"image file is empty: {path!r}; use a JPEG, PNG, BMP, WebP or TIFF file.")
 
 
+def check_model_path(path: str) -> None:
+    """Raises UserError unless `path` is a non-empty .keras file (--model, checked before TensorFlow loads)."""
+    if not os.path.isfile(path):
+        raise UserError(f"stylizer not found: {path!r}; name the stylizer.keras of a --mode=train run folder.")
+    if not path.endswith(".keras") or os.path.getsize(path) == 0:
+        raise UserError(f"{path!r} is not a stylizer file (stylizer.keras, written by --mode=train).")
+
+
 def load_image(path: str) -> np.ndarray:
     """Reads an image file -> float32 HxWx3 RGB in [0, 1], upright (EXIF orientation applied).
 

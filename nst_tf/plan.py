@@ -40,9 +40,9 @@ class EffectiveWeights:
     def of(cls, config: Config, shape: tuple[int, ...]) -> "EffectiveWeights":
         """The weights of a resolved config for an image of `shape` (h, w, ...)."""
         loss = config.loss
-        content = loss.content_layers if config.uses_content else ()
+        content = loss.content_layers if config.content_term else ()
         style = loss.style_layers if config.uses_style else ()
-        alpha = loss.content_weight if config.uses_content else 0.0
+        alpha = loss.content_weight if config.content_term else 0.0
         if loss.resolution_invariant and not loss.normalize_terms:   # relative terms do not grow with the size
             alpha *= (REFERENCE_SIZE / max(shape[:2])) ** 2
         return cls(alpha, loss.style_weight if config.uses_style else 0.0, loss.tv_weight,

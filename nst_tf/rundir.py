@@ -41,11 +41,15 @@ def _stem(paths: str | None) -> str:
 
 
 def default_name(config: Config) -> str:
-    """<content>_<style>_<timestamp> (texture_<style>_..., content_<content>_... in the other modes)."""
+    """<content>_<style>_<timestamp> (texture_<style>_..., content_<content>_..., stylizer_<style>_...,
+    apply_<content>_<model's run>_... in the other modes)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     stems = {"transfer": [_stem(config.images.content), _stem(config.images.style)],
              "content": ["content", _stem(config.images.content)],
-             "texture": ["texture", _stem(config.images.style)]}[config.mode]
+             "texture": ["texture", _stem(config.images.style)],
+             "train": ["stylizer", _stem(config.images.style)],
+             "apply": ["apply", _stem(config.images.content) or "export",
+                       os.path.basename(os.path.dirname(os.path.abspath(config.stylizer.model or "model")))]}[config.mode]
     return "_".join([*stems, stamp])
 
 

@@ -60,6 +60,9 @@ def resume(folder: str, overrides: dict | None = None, show_progress: bool = Tru
     `overrides` ({option: value}, e.g. {"num_steps": 500} to extend a finished run) applied on top.
     Returns the folder."""
     config = rundir.resumed_config(folder, overrides)
+    if config.mode == "train":
+        from nst_tf.stylizer import train
+        return train.train(config, show_progress=show_progress, say=say, resume_dir=folder)
     if config.sweep or photo_files(config.images.content) is not None:
         from nst_tf.comparison.runner import run_sweep
         return run_sweep(config, show_progress=show_progress, say=say, resume_dir=folder)

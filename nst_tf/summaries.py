@@ -98,11 +98,15 @@ class RunLogger:
         self.bar.update(step - self.bar.n)
         self.bar.set_postfix_str(" ".join(f"{n.split('/')[-1]}={values[n]:.3g}" for n in PROGRESS_TERMS),
                                  refresh=True)
-        # A snapshot at the first logged step at or after each multiple of save_every.
-        period = self.save_every
-        if period and 0 < step < self.num_steps and step // period > self.last_snapshot // period:
+        if self.snapshot_due(step):
             self.snapshot(step, image)
             self.last_snapshot = step
+
+    def snapshot_due(self, step: int) -> bool:
+        """Whether logging `step` takes a snapshot: the first logged step at or after each multiple of
+        save_every (not the last step: the result is written then)."""
+        period = self.save_every
+        return bool(period) and 0 < step < self.num_steps and step // period > self.last_snapshot // period
 
     def snapshot(self, step: int, image: np.ndarray) -> None:
         """Writes snapshots/step_NNNNN.png, a TensorBoard image, and the CSV and plot so far."""

@@ -170,7 +170,10 @@ def test_every_option_is_a_flag_and_every_flag_reaches_the_config(tmp_path):
               "optimizer": "adam", "num_steps": "17", "learning_rate": "0.07", "init": "style", "seed": "9",
               "device": "cpu", "tile_size": "0", "jit_compile": "false", "output_dir": str(tmp_path),
               "run_name": "x", "save_every": "3", "log_every": "2", "sweep": "seed:1,2", "sweep_batch": "2",
-              "cluster": "ray://10.0.0.1:10001", "ray_workers": "3", "canvas_margin": "8"}
+              "cluster": "ray://10.0.0.1:10001", "ray_workers": "3", "canvas_margin": "8",
+              # the stylizer's (the ones of --mode=train/apply only: test_stylizer_options_reach_the_config)
+              "train_size": "128", "train_steps": "5", "batch_size": "3", "train_learning_rate": "0.01",
+              "stylizer_width": "8", "train_images": None, "model": None, "export": None}
     names = {opt.name for opt in schema.options()}
     assert set(values) == names   # this test names every option
     assert names <= set(run_script.FLAGS)
@@ -189,3 +192,20 @@ def test_every_option_is_a_flag_and_every_flag_reaches_the_config(tmp_path):
         assert expected != schema.get_field(Config(), name) or name in ("preserve_colors", "optimizer",
                                                                          "tile_size"), name
     assert schema.from_flags(schema.to_flags(config, skip=()), "test") == config   # and run.flags round-trips
+
+
+def test_stylizer_options_reach_the_config(tmp_path):
+    import run as run_script
+    from nst_tf import config as schema
+    for argv, expected in ((["--mode=train", "--style=s.jpg", "--train_images=photos", "--export=saved_model,tflite"],
+                            {"train_images": "photos", "export": ("saved_model", "tflite")}),
+                           (["--mode=apply", "--content=c.jpg", "--model=m.keras"], {"model": "m.keras"})):
+        run_script.FLAGS.unparse_flags()
+        try:
+            run_script.FLAGS(["run.py", *argv])
+            config = run_script.config_from_flags()
+        finally:
+            run_script.FLAGS.unparse_flags()
+        for name, value in expected.items():
+            assert schema.get_field(config, name) == value
+        assert schema.from_flags(schema.to_flags(config, skip=()), "test") == config

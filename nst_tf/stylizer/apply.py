@@ -1,0 +1,120 @@
+"""Applying a trained stylizer: photos in, stylized photos out, one forward pass each (--mode=apply).
+
+`load(path)` reads a stylizer.keras (a UserError in one line for anything that is not one); `Stylizer`
+runs it on images [H, W, 3] in [0, 1] with the style weights mixing its styles; `apply(config)` stylizes
+--content (an image, a folder or a pattern) at --max_size into a run folder: result.png for one image,
+results/<name>.png for several, with --preserve_colors=luminance or swap applied after, run.flags and a
+summary.json with the milliseconds per image.
+"""
+from __future__ import annotations
+
+import os
+import time
+import zipfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from nst_tf import color, image_io, rundir
+from nst_tf.comparison.axes import photo_files
+from nst_tf.config import Config, validate
+from nst_tf.errors import UserError
+from nst_tf.plan import pick_device
+from nst_tf.stylizer import network
+
+
+def load(path: str) -> keras.Model:
+    """The stylizer saved at `path` (a .keras file written by --mode=train)."""
+    if not os.path.isfile(path):
+        raise UserError(f"stylizer not found: {path!r}; name the stylizer.keras of a --mode=train run folder.")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path!r} is not a Keras model file (.keras); name the stylizer.keras of a --mode=train run.")
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as e:   # Keras raises many kinds for a foreign or damaged file
+        raise UserError(f"cannot load {path!r} as a stylizer ({type(e).__name__}: {str(e).splitlines()[0][:160]}); "
+                        "train one with --mode=train.") from None
+    if len(model.inputs) != 2 or tuple(model.inputs[0].shape[1:]) != (None, None, 3):
+        raise UserError(f"{path!r} is a Keras model but not a stylizer (inputs: image and style weights); "
+                        "train one with --mode=train.")
+    return model
+
+
+class Stylizer:
+    """A loaded stylizer with its style weights: `stylizer(image [H, W, 3]) -> [H, W, 3]`, compiled once
+    per image size."""
+
+    def __init__(self, model: keras.Model, style_weights: tuple[float, ...] = ()):
+        self.model = model
+        count = network.num_styles(model)
+        if style_weights and len(style_weights) != count:
+            raise UserError(f"--style_blend_weights has {len(style_weights)} values but the stylizer holds {count} "
+                            f"style{'s' * (count > 1)} ({', '.join(network.style_names_of(model))}): give one per style.")
+        weights = np.asarray(style_weights or (1.0,) + (0.0,) * (count - 1), np.float32)
+        self.style_weights = tf.constant((weights / weights.sum())[None])
+        self._forward = tf.function(lambda x, w: model([x, w], training=False), reduce_retracing=True)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return self._forward(tf.constant(image[None], tf.float32), self.style_weights)[0].numpy()
+
+
+def apply(config: Config, say=print, run_dir: str | None = None) -> str:
+    """--mode=apply: stylizes --content with --model; returns the run folder."""
+    config = validate(config)
+    im, st = config.images, config.stylizer
+    device = pick_device(config.optim.device)
+    with tf.device(device):
+        model = load(st.model)
+        names = network.style_names_of(model)
+        given = im.style_blend_weights
+        if not given and len(names) > 1:
+            say(f"the stylizer holds {len(names)} styles ({', '.join(names)}); using {names[0]} "
+                "(--style_blend_weights mixes them)")
+        stylizer = Stylizer(model, tuple(blend_weights_of(given)))
+        run_dir = run_dir or rundir.create(config.output.output_dir, config.output.run_name or rundir.default_name(config))
+        rundir.write_config(config, run_dir)
+        if st.export:
+            from nst_tf.stylizer import export
+            for path in export.export(model, run_dir, st.export):
+                say(f"exported: {path}")
+        if not im.content:
+            return run_dir
+        many = photo_files(im.content)
+        photos = many or (im.content,)
+        timings, failed = [], []
+        for path in photos:
+            try:
+                photo = image_io.load_resized(path, im.max_size)
+            except UserError as e:
+                if many is None:
+                    raise
+                failed.append(path)
+                say(f"skipped: {e}")
+                continue
+            start = time.perf_counter()
+            result = stylizer(photo)
+            timings.append(time.perf_counter() - start)
+            result = color.final_image(im.preserve_colors, result, photo)
+            name = (os.path.join("results", os.path.splitext(os.path.basename(path))[0] + ".png") if many
+                    else "result.png")
+            os.makedirs(os.path.dirname(os.path.join(run_dir, name)), exist_ok=True)
+            image_io.save_image(result, os.path.join(run_dir, name))
+        if not timings:
+            raise UserError(f"none of the {len(photos)} photos in {im.content!r} could be read.")
+        rundir.write_json(os.path.join(run_dir, rundir.SUMMARY_FILE), {
+            "status": "done", "model": st.model, "images": len(timings), "skipped": failed, "device": device,
+            "style_weights": stylizer.style_weights.numpy()[0].tolist(),
+            # the first image of each size includes compiling; the median is the steady state
+            "ms_per_image_median": round(1000 * float(np.median(timings)), 2),
+            "ms_first_image": round(1000 * timings[0], 2),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    where = os.path.join(run_dir, "results" if many else "result.png")
+    say(f"result{'s' * bool(many)}: {where} ({len(timings)} image{'s' * (len(timings) > 1)}, "
+        f"{1000 * float(np.median(timings)):.0f} ms each)")
+    return run_dir
+
+
+def blend_weights_of(weights: tuple[float, ...]) -> tuple[float, ...]:
+    """--style_blend_weights normalized to sum 1 (empty stays empty: the first style)."""
+    return tuple(float(w) / sum(weights) for w in weights) if weights else ()

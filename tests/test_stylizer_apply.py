@@ -1,0 +1,100 @@
+"""Applying a stylizer (nst_tf/stylizer/apply.py, --mode=apply, nst_tf.apply_stylizer): one image, a
+folder, colours, blends, and the one-line errors for bad models and flags."""
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import nst_tf
+from nst_tf import color, image_io
+from nst_tf.config import Config, ImageConfig, OutputConfig, StylizerConfig
+from nst_tf.errors import UserError
+from nst_tf.stylizer import apply, network
+from tests.conftest import smooth_image, write_png
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    keras.utils.set_random_seed(3)
+    model = network.build_stylizer(2, 4, ("one", "two"))
+    for layer in model.layers:   # two clearly different styles
+        if isinstance(layer, network.ConditionalInstanceNorm):
+            layer.gamma.assign(np.stack([np.ones(layer.gamma.shape[1]), 3 * np.ones(layer.gamma.shape[1])]))
+    path = str(tmp_path_factory.mktemp("model") / "stylizer.keras")
+    model.save(path)
+    return path
+
+
+def config(tmp_path, content, model, **images):
+    return Config(mode="apply", images=ImageConfig(content=content, max_size=images.pop("max_size", 40), **images),
+                  stylizer=StylizerConfig(model=model), output=OutputConfig(output_dir=str(tmp_path / "out")))
+
+
+def test_one_image_gives_result_png_at_max_size(tmp_path, content_path, model_path):
+    run_dir = apply.apply(config(tmp_path, content_path, model_path), say=lambda *a: None)
+    result = image_io.load_image(os.path.join(run_dir, "result.png"))
+    assert result.shape == (33, 40, 3)   # the 40x48 content at a longest side of 40
+    summary = json.load(open(os.path.join(run_dir, "summary.json")))
+    assert summary["images"] == 1 and summary["style_weights"] == [1.0, 0.0]
+    assert os.path.exists(os.path.join(run_dir, "run.flags"))
+
+
+def test_folder_gives_one_result_per_photo_and_skips_a_corrupt_one(tmp_path, model_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        write_png(photos / f"p{i}.png", smooth_image(24 + 4 * i, 32, seed=i))
+    (photos / "broken.jpg").write_bytes(b"not a jpeg")
+    said = []
+    run_dir = apply.apply(config(tmp_path, str(photos), model_path), say=said.append)
+    assert sorted(os.listdir(os.path.join(run_dir, "results"))) == ["p0.png", "p1.png", "p2.png"]
+    assert any("skipped" in line and "broken.jpg" in line for line in said)
+
+
+def test_blend_weights_mix_the_two_styles(tmp_path, content_path, model_path):
+    model = apply.load(model_path)
+    photo = image_io.load_resized(content_path, 40)
+    one, two = (apply.Stylizer(model, w)(photo) for w in ((1.0, 0.0), (0.0, 1.0)))
+    half = apply.Stylizer(model, (1.0, 1.0))(photo)   # normalized to 0.5, 0.5
+    expected = model([photo[None], np.array([[0.5, 0.5]], np.float32)])[0].numpy()
+    np.testing.assert_allclose(half, expected, atol=1e-6)
+    assert np.abs(one - two).mean() > 1e-3
+
+
+def test_preserve_colors_luminance_keeps_the_photos_colours(tmp_path, content_path, model_path):
+    cfg = config(tmp_path, content_path, model_path, preserve_colors="luminance")
+    run_dir = apply.apply(cfg, say=lambda *a: None)
+    result = image_io.load_image(os.path.join(run_dir, "result.png"))
+    photo = image_io.load_resized(content_path, 40)
+    stylized = apply.Stylizer(apply.load(model_path))(photo)
+    # the network's luminance with the photo's I and Q (clipped to [0, 1]), within 8-bit rounding
+    np.testing.assert_allclose(result, color.with_colors_of(stylized, photo), atol=1 / 255 + 1e-6)
+    assert np.abs(result - stylized).mean() > 1e-3
+
+
+def test_blend_weights_must_match_the_styles(model_path):
+    with pytest.raises(UserError, match="holds 2 styles"):
+        apply.Stylizer(apply.load(model_path), (1.0, 1.0, 1.0))
+
+
+def test_a_model_that_is_no_stylizer_is_refused_in_one_line(tmp_path):
+    inputs = keras.Input((4,))
+    path = str(tmp_path / "other.keras")
+    keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(path)
+    with pytest.raises(UserError, match="not a stylizer"):
+        apply.load(path)
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(UserError):
+        apply.load(str(broken))
+    with pytest.raises(UserError, match="not found"):
+        apply.load(str(tmp_path / "missing.keras"))
+
+
+def test_python_api_in_memory_image(tmp_path, model_path):
+    result = nst_tf.apply_stylizer(model_path, smooth_image(20, 28), max_size=28, say=None,
+                                   output_dir=str(tmp_path / "out"))
+    assert result.image.shape == (20, 28, 3)
+    assert os.path.exists(os.path.join(result.run_dir, "inputs", "content.png"))
