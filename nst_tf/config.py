@@ -141,16 +141,18 @@ class LossConfig:
     # (sum (F-P)^2 / sum P^2, sum (g-a)^2 / sum a^2), the TV term a mean over its pixel pairs. Every layer
     # then pulls whatever the backbone's magnitudes, and alpha, beta mean the same for every backbone,
     # image and size (so --resolution_invariant does not rescale alpha).
-    normalize_terms: bool = option(False, "Scale-free terms: each content and style term divided by its "
-                                   "target's own magnitude, TV a mean, so alpha and beta mean the same for every "
-                                   "backbone, image and size (default beta 10).")
+    normalize_terms: Optional[bool] = option(None, "Scale-free terms: each content and style term divided by its "
+                                             "target's own magnitude, TV a mean, so alpha and beta mean the same "
+                                             "for every backbone, image and size (default beta 10). Default: off; "
+                                             "on for --mode=train.")
     style_loss: str = option("gram", "The style statistic matched at each layer: gram (the paper's), mean_cov "
                              "(mean and covariance), wasserstein (W2 between Gaussian fits, crowsonkb), mean_std "
                              "(Li et al. 2017).", STYLE_LOSSES)
-    content_weight: float = option(1.0, "alpha, the content weight.")
+    content_weight: Optional[float] = option(None, "alpha, the content weight (default 1; 10 for --mode=train).")
     style_weight: Optional[float] = option(None, "beta, the style weight (default: the backbone's, see "
                                            "--list_layers).")
-    tv_weight: float = option(1.0, "Total variation weight (smoothness).")
+    tv_weight: Optional[float] = option(None, "Total variation weight (smoothness; default 1; 100 for --mode=train, "
+                                        "a mean there).")
     # The content term times (REFERENCE_SIZE / longest side)^2, and sizes above REFERENCE_SIZE reached
     # coarse-to-fine, so one set of flags gives the same look at every size.
     resolution_invariant: bool = option(True, "The same look at every size: the content term scaled by "
@@ -333,6 +335,26 @@ def schedule(config: Config) -> tuple[tuple[int, int], ...]:
     n = config.optim.num_steps
     steps = config.images.scale_steps or tuple(max(1, n >> k, n // 4) for k in range(len(sizes)))
     return tuple(zip(sizes, steps))
+
+
+# The loss options left unset take their mode's default (`with_loss_defaults`). A network trained from
+# scratch needs what an image started from the photo does not: scale-free terms, so that every style layer
+# pulls whatever the backbone's magnitudes (with vgg16_hed's "elements" Gram terms conv1_1 outweighed conv5_1
+# 1e5 times and the networks learnt a fine hatching); alpha = beta, so that the photo is learnt at all
+# (with alpha 1 the content term stayed at its value for a blank image); and a TV weight that reaches the
+# hatching (README, "Real-time stylization").
+LOSS_DEFAULTS = {"normalize_terms": False, "content_weight": 1.0, "tv_weight": 1.0}
+TRAIN_LOSS_DEFAULTS = {"normalize_terms": True, "content_weight": 10.0, "tv_weight": 100.0}
+
+
+def with_loss_defaults(config: "Config") -> "Config":
+    """`config` with each unset loss option (None) given its mode's default (LOSS_DEFAULTS, or
+    TRAIN_LOSS_DEFAULTS for --mode=train)."""
+    defaults = TRAIN_LOSS_DEFAULTS if config.mode == "train" else LOSS_DEFAULTS
+    unset = {name: value for name, value in defaults.items() if getattr(config.loss, name) is None}
+    if not unset:
+        return config
+    return dataclasses.replace(config, loss=dataclasses.replace(config.loss, **unset))
 
 
 def layer_weights(layers: tuple[str, ...], weights: tuple[float, ...]) -> tuple[float, ...]:

@@ -14,7 +14,7 @@ import random
 import tensorflow as tf
 
 from nst_tf import backbones, color, memory, registry
-from nst_tf.config import AUTO_SIZE, REFERENCE_SIZE, Config, layer_weights, validate
+from nst_tf.config import AUTO_SIZE, REFERENCE_SIZE, Config, layer_weights, validate, with_loss_defaults
 from nst_tf.errors import UserError
 from nst_tf.inputs import Inputs, load_inputs
 
@@ -39,7 +39,7 @@ class EffectiveWeights:
     @classmethod
     def of(cls, config: Config, shape: tuple[int, ...]) -> "EffectiveWeights":
         """The weights of a resolved config for an image of `shape` (h, w, ...)."""
-        loss = config.loss
+        loss = with_loss_defaults(config).loss
         content = loss.content_layers if config.content_term else ()
         style = loss.style_layers if config.uses_style else ()
         alpha = loss.content_weight if config.content_term else 0.0
@@ -91,10 +91,10 @@ def with_seed_and_backbone(config: Config, say=print) -> Config:
 
 
 def resolve(config: Config, say=print) -> Config:
-    """The config made concrete: seed and backbone (`with_seed_and_backbone`), the backbone's defaults
-    filled in (layers, feature transform, style weight), layer names in our spelling (an unknown name is
+    """The config made concrete: seed and backbone (`with_seed_and_backbone`), the mode's loss defaults
+    (`config.with_loss_defaults`), the backbone's defaults filled in (layers, feature transform, style weight), layer names in our spelling (an unknown name is
     a UserError)."""
-    config = with_seed_and_backbone(config, say)
+    config = with_loss_defaults(with_seed_and_backbone(config, say))
     model, loss = config.model, config.loss
     spec = registry.BACKBONES[model.backbone]
     transform = spec.feature_transform if model.feature_transform == "auto" else model.feature_transform

@@ -23,7 +23,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from nst_tf.config import (Config, OutputConfig, field_sections, get_field, parse_field, validate,
+from nst_tf.config import (Config, with_loss_defaults, OutputConfig, field_sections, get_field, parse_field, validate,
                            with_field)
 from nst_tf.errors import UserError
 
@@ -169,7 +169,7 @@ def apply(config: Config, name: str, text: str) -> Config:
     """`config` with axis `name` set to the value `text`."""
     value = _value(name, text)
     if name == RATIO:
-        return with_field(config, "style_weight", config.loss.content_weight / value)
+        return with_field(config, "style_weight", with_loss_defaults(config).loss.content_weight / value)
     return with_field(config, name, value)
 
 

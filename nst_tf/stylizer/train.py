@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from nst_tf import backbones, engine, image_io, losses, rundir
-from nst_tf.config import Config
+from nst_tf.config import Config, with_loss_defaults
 from nst_tf.errors import Interrupted, UserError
 from nst_tf.evaluate import WholeImage
 from nst_tf.inputs import Inputs
@@ -59,6 +59,7 @@ class Trainer:
     """The pieces of one training run: the loss of a batch, the network, Adam, and one compiled step."""
 
     def __init__(self, config: Config, extractor: keras.Model, styles: list[np.ndarray], model: keras.Model):
+        config = with_loss_defaults(config)
         loss, st = config.loss, config.stylizer
         self.config, self.extractor, self.model = config, extractor, model
         size = st.train_size
