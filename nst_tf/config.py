@@ -382,7 +382,7 @@ def check_max_size(max_size: int) -> None:
 def _check_styles(config: Config) -> None:
     im, styles = config.images, config.style_paths
     if im.style_blend_weights:
-        if len(im.style_blend_weights) != len(styles):
+        if len(im.style_blend_weights) != len(styles) and config.mode != "apply":   # apply: the model's styles
             raise UserError(f"--style_blend_weights has {len(im.style_blend_weights)} values for {len(styles)} "
                             "style images: give one weight per --style image.")
         for w in im.style_blend_weights:
@@ -454,8 +454,8 @@ def _check_stylizer(config: Config) -> None:
         raise UserError("--mode=train trains one network; leave out --sweep.")
     if config.images.content_mask or config.images.style_mask:
         raise UserError("--mode=train takes no masks (--content_mask, --style_mask).")
-    if not (64 <= st.train_size <= 1024 and st.train_size % 4 == 0):
-        raise UserError(f"--train_size={st.train_size} must be a multiple of 4 from 64 to 1024 px.")
+    if not (16 <= st.train_size <= 1024 and st.train_size % 4 == 0):
+        raise UserError(f"--train_size={st.train_size} must be a multiple of 4 from 16 to 1024 px.")
     if not 1 <= st.batch_size <= 64:
         raise UserError(f"--batch_size={st.batch_size} must be 1 to 64.")
     if st.train_steps < 1:

@@ -61,14 +61,15 @@ class RunLogger:
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
-    def resume(self, step: int, image: np.ndarray) -> None:
+    def resume(self, step: int, image: np.ndarray, through: bool = False) -> None:
         """Continues a stopped run at `step` (with its current `image`): the rows it logged before `step`
+        (through `step` itself with `through`: a training checkpoint is taken after its step was logged)
         come back from losses.csv, its clock from the last of them, its snapshot schedule from snapshots/."""
         rows = read_losses(self.run_dir)
         if rows and set(rows[0]) != {"step", "wall_s", *self.term_names}:
             raise UserError(f"{os.path.join(self.run_dir, 'losses.csv')} holds other loss terms than this run; "
                             "resume with the run's own flags.")
-        self.rows = [r for r in rows if r["step"] < step]
+        self.rows = [r for r in rows if r["step"] < step + through]
         snapshots = [int(name[5:10]) for name in os.listdir(os.path.join(self.run_dir, "snapshots"))
                      if name.startswith("step_")] if os.path.isdir(os.path.join(self.run_dir, "snapshots")) else []
         self.last_snapshot = max([n for n in snapshots if n <= step] or [0])

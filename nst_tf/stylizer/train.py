@@ -173,7 +173,7 @@ def train(config: Config, show_progress: bool = True, say=print, resume_dir: str
         crops = data.Crops(photos, st.train_size, config.optim.seed + start)   # a resumed run draws new crops
         logger = RunLogger(run_dir, trainer.names, st.train_steps, out.save_every, show_progress, desc="training")
         if resume_dir:
-            logger.resume(start, trainer.sample_grid(samples))
+            logger.resume(start, trainer.sample_grid(samples), through=True)
         else:
             logger.log_inputs({f"{i + 1}_style": s for i, s in enumerate(styles)})
         began = time.monotonic()
