@@ -38,11 +38,6 @@ from nst_tf.stylizer import data, network
 from nst_tf.summaries import NonFiniteLoss, RunLogger
 
 MODEL_FILE = "stylizer.keras"
-# Each step's loss sees a window of the crop shifted by a random 0..JITTER px each way (the same window of
-# the photo and of the network's output), so that the loss network's pooling grid has no fixed phase
-# against the image: a network can then not match the style's statistics with a pattern locked to that
-# grid (the fine hatching it learnt without). At most a quarter of the crop.
-JITTER = 16
 CHECKPOINTS = "checkpoints"
 
 
@@ -68,9 +63,7 @@ class Trainer:
         loss, st = config.loss, config.stylizer
         self.config, self.extractor, self.model = config, extractor, model
         size = st.train_size
-        self.jitter = min(JITTER, size // 4)
-        self.window = size - self.jitter   # the side of the window the loss sees
-        self.weights = EffectiveWeights.of(config, (self.window, self.window))
+        self.weights = EffectiveWeights.of(config, (size, size))
         self.content_layers = tuple(self.weights.content_layers)
         self.style_layers = tuple(self.weights.style_layers)
         evaluator = WholeImage(extractor)
@@ -78,8 +71,7 @@ class Trainer:
                      for s in styles]
         # {layer: [S, C, C]}: style s's statistics at row s
         self.style_targets = {n: tf.concat([t[n] for t in per_style], axis=0) for n in self.style_layers}
-        self.counts = {n: losses.gram_count(evaluator.feature_shape(n, self.window, self.window))
-                       for n in self.style_layers}
+        self.counts = {n: losses.gram_count(evaluator.feature_shape(n, size, size)) for n in self.style_layers}
         self.loss_weights = LossWeights.create(st.batch_size, *self.weights.row(self.content_layers, self.style_layers))
         self.optimizer = keras.optimizers.Adam(st.train_learning_rate)
         self.optimizer.build(model.trainable_variables)
@@ -103,15 +95,10 @@ class Trainer:
         return tf.one_hot(tf.fill([batch], style_index), self.num_styles)
 
     def _train_step(self, photos: tf.Tensor, style_index: tf.Tensor) -> dict[str, tf.Tensor]:
-        """One Adam step on the network's weights; the batch's mean of every named term (of the window)."""
-        dy, dx = tf.unstack(tf.random.uniform([2], 0, self.jitter + 1, dtype=tf.int32))
-
-        def window(images):
-            return images[:, dy:dy + self.window, dx:dx + self.window, :]
-
-        objective = self.objective(window(photos), style_index)
+        """One Adam step on the network's weights; the batch's mean of every named term."""
+        objective = self.objective(photos, style_index)
         with tf.GradientTape() as tape:
-            out = window(self.model([photos, self.style_weights(tf.shape(photos)[0], style_index)], training=True))
+            out = self.model([photos, self.style_weights(tf.shape(photos)[0], style_index)], training=True)
             total, terms = objective.terms(objective.sums(self.extractor(out), WHOLE, self.loss_weights), out,
                                            self.loss_weights)
             mean = tf.reduce_mean(total)
