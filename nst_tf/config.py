@@ -448,8 +448,14 @@ def _check_stylizer(config: Config) -> None:
         raise UserError(f"--model is the stylizer of --mode=apply, not of --mode={config.mode}.")
     if st.train_images and config.mode != "train":
         raise UserError(f"--train_images are the photos of --mode=train, not of --mode={config.mode}.")
+    if config.mode == "apply" and config.images.style:
+        raise UserError("--mode=apply takes no --style: the stylizer holds the styles it was trained on "
+                        "(--style_blend_weights mixes them).")
     if config.mode != "train":
         return
+    if config.images.content:
+        raise UserError("--mode=train takes no --content: it trains on --train_images (default: the bundled "
+                        "photos); --mode=apply then stylizes --content.")
     if config.sweep:
         raise UserError("--mode=train trains one network; leave out --sweep.")
     if config.images.content_mask or config.images.style_mask:

@@ -2,6 +2,7 @@
 optimization's with each batch's own content targets, a step lowers it, the style index is a tensor of
 the compiled step, and a run writes, stops, resumes and exports as the other modes do."""
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -113,6 +114,11 @@ def test_config_checks(tmp_path):
         validate(Config(mode="apply", images=ImageConfig(content="x.png")))
     with pytest.raises(UserError, match="--export"):
         validate(Config(images=ImageConfig(content="x.png", style="y.png"), stylizer=StylizerConfig(export=("tflite",))))
+    with pytest.raises(UserError, match="takes no --content"):
+        validate(dataclasses.replace(fake_config(), images=ImageConfig(content="c.png", style="s.png")))
+    with pytest.raises(UserError, match="takes no --style"):
+        validate(Config(mode="apply", images=ImageConfig(content="x.png", style="s.png"),
+                        stylizer=StylizerConfig(model="m.keras")))
     with pytest.raises(UserError, match="train_images"):
         validate(Config(images=ImageConfig(content="x.png", style="y.png"), stylizer=StylizerConfig(train_images="d")))
 

@@ -201,6 +201,10 @@ def train(config: Config, show_progress: bool = True, say=print, resume_dir: str
             logger.close()
             raise UserError(f"{e}; the last checkpoint is in {os.path.join(run_dir, CHECKPOINTS)} "
                             "(--train_learning_rate lower, then --resume)") from None
+        except tf.errors.ResourceExhaustedError:
+            logger.close()
+            raise UserError(f"out of memory at {st.batch_size} crops of {st.train_size} px on {device}; lower "
+                            "--batch_size or --train_size (the last checkpoint is kept: --resume)") from None
         except KeyboardInterrupt:
             save(int(trainer.step.numpy()))
             logger.close()
