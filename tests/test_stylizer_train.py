@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import nst_tf
+
 from nst_tf import stylize
-from nst_tf.config import Config, ImageConfig, LossConfig, ModelConfig, OptimConfig, OutputConfig, StylizerConfig
+from nst_tf.config import Config, ImageConfig, LossConfig, StylizerConfig
 from nst_tf.errors import Interrupted, UserError
 from nst_tf.evaluate import make_loss
 from nst_tf.inputs import Inputs
@@ -134,15 +136,6 @@ def photos(tmp_path):
     return str(folder)
 
 
-def hed_config(tmp_path, photos, style, **stylizer):
-    return Config(mode="train", images=ImageConfig(style=style),
-                  model=ModelConfig(backbone="vgg16_hed"),
-                  optim=OptimConfig(seed=1),
-                  output=OutputConfig(output_dir=str(tmp_path / "out"), save_every=2, log_every=1),
-                  stylizer=StylizerConfig(train_images=photos, train_size=32, batch_size=1, stylizer_width=4,
-                                          **stylizer))
-
-
 @pytest.mark.slow
 def test_interrupted_training_keeps_a_usable_stylizer_and_resumes(tmp_path, photos, style_path, monkeypatch):
     calls = {"n": 0}
@@ -155,8 +148,10 @@ def test_interrupted_training_keeps_a_usable_stylizer_and_resumes(tmp_path, phot
         return real(self, n)
 
     monkeypatch.setattr(data.Crops, "next_batch", stop_at_the_fourth)
-    with pytest.raises(Interrupted, match="interrupted at step 3"):
-        train.train(hed_config(tmp_path, photos, style_path, train_steps=6), show_progress=False, say=lambda *a: None)
+    with pytest.raises(Interrupted, match="interrupted at step 3"):   # through the Python API
+        nst_tf.train_stylizer(style_path, photos, backbone="vgg16_hed", seed=1, output_dir=str(tmp_path / "out"),
+                              save_every=2, log_every=1, train_size=32, batch_size=1, stylizer_width=4,
+                              train_steps=6, progress=False, say=None)
     run_dir = os.path.join(tmp_path, "out", os.listdir(tmp_path / "out")[0])
     assert apply.load(os.path.join(run_dir, "stylizer.keras")) is not None   # usable as it stands
     assert tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints")).endswith("-3")
@@ -168,6 +163,9 @@ def test_interrupted_training_keeps_a_usable_stylizer_and_resumes(tmp_path, phot
         assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4, 5, 6]
     with pytest.raises(UserError, match="already at step 6"):
         stylize.resume(run_dir, show_progress=False, say=lambda *a: None)
+    extended = nst_tf.resume(run_dir, train_steps=7, progress=False, say=None)   # a finished one, extended
+    assert isinstance(extended, nst_tf.StylizerResult) and extended.samples.shape[1] == 2 * 32
+    assert json.load(open(os.path.join(run_dir, "summary.json")))["steps"] == 7
 
 
 @pytest.mark.slow
