@@ -43,6 +43,13 @@ def optimize_fn(payload, workdir, sync, progress):
         x, step = np.random.default_rng(payload["seed"]).normal(size=(16, 16)).astype(np.float32), 0
     with open(os.path.join(workdir, "starts.txt"), "a") as f:
         f.write(f"{step}\n")
+    log = os.path.join(workdir, "log.csv")
+    if step and os.path.exists(log):   # as the engine's logger resumes: the rows after the state's step go
+        # (a stop's last sync can carry rows logged after the last state, on a loaded machine)
+        with open(log) as f:
+            rows = [r for r in f.read().splitlines() if int(r.split(",")[0]) <= step]
+        with open(log, "w") as f:
+            f.write("".join(r + "\n" for r in rows))
     if payload.get("error"):
         raise UserError(payload["error"])
     if payload.get("bug"):
