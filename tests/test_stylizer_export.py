@@ -1,4 +1,5 @@
-"""Export (nst_tf/stylizer/export.py): the SavedModel and the TFLite file give the Keras model's image."""
+"""Export (nst_tf/stylizer/export.py): the SavedModel and the TFLite file give the Keras model's image.
+Marked slow: each conversion traces and converts the whole network (4-13 s)."""
 import keras
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ def batch():
     return rng.random((1, 27, 34, 3), np.float32), np.array([[0.3, 0.7]], np.float32)
 
 
+@pytest.mark.slow
 def test_saved_model_serving_signature_gives_the_keras_image(model, batch, tmp_path):
     image, weights = batch
     export.export(model, str(tmp_path), ("saved_model",))
@@ -29,6 +31,7 @@ def test_saved_model_serving_signature_gives_the_keras_image(model, batch, tmp_p
     np.testing.assert_allclose(out, model([image, weights]).numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_tflite_gives_the_keras_image_at_two_sizes(model, batch, tmp_path):
     image, weights = batch
     path = export.export(model, str(tmp_path), ("tflite",))[0]
