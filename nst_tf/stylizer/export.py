@@ -54,7 +54,7 @@ def tflite_bytes(model: keras.Model) -> bytes:
     (left as variables, TFLite's READ_VARIABLE reads garbage once the input is resized)."""
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
     frozen = convert_variables_to_constants_v2(serving_function(model).get_concrete_function())
-    return tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
+    return tf.lite.TFLiteConverter.from_concrete_functions([frozen], model).convert()
 
 
 def save_tflite(model: keras.Model, folder: str) -> str:
