@@ -98,3 +98,13 @@ def test_python_api_in_memory_image(tmp_path, model_path):
                                    output_dir=str(tmp_path / "out"))
     assert result.image.shape == (20, 28, 3)
     assert os.path.exists(os.path.join(result.run_dir, "inputs", "content.png"))
+
+
+@pytest.mark.slow
+def test_apply_with_export_and_no_content_writes_the_export_only(tmp_path, model_path):
+    from tests.test_run import main_in_process
+    out = tmp_path / "out"
+    assert main_in_process("--mode=apply", f"--model={model_path}", "--export=saved_model", f"--output_dir={out}",
+                           "--run_name=exported") == 0
+    assert {"stylizer_saved_model", "run.flags"} <= set(os.listdir(out / "exported"))
+    assert not os.path.exists(out / "exported" / "result.png")
