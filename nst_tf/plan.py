@@ -92,8 +92,8 @@ def with_seed_and_backbone(config: Config, say=print) -> Config:
 
 def resolve(config: Config, say=print) -> Config:
     """The config made concrete: seed and backbone (`with_seed_and_backbone`), the mode's loss defaults
-    (`config.with_loss_defaults`), the backbone's defaults filled in (layers, feature transform, style weight), layer names in our spelling (an unknown name is
-    a UserError)."""
+    (`config.with_loss_defaults`), the backbone's defaults filled in (layers, feature transform, style
+    weight), layer names in our spelling (an unknown name is a UserError)."""
     config = with_loss_defaults(with_seed_and_backbone(config, say))
     model, loss = config.model, config.loss
     spec = registry.BACKBONES[model.backbone]

@@ -26,8 +26,7 @@ from nst_tf.stylizer import network
 
 def load(path: str) -> keras.Model:
     """The stylizer saved at `path` (a .keras file written by --mode=train)."""
-    if not os.path.isfile(path):
-        raise UserError(f"stylizer not found: {path!r}; name the stylizer.keras of a --mode=train run folder.")
+    image_io.check_model_path(path)
     if not zipfile.is_zipfile(path):
         raise UserError(f"{path!r} is not a Keras model file (.keras); name the stylizer.keras of a --mode=train run.")
     try:
