@@ -22,6 +22,7 @@ Everything is measured in this run; the table gives ratios between rows measured
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import os
 import platform
@@ -47,7 +48,11 @@ flags.DEFINE_integer("tile_size", 512, "Tile size of the tiled memory measuremen
 flags.DEFINE_list("tiled_sizes", [], "Larger sizes measured tiled only (a whole-image step would not fit or "
                   "take too long), e.g. 2048,4096.")
 flags.DEFINE_integer("quality_size", 512, "Size of the time-to-quality runs (0: skip them).")
-flags.DEFINE_integer("quality_steps", 500, "Plain Adam steps whose final loss is the quality target.")
+flags.DEFINE_integer("quality_steps", 300, "Steps of single-scale Adam in the time-to-quality table (L-BFGS: "
+                     "half as many iterations).")
+flags.DEFINE_string("quality_dir", None, "Keep the time-to-quality runs here, to look at their images "
+                    "(default: a temporary folder).")
+flags.DEFINE_integer("profile_size", 512, "Size of the op profile (0: none).")
 flags.DEFINE_bool("memory", True, "Measure each way's peak memory in a process of its own.")
 flags.DEFINE_bool("readme", False, "Write the tables into README.md between the speed-benchmark markers.")
 flags.DEFINE_string("child", None, "Internal: measure one way in this process and print JSON.")
@@ -59,12 +64,12 @@ STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 
 
 # ------------------------------------------------------------------------------------- one process
-def matmul_rate() -> float:
-    """FLOP/s of a 4096 x 4096 float32 matmul on this device (best of 3)."""
+def matmul_rate(repeats: int = 5) -> float:
+    """FLOP/s of a 4096 x 4096 float32 matmul on this device: the best of `repeats` warm products."""
     import tensorflow as tf
     a = tf.random.normal([4096, 4096])
     (a @ a).numpy()
-    best = min(_time(lambda: (a @ a).numpy()) for _ in range(3))
+    best = min(_time(lambda: (a @ a).numpy()) for _ in range(repeats))
     return 2 * 4096 ** 3 / best
 
 
@@ -163,7 +168,8 @@ def tutorial(backbone, content, style):
 
 
 def interleaved(size: int) -> dict:
-    """Seconds per step of the tutorial loop, ours and ours with XLA, in turn in this one process."""
+    """Seconds per step of the tutorial loop, ours and ours with XLA, in turn in this one process, with
+    the matmul rate measured between the rounds (the floor comes from the same minutes)."""
     import numpy as np
     from nst_tf import backbones
     backbone = backbones.load_backbone(FLAGS.backbone)
@@ -173,15 +179,67 @@ def interleaved(size: int) -> dict:
              "xla": ours(backbone, content, style, jit=True, tile_size=0)[1]}
     for step in steps.values():   # traces
         step()
-    rate = matmul_rate()
+    rates = [matmul_rate()]
     times = {way: [] for way in steps}
     for _ in range(FLAGS.steps):
         for way, step in steps.items():
             times[way].append(_time(step))
+        rates.append(matmul_rate(2))
     extractor = backbones.build_extractor(backbone, CONTENT_LAYERS + STYLE_LAYERS)
     return {"size": size, "shape": list(content.shape[:2]), "flops": step_flops(extractor, *content.shape[:2]),
-            "step_s": {way: float(np.median(t)) for way, t in times.items()},
-            "matmul_flops_per_s": max(rate, matmul_rate())}
+            "step_s": {way: float(np.median(t)) for way, t in times.items()}, "matmul_flops_per_s": max(rates)}
+
+
+# Op types of a step, by what they do (TensorFlow's CPU kernels with oneDNN; the first match counts).
+CATEGORIES = (("convolutions, forward (with bias and ReLU fused)", ("Conv2D",), ("Backprop",)),
+              ("convolutions, gradient to their input", ("Conv2DBackpropInput",), ()),
+              ("ReLU and pooling gradients", ("ReluGrad", "AvgPoolGrad", "MaxPoolGrad"), ()),
+              ("pooling, forward", ("AvgPool", "MaxPool"), ()),
+              ("Gram matrices and their gradients", ("MatMul", "Einsum"), ()),
+              ("copies and layout changes", ("Transpose", "Reshape", "Identity", "Copy", "Concat", "Tile", "Pad",
+                                             "Slice", "ToTf", "Reverse", "Pack"), ()))
+
+
+def category(op_type: str) -> str:
+    for name, has, lacks in CATEGORIES:
+        if any(h in op_type for h in has) and not any(x in op_type for x in lacks):
+            return name
+    return "element-wise and reductions (losses, TV, Adam, clipping)"
+
+
+def profile(size: int) -> dict:
+    """Milliseconds per step by kind of op, from TensorFlow's profiler over --steps steps of ours (no XLA).
+
+    Ops run one at a time here (one inter-op thread, each op still using every core), so their times add
+    up to the step's: what the ops leave of the wall time is host-side work and the gaps between ops and
+    steps. bench measured one inter-op thread as fast as the default (1.22 against 1.22 s at 512 px)."""
+    import tensorflow as tf
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    # The profiler's own converter (TensorBoard's profile plugin calls the same): XSpace -> op table.
+    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as converter
+    from nst_tf import backbones
+    backbone = backbones.load_backbone(FLAGS.backbone)
+    content, style = images_at(size)
+    step = ours(backbone, content, style, jit=False, tile_size=0)[1]
+    for _ in range(2):
+        step()
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        wall = _time(lambda: [step() for _ in range(FLAGS.steps)])
+        tf.profiler.experimental.stop()
+        data, ok = converter.xspace_to_tools_data(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True),
+                                                  "framework_op_stats", {})
+    if not ok:
+        raise RuntimeError(f"the profiler's op table: {data[:200]!r}")
+    table = json.loads(data)[0]
+    columns = [c["id"] for c in table["cols"]]
+    ms: dict[str, float] = {}
+    for row in table["rows"]:
+        r = dict(zip(columns, (c.get("v") for c in row["c"])))
+        if r["type"] != "IDLE":
+            key = category(r["type"])
+            ms[key] = ms.get(key, 0.0) + r["total_self_time"] / 1e3 / FLAGS.steps
+    return {"size": size, "step_ms": 1e3 * wall / FLAGS.steps, "ms": ms}
 
 
 def measure(way: str, size: int) -> dict:
@@ -211,8 +269,8 @@ def child(way: str, size: int, steps: int) -> dict:
     if proc.returncode != 0:
         return {"way": way, "size": size, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"  {way} at {size} px: {result['step_s']}" + (f" s/step, peak {gib(result['peak_bytes'])} GiB"
-                                                        if "peak_bytes" in result else ""), flush=True)
+    print(f"  {way} at {size} px: {result.get('step_s', result.get('step_ms'))}"
+          + (f" s/step, peak {gib(result['peak_bytes'])} GiB" if "peak_bytes" in result else ""), flush=True)
     return result
 
 
@@ -230,33 +288,35 @@ def rows(run_dir: str) -> list[dict]:
     return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(open(os.path.join(run_dir, "losses.csv")))]
 
 
-def seconds_to(run_dir: str, target: float, before: float = 0.0) -> float | None:
-    """Wall seconds (plus `before`) at the first logged step whose total is at most `target`."""
-    hit = [r["wall_s"] for r in rows(run_dir) if r["total"] <= target * (1 + 1e-6)]
-    return before + hit[0] if hit else None
+def seconds_to(run_dir: str, target: float) -> tuple[float | None, float]:
+    """(wall seconds at the first logged step of the final scale whose total is at most `target`, plus the
+    coarser scales' times; None if never) and the run's whole time."""
+    before = sum(json.load(open(path))["wall_time_s"]
+                 for path in glob.glob(os.path.join(run_dir, "scales", "*", "summary.json")))
+    logged = rows(run_dir)
+    hit = [r["wall_s"] for r in logged if r["total"] <= target * (1 + 1e-6)]
+    return (before + hit[0] if hit else None), before + logged[-1]["wall_s"]
 
 
-def time_to_quality(out: str) -> list[tuple[str, float | None, str]]:
-    """(how, seconds to the target or None, run.py flags) for each way. Every way but plain Adam gets half
-    (coarse to fine: half per scale) of its steps, so not reaching the target means less than ~2x."""
-    size, steps, half = FLAGS.quality_size, FLAGS.quality_steps, FLAGS.quality_size // 2
-    print(f"time to quality at {size} px (target: {steps} Adam steps)", flush=True)
-    ways = [(f"Adam, {steps} steps, single scale", [f"--num_steps={steps}", f"--scales={size}"]),
-            (f"L-BFGS, single scale (at most {steps // 2} iterations)",
+def time_to_quality(out: str) -> list[tuple[str, float | None, float, str]]:
+    """(how, seconds to the target or None, seconds of the whole run, run.py flags) for each way. The target
+    is the total loss run.py's default schedule reaches at its end at --quality_size (the same objective at
+    that size for every way: run.py's defaults, canvas included)."""
+    size, steps = FLAGS.quality_size, FLAGS.quality_steps
+    print(f"time to quality at {size} px (target: the default schedule's final loss)", flush=True)
+    ways = [("Adam, the default pyramid (half size, then full; 200 + 100 steps)", []),
+            (f"Adam, single scale ({steps} steps)", [f"--num_steps={steps}", f"--scales={size}"]),
+            (f"L-BFGS, single scale ({steps // 2} iterations)",
              ["--optimizer=lbfgs", f"--num_steps={steps // 2}", f"--scales={size}"]),
-            (f"coarse to fine, Adam ({half} then {size} px)", [f"--scales={half},{size}",
-                                                               f"--scale_steps={steps // 2},{steps // 2}"]),
-            (f"coarse to fine, L-BFGS ({half} then {size} px)",
-             ["--optimizer=lbfgs", f"--scales={half},{size}", f"--scale_steps={steps // 4},{steps // 4}"])]
+            ("L-BFGS, the default pyramid (100 + 50 iterations)", ["--optimizer=lbfgs", "--num_steps=100"]),
+            ("Adam, pyramid from 128 px by √2 (crowsonkb's)", ["--min_scale=128", "--scale_ratio=1.41"])]
     results, target = [], None
     for i, (name, args) in enumerate(ways):
         run_dir = run_py(out, f"way{i}", *args)
         if target is None:
             target = rows(run_dir)[-1]["total"]
-        coarse = os.path.join(run_dir, "scales", str(half), "summary.json")
-        before = json.load(open(coarse))["wall_time_s"] if os.path.exists(coarse) else 0.0
-        results.append((name, seconds_to(run_dir, target, before), " ".join(args)))
-        print(f"  {name}: {results[-1][1]} s", flush=True)
+        results.append((name, *seconds_to(run_dir, target), " ".join(args) or "(run.py's defaults)"))
+        print(f"  {name}: {results[-1][1]} s of {results[-1][2]} s", flush=True)
     return results
 
 
@@ -277,17 +337,18 @@ def gib(n: float) -> str:
     return f"{n / 2**30:.2f}"
 
 
-def tables(timing: dict[int, dict], per_step: list[dict], quality) -> str:
+def tables(timing: dict[int, dict], per_step: list[dict], prof: dict | None, quality) -> str:
     by = {(r["way"], r["size"]): r for r in per_step}
     rates = [r["matmul_flops_per_s"] for r in [*timing.values(), *per_step] if "matmul_flops_per_s" in r]
     rate = max(rates, default=None)   # the floor: the best rate this machine showed in this run
     lines = [f"{FLAGS.backbone}, conv4_2 + conv1_1..conv5_1, bundled chelsea + swirls, on {device_name()}; "
              f"`python bench/speed.py --sizes={','.join(FLAGS.sizes)} --tiled_sizes={','.join(FLAGS.tiled_sizes)} "
-             f"--tile_size={FLAGS.tile_size} --quality_size={FLAGS.quality_size} "
+             f"--tile_size={FLAGS.tile_size} --profile_size={FLAGS.profile_size} --quality_size={FLAGS.quality_size} "
              f"--quality_steps={FLAGS.quality_steps}` on {time.strftime('%Y-%m-%d')}. Seconds per step: the "
              f"median of {FLAGS.steps} steps of each way, taken in turn in one process after each has traced.", "",
-             "| size | tutorial loop (s/step) | ours, no XLA (s/step) | ours, XLA: the default (s/step) | "
-             "tutorial / ours | FLOP floor (s) | ours / floor | GFLOP per step |", "|---|---|---|---|---|---|---|---|"]
+             "| size | tutorial loop (s/step) | ours: the default, no XLA (s/step) | ours, XLA (s/step) | "
+             "tutorial / ours | FLOP floor (s) | ours / floor | XLA / floor | GFLOP per step |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for size in map(int, FLAGS.sizes):
         r = timing.get(size, {})
         if "step_s" not in r:
@@ -295,12 +356,22 @@ def tables(timing: dict[int, dict], per_step: list[dict], quality) -> str:
             continue
         t, o, x = (r["step_s"][w] for w in ("tutorial", "ours", "xla"))
         floor = r["flops"] / rate
-        lines.append(f"| {size} | {t:.2f} | {o:.2f} | {x:.2f} | {t / x:.2f}x | {floor:.2f} | {x / floor:.2f}x | "
-                     f"{r['flops'] / 1e9:.0f} |")
+        lines.append(f"| {size} | {t:.2f} | {o:.2f} | {x:.2f} | {t / o:.2f}x | {floor:.2f} | {o / floor:.2f}x | "
+                     f"{x / floor:.2f}x | {r['flops'] / 1e9:.0f} |")
     if rates:
-        lines += ["", f"Matmul rate (4096², float32, best of 3 before and after each measurement): "
-                  f"{min(rates) / 1e9:.0f} to {max(rates) / 1e9:.0f} GFLOP/s across the processes; the floor "
-                  "uses the highest."]
+        lines += ["", f"Matmul rate (4096², float32, the best of warm products before and between the rounds "
+                  f"of steps): {min(rates) / 1e9:.0f} to {max(rates) / 1e9:.0f} GFLOP/s across the processes; "
+                  "the floor uses the highest."]
+    if prof and "ms" in prof:
+        ops = sum(prof["ms"].values())
+        lines += ["", f"Where a step's time goes at {prof['size']} px (ours, no XLA; TensorFlow's profiler over "
+                  f"{FLAGS.steps} steps, ops one at a time; ms per step):", "",
+                  "| what | ms per step | share |", "|---|---|---|"]
+        for name, ms in sorted(prof["ms"].items(), key=lambda kv: -kv[1]):
+            lines.append(f"| {name} | {ms:.0f} | {100 * ms / prof['step_ms']:.1f}% |")
+        rest = prof["step_ms"] - ops
+        lines += [f"| host-side work and gaps between ops and steps | {rest:.0f} | "
+                  f"{100 * rest / prof['step_ms']:.1f}% |", f"| the whole step | {prof['step_ms']:.0f} | 100% |"]
     lines += ["", "Peak memory (GiB; resident set on the CPU) beside `nst_tf/memory.py`'s prediction, and the "
               f"tiled step (`--tile_size={FLAGS.tile_size}`):", "",
               "| size | whole, XLA | whole, no XLA | tutorial loop | predicted whole | tiled | predicted tiled | "
@@ -316,14 +387,14 @@ def tables(timing: dict[int, dict], per_step: list[dict], quality) -> str:
         lines.append(f"| {size} | {' | '.join(cells)} |")
     if quality:
         base = quality[0][1]
-        lines += ["", f"Time to quality at {FLAGS.quality_size} px: seconds until the total loss reaches what "
-                  f"{FLAGS.quality_steps} plain Adam steps reach (run.py, from the first step):", "",
-                  "| how | seconds | speed-up vs plain Adam | flags |", "|---|---|---|---|"]
-        for name, seconds, args in quality:
-            if seconds is None:
-                lines.append(f"| {name} | not reached | - | `{args}` |")
-            else:
-                lines.append(f"| {name} | {seconds:.0f} | {base / seconds:.2f}x | `{args}` |")
+        lines += ["", f"Time to quality at {FLAGS.quality_size} px: seconds until the total loss at "
+                  f"{FLAGS.quality_size} px reaches what run.py's default schedule reaches at its end (run.py, "
+                  "the optimizing time of every scale, model loading and targets excluded):", "",
+                  "| how | seconds to the default's loss | speed-up | whole run (s) | flags |",
+                  "|---|---|---|---|---|"]
+        for name, seconds, whole, args in quality:
+            reached = "not reached | -" if seconds is None else f"{seconds:.0f} | {base / seconds:.2f}x"
+            lines.append(f"| {name} | {reached} | {whole:.0f} | `{args}` |")
     return "\n".join(lines)
 
 
@@ -343,7 +414,8 @@ def main(argv):
     del argv
     if FLAGS.child:
         way, size = FLAGS.child.split(":")
-        print(json.dumps(interleaved(int(size)) if way == "timing" else measure(way, int(size))))
+        run = {"timing": interleaved, "profile": profile}.get(way, lambda s: measure(way, s))
+        print(json.dumps(run(int(size))))
         return
     timing, per_step = {}, []
     for size in map(int, FLAGS.sizes):
@@ -356,11 +428,18 @@ def main(argv):
     for size in map(int, FLAGS.tiled_sizes):
         print(f"tiled step at {size} px", flush=True)
         per_step.append(child("tiled", size, 1))
+    prof = None
+    if FLAGS.profile_size:
+        print(f"profile at {FLAGS.profile_size} px", flush=True)
+        prof = child("profile", FLAGS.profile_size, FLAGS.steps)
     quality = None
     if FLAGS.quality_size:
-        with tempfile.TemporaryDirectory() as out:
-            quality = time_to_quality(out)
-    table = tables(timing, per_step, quality)
+        if FLAGS.quality_dir:
+            quality = time_to_quality(FLAGS.quality_dir)
+        else:
+            with tempfile.TemporaryDirectory() as out:
+                quality = time_to_quality(out)
+    table = tables(timing, per_step, prof, quality)
     print(table)
     if FLAGS.readme:
         write_readme(table)

@@ -29,8 +29,7 @@ from nst_tf.optimize import make_optimizer
 from nst_tf.plan import EffectiveWeights
 from nst_tf.summaries import NonFiniteLoss, RunLogger
 
-# --jit_compile applies from this size up: XLA's step was 11% faster at 256 px and 1.4x at 1024 px
-# (bench/speed.py), but compiling takes seconds, which small images do not win back.
+# --jit_compile applies from this size up: compiling takes seconds, which small images do not win back.
 XLA_MIN_SIZE = 256
 
 

@@ -43,10 +43,23 @@ def gram_sum(features: tf.Tensor, masks: tf.Tensor | None = None) -> tf.Tensor:
     Returns:
       [B, C, C], or [B, R, C, C] with masks.
     """
+    shape = tf.shape(features)
+    flat = tf.reshape(features, [shape[0], shape[1] * shape[2], shape[3]])   # [B, M, C]
     if masks is None:
-        return tf.einsum("bhwi,bhwj->bij", features, features)
+        return _self_product(flat)
     weighted = features[:, None] * masks[None, :, :, :, None]   # [B, R, H, W, C]
-    return tf.einsum("brhwi,bhwj->brij", weighted, features)
+    weighted = tf.reshape(weighted, [shape[0], tf.shape(masks)[0], shape[1] * shape[2], shape[3]])
+    return tf.matmul(weighted, flat[:, None], transpose_a=True)
+
+
+@tf.custom_gradient
+def _self_product(flat: tf.Tensor):
+    """F^T F for F [B, M, C], with the gradient of a symmetric product in one matmul,
+    d/dF <D, F^T F> = F (D + D^T), where autodiff would run two (and einsum's gradient is slower still:
+    bench/speed.py's profile)."""
+    def grad(upstream):
+        return tf.matmul(flat, upstream + tf.linalg.matrix_transpose(upstream))
+    return tf.matmul(flat, flat, transpose_a=True), grad
 
 
 def gram_count(shape: tuple | None, masks: tf.Tensor | None = None) -> tf.Tensor:

@@ -22,6 +22,22 @@ def test_gram_matrix_is_gram_over_positions():
         np.testing.assert_allclose(value, G_OVER_M, rtol=1e-6)
 
 
+def test_gram_gradient_by_hand():
+    # d/dF <D, G> with G = F^T F (positions k, channels i, j): dF_ki = sum_j F_kj (D_ij + D_ji).
+    # D = [[1, 2], [0, -1]], D + D^T = [[2, 2], [2, -2]]; F rows (positions) [1,0] [2,1] [0,3] [1,1]:
+    # [1,0] -> [2, 2]; [2,1] -> [6, 2]; [0,3] -> [6, -6]; [1,1] -> [4, 0].
+    upstream = tf.constant([[[1.0, 2.0], [0.0, -1.0]]])
+    expected = np.array([[[[2, 2], [6, 2]], [[6, -6], [4, 0]]]], np.float32)
+
+    def grad(features):
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            value = tf.reduce_sum(upstream * losses.gram_sum(features))
+        return tape.gradient(value, features)
+    for value in both(grad, tf.constant(F)):
+        np.testing.assert_allclose(value, expected, rtol=1e-6)
+
+
 def test_content_l2_is_half_sum_of_squares():
     target = np.zeros_like(F)
     # F = [1, 0, 2, 1, 0, 3, 1, 1]: 1/2 * (1 + 0 + 4 + 1 + 0 + 9 + 1 + 1) = 8.5
