@@ -168,7 +168,7 @@ def test_every_option_is_a_flag_and_every_flag_reaches_the_config(tmp_path):
               "content_loss": "l1", "gram_norm": "paper", "content_weight": "3", "style_weight": "4e5",
               "tv_weight": "0.5", "resolution_invariant": "false", "normalize_gradients": None,
               "optimizer": "adam", "num_steps": "17", "learning_rate": "0.07", "init": "style", "seed": "9",
-              "device": "cpu", "tile_size": "0", "jit_compile": "false", "output_dir": str(tmp_path),
+              "device": "cpu", "tile_size": "0", "jit_compile": "true", "output_dir": str(tmp_path),
               "run_name": "x", "save_every": "3", "log_every": "2", "sweep": "seed:1,2", "sweep_batch": "2",
               "cluster": "ray://10.0.0.1:10001", "ray_workers": "3", "canvas_margin": "8",
               # the stylizer's (the ones of --mode=train/apply only: test_stylizer_options_reach_the_config)
