@@ -1,23 +1,25 @@
 #!/usr/bin/env python
-"""Benchmark: seconds per step, peak memory and time to quality, measured in one run.
+"""Benchmark: seconds per step against the FLOP floor, where a step's time goes, peak memory and time
+to quality, measured in one run.
 
-  python bench/speed.py                                    # everything at the issue's sizes (hours on a CPU)
-  python bench/speed.py --sizes=256,512 --quality_size=256 --quality_steps=200 --readme
+  python bench/speed.py --readme                           # the README's tables (about 50 minutes here)
+  python bench/speed.py --sizes=512 --quality_size=0 --profile_size=0 --memory=false   # one size, 2 min
 
 1. Per step (one Adam update: forward, backward to the image, update) at each of --sizes: this
-   project's step without and with XLA (--jit_compile, the default), and a reference loop written the
-   way the TensorFlow tutorial writes it (a Keras model of the VGG outputs, einsum Grams, a tf.function
-   train step), with the same backbone, layers and image. The three run in one process, one step of
-   each in turn, so that a busy or throttled machine slows them alike; each figure is a median. The FLOP floor is the step's
-   FLOPs (counted from the layers' shapes) divided by the best rate of a 4096 x 4096 float32 matmul
-   measured in this run (each process measures it before and after its steps).
-2. Peak memory of each way in a fresh process of its own (peak resident set on the CPU; TensorFlow's
+   project's step without XLA (the default) and with it (--jit_compile), and a reference loop written
+   the way the TensorFlow tutorial writes it (a Keras model of the VGG outputs, einsum Grams, a
+   tf.function train step), with the same backbone, layers and image. The three run in one process, one
+   step of each in turn, so that a busy or throttled machine slows them alike; each figure is a median.
+   The FLOP floor is the step's FLOPs (counted from the layers' shapes) divided by the best rate of warm
+   4096 x 4096 float32 matmuls measured in the same process, before and between the rounds of steps.
+2. A profile of our step at --profile_size (TensorFlow's profiler): milliseconds per step by kind of op.
+3. Peak memory of each way in a fresh process of its own (peak resident set on the CPU; TensorFlow's
    peak on a GPU), beside nst_tf/memory.py's prediction, and of a tiled step (--tile_size) at each size.
-3. Time to quality at --quality_size: the seconds until the total loss reaches what --quality_steps
-   plain single-scale Adam steps reach, for that Adam run, L-BFGS, and coarse to fine (Adam from half
-   the size, then the full size: run.py's default pyramid). Plain `run.py` runs on the bundled images;
-   the time counts from the first step (model loading excluded, the same for each).
-Everything is measured in this run; the table gives ratios between rows measured together.
+4. Time to quality at --quality_size: the seconds until the total loss reaches what run.py's default
+   schedule reaches at its end, for that schedule, single-scale Adam and L-BFGS, L-BFGS on the default
+   pyramid and crowsonkb's sqrt(2) pyramid from 128 px (run.py on the bundled images; the optimizing
+   time of every scale, model loading excluded, the same for each).
+Everything is measured in this run; the tables give ratios between rows measured together.
 """
 from __future__ import annotations
 
