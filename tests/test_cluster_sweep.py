@@ -1,6 +1,6 @@
-"""Sweeps and many-photo jobs on a local Ray cluster (127.0.0.1 only, started and stopped by each test):
-the same images as in-process, and a worker killed in the middle of a sweep is retried and continues from
-its cell's last snapshot."""
+"""Sweeps and many-photo jobs on a local Ray cluster (127.0.0.1 only, started once for this module and
+stopped at its end): the same images as in-process, and a worker killed in the middle of a sweep is retried
+and continues from its cell's last snapshot."""
 import csv
 import dataclasses
 import os
@@ -12,7 +12,7 @@ import numpy as np
 import psutil
 import pytest
 
-from nst_tf import image_io
+from nst_tf import cluster, image_io
 from nst_tf.comparison import runner
 from nst_tf.config import Config, ImageConfig, LossConfig, ModelConfig, OptimConfig, OutputConfig
 from tests.conftest import smooth_image, write_png
@@ -27,6 +27,15 @@ def sweep_config(tmp_path, content, style_path, name, cluster=None, num_steps=12
                   optim=OptimConfig(num_steps=num_steps, seed=1, learning_rate=0.05),
                   output=OutputConfig(output_dir=str(tmp_path / "out"), run_name=name, save_every=2, log_every=1),
                   sweep=("style_weight:1e5,1e7",), sweep_batch=1, cluster=cluster, ray_workers=2 if cluster else 0)
+
+
+@pytest.fixture(scope="module")
+def two_workers():
+    """One local 2-worker cluster for the module's sweeps (each would otherwise start and stop its own: about
+    15 s each here). `--cluster=ray` finds it running and uses it, as a sweep started inside
+    `cluster.local_cluster` does; its tasks get one thread each, as a sweep's own 2-worker cluster gives."""
+    with cluster.local_cluster(workers=2) as ray:
+        yield ray
 
 
 def results(sweep_dir):
@@ -49,7 +58,8 @@ def assert_same_images(a, b):
 
 
 @pytest.mark.slow
-def test_a_sweep_and_a_folder_job_on_two_workers_equal_in_process(tmp_path, content_path, style_path):
+def test_a_sweep_and_a_folder_job_on_two_workers_equal_in_process(tmp_path, content_path, style_path,
+                                                                   two_workers):
     here = runner.run_sweep(sweep_config(tmp_path, content_path, style_path, "here"), show_progress=False,
                             say=lambda *a: None)
     said = []
@@ -88,7 +98,7 @@ def ray_workers():
 
 @pytest.mark.slow
 def test_a_killed_worker_is_retried_and_its_cell_continues_from_its_last_snapshot(tmp_path, content_path,
-                                                                                   style_path):
+                                                                                   style_path, two_workers):
     # the undisturbed sweep on the same workers (one thread each, as the killed one): a retried cell that
     # continues from its saved state gives the same bits
     reference = runner.run_sweep(sweep_config(tmp_path, content_path, style_path, "reference", cluster="ray",
