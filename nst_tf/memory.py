@@ -86,11 +86,19 @@ def _layers(config) -> tuple[str, ...]:
     return tuple(config.loss.content_layers) + tuple(config.loss.style_layers)
 
 
+def _need(config, height: int, width: int, tile_size: int = 0) -> float:
+    """The predicted peak of a run's step on a result of height x width: the optimized canvas is
+    --canvas_margin px larger on each side."""
+    margin = config.optim.canvas_margin
+    return predict(config.model.backbone, config.model.pooling, _layers(config), height + 2 * margin,
+                   width + 2 * margin, 1, tile_size)
+
+
 def largest_size(config, budget: float) -> int | None:
     """The largest longest side (16 px steps, up to MAX_SIZE_LIMIT) whose whole-image step on a square
     image fits in `budget` bytes; None if not even 16 px does."""
     def fits(size):
-        return predict(config.model.backbone, config.model.pooling, _layers(config), size, size) <= budget
+        return _need(config, size, size) <= budget
     sizes = list(range(16, MAX_SIZE_LIMIT + 1, 16))
     lo, hi, best = 0, len(sizes) - 1, None   # fits() holds for every size below one that fits
     while lo <= hi:
@@ -110,7 +118,7 @@ def auto_size(config, free: float | None, say=print) -> int:
     size = largest_size(config, free * HEADROOM)
     if size is None:
         raise UserError(f"--max_size=auto: not even 16 px fits in the {gib(free)} free; free some memory.")
-    need = predict(config.model.backbone, config.model.pooling, _layers(config), size, size)
+    need = _need(config, size, size)
     say(f"--max_size=auto: {size} px (a step needs about {gib(need)} of the {gib(free)} free)")
     return size
 
@@ -126,7 +134,7 @@ def fit_tiles(config, shape: tuple[int, int], free: float | None, say=print) -> 
     requested = config.optim.tile_size
 
     def need(tile):
-        return predict(config.model.backbone, config.model.pooling, _layers(config), height, width, 1, tile)
+        return _need(config, height, width, tile)
 
     budget = None if free is None else free * HEADROOM
     if budget is None or need(requested) <= budget:

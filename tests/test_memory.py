@@ -12,6 +12,8 @@ GiB = 2**30
 
 
 def config(**optim):
+    """A resolved config; without a canvas unless asked (the figures below are of the result's own pixels)."""
+    optim = {"canvas_margin": 0, **optim}
     return resolve(Config(images=ImageConfig(content="c.png", style="s.png"), model=ModelConfig(backbone="vgg16_hed"),
                           optim=OptimConfig(seed=0, **optim)), say=lambda _: None)
 
@@ -78,6 +80,17 @@ def test_auto_size_is_the_largest_that_fits():
         memory.auto_size(c, None)
     with pytest.raises(UserError, match="not even 16 px fits"):
         memory.auto_size(c, 1.0)
+
+
+def test_the_canvas_margin_is_counted():
+    # a 16 px canvas around a 2048 px result optimizes 2080 x 2080 pixels: 20.3 GiB whole, not 19.7
+    said = []
+    memory.fit_tiles(config(canvas_margin=16), (2048, 2048), 6 * GiB, say=said.append)
+    assert said[0].startswith("2048 px: a whole-image step needs about 20.3 GiB")
+    assert memory.predict("vgg16_hed", "avg", LAYERS, 2080, 2080) / GiB == pytest.approx(20.3, abs=0.05)
+    # --max_size=auto leaves room for the canvas: 592 px fits without one, 560 px with 16 px around it
+    free = 2.6034 * GiB / memory.HEADROOM
+    assert memory.auto_size(config(canvas_margin=16), free, say=lambda _: None) == 560
 
 
 def test_what_cannot_be_tiled_is_refused_with_what_tiles_need():
