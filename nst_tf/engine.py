@@ -48,7 +48,7 @@ def load_network(config: Config, say=print) -> Network:
     if not m.normalize_features:
         return Network(model)
     return Network(model, normalize.feature_scales(model, m.pooling, m.weights, config.optim.seed,
-                                                   m.normalize_images, say))
+                                                   m.normalize_images, say, (m.padding, m.padding_scope)))
 
 
 @dataclasses.dataclass

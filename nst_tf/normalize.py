@@ -87,8 +87,10 @@ def _file_identity(path: str) -> list:
     return [os.path.abspath(path), stat.st_size, stat.st_mtime_ns]
 
 
-def cache_path(name: str, pooling: str, weights: str | None, seed: int, files: list[str]) -> str:
-    """Where the means of this backbone, weights, pooling and set of images are cached."""
+def cache_path(name: str, pooling: str, weights: str | None, seed: int, files: list[str],
+               padding: tuple[str, str] = ("zero", "all")) -> str:
+    """Where the means of this backbone, weights, pooling, padding (--padding, --padding_scope: the border
+    changes the means a little) and set of images are cached."""
     if weights == "random":
         weights_id = ["random", seed]
     elif weights is not None:
@@ -97,16 +99,19 @@ def cache_path(name: str, pooling: str, weights: str | None, seed: int, files: l
         weights_id = _file_identity(backbones.hed_weights_path())
     else:
         weights_id = ["imagenet", keras.__version__]
-    key = json.dumps([CACHE_VERSION, name, pooling, weights_id, MEASURE_SIZE, [_file_identity(f) for f in files]])
+    key = json.dumps([CACHE_VERSION, name, pooling, weights_id, MEASURE_SIZE, [_file_identity(f) for f in files],
+                      *([] if padding[0] == "zero" else [list(padding)])])   # zero: the key of earlier caches
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return os.path.join(cache_dir(), f"feature_means_{name}_{pooling}_{digest}.npz")
 
 
 def feature_scales(backbone: keras.Model, pooling: str, weights: str | None, seed: int,
-                   folder: str | None = None, say=print) -> dict[str, np.ndarray]:
-    """The channel means of every layer of `backbone`, from the cache or measured now (and cached)."""
+                   folder: str | None = None, say=print,
+                   padding: tuple[str, str] = ("zero", "all")) -> dict[str, np.ndarray]:
+    """The channel means of every layer of `backbone` (built with `padding` = (--padding,
+    --padding_scope)), from the cache or measured now (and cached)."""
     files = image_files(folder)
-    path = cache_path(backbone.name, pooling, weights, seed, files)
+    path = cache_path(backbone.name, pooling, weights, seed, files, padding)
     try:
         with np.load(path) as cached:
             return {name: cached[name] for name in cached.files}

@@ -101,6 +101,8 @@ def test_scales_are_cached_per_images_and_weights(tmp_path, monkeypatch, vgg):
     normalize.feature_scales(vgg, "avg", "random", 5, str(folder), said.append)
     normalize.feature_scales(vgg, "avg", "random", 6, str(folder), said.append)   # other weights
     assert len(said) == 3 and len(os.listdir(tmp_path / "cache" / "nst_tf")) == 3
+    normalize.feature_scales(vgg, "avg", "random", 6, str(folder), said.append, ("reflect", "first"))
+    assert len(said) == 4 and len(os.listdir(tmp_path / "cache" / "nst_tf")) == 4   # another padding
 
 
 def test_a_corrupt_cache_file_is_measured_again(tmp_path, monkeypatch, vgg):
