@@ -27,7 +27,16 @@ import signal
 import sys
 
 
+# Until the engine has loaded, a signal ends the process at once: nothing has been written, and a
+# KeyboardInterrupt raised while the imports run can be lost (raised inside a finalizer, Python prints
+# "Exception ignored" and goes on: a Ctrl-C at 1.5 s was once ignored and the run went on). Set by the
+# __main__ block below; callers that import run.py keep KeyboardInterrupt.
+_exit_at_once = False
+
+
 def _raise_interrupt(signum, frame):
+    if _exit_at_once:
+        _stopped_while_starting(KeyboardInterrupt, None, None)
     raise KeyboardInterrupt
 
 
@@ -43,7 +52,9 @@ def _stopped_while_starting(kind, value, tb):
 
 
 if __name__ == "__main__":   # first of all: SIGTERM stops like Ctrl-C from the first line on
+    _exit_at_once = True
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
     sys.excepthook = _stopped_while_starting
 
 import contextlib  # noqa: E402
@@ -215,6 +226,14 @@ def main(argv: list[str]) -> int:
         return 130
 
 
+def _engine_loaded() -> None:
+    """From here on a signal raises KeyboardInterrupt, which the run turns into a saved stop."""
+    global _exit_at_once
+    if _exit_at_once:
+        _exit_at_once = False
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _main(argv: list[str]) -> int:
     wanted = [arg for arg in argv[1:] if arg in HELP_FLAGS]
     if wanted:
@@ -226,6 +245,7 @@ def _main(argv: list[str]) -> int:
         print(f"error: {_message(e)}", file=sys.stderr)
         return 2
     stylize, runner = _load_engine()   # TensorFlow loads here, after the flags are known to be good.
+    _engine_loaded()
     from nst_tf import list_layers, summaries   # already imported by the engine
     try:
         try:

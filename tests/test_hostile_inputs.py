@@ -330,9 +330,12 @@ def test_signal_during_start_up_exits_130_without_traceback(tmp_path, signum, de
                              "--progress=false", f"--output_dir={tmp_path / 'out'}"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    time.sleep(delay)
-    proc.send_signal(signum)
-    out, err = proc.communicate(timeout=120)
+    try:
+        time.sleep(delay)
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()   # a run that ignored the signal must not outlive the test
     assert proc.returncode == 130, (proc.returncode, err)
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert err.strip().splitlines()[-1].startswith("stopped: "), err
