@@ -361,7 +361,8 @@ def test_max_size_auto_says_the_size_before_the_run(tmp_path, monkeypatch):
     image = tmp_path / "c.png"
     image.write_bytes(save(gradient("RGB", 32, 32), "PNG"))
     layers = ("conv4_2", "conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
-    monkeypatch.setenv("NST_TF_FREE_MEMORY", str(memory.predict("vgg16_hed", "avg", layers, 48, 48) / memory.HEADROOM))
+    # the free memory of a 48 px result's step: its canvas, 16 px more on each side, is 80 x 80
+    monkeypatch.setenv("NST_TF_FREE_MEMORY", str(memory.predict("vgg16_hed", "avg", layers, 80, 80) / memory.HEADROOM))
     said = []
     made = plan.make_plan(Config(images=ImageConfig(content=str(image), style=str(image), max_size=AUTO_SIZE),
                                  model=ModelConfig(backbone="vgg16_hed", weights="random")), said.append)
