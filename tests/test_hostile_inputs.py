@@ -320,8 +320,9 @@ def test_weights_file_that_is_not_hdf5_is_one_line(tmp_path):
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.parametrize("signum, delay", [(signal.SIGTERM, 0.6), (signal.SIGTERM, 1.5), (signal.SIGTERM, 3.0),
-                                           (signal.SIGINT, 1.5)])
+@pytest.mark.parametrize("signum, delay", [   # each a fresh process: one in the quick set, the rest slow
+    pytest.param(signal.SIGTERM, 0.6, marks=pytest.mark.slow), pytest.param(signal.SIGTERM, 1.5, marks=pytest.mark.slow),
+    pytest.param(signal.SIGTERM, 3.0, marks=pytest.mark.slow), (signal.SIGINT, 1.5)])
 def test_signal_during_start_up_exits_130_without_traceback(tmp_path, signum, delay):
     image = tmp_path / "c.png"
     image.write_bytes(save(gradient("RGB", 32, 32), "PNG"))

@@ -183,6 +183,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, content_path, style_path, ar
     assert not os.path.exists(tmp_path / "out") or not os.listdir(tmp_path / "out")
 
 
+@pytest.mark.slow   # a fresh process loading TensorFlow: 5 s
 def test_exit_status_of_bad_input_in_a_fresh_process(tmp_path, content_path, style_path):
     """One bad-input case through a real process (the others run main() in-process): exit 2, one line."""
     proc = run_py(f"--content={content_path}", f"--style={style_path}", "--style_layers=conv9_1", *TINY)
@@ -271,6 +272,7 @@ def test_config_from_flags_round_trip(tmp_path):
     assert isinstance(run_script.FLAGS, flags.FlagValues)
 
 
+@pytest.mark.slow   # a fresh process loading TensorFlow: 5 s
 def test_tensorflow_start_up_lines_are_hidden(tmp_path, content_path, style_path):
     """Without TF_CPP_MIN_LOG_LEVEL set, stderr holds only our own line (and is restored after loading)."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
