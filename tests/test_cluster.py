@@ -217,6 +217,7 @@ def test_ctrl_c_keeps_the_synced_state_and_a_second_run_resumes_from_it(ray_clus
     synced = side / "00_cell.synced"
 
     caught = threading.Event()
+    events = [("start", time.monotonic())]
 
     def interrupt_after_first_sync():
         deadline = time.monotonic() + 30
@@ -224,8 +225,10 @@ def test_ctrl_c_keeps_the_synced_state_and_a_second_run_resumes_from_it(ray_clus
             time.sleep(0.02)
         # Ctrl-C, and again if the first was lost: Python drops a KeyboardInterrupt that lands while the
         # main thread runs a finalizer ("Exception ignored"); this test once saw the job finish untouched
+        events.append(("synced seen" if synced.exists() else "deadline", time.monotonic()))
         for _ in range(3):
             _thread.interrupt_main()
+            events.append(("interrupt", time.monotonic()))
             if caught.wait(3.0):
                 return
 
@@ -240,6 +243,8 @@ def test_ctrl_c_keeps_the_synced_state_and_a_second_run_resumes_from_it(ray_clus
     threading.Thread(target=interrupt_after_first_sync, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
         run()
+        events.append(("returned", time.monotonic()))
+        raise AssertionError(f"not interrupted: {[(e, round(t - events[0][1], 2)) for e, t in events]}")
     with np.load(dest / "00_cell" / "state.npz") as f:
         step = int(f["step"])
     assert 0 < step < STEPS
