@@ -207,6 +207,7 @@ def test_resnet_outputs_are_keras_resnet50_on_caffe_input():
         np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.slow   # builds two ResNet50s: 3 s
 def test_resnet_pooling_option_keeps_the_weights():
     avg = backbones.load_backbone("resnet50", pooling="avg", weights="random", seed=4)
     mx = backbones.load_backbone("resnet50", pooling="max", weights="random", seed=4)
@@ -216,8 +217,8 @@ def test_resnet_pooling_option_keeps_the_weights():
                                   mx.get_layer("conv5_block3_3_conv").kernel.numpy())
 
 
-@pytest.mark.parametrize("name, app_name, layer", [("vgg16", "VGG16", "block5_conv3"),
-                                                   ("resnet50", "ResNet50", "conv4_block6_3_conv")])
+@pytest.mark.parametrize("name, app_name, layer", [("vgg16", "VGG16", "block5_conv3"), pytest.param(
+    "resnet50", "ResNet50", "conv4_block6_3_conv", marks=pytest.mark.slow)])   # ResNet50 twice: 4 s
 def test_keras_weights_file_round_trip(tmp_path, name, app_name, layer):
     """--weights=PATH reads a Keras weights file of the keras.applications model (no top)."""
     app = getattr(keras.applications, app_name)(weights=None, include_top=False)

@@ -60,6 +60,7 @@ def test_a_batch_gives_the_images_of_its_cells_run_one_by_one(tmp_path, content_
     assert np.abs(batched[0].logger.last_good_image - batched[1].logger.last_good_image).max() > 1e-3
 
 
+@pytest.mark.slow   # a 2-cell sweep: 4 s
 def test_one_diverging_cell_does_not_stop_the_others(tmp_path, content_path, style_path, hed_backbone):
     config = tiny_config(tmp_path, content_path, style_path)
     huge = dataclasses.replace(config, loss=dataclasses.replace(config.loss, style_weight=1e38, content_weight=1e38))
