@@ -245,7 +245,8 @@ def test_ctrl_c_keeps_the_synced_state_and_a_second_run_resumes_from_it(ray_clus
     with pytest.raises(KeyboardInterrupt):
         run()
         events.append(("returned", time.monotonic()))
-        raise AssertionError(f"not interrupted: {[(e, round(t - events[0][1], 2)) for e, t in events]}")
+        raise AssertionError(f"not interrupted: {[(e, round(t - events[0][1], 2)) for e, t in events]}; "
+                             f"SIGINT handler {signal.getsignal(signal.SIGINT)!r}")
     with np.load(dest / "00_cell" / "state.npz") as f:
         step = int(f["step"])
     assert 0 < step < STEPS
