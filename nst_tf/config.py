@@ -192,10 +192,10 @@ class OptimConfig:
                                 "of artifacts along it); px at the result's size, scaled down with the coarser "
                                 "scales of a pyramid; costs the extra pixels; 0: off.")
     # Off by default since 2026-12-02: on this project's CPU (AVX-512) the plain step, whose convolutions
-    # oneDNN runs, is 10-15% faster than XLA's at 256, 512 and 1024 px (bench/speed.py, README "Speed").
-    jit_compile: bool = option(False, "Compile the step with XLA (for images of 256 px and more): less memory "
-                               "from 512 px up and a few seconds more to start; faster on some machines, "
-                               "slower on an AVX-512 CPU with oneDNN (README, Speed).")
+    # oneDNN runs, is 9-12% faster than XLA's at 256, 512 and 1024 px and needs less memory (bench/speed.py).
+    jit_compile: bool = option(False, "Compile the step with XLA (for images of 256 px and more), a few seconds "
+                               "more to start; on an AVX-512 CPU it was 9-12% slower than the default step and "
+                               "needed more memory, on other machines it may win (README, Speed).")
 
 
 @dataclass(frozen=True)
