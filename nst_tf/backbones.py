@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from nst_tf import losses
 from nst_tf.errors import UserError
-from nst_tf.registry import BACKBONES, KERAS_WEIGHTS_FILES, BackboneSpec, keras_name, resolve_layer
+from nst_tf.registry import BACKBONES, KERAS_WEIGHTS_FILES, BackboneSpec, keras_name, resolve_layer, split_octave
 
 VGG19_WEIGHTS_FILE = KERAS_WEIGHTS_FILES["VGG19"]
 HED_WEIGHTS_RELPATH = os.path.join("weights", "hed_bsds500.weights.h5")
@@ -335,10 +335,17 @@ def build_extractor(backbone: keras.Model, layers: tuple[str, ...], transform: s
     `transform="softmax"` applies `losses.softmax_features` to each output; `scales` ({our name: [C]})
     divides each output by its channels' mean activations first (`--normalize_features`).
     """
+    names = [resolve_layer(name, BACKBONES[backbone.name]) for name in layers]
+    if any(split_octave(name)[1] > 1 for name in names):
+        return _octave_extractor(backbone, names, transform, scales, temperature)
+    return _plain_extractor(backbone, names, transform, scales, temperature, f"{backbone.name}_extractor")
+
+
+def _plain_extractor(backbone: keras.Model, names: list[str], transform: str, scales: dict[str, np.ndarray] | None,
+                     temperature: float, name: str) -> keras.Model:
     spec = BACKBONES[backbone.name]
     outputs = {}
-    for name in layers:
-        ours = resolve_layer(name, spec)
+    for ours in names:
         features = backbone.get_layer(keras_name(ours, spec)).output
         if features.dtype != "float32":   # mixed precision: the losses and their targets stay in float32
             features = keras.layers.Activation("linear", dtype="float32", name=f"float32_{ours}")(features)
@@ -346,6 +353,27 @@ def build_extractor(backbone: keras.Model, layers: tuple[str, ...], transform: s
             features = FeatureTransform(None if scales is None else scales[ours], transform == "softmax",
                                         temperature, name=f"transform_{ours}")(features)
         outputs[ours] = features
-    extractor = keras.Model(backbone.input, outputs, name=f"{backbone.name}_extractor")
+    extractor = keras.Model(backbone.input, outputs, name=name)
+    extractor.trainable = False
+    return extractor
+
+
+def _octave_extractor(backbone: keras.Model, names: list[str], transform: str,
+                      scales: dict[str, np.ndarray] | None, temperature: float) -> keras.Model:
+    """`build_extractor` with octave layers (conv1_1@4: conv1_1 of the image average-pooled 4x4): for each
+    factor, the extractor of its layers applied to the image pooled by it (valid pooling: an odd last row
+    or column is left out), the same weights throughout."""
+    image = keras.Input((None, None, 3), name="image")
+    outputs = {}
+    for factor in sorted({split_octave(name)[1] for name in names}):
+        at = [name for name in names if split_octave(name)[1] == factor]
+        # each factor runs the network only as deep as its own layers (the weights are shared)
+        inner = _plain_extractor(backbone, [split_octave(name)[0] for name in at], transform, scales, temperature,
+                                 f"{backbone.name}_extractor_x{factor}")
+        pool = keras.layers.AveragePooling2D(factor, dtype="float32", name=f"octave_{factor}")
+        seen = image if factor == 1 else pool(image)
+        features = inner(seen)
+        outputs.update({name: features[split_octave(name)[0]] for name in at})
+    extractor = keras.Model(image, {name: outputs[name] for name in names}, name=f"{backbone.name}_octave_extractor")
     extractor.trainable = False
     return extractor

@@ -25,7 +25,11 @@ FEATURE_TRANSFORMS = ("auto", "none", "softmax")
 PRESERVE_COLORS = ("none", "luminance", "swap", "histogram")   # nst_tf.color
 COLOR_MATCHES = ("cholesky", "pca", "symmetric")
 POOLINGS = ("avg", "max")
-PRECISIONS = ("float32", "mixed_bfloat16")   # Keras dtype policies of the backbone
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")   # auto or a Keras dtype policy of the backbone (nst_tf.plan)
+# --precision=auto computes in bfloat16 from this size (the result's longest side) on hardware with bfloat16
+# units: 1.8x faster per step at 512 px on this project's AVX512_BF16 CPU, the same picture (README, Speed);
+# smaller runs (and the tests' tiny images) stay float32 and exact.
+BFLOAT16_MIN_SIZE = 512
 CONTENT_LOSSES = ("l2", "l1")
 GRAM_NORMS = ("paper", "positions", "elements")
 INITS = ("auto", "noise", "content", "style")
@@ -113,9 +117,10 @@ class ModelConfig:
                           "padding: the border becomes an edge the style decorates), reflect or replicate.", PADDINGS)
     padding_scope: str = option("all", "Which convolutions --padding applies to: all, or first (the others zero).",
                                 PADDING_SCOPES)
-    precision: str = option("float32", "The backbone's computation: float32, or mixed_bfloat16 (bfloat16 "
-                            "activations, float32 weights, losses and image; for GPUs with bfloat16 units, see "
-                            "README, Speed).", PRECISIONS)
+    precision: str = option("auto", "The backbone's computation: float32, mixed_bfloat16 (bfloat16 activations, "
+                            "float32 weights, losses and image), or auto: mixed_bfloat16 for Adam runs of 512 px "
+                            "and more on a CPU with bfloat16 instructions (AVX512_BF16, AMX) or a GPU of compute "
+                            "capability 8 or more, float32 otherwise (README, Speed).", PRECISIONS)
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,12 @@ class LossConfig:
                                            "conv1_1,...,conv5_1).")
     style_layer_weights: tuple[float, ...] = option((), "One weight per style layer (default 1/L each, the "
                                                     "paper's).")
+    # Snelgrove 2017's multi-scale style loss: the style layers also see the image (and the style image)
+    # average-pooled by 2, 4, ... 2^N, so the shallow layers, whose features every network has, match the
+    # style's larger structures at their own scale (registry.octave_layers says which copies).
+    style_octaves: int = option(0, "Also match the style on the image average-pooled by 2, 4, ... 2^N: copies of "
+                                "the style layers (style/conv1_1@2, ...; each with its layer's weight) that see "
+                                "the style's larger structures (clouds, long strokes); 0: off.")
     content_loss: str = option("l2", "l2: 1/2 sum (F-P)^2 (the paper); l1: sum |F-P|.", CONTENT_LOSSES)
     # "elements" (the paper's E_l times 4/N_l^2, as jcjohnson/neural-style and the PyTorch tutorial) is
     # the default: with "paper" and equal layer weights, conv2_1/conv3_1 dominate and leave a regular
@@ -425,6 +436,8 @@ def tiling_blocked(config: Config) -> str | None:
                 "feature maps cannot be cut into tiles)")
     if config.loss.normalize_gradients:
         return "no --normalize_gradients (it needs each whole feature map's gradient)"
+    if config.loss.style_octaves or any("@" in name for name in config.loss.style_layers):
+        return "--style_octaves=0 and no octave layers such as conv1_1@2 (a pooled copy of the image is not cut into tiles)"
     if config.optim.optimizer != "adam":
         return "--optimizer=adam (L-BFGS runs its iterations as one graph)"
     return None
@@ -541,6 +554,8 @@ def validate(config: Config) -> Config:
         raise UserError("--init=content needs --content=IMAGE.")
     if config.start_from == "style" and not config.style_paths:
         raise UserError("--init=style needs --style=IMAGE.")
+    if not 0 <= loss.style_octaves <= 4:
+        raise UserError(f"--style_octaves={loss.style_octaves} must be 0 (off) to 4.")
     if opt.num_steps < 1:
         raise UserError(f"--num_steps={opt.num_steps} must be at least 1.")
     if not (math.isfinite(opt.average_decay) and 0 <= opt.average_decay < 1):

@@ -43,10 +43,19 @@ def _extractor(backbone: str, pooling: str, layers: tuple[str, ...]) -> keras.Mo
 
 
 def activations(backbone: str, pooling: str, layers: tuple[str, ...], height: int, width: int) -> int:
-    """sum_l h_l w_l c_l over every layer the extractor runs, for one height x width image."""
-    extractor = _extractor(backbone, pooling, tuple(layers))
-    every = keras.Model(extractor.input, [layer.output for layer in extractor.layers[1:]])
-    return sum(math.prod(shape[1:]) for shape in every.compute_output_shape((1, height, width, 3)))
+    """sum_l h_l w_l c_l over every layer the extractor runs, for one height x width image; an octave layer
+    (conv1_1@4) runs the network on the image pooled by its factor."""
+    by_factor: dict[int, list[str]] = {}
+    for name in layers:
+        layer, factor = registry.split_octave(name)
+        by_factor.setdefault(factor, []).append(layer)
+    total = 0
+    for factor, plain in by_factor.items():
+        extractor = _extractor(backbone, pooling, tuple(plain))
+        every = keras.Model(extractor.input, [layer.output for layer in extractor.layers[1:]])
+        shapes = every.compute_output_shape((1, height // factor, width // factor, 3))
+        total += sum(math.prod(shape[1:]) for shape in shapes)
+    return total
 
 
 def predict(backbone: str, pooling: str, layers: tuple[str, ...], height: int, width: int, batch: int = 1,
@@ -83,7 +92,9 @@ def gib(n: float) -> str:
 
 
 def _layers(config) -> tuple[str, ...]:
-    return tuple(config.loss.content_layers) + tuple(config.loss.style_layers)
+    style = tuple(config.loss.style_layers)
+    spec = registry.BACKBONES[config.model.backbone]
+    return tuple(config.loss.content_layers) + style + registry.octave_layers(style, config.loss.style_octaves, spec)
 
 
 def _need(config, height: int, width: int, tile_size: int = 0) -> float:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 
 import tensorflow as tf
 
 from nst_tf import backbones, color, memory, registry
-from nst_tf.config import AUTO_SIZE, REFERENCE_SIZE, Config, layer_weights, validate, with_loss_defaults
+from nst_tf.config import AUTO_SIZE, BFLOAT16_MIN_SIZE, REFERENCE_SIZE, Config, layer_weights, validate, with_loss_defaults
 from nst_tf.errors import UserError
 from nst_tf.inputs import Inputs, load_inputs
 
@@ -45,9 +46,11 @@ class EffectiveWeights:
         alpha = loss.content_weight if config.content_term else 0.0
         if loss.resolution_invariant and not loss.normalize_terms:   # relative terms do not grow with the size
             alpha *= (REFERENCE_SIZE / max(shape[:2])) ** 2
+        style_layers = dict(zip(style, layer_weights(style, loss.style_layer_weights)))
+        for name in registry.octave_layers(style, loss.style_octaves, registry.BACKBONES[config.model.backbone]):
+            style_layers.setdefault(name, style_layers[registry.split_octave(name)[0]])   # its layer's weight
         return cls(alpha, loss.style_weight if config.uses_style else 0.0, loss.tv_weight,
-                   dict(zip(content, layer_weights(content, loss.content_layer_weights))),
-                   dict(zip(style, layer_weights(style, loss.style_layer_weights))))
+                   dict(zip(content, layer_weights(content, loss.content_layer_weights))), style_layers)
 
     def row(self, content_layers: tuple[str, ...], style_layers: tuple[str, ...]):
         """This image's weights as one row of a batch whose objective has the given (union) layers: its own
@@ -75,6 +78,43 @@ def pick_device(device: str) -> str:
         if name.upper().endswith("DEVICE:" + wanted):
             return name
     raise UserError(f"--device={device} is not present; use auto or one of: {', '.join(available)}.")
+
+
+def bfloat16_units(device: str, cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """The bfloat16 hardware of `device` in words ("this CPU has AVX512_BF16"), or None: a GPU of compute
+    capability 8.0 or more, a CPU whose flags (Linux' /proc/cpuinfo) list amx_bf16 or avx512_bf16."""
+    if ":GPU:" in device.upper():
+        gpus = tf.config.list_physical_devices("GPU")
+        index = int(device.rsplit(":", 1)[-1])
+        capability = tf.config.experimental.get_device_details(gpus[index]).get("compute_capability") if gpus else None
+        if capability and tuple(capability) >= (8, 0):
+            return f"the GPU has compute capability {capability[0]}.{capability[1]}"
+        return None
+    try:
+        with open(cpuinfo) as f:
+            flags = f.read()
+    except OSError:
+        return None
+    for flag in ("amx_bf16", "avx512_bf16"):
+        if re.search(rf"\b{flag}\b", flags):
+            return f"this CPU has {flag.upper()}"
+    return None
+
+
+def resolve_precision(config: Config, shape: tuple[int, ...], device: str, say=print) -> Config:
+    """--precision=auto made concrete (said in one line when it is bfloat16): mixed_bfloat16 for an Adam run
+    whose result is at least BFLOAT16_MIN_SIZE px on `device` with bfloat16 units, float32 otherwise (L-BFGS's
+    line search wants exact values; small runs are fast anyway and stay exact)."""
+    if config.model.precision != "auto":
+        return config
+    units = None
+    if config.mode in ("transfer", "content", "texture") and config.optim.optimizer == "adam" \
+            and max(shape[:2]) >= BFLOAT16_MIN_SIZE:
+        units = bfloat16_units(device)
+    if units:
+        say(f"precision: mixed_bfloat16 ({units}; --precision=float32 computes in float32)")
+    return dataclasses.replace(config, model=dataclasses.replace(
+        config.model, precision="mixed_bfloat16" if units else "float32"))
 
 
 def with_seed_and_backbone(config: Config, say=print) -> Config:
@@ -115,8 +155,10 @@ def resolve(config: Config, say=print) -> Config:
     images = config.images
     if images.scales:   # the last scale is the result's size
         images = dataclasses.replace(images, max_size=images.scales[-1])
-    return validate(dataclasses.replace(config, images=images, loss=loss,
-                                        model=dataclasses.replace(model, feature_transform=transform)))
+    # a stylizer trains and runs in float32 (--precision=auto is made concrete for the optimization by make_plan)
+    precision = "float32" if model.precision == "auto" and config.mode in ("train", "apply") else model.precision
+    return validate(dataclasses.replace(config, images=images, loss=loss, model=dataclasses.replace(
+        model, feature_transform=transform, precision=precision)))
 
 
 def make_plan(config: Config, say=print) -> Plan:
@@ -135,4 +177,4 @@ def make_plan(config: Config, say=print) -> Plan:
         inputs = load_inputs(config)
     tile_size = memory.fit_tiles(config, inputs.shape[:2], free, say)
     config = validate(dataclasses.replace(config, optim=dataclasses.replace(config.optim, tile_size=tile_size)))
-    return Plan(config, inputs, device)
+    return Plan(resolve_precision(config, inputs.shape, device, say), inputs, device)

@@ -149,12 +149,58 @@ def layer_table(spec: BackboneSpec) -> list[tuple[str, str]]:
     return table
 
 
+OCTAVE_SEPARATOR = "@"
+
+
+def octave_layer(layer: str, factor: int) -> str:
+    """The name of `layer` seen on the image average-pooled by `factor` (a power of 2): conv1_1@4."""
+    return layer if factor == 1 else f"{layer}{OCTAVE_SEPARATOR}{factor}"
+
+
+def split_octave(name: str) -> tuple[str, int]:
+    """conv1_1@4 -> ("conv1_1", 4); conv1_1 -> ("conv1_1", 1)."""
+    layer, _, factor = name.partition(OCTAVE_SEPARATOR)
+    return layer, int(factor) if factor else 1
+
+
+def layer_stride(name: str, spec: BackboneSpec) -> int:
+    """How many image pixels one position of a layer's (our name's) feature map spans: VGG convB_i 2^(B-1),
+    poolB 2^B; ResNet conv1_* 2, pool1 and stage S (convS_block*) 2^S; times the factor of an octave layer."""
+    layer, factor = split_octave(name)
+    if spec.family == "resnet":
+        stage = 1 if layer.startswith("conv1_") else 2 if layer.startswith("pool1") else int(layer[4])
+        return 2 ** stage * factor
+    block = int(layer[4]) if layer.startswith("conv") else int(layer[4]) + 1
+    return 2 ** (block - 1) * factor
+
+
+def octave_layers(style_layers: tuple[str, ...], octaves: int, spec: BackboneSpec) -> tuple[str, ...]:
+    """The octave copies that --style_octaves=N adds to `style_layers`: each layer seen on the image pooled
+    by 2, 4, ... 2^N, as long as the copy's stride stays within the deepest style layer's (conv1_1 to
+    conv4_1 at 2, conv1_1 to conv3_1 at 4 for VGG's conv1_1..conv5_1): the copies fill in the scales between
+    the shallow layers and the deepest one, and none looks coarser than the network already does."""
+    plain = [name for name in style_layers if split_octave(name)[1] == 1]
+    if not plain or octaves <= 0:
+        return ()
+    deepest = max(layer_stride(name, spec) for name in plain)
+    return tuple(octave_layer(name, 2 ** k) for k in range(1, octaves + 1) for name in plain
+                 if layer_stride(name, spec) * 2 ** k <= deepest)
+
+
 def resolve_layer(name: str, spec: BackboneSpec) -> str:
     """Any accepted spelling of a layer -> our name for it (the name used in loss terms and logs).
 
     VGG: conv4_2, relu4_2, block4_conv2, conv_9 (the 9th conv layer, 1-based), pool4, block4_pool.
     ResNet: the Keras name, e.g. conv4_block6_3_conv. Raises UserError naming valid layers otherwise.
+    A suffix @2, @4, @8 or @16 (conv1_1@4) names the layer seen on the image average-pooled by that
+    factor: an octave layer (`--style_octaves`).
     """
+    base, sep, factor = name.strip().partition(OCTAVE_SEPARATOR)
+    if sep:
+        if factor not in ("2", "4", "8", "16"):
+            raise UserError(f"layer {name!r}: the factor after @ must be 2, 4, 8 or 16 (the image average-pooled "
+                            f"by it), e.g. conv1_1@4.")
+        return octave_layer(resolve_layer(base, spec), int(factor))
     table = layer_table(spec)
     by_any = {}
     for ours, keras_name in table:
@@ -181,6 +227,11 @@ def keras_name(our_name: str, spec: BackboneSpec) -> str:
 
 
 def order_layers(names, spec: BackboneSpec) -> tuple[str, ...]:
-    """The distinct layers among `names` (our names), in network order."""
+    """The distinct layers among `names` (our names), in network order, octave layers after the layers of
+    the whole image, by factor (conv1_1, conv2_1, conv1_1@2, conv2_1@2)."""
     order = {ours: i for i, (ours, _) in enumerate(layer_table(spec))}
-    return tuple(sorted(set(names), key=order.__getitem__))
+
+    def key(name):
+        layer, factor = split_octave(name)
+        return factor, order[layer]
+    return tuple(sorted(set(names), key=key))

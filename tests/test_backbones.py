@@ -268,3 +268,46 @@ def test_mixed_bfloat16_computes_in_bfloat16_and_returns_float32_features(hed_ba
         assert half[name].dtype == tf.float32
         g_full, g_half = losses.gram_matrix(full[name]), losses.gram_matrix(half[name])
         assert float(tf.norm(g_half - g_full) / tf.norm(g_full)) < 0.03, name   # bfloat16: ~3 digits
+
+
+def test_octave_layer_names_resolve_and_order():
+    assert registry.resolve_layer("relu1_1@4", VGG19) == "conv1_1@4"
+    assert registry.split_octave("conv1_1@4") == ("conv1_1", 4) and registry.split_octave("conv1_1") == ("conv1_1", 1)
+    assert registry.order_layers(["conv2_1@2", "conv3_1", "conv1_1@4", "conv1_1", "conv1_1@2"], VGG19) == (
+        "conv1_1", "conv3_1", "conv1_1@2", "conv2_1@2", "conv1_1@4")
+    for bad in ("conv1_1@3", "conv1_1@", "conv1_1@1", "conv1_1@32"):
+        with pytest.raises(UserError, match="must be 2, 4, 8 or 16"):
+            registry.resolve_layer(bad, VGG19)
+    with pytest.raises(UserError, match="unknown layer 'conv9_1'"):
+        registry.resolve_layer("conv9_1@2", VGG19)
+
+
+def test_octave_copies_stay_within_the_deepest_layers_stride():
+    # strides: conv1_1 1, conv2_1 2, conv3_1 4, conv4_1 8, conv5_1 16; a copy at factor f multiplies them
+    layers = VGG19.style_layers
+    assert [registry.layer_stride(n, VGG19) for n in layers] == [1, 2, 4, 8, 16]
+    assert registry.layer_stride("pool2", VGG19) == 4 and registry.layer_stride("conv2_1@4", VGG19) == 8
+    assert registry.octave_layers(layers, 0, VGG19) == ()
+    assert registry.octave_layers(layers, 2, VGG19) == ("conv1_1@2", "conv2_1@2", "conv3_1@2", "conv4_1@2",
+                                                        "conv1_1@4", "conv2_1@4", "conv3_1@4")
+    assert registry.octave_layers(("conv1_1", "conv2_1"), 3, VGG19) == ("conv1_1@2",)
+    resnet = registry.BACKBONES["resnet50"]
+    assert [registry.layer_stride(n, resnet) for n in ("conv1_relu", "pool1_pool", "conv3_block1_1_conv")] == [2, 4, 8]
+
+
+def test_octave_extractor_is_the_extractor_of_the_pooled_image():
+    model = backbones.load_backbone("vgg16_hed", weights="random", seed=2)
+    names = ("conv1_1", "conv2_1", "conv1_1@2", "conv2_1@4")
+    extractor = backbones.build_extractor(model, names)
+    plain = backbones.build_extractor(model, ("conv1_1", "conv2_1"))
+    x = tf.random.uniform((2, 33, 20, 3), seed=4)   # odd height: valid pooling leaves out the last row
+    out = extractor(x)
+    assert set(out) == set(names) and not extractor.trainable_weights
+    whole, half, quarter = plain(x), plain(tf.nn.avg_pool2d(x, 2, 2, "VALID")), plain(tf.nn.avg_pool2d(x, 4, 4, "VALID"))
+    assert out["conv1_1@2"].shape == (2, 16, 10, 64) and out["conv2_1@4"].shape == (2, 4, 2, 128)
+    np.testing.assert_allclose(out["conv1_1"].numpy(), whole["conv1_1"].numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out["conv2_1"].numpy(), whole["conv2_1"].numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out["conv1_1@2"].numpy(), half["conv1_1"].numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out["conv2_1@4"].numpy(), quarter["conv2_1"].numpy(), rtol=1e-5, atol=1e-5)
+    # the pooled copies run the network only as deep as their own layers
+    assert extractor.compute_output_shape((1, 64, 64, 3))["conv2_1@4"] == (1, 8, 8, 128)

@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 
 from nst_tf import color, plan, registry
-from nst_tf.config import Config, ImageConfig, LossConfig, ModelConfig
+from nst_tf.config import Config, ImageConfig, LossConfig, ModelConfig, OptimConfig
 
 
 @pytest.mark.parametrize("backbone, transform, normalized, content, style0, beta", [
@@ -77,8 +77,60 @@ def test_effective_weights_mask_the_layers_a_job_does_not_use():
     assert texture.content == 0.0 and texture.content_layers == {}
 
 
+def test_style_octaves_add_copies_of_the_style_layers_with_their_weights():
+    config = plan.resolve(Config(images=ImageConfig(content="c.png", style="s.png"),
+                                 model=ModelConfig(backbone="vgg16_hed"),
+                                 loss=LossConfig(style_layers=("conv1_1", "conv3_1"), style_layer_weights=(2.0, 3.0),
+                                                 style_octaves=2)),
+                          say=lambda *a: None)
+    assert config.loss.style_layers == ("conv1_1", "conv3_1")   # the config keeps its layers; the weights add
+    weights = plan.EffectiveWeights.of(config, (128, 64, 3))
+    assert weights.style_layers == {"conv1_1": 2.0, "conv3_1": 3.0, "conv1_1@2": 2.0, "conv1_1@4": 2.0}
+    off = plan.EffectiveWeights.of(dataclasses.replace(config, loss=dataclasses.replace(config.loss, style_octaves=0)),
+                                   (128, 64, 3))
+    assert off.style_layers == {"conv1_1": 2.0, "conv3_1": 3.0}
+
+
 def test_seed_and_backbone_are_resolved_once_and_said():
     said = []
     config = plan.with_seed_and_backbone(Config(model=ModelConfig(backbone="vgg16_hed")), said.append)
     assert 0 <= config.optim.seed < 2**31 and not said
     assert plan.with_seed_and_backbone(config, said.append) == config
+
+
+def test_bfloat16_units_are_read_from_the_cpu_flags(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("flags\t\t: fpu sse2 avx512f avx512_bf16 avx512_vnni\n")
+    assert plan.bfloat16_units("/device:CPU:0", str(info)) == "this CPU has AVX512_BF16"
+    info.write_text("flags\t\t: fpu sse2 avx512f avx512_bf16x\n")   # a flag is a whole word
+    assert plan.bfloat16_units("/device:CPU:0", str(info)) is None
+    assert plan.bfloat16_units("/device:CPU:0", str(tmp_path / "absent")) is None
+
+
+@pytest.mark.parametrize("precision, size, optimizer, mode, expected", [
+    ("auto", 512, "adam", "transfer", "mixed_bfloat16"),
+    ("auto", 1024, "adam", "texture", "mixed_bfloat16"),
+    ("auto", 511, "adam", "transfer", "float32"),      # small runs stay exact
+    ("auto", 512, "lbfgs", "transfer", "float32"),     # the line search wants exact values
+    ("float32", 512, "adam", "transfer", "float32"),
+    ("mixed_bfloat16", 64, "adam", "transfer", "mixed_bfloat16"),
+])
+def test_auto_precision_is_bfloat16_for_large_adam_runs_on_bfloat16_hardware(monkeypatch, precision, size, optimizer,
+                                                                            mode, expected):
+    monkeypatch.setattr(plan, "bfloat16_units", lambda device: "this CPU has AVX512_BF16")
+    config = Config(mode=mode, images=ImageConfig(content="c.png", style="s.png"),
+                    model=ModelConfig(backbone="vgg16_hed", precision=precision), optim=OptimConfig(optimizer=optimizer))
+    said = []
+    got = plan.resolve_precision(config, (size // 2, size, 3), "/device:CPU:0", said.append)
+    assert got.model.precision == expected
+    assert said == (["precision: mixed_bfloat16 (this CPU has AVX512_BF16; --precision=float32 computes in float32)"]
+                    if precision == "auto" and expected == "mixed_bfloat16" else [])
+    monkeypatch.setattr(plan, "bfloat16_units", lambda device: None)
+    assert plan.resolve_precision(config, (size, size, 3), "/device:CPU:0", said.append).model.precision == (
+        "float32" if precision == "auto" else precision)
+
+
+def test_a_stylizer_resolves_auto_precision_to_float32():
+    config = plan.resolve(Config(mode="train", images=ImageConfig(style="s.png"), model=ModelConfig(backbone="vgg16_hed")),
+                          say=lambda *a: None)
+    assert config.model.precision == "float32"

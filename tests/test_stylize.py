@@ -141,3 +141,14 @@ def test_a_canvas_run_keeps_the_centre_and_resumes_to_the_same_image(tmp_path, c
     stylize.run(config("parts"), resume_dir=parts, **QUIET)
     np.testing.assert_array_equal(image_io.load_image(os.path.join(parts, "result.png")),
                                   image_io.load_image(os.path.join(whole, "result.png")))
+
+
+def test_style_octaves_add_terms_that_the_optimization_lowers(tmp_path, content_path, style_path):
+    config = config_for(tmp_path, content_path, style_path, "octaves")
+    config = dataclasses.replace(config, loss=dataclasses.replace(config.loss, style_octaves=1))
+    logged = rows(stylize.run(config, **QUIET))
+    # conv1_1 (stride 1) gets a copy at 1/2; conv2_1 (stride 2, the deepest) none
+    assert "style/conv1_1@2" in logged[0] and "weighted/style/conv1_1@2" in logged[0]
+    assert not any("conv2_1@" in name for name in logged[0])
+    assert logged[-1]["style/conv1_1@2"] < 0.5 * logged[0]["style/conv1_1@2"]
+    assert logged[-1]["weighted/style/conv1_1@2"] == pytest.approx(1e6 * 0.5 * logged[-1]["style/conv1_1@2"], rel=1e-5)
