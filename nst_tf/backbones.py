@@ -325,6 +325,28 @@ class FeatureTransform(keras.layers.Layer):
                 "temperature": self.temperature}
 
 
+class Downsample(keras.layers.Layer):
+    """Images [B, H, W, 3] -> [B, H // f, W // f, 3]: tf.image.resize, bilinear with antialiasing (a triangle
+    filter as wide as 2f px), so that the gradient of what is computed on the small image reaches the large
+    one smoothly, not as the f x f blocks of an average pooling (whose imprint is a block grid)."""
+
+    def __init__(self, factor: int, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def call(self, images):
+        size = tf.shape(images)[1:3] // self.factor
+        return tf.image.resize(images, size, method="bilinear", antialias=True)
+
+    def compute_output_shape(self, input_shape):
+        def down(n):
+            return None if n is None else n // self.factor
+        return (input_shape[0], down(input_shape[1]), down(input_shape[2]), input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
 def build_extractor(backbone: keras.Model, layers: tuple[str, ...], transform: str = "none",
                     scales: dict[str, np.ndarray] | None = None, temperature: float = 1.0) -> keras.Model:
     """`keras.Model(backbone.input, {our name: features})` for the given layers, frozen.
@@ -360,9 +382,9 @@ def _plain_extractor(backbone: keras.Model, names: list[str], transform: str, sc
 
 def _octave_extractor(backbone: keras.Model, names: list[str], transform: str,
                       scales: dict[str, np.ndarray] | None, temperature: float) -> keras.Model:
-    """`build_extractor` with octave layers (conv1_1@4: conv1_1 of the image average-pooled 4x4): for each
-    factor, the extractor of its layers applied to the image pooled by it (valid pooling: an odd last row
-    or column is left out), the same weights throughout."""
+    """`build_extractor` with octave layers (conv1_1@4: conv1_1 of the image downsampled 4x, `Downsample`):
+    for each factor, the extractor of its layers applied to the image downsampled by it (H // f x W // f),
+    the same weights throughout."""
     image = keras.Input((None, None, 3), name="image")
     outputs = {}
     for factor in sorted({split_octave(name)[1] for name in names}):
@@ -370,8 +392,7 @@ def _octave_extractor(backbone: keras.Model, names: list[str], transform: str,
         # each factor runs the network only as deep as its own layers (the weights are shared)
         inner = _plain_extractor(backbone, [split_octave(name)[0] for name in at], transform, scales, temperature,
                                  f"{backbone.name}_extractor_x{factor}")
-        pool = keras.layers.AveragePooling2D(factor, dtype="float32", name=f"octave_{factor}")
-        seen = image if factor == 1 else pool(image)
+        seen = image if factor == 1 else Downsample(factor, dtype="float32", name=f"octave_{factor}")(image)
         features = inner(seen)
         outputs.update({name: features[split_octave(name)[0]] for name in at})
     extractor = keras.Model(image, {name: outputs[name] for name in names}, name=f"{backbone.name}_octave_extractor")

@@ -136,9 +136,9 @@ class LossConfig:
     style_layer_weights: tuple[float, ...] = option((), "One weight per style layer (default 1/L each, the "
                                                     "paper's).")
     # Snelgrove 2017's multi-scale style loss: the style layers also see the image (and the style image)
-    # average-pooled by 2, 4, ... 2^N, so the shallow layers, whose features every network has, match the
+    # downsampled by 2, 4, ... 2^N, so the shallow layers, whose features every network has, match the
     # style's larger structures at their own scale (registry.octave_layers says which copies).
-    style_octaves: int = option(0, "Also match the style on the image average-pooled by 2, 4, ... 2^N: copies of "
+    style_octaves: int = option(0, "Also match the style on the image downsampled by 2, 4, ... 2^N: copies of "
                                 "the style layers (style/conv1_1@2, ...; each with its layer's weight) that see "
                                 "the style's larger structures (clouds, long strokes); 0: off.")
     content_loss: str = option("l2", "l2: 1/2 sum (F-P)^2 (the paper); l1: sum |F-P|.", CONTENT_LOSSES)

@@ -153,7 +153,7 @@ OCTAVE_SEPARATOR = "@"
 
 
 def octave_layer(layer: str, factor: int) -> str:
-    """The name of `layer` seen on the image average-pooled by `factor` (a power of 2): conv1_1@4."""
+    """The name of `layer` seen on the image downsampled by `factor` (a power of 2): conv1_1@4."""
     return layer if factor == 1 else f"{layer}{OCTAVE_SEPARATOR}{factor}"
 
 
@@ -175,8 +175,8 @@ def layer_stride(name: str, spec: BackboneSpec) -> int:
 
 
 def octave_layers(style_layers: tuple[str, ...], octaves: int, spec: BackboneSpec) -> tuple[str, ...]:
-    """The octave copies that --style_octaves=N adds to `style_layers`: each layer seen on the image pooled
-    by 2, 4, ... 2^N, as long as the copy's stride stays within the deepest style layer's (conv1_1 to
+    """The octave copies that --style_octaves=N adds to `style_layers`: each layer seen on the image
+    downsampled by 2, 4, ... 2^N, as long as the copy's stride stays within the deepest style layer's (conv1_1 to
     conv4_1 at 2, conv1_1 to conv3_1 at 4 for VGG's conv1_1..conv5_1): the copies fill in the scales between
     the shallow layers and the deepest one, and none looks coarser than the network already does."""
     plain = [name for name in style_layers if split_octave(name)[1] == 1]
@@ -192,13 +192,13 @@ def resolve_layer(name: str, spec: BackboneSpec) -> str:
 
     VGG: conv4_2, relu4_2, block4_conv2, conv_9 (the 9th conv layer, 1-based), pool4, block4_pool.
     ResNet: the Keras name, e.g. conv4_block6_3_conv. Raises UserError naming valid layers otherwise.
-    A suffix @2, @4, @8 or @16 (conv1_1@4) names the layer seen on the image average-pooled by that
-    factor: an octave layer (`--style_octaves`).
+    A suffix @2, @4, @8 or @16 (conv1_1@4) names the layer seen on the image downsampled by that factor
+    (`backbones.Downsample`): an octave layer (`--style_octaves`).
     """
     base, sep, factor = name.strip().partition(OCTAVE_SEPARATOR)
     if sep:
         if factor not in ("2", "4", "8", "16"):
-            raise UserError(f"layer {name!r}: the factor after @ must be 2, 4, 8 or 16 (the image average-pooled "
+            raise UserError(f"layer {name!r}: the factor after @ must be 2, 4, 8 or 16 (the image downsampled "
                             f"by it), e.g. conv1_1@4.")
         return octave_layer(resolve_layer(base, spec), int(factor))
     table = layer_table(spec)

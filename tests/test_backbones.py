@@ -300,14 +300,30 @@ def test_octave_extractor_is_the_extractor_of_the_pooled_image():
     names = ("conv1_1", "conv2_1", "conv1_1@2", "conv2_1@4")
     extractor = backbones.build_extractor(model, names)
     plain = backbones.build_extractor(model, ("conv1_1", "conv2_1"))
-    x = tf.random.uniform((2, 33, 20, 3), seed=4)   # odd height: valid pooling leaves out the last row
+    x = tf.random.uniform((2, 33, 20, 3), seed=4)   # odd height: 33 // 2 = 16 rows at 1/2
+
+    def down(f):
+        return tf.image.resize(x, (33 // f, 20 // f), method="bilinear", antialias=True)
     out = extractor(x)
     assert set(out) == set(names) and not extractor.trainable_weights
-    whole, half, quarter = plain(x), plain(tf.nn.avg_pool2d(x, 2, 2, "VALID")), plain(tf.nn.avg_pool2d(x, 4, 4, "VALID"))
+    whole, half, quarter = plain(x), plain(down(2)), plain(down(4))
     assert out["conv1_1@2"].shape == (2, 16, 10, 64) and out["conv2_1@4"].shape == (2, 4, 2, 128)
     np.testing.assert_allclose(out["conv1_1"].numpy(), whole["conv1_1"].numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(out["conv2_1"].numpy(), whole["conv2_1"].numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(out["conv1_1@2"].numpy(), half["conv1_1"].numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(out["conv2_1@4"].numpy(), quarter["conv2_1"].numpy(), rtol=1e-5, atol=1e-5)
-    # the pooled copies run the network only as deep as their own layers
+    # the downsampled copies run the network only as deep as their own layers
     assert extractor.compute_output_shape((1, 64, 64, 3))["conv2_1@4"] == (1, 8, 8, 128)
+    assert "block2_conv1" not in [layer.name for layer in extractor.get_layer("vgg16_hed_extractor_x2").layers]
+
+
+def test_downsampling_keeps_a_flat_image_flat_and_spreads_its_gradient():
+    flat = tf.fill((1, 12, 16, 3), 0.25)
+    np.testing.assert_allclose(backbones.Downsample(4)(flat).numpy(), 0.25, atol=1e-6)
+    assert backbones.Downsample(4).compute_output_shape((1, 13, None, 3)) == (1, 3, None, 3)
+    x = tf.Variable(tf.random.uniform((1, 16, 16, 3), seed=1))
+    with tf.GradientTape() as tape:
+        y = backbones.Downsample(4)(x)[0, 1, 1, 0]   # one output pixel
+    g = tape.gradient(y, x).numpy()[0, :, :, 0]
+    # a triangle filter 8 px wide, not a 4 x 4 block: the weights overlap the neighbouring blocks and taper
+    assert g.sum() == pytest.approx(1.0, rel=1e-5) and (g > 0).sum() > 16 and g.max() < 1 / 16
