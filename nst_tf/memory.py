@@ -44,7 +44,8 @@ def _extractor(backbone: str, pooling: str, layers: tuple[str, ...]) -> keras.Mo
 
 def activations(backbone: str, pooling: str, layers: tuple[str, ...], height: int, width: int) -> int:
     """sum_l h_l w_l c_l over every layer the extractor runs, for one height x width image; an octave layer
-    (conv1_1@4) runs the network on the image pooled by its factor."""
+    (conv1_1@4) runs the network on the image downsampled by its factor and mirrored out by
+    registry.OCTAVE_MARGIN px (backbones.Downsample)."""
     by_factor: dict[int, list[str]] = {}
     for name in layers:
         layer, factor = registry.split_octave(name)
@@ -53,7 +54,8 @@ def activations(backbone: str, pooling: str, layers: tuple[str, ...], height: in
     for factor, plain in by_factor.items():
         extractor = _extractor(backbone, pooling, tuple(plain))
         every = keras.Model(extractor.input, [layer.output for layer in extractor.layers[1:]])
-        shapes = every.compute_output_shape((1, height // factor, width // factor, 3))
+        margin = 0 if factor == 1 else 2 * registry.OCTAVE_MARGIN
+        shapes = every.compute_output_shape((1, height // factor + margin, width // factor + margin, 3))
         total += sum(math.prod(shape[1:]) for shape in shapes)
     return total
 

@@ -47,7 +47,8 @@ class EffectiveWeights:
         if loss.resolution_invariant and not loss.normalize_terms:   # relative terms do not grow with the size
             alpha *= (REFERENCE_SIZE / max(shape[:2])) ** 2
         style_layers = dict(zip(style, layer_weights(style, loss.style_layer_weights)))
-        for name in registry.octave_layers(style, loss.style_octaves, registry.BACKBONES[config.model.backbone]):
+        spec = registry.BACKBONES[config.model.backbone]
+        for name in registry.octave_layers(style, loss.style_octaves, spec, min(shape[:2])):
             style_layers.setdefault(name, style_layers[registry.split_octave(name)[0]])   # its layer's weight
         return cls(alpha, loss.style_weight if config.uses_style else 0.0, loss.tv_weight,
                    dict(zip(content, layer_weights(content, loss.content_layer_weights))), style_layers)

@@ -174,17 +174,26 @@ def layer_stride(name: str, spec: BackboneSpec) -> int:
     return 2 ** (block - 1) * factor
 
 
-def octave_layers(style_layers: tuple[str, ...], octaves: int, spec: BackboneSpec) -> tuple[str, ...]:
+# A downsampled copy of the image is mirrored out by this many px (at its own size) before the network sees
+# it, and its features are cropped back (backbones.Downsample): its border is then not a zero-padded edge that
+# the style terms decorate. A copy needs more px than this on its short side.
+OCTAVE_MARGIN = 16
+
+
+def octave_layers(style_layers: tuple[str, ...], octaves: int, spec: BackboneSpec,
+                  short_side: int | None = None) -> tuple[str, ...]:
     """The octave copies that --style_octaves=N adds to `style_layers`: each layer seen on the image
-    downsampled by 2, 4, ... 2^N, as long as the copy's stride stays within the deepest style layer's (conv1_1 to
-    conv4_1 at 2, conv1_1 to conv3_1 at 4 for VGG's conv1_1..conv5_1): the copies fill in the scales between
-    the shallow layers and the deepest one, and none looks coarser than the network already does."""
+    downsampled by 2, 4, ... 2^N, as long as the copy's stride stays within the deepest style layer's (conv1_1
+    to conv4_1 at 2, conv1_1 to conv3_1 at 4 for VGG's conv1_1..conv5_1): the copies fill in the scales
+    between the shallow layers and the deepest one, and none looks coarser than the network already does.
+    With `short_side` (the image's), only the factors whose copy is more than OCTAVE_MARGIN px."""
     plain = [name for name in style_layers if split_octave(name)[1] == 1]
     if not plain or octaves <= 0:
         return ()
     deepest = max(layer_stride(name, spec) for name in plain)
     return tuple(octave_layer(name, 2 ** k) for k in range(1, octaves + 1) for name in plain
-                 if layer_stride(name, spec) * 2 ** k <= deepest)
+                 if layer_stride(name, spec) * 2 ** k <= deepest
+                 and (short_side is None or short_side // 2 ** k > OCTAVE_MARGIN))
 
 
 def resolve_layer(name: str, spec: BackboneSpec) -> str:

@@ -300,18 +300,21 @@ def test_octave_extractor_is_the_extractor_of_the_pooled_image():
     names = ("conv1_1", "conv2_1", "conv1_1@2", "conv2_1@4")
     extractor = backbones.build_extractor(model, names)
     plain = backbones.build_extractor(model, ("conv1_1", "conv2_1"))
-    x = tf.random.uniform((2, 33, 20, 3), seed=4)   # odd height: 33 // 2 = 16 rows at 1/2
+    x = tf.random.uniform((2, 81, 72, 3), seed=4)   # odd height: 81 // 2 = 40 rows at 1/2
 
-    def down(f):
-        return tf.image.resize(x, (33 // f, 20 // f), method="bilinear", antialias=True)
+    def down(f):   # downsampled, then mirrored out by 16 px
+        small = tf.image.resize(x, (81 // f, 72 // f), method="bilinear", antialias=True)
+        return tf.pad(small, [[0, 0], [16, 16], [16, 16], [0, 0]], mode="REFLECT")
     out = extractor(x)
     assert set(out) == set(names) and not extractor.trainable_weights
     whole, half, quarter = plain(x), plain(down(2)), plain(down(4))
-    assert out["conv1_1@2"].shape == (2, 16, 10, 64) and out["conv2_1@4"].shape == (2, 4, 2, 128)
+    assert out["conv1_1@2"].shape == (2, 40, 36, 64) and out["conv2_1@4"].shape == (2, 10, 9, 128)
     np.testing.assert_allclose(out["conv1_1"].numpy(), whole["conv1_1"].numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(out["conv2_1"].numpy(), whole["conv2_1"].numpy(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(out["conv1_1@2"].numpy(), half["conv1_1"].numpy(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(out["conv2_1@4"].numpy(), quarter["conv2_1"].numpy(), rtol=1e-5, atol=1e-5)
+    # the copies' features with the mirrored margin cut off: 16 positions at conv1_1, 8 at conv2_1 (stride 2)
+    np.testing.assert_allclose(out["conv1_1@2"].numpy(), half["conv1_1"][:, 16:-16, 16:-16].numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out["conv2_1@4"].numpy(), quarter["conv2_1"][:, 8:-8, 8:-8].numpy(), rtol=1e-5,
+                               atol=1e-5)
     # the downsampled copies run the network only as deep as their own layers
     assert extractor.compute_output_shape((1, 64, 64, 3))["conv2_1@4"] == (1, 8, 8, 128)
     assert "block2_conv1" not in [layer.name for layer in extractor.get_layer("vgg16_hed_extractor_x2").layers]
@@ -321,6 +324,15 @@ def test_downsampling_keeps_a_flat_image_flat_and_spreads_its_gradient():
     flat = tf.fill((1, 12, 16, 3), 0.25)
     np.testing.assert_allclose(backbones.Downsample(4)(flat).numpy(), 0.25, atol=1e-6)
     assert backbones.Downsample(4).compute_output_shape((1, 13, None, 3)) == (1, 3, None, 3)
+    assert backbones.Downsample(4, 2).compute_output_shape((1, 13, 16, 3)) == (1, 7, 8, 3)
+    ramp = tf.reshape(tf.range(12.0), (1, 1, 12, 1)) * tf.ones((1, 8, 1, 3))
+    mirrored = backbones.Downsample(2, 2)(ramp).numpy()[0, 0, :, 0]
+    # the 6 columns of the ramp downsampled (2.5, 4.5, ... inside; the triangle filter is renormalized at the
+    # edges), mirrored by 2 on each side about the first and the last
+    small = tf.image.resize(ramp, (4, 6), method="bilinear", antialias=True).numpy()[0, 0, :, 0]
+    np.testing.assert_allclose(small[1:5], [2.5, 4.5, 6.5, 8.5], atol=1e-5)
+    np.testing.assert_allclose(mirrored, np.concatenate([small[2:0:-1], small, small[-2:-4:-1]]), atol=1e-6)
+    np.testing.assert_allclose(backbones.CropBorder(2)(tf.ones((1, 7, 8, 5))).shape, (1, 3, 4, 5))
     x = tf.Variable(tf.random.uniform((1, 16, 16, 3), seed=1))
     with tf.GradientTape() as tape:
         y = backbones.Downsample(4)(x)[0, 1, 1, 0]   # one output pixel

@@ -102,10 +102,10 @@ def test_what_cannot_be_tiled_is_refused_with_what_tiles_need():
 
 def test_octave_layers_count_the_network_on_the_pooled_image():
     whole = memory.activations("vgg16_hed", "avg", ("conv2_1",), 16, 24)
-    quarter = memory.activations("vgg16_hed", "avg", ("conv1_1",), 4, 6)
+    quarter = memory.activations("vgg16_hed", "avg", ("conv1_1",), 4 + 32, 6 + 32)   # mirrored out by 16 px
     assert memory.activations("vgg16_hed", "avg", ("conv2_1", "conv1_1@4"), 16, 24) == whole + quarter
     # --style_octaves=2 adds conv1_1..conv4_1 at 1/2 and conv1_1..conv3_1 at 1/4 to the default layers
     plain, octaves = config(), dataclasses.replace(config(), loss=dataclasses.replace(config().loss, style_octaves=2))
-    added = (memory.activations("vgg16_hed", "avg", ("conv4_1",), 256, 256)
-             + memory.activations("vgg16_hed", "avg", ("conv3_1",), 128, 128))
+    added = (memory.activations("vgg16_hed", "avg", ("conv4_1",), 256 + 32, 256 + 32)
+             + memory.activations("vgg16_hed", "avg", ("conv3_1",), 128 + 32, 128 + 32))
     assert memory._need(octaves, 512, 512) - memory._need(plain, 512, 512) == memory.BYTES_PER_ACTIVATION * added

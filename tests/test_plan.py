@@ -84,8 +84,11 @@ def test_style_octaves_add_copies_of_the_style_layers_with_their_weights():
                                                  style_octaves=2)),
                           say=lambda *a: None)
     assert config.loss.style_layers == ("conv1_1", "conv3_1")   # the config keeps its layers; the weights add
-    weights = plan.EffectiveWeights.of(config, (128, 64, 3))
+    weights = plan.EffectiveWeights.of(config, (128, 96, 3))
     assert weights.style_layers == {"conv1_1": 2.0, "conv3_1": 3.0, "conv1_1@2": 2.0, "conv1_1@4": 2.0}
+    # a copy needs more than registry.OCTAVE_MARGIN (16) px: 64 // 4 is not enough, 64 // 2 is
+    small = plan.EffectiveWeights.of(config, (128, 64, 3))
+    assert small.style_layers == {"conv1_1": 2.0, "conv3_1": 3.0, "conv1_1@2": 2.0}
     off = plan.EffectiveWeights.of(dataclasses.replace(config, loss=dataclasses.replace(config.loss, style_octaves=0)),
                                    (128, 64, 3))
     assert off.style_layers == {"conv1_1": 2.0, "conv3_1": 3.0}

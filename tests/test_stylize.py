@@ -143,9 +143,13 @@ def test_a_canvas_run_keeps_the_centre_and_resumes_to_the_same_image(tmp_path, c
                                   image_io.load_image(os.path.join(whole, "result.png")))
 
 
-def test_style_octaves_add_terms_that_the_optimization_lowers(tmp_path, content_path, style_path):
-    config = config_for(tmp_path, content_path, style_path, "octaves")
-    config = dataclasses.replace(config, loss=dataclasses.replace(config.loss, style_octaves=1))
+def test_style_octaves_add_terms_that_the_optimization_lowers(tmp_path):
+    examples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+    config = config_for(tmp_path, os.path.join(examples, "chelsea.jpg"), os.path.join(examples, "swirls.jpg"),
+                        "octaves", num_steps=8)
+    config = dataclasses.replace(config, loss=dataclasses.replace(config.loss, style_octaves=1),
+                                 images=dataclasses.replace(config.images, max_size=64),   # 1/2: 32 px, > 16
+                                 optim=dataclasses.replace(config.optim, init="content"))
     logged = rows(stylize.run(config, **QUIET))
     # conv1_1 (stride 1) gets a copy at 1/2; conv2_1 (stride 2, the deepest) none
     assert "style/conv1_1@2" in logged[0] and "weighted/style/conv1_1@2" in logged[0]
