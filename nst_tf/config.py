@@ -138,9 +138,10 @@ class LossConfig:
     # Snelgrove 2017's multi-scale style loss: the style layers also see the image (and the style image)
     # downsampled by 2, 4, ... 2^N, so the shallow layers, whose features every network has, match the
     # style's larger structures at their own scale (registry.octave_layers says which copies).
-    style_octaves: int = option(0, "Also match the style on the image downsampled by 2, 4, ... 2^N: copies of "
-                                "the style layers (style/conv1_1@2, ...; each with its layer's weight) that see "
-                                "the style's larger structures (clouds, long strokes); 0: off.")
+    style_octaves: Optional[int] = option(None, "Also match the style on the image downsampled by 2, 4, ... 2^N: "
+                                          "copies of the style layers (style/conv1_1@2, ...; each with its layer's "
+                                          "weight) that see the style's larger structures (bands of light, clouds, "
+                                          "long strokes); 0: off. Default 2; 0 for --mode=train.")
     content_loss: str = option("l2", "l2: 1/2 sum (F-P)^2 (the paper); l1: sum |F-P|.", CONTENT_LOSSES)
     # "elements" (the paper's E_l times 4/N_l^2, as jcjohnson/neural-style and the PyTorch tutorial) is
     # the default: with "paper" and equal layer weights, conv2_1/conv3_1 dominate and leave a regular
@@ -357,8 +358,10 @@ def schedule(config: Config) -> tuple[tuple[int, int], ...]:
 # 1e5 times and the networks learnt a fine hatching); alpha = beta, so that the photo is learnt at all
 # (with alpha 1 the content term stayed at its value for a blank image); and a TV weight that reaches the
 # hatching (README, "Real-time stylization").
-LOSS_DEFAULTS = {"normalize_terms": False, "content_weight": 1.0, "tv_weight": 1.0}
-TRAIN_LOSS_DEFAULTS = {"normalize_terms": True, "content_weight": 10.0, "tv_weight": 100.0}
+# The style octaves (Snelgrove 2017) give the optimization the style's large structures (README, "Quality");
+# the stylizer's defaults were measured without them.
+LOSS_DEFAULTS = {"normalize_terms": False, "content_weight": 1.0, "tv_weight": 1.0, "style_octaves": 2}
+TRAIN_LOSS_DEFAULTS = {"normalize_terms": True, "content_weight": 10.0, "tv_weight": 100.0, "style_octaves": 0}
 
 
 def with_loss_defaults(config: "Config") -> "Config":
@@ -554,7 +557,7 @@ def validate(config: Config) -> Config:
         raise UserError("--init=content needs --content=IMAGE.")
     if config.start_from == "style" and not config.style_paths:
         raise UserError("--init=style needs --style=IMAGE.")
-    if not 0 <= loss.style_octaves <= 4:
+    if loss.style_octaves is not None and not 0 <= loss.style_octaves <= 4:
         raise UserError(f"--style_octaves={loss.style_octaves} must be 0 (off) to 4.")
     if opt.num_steps < 1:
         raise UserError(f"--num_steps={opt.num_steps} must be at least 1.")

@@ -93,17 +93,18 @@ def gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
-def _layers(config) -> tuple[str, ...]:
+def _layers(config, short_side: int) -> tuple[str, ...]:
     style = tuple(config.loss.style_layers)
     spec = registry.BACKBONES[config.model.backbone]
-    return tuple(config.loss.content_layers) + style + registry.octave_layers(style, config.loss.style_octaves, spec)
+    octaves = registry.octave_layers(style, config.loss.style_octaves, spec, short_side)
+    return tuple(config.loss.content_layers) + style + octaves
 
 
 def _need(config, height: int, width: int, tile_size: int = 0) -> float:
     """The predicted peak of a run's step on a result of height x width: the optimized canvas is
     --canvas_margin px larger on each side."""
     margin = config.optim.canvas_margin
-    return predict(config.model.backbone, config.model.pooling, _layers(config), height + 2 * margin,
+    return predict(config.model.backbone, config.model.pooling, _layers(config, min(height, width)), height + 2 * margin,
                    width + 2 * margin, 1, tile_size)
 
 

@@ -47,8 +47,9 @@ class EffectiveWeights:
         if loss.resolution_invariant and not loss.normalize_terms:   # relative terms do not grow with the size
             alpha *= (REFERENCE_SIZE / max(shape[:2])) ** 2
         style_layers = dict(zip(style, layer_weights(style, loss.style_layer_weights)))
-        spec = registry.BACKBONES[config.model.backbone]
-        for name in registry.octave_layers(style, loss.style_octaves, spec, min(shape[:2])):
+        octaves = () if not loss.style_octaves else registry.octave_layers(
+            style, loss.style_octaves, registry.BACKBONES[config.model.backbone], min(shape[:2]))
+        for name in octaves:
             style_layers.setdefault(name, style_layers[registry.split_octave(name)[0]])   # its layer's weight
         return cls(alpha, loss.style_weight if config.uses_style else 0.0, loss.tv_weight,
                    dict(zip(content, layer_weights(content, loss.content_layer_weights))), style_layers)
@@ -135,7 +136,11 @@ def resolve(config: Config, say=print) -> Config:
     """The config made concrete: seed and backbone (`with_seed_and_backbone`), the mode's loss defaults
     (`config.with_loss_defaults`), the backbone's defaults filled in (layers, feature transform, style
     weight), layer names in our spelling (an unknown name is a UserError)."""
-    config = with_loss_defaults(with_seed_and_backbone(config, say))
+    config = with_seed_and_backbone(config, say)
+    if config.loss.style_octaves is None and config.optim.tile_size:   # tiles asked for: not the default octaves
+        say(TILES_WITHOUT_OCTAVES)
+        config = _without_octaves(config)
+    config = with_loss_defaults(config)
     model, loss = config.model, config.loss
     spec = registry.BACKBONES[model.backbone]
     transform = spec.feature_transform if model.feature_transform == "auto" else model.feature_transform
@@ -162,6 +167,14 @@ def resolve(config: Config, say=print) -> Config:
         model, feature_transform=transform, precision=precision)))
 
 
+TILES_WITHOUT_OCTAVES = ("in tiles, without the style octaves (a downsampled copy of the image is not cut into "
+                         "tiles; --style_octaves=0 says so)")
+
+
+def _without_octaves(config: Config) -> Config:
+    return dataclasses.replace(config, loss=dataclasses.replace(config.loss, style_octaves=0))
+
+
 def make_plan(config: Config, say=print) -> Plan:
     """The plan of `config`; bad images and masks fail first, before any slow work. The memory a step will
     need is predicted here (`nst_tf.memory`): --max_size=auto becomes the largest size that fits, a size
@@ -169,6 +182,7 @@ def make_plan(config: Config, say=print) -> Plan:
     size that would."""
     auto = validate(config).images.max_size == AUTO_SIZE
     inputs = None if auto else load_inputs(config)
+    octaves_by_default = config.loss.style_octaves is None
     config = resolve(config, say)
     device = pick_device(config.optim.device)
     free = memory.available(device)
@@ -176,6 +190,16 @@ def make_plan(config: Config, say=print) -> Plan:
         size = memory.auto_size(config, free, say)
         config = dataclasses.replace(config, images=dataclasses.replace(config.images, max_size=size))
         inputs = load_inputs(config)
-    tile_size = memory.fit_tiles(config, inputs.shape[:2], free, say)
+    # the default octaves cannot be cut into tiles: where a whole-image step with them does not fit, the run
+    # goes without them (in tiles if need be) and says so
+    try:
+        tile_size = memory.fit_tiles(config, inputs.shape[:2], free, say)
+    except UserError:
+        if not (octaves_by_default and config.loss.style_octaves):
+            raise
+        config = _without_octaves(config)
+        tile_size = memory.fit_tiles(config, inputs.shape[:2], free, say)
+        say(TILES_WITHOUT_OCTAVES if tile_size else "without the style octaves: with them a whole-image step "
+            "would not fit in the free memory (--style_octaves=0 says so)")
     config = validate(dataclasses.replace(config, optim=dataclasses.replace(config.optim, tile_size=tile_size)))
     return Plan(resolve_precision(config, inputs.shape, device, say), inputs, device)

@@ -358,7 +358,7 @@ def test_max_size_zero_is_refused_and_auto_is_spelled_auto(tmp_path):
 
 def test_max_size_auto_says_the_size_before_the_run(tmp_path, monkeypatch):
     from nst_tf import memory, plan
-    from nst_tf.config import AUTO_SIZE, ModelConfig
+    from nst_tf.config import AUTO_SIZE, LossConfig, ModelConfig
     image = tmp_path / "c.png"
     image.write_bytes(save(gradient("RGB", 32, 32), "PNG"))
     layers = ("conv4_2", "conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
@@ -366,7 +366,9 @@ def test_max_size_auto_says_the_size_before_the_run(tmp_path, monkeypatch):
     monkeypatch.setenv("NST_TF_FREE_MEMORY", str(memory.predict("vgg16_hed", "avg", layers, 80, 80) / memory.HEADROOM))
     said = []
     made = plan.make_plan(Config(images=ImageConfig(content=str(image), style=str(image), max_size=AUTO_SIZE),
-                                 model=ModelConfig(backbone="vgg16_hed", weights="random")), said.append)
+                                 model=ModelConfig(backbone="vgg16_hed", weights="random"),
+                                 loss=LossConfig(style_octaves=0)),   # the layers above, no downsampled copies
+                          said.append)
     config, inputs = made.config, made.inputs
     assert config.images.max_size == 48 and max(inputs.content.shape[:2]) == 48
     assert any(line.startswith("--max_size=auto: 48 px") for line in said), said

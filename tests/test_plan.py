@@ -137,3 +137,30 @@ def test_a_stylizer_resolves_auto_precision_to_float32():
     config = plan.resolve(Config(mode="train", images=ImageConfig(style="s.png"), model=ModelConfig(backbone="vgg16_hed")),
                           say=lambda *a: None)
     assert config.model.precision == "float32"
+
+
+def test_the_default_octaves_give_way_to_tiles_and_say_so(content_path, style_path, monkeypatch):
+    from nst_tf import memory
+    from nst_tf.errors import UserError
+
+    def config(**kw):
+        loss = {k: kw.pop(k) for k in ("style_octaves",) if k in kw}
+        return Config(images=ImageConfig(content=content_path, style=style_path, max_size=256),
+                      model=ModelConfig(backbone="vgg16_hed"), loss=LossConfig(**loss), optim=OptimConfig(seed=0, **kw))
+    said = []
+    made = plan.make_plan(config(tile_size=128), say=said.append)   # tiles asked for
+    assert made.config.loss.style_octaves == 0 and made.config.optim.tile_size == 128 and plan.TILES_WITHOUT_OCTAVES in said
+    with pytest.raises(UserError, match="--tile_size needs --style_octaves=0"):
+        plan.make_plan(config(tile_size=128, style_octaves=2), say=lambda *a: None)
+    # a whole-image step with the octaves does not fit, tiles without them do: tiled without them
+    resolved = plan.resolve(config(), say=lambda *a: None)
+    h, w = made.inputs.shape[:2]
+    with_octaves = memory._need(resolved, h, w)
+    without = memory._need(dataclasses.replace(resolved, loss=dataclasses.replace(resolved.loss, style_octaves=0)), h, w)
+    monkeypatch.setenv("NST_TF_FREE_MEMORY", str((with_octaves + without) / 2 / memory.HEADROOM))
+    said.clear()
+    made = plan.make_plan(config(), say=said.append)
+    assert made.config.loss.style_octaves == 0 and made.config.optim.tile_size == 0
+    assert said[-1].startswith("without the style octaves: with them a whole-image step would not fit")
+    with pytest.raises(UserError, match="tiles, which would fit larger sizes, need --style_octaves=0"):
+        plan.make_plan(config(style_octaves=2), say=lambda *a: None)   # asked for: not dropped
