@@ -416,7 +416,8 @@ def _octave_extractor(backbone: keras.Model, names: list[str], transform: str,
         at = [name for name in names if split_octave(name)[1] == factor]
         plain = [split_octave(name)[0] for name in at]
         # each factor runs the network only as deep as its own layers (the weights are shared)
-        inner = _plain_extractor(backbone, plain, transform, scales, temperature, f"{backbone.name}_extractor_x{factor}")
+        inner = _plain_extractor(backbone, plain, transform, scales, temperature,
+                                 f"{backbone.name}_extractor_x{factor}")
         if factor == 1:
             features = inner(image)
             outputs.update({name: features[layer] for name, layer in zip(at, plain)})
@@ -424,7 +425,8 @@ def _octave_extractor(backbone: keras.Model, names: list[str], transform: str,
         margin = max([OCTAVE_MARGIN] + [layer_stride(layer, spec) for layer in plain])
         features = inner(Downsample(factor, margin, dtype="float32", name=f"octave_{factor}")(image))
         for name, layer in zip(at, plain):
-            outputs[name] = CropBorder(margin // layer_stride(layer, spec), name=f"crop_{layer}_x{factor}")(features[layer])
+            crop = CropBorder(margin // layer_stride(layer, spec), name=f"crop_{layer}_x{factor}")
+            outputs[name] = crop(features[layer])
     extractor = keras.Model(image, {name: outputs[name] for name in names}, name=f"{backbone.name}_octave_extractor")
     extractor.trainable = False
     return extractor

@@ -141,7 +141,7 @@ class LossConfig:
     style_octaves: Optional[int] = option(None, "Also match the style on the image downsampled by 2, 4, ... 2^N: "
                                           "copies of the style layers (style/conv1_1@2, ...; each with its layer's "
                                           "weight) that see the style's larger structures (bands of light, clouds, "
-                                          "long strokes); 0: off. Default 2; 0 for --mode=train.")
+                                          "long strokes); 0: off. Default 2; 0 for --mode=train and resnet50.")
     content_loss: str = option("l2", "l2: 1/2 sum (F-P)^2 (the paper); l1: sum |F-P|.", CONTENT_LOSSES)
     # "elements" (the paper's E_l times 4/N_l^2, as jcjohnson/neural-style and the PyTorch tutorial) is
     # the default: with "paper" and equal layer weights, conv2_1/conv3_1 dominate and leave a regular
@@ -440,7 +440,8 @@ def tiling_blocked(config: Config) -> str | None:
     if config.loss.normalize_gradients:
         return "no --normalize_gradients (it needs each whole feature map's gradient)"
     if config.loss.style_octaves or any("@" in name for name in config.loss.style_layers):
-        return "--style_octaves=0 and no octave layers such as conv1_1@2 (a pooled copy of the image is not cut into tiles)"
+        return ("--style_octaves=0 and no octave layers such as conv1_1@2 (a downsampled copy of the image is not "
+                "cut into tiles)")
     if config.optim.optimizer != "adam":
         return "--optimizer=adam (L-BFGS runs its iterations as one graph)"
     return None

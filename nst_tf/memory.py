@@ -104,7 +104,8 @@ def _need(config, height: int, width: int, tile_size: int = 0) -> float:
     """The predicted peak of a run's step on a result of height x width: the optimized canvas is
     --canvas_margin px larger on each side."""
     margin = config.optim.canvas_margin
-    return predict(config.model.backbone, config.model.pooling, _layers(config, min(height, width)), height + 2 * margin,
+    layers = _layers(config, min(height, width))
+    return predict(config.model.backbone, config.model.pooling, layers, height + 2 * margin,
                    width + 2 * margin, 1, tile_size)
 
 

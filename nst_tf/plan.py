@@ -15,7 +15,8 @@ import re
 import tensorflow as tf
 
 from nst_tf import backbones, color, memory, registry
-from nst_tf.config import AUTO_SIZE, BFLOAT16_MIN_SIZE, REFERENCE_SIZE, Config, layer_weights, validate, with_loss_defaults
+from nst_tf.config import (AUTO_SIZE, BFLOAT16_MIN_SIZE, REFERENCE_SIZE, Config, layer_weights, validate,
+                           with_loss_defaults)
 from nst_tf.errors import UserError
 from nst_tf.inputs import Inputs, load_inputs
 
@@ -140,6 +141,8 @@ def resolve(config: Config, say=print) -> Config:
     if config.loss.style_octaves is None and config.optim.tile_size:   # tiles asked for: not the default octaves
         say(TILES_WITHOUT_OCTAVES)
         config = _without_octaves(config)
+    if config.loss.style_octaves is None and registry.BACKBONES[config.model.backbone].family == "resnet":
+        config = _without_octaves(config)   # ResNet: its softmax features' look was not checked with octaves
     config = with_loss_defaults(config)
     model, loss = config.model, config.loss
     spec = registry.BACKBONES[model.backbone]

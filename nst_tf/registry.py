@@ -188,7 +188,7 @@ def octave_layers(style_layers: tuple[str, ...], octaves: int, spec: BackboneSpe
     between the shallow layers and the deepest one, and none looks coarser than the network already does.
     With `short_side` (the image's), only the factors whose copy is more than OCTAVE_MARGIN px."""
     plain = [name for name in style_layers if split_octave(name)[1] == 1]
-    if not plain or octaves <= 0:
+    if not plain or not octaves or octaves < 0:
         return ()
     deepest = max(layer_stride(name, spec) for name in plain)
     return tuple(octave_layer(name, 2 ** k) for k in range(1, octaves + 1) for name in plain

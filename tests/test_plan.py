@@ -164,3 +164,13 @@ def test_the_default_octaves_give_way_to_tiles_and_say_so(content_path, style_pa
     assert said[-1].startswith("without the style octaves: with them a whole-image step would not fit")
     with pytest.raises(UserError, match="tiles, which would fit larger sizes, need --style_octaves=0"):
         plan.make_plan(config(style_octaves=2), say=lambda *a: None)   # asked for: not dropped
+
+
+def test_the_default_octaves_are_2_for_vgg_and_0_for_resnet_and_training():
+    def octaves(mode="transfer", **kw):
+        images = ImageConfig(content=None if mode == "train" else "c.png", style="s.png")
+        return plan.resolve(Config(mode=mode, images=images, **kw), say=lambda *a: None).loss.style_octaves
+    assert octaves(model=ModelConfig(backbone="vgg16_hed")) == 2
+    assert octaves(model=ModelConfig(backbone="resnet50")) == 0
+    assert octaves(model=ModelConfig(backbone="resnet50"), loss=LossConfig(style_octaves=1)) == 1
+    assert octaves(mode="train", model=ModelConfig(backbone="vgg16_hed")) == 0
