@@ -143,6 +143,7 @@ def test_a_canvas_run_keeps_the_centre_and_resumes_to_the_same_image(tmp_path, c
                                   image_io.load_image(os.path.join(whole, "result.png")))
 
 
+@pytest.mark.slow   # seconds; the whole suite runs it
 def test_style_octaves_add_terms_that_the_optimization_lowers(tmp_path):
     examples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
     config = config_for(tmp_path, os.path.join(examples, "chelsea.jpg"), os.path.join(examples, "swirls.jpg"),

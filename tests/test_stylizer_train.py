@@ -66,6 +66,7 @@ def test_batch_objective_is_the_optimizations_with_each_photos_own_content(train
                 np.testing.assert_allclose(terms[name][i], want[name][0], rtol=1e-5)
 
 
+@pytest.mark.slow   # seconds; the whole suite runs it
 def test_steps_lower_the_loss_and_the_style_index_does_not_retrace(trainer):
     photos = tf.constant(np.random.default_rng(2).random((2, 16, 16, 3), np.float32))
     first = trainer.train_step(photos, tf.constant(0))["total"].numpy()

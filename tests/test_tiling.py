@@ -115,6 +115,7 @@ def test_tiled_equals_whole_with_the_default_layers_down_to_conv5_1(vgg):
     assert_same(whole, tiled, images, weights)
 
 
+@pytest.mark.slow   # seconds; the whole suite runs it
 def test_tiled_equals_whole_with_masks(vgg):
     left = np.zeros((2, 44, 58), np.float32)
     left[0, :, :29], left[1, :, 29:] = 1, 1
@@ -127,6 +128,7 @@ def test_tiled_equals_whole_with_masks(vgg):
     assert_same(whole, tiled, images, weights)
 
 
+@pytest.mark.slow   # seconds; the whole suite runs it
 def test_tiled_adam_steps_equal_whole_image_ones(vgg):
     inputs = Inputs(smooth_image(40, 40), [stripes_image(32, 32)])
     whole, tiled, weights = objectives(vgg, SHALLOW, inputs, tile_size=16)
