@@ -405,8 +405,9 @@ def test_pyramid_interrupted_at_a_coarse_scale_resumes_there(tmp_path, content_p
 @pytest.mark.slow
 def test_tiled_run_equals_the_untiled_run(tmp_path, content_path, style_path):
     out = tmp_path / "out"
+    # tiles run without the style octaves (a downsampled copy is not tiled): the whole run goes without them too
     args = [f"--content={content_path}", f"--style={style_path}", "--num_steps=3", "--log_every=1",
-            f"--output_dir={out}", *TINY]
+            f"--output_dir={out}", "--style_octaves=0", *TINY]
     for name, tile in (("whole", "0"), ("tiled", "64")):
         proc = run_py(*args, f"--run_name={name}", f"--tile_size={tile}", "--max_size=128")
         assert proc.returncode == 0, proc.stderr
@@ -421,8 +422,12 @@ def test_tiled_run_equals_the_untiled_run(tmp_path, content_path, style_path):
 
 @pytest.mark.slow
 def test_max_size_auto_picks_the_largest_size_that_fits(tmp_path, content_path, style_path, monkeypatch, capsys):
-    from nst_tf import memory
-    layers = ("conv4_2", "conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+    from nst_tf import memory, registry
+    style = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+    # the default --style_octaves=2 adds the copies at 1/2 (a 64 px image's are 32 px, more than the 16 px margin)
+    octaves = registry.octave_layers(style, 2, registry.BACKBONES["vgg16_hed"], 64)
+    assert octaves
+    layers = ("conv4_2",) + style + octaves
     monkeypatch.setenv("NST_TF_FREE_MEMORY", str(memory.predict("vgg16_hed", "avg", layers, 64, 64) / memory.HEADROOM))
     out = tmp_path / "out"
     code = main_in_process(f"--content={content_path}", f"--style={style_path}", "--num_steps=2",
