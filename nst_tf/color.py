@@ -76,9 +76,31 @@ def _sqrtm(cov: np.ndarray) -> np.ndarray:
     return (vectors * np.sqrt(np.maximum(values, 0.0))) @ vectors.T
 
 
+def palette(images: list[np.ndarray], weights: tuple[float, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The colour mean [3] and covariance [3, 3] of the images' pixels as one mixture, image s taking the
+    share b_s of it (`weights`, summing to 1; equal shares if None): a blend of styles has the blend's palette.
+
+      mu = sum_s b_s mu_s,    Sigma = sum_s b_s (Sigma_s + mu_s mu_s^T) - mu mu^T
+    """
+    weights = np.full(len(images), 1.0 / len(images)) if weights is None else np.asarray(weights, np.float64)
+    means, seconds = [], []
+    for image in images:
+        x = image.reshape(-1, 3).astype(np.float64)
+        means.append(x.mean(0))
+        seconds.append(x.T @ x / len(x))   # E[x x^T] = Sigma + mu mu^T
+    mean = sum(b * m for b, m in zip(weights, means))
+    return mean, sum(b * s for b, s in zip(weights, seconds)) - np.outer(mean, mean)
+
+
 def match_colors(image: np.ndarray, reference: np.ndarray, mode: str = "cholesky", eps: float = 1e-5) -> np.ndarray:
-    """`image` with the colour mean and covariance of `reference`: x' = A (x - mu_i) + mu_r, per pixel,
-    where A Sigma_i A^T = Sigma_r (Gatys et al. 2017, Sec. 5.2). The choice of A:
+    """`image` with the colour mean and covariance of `reference` (`match_palette` of its `palette`)."""
+    return match_palette(image, *palette([reference]), mode=mode, eps=eps)
+
+
+def match_palette(image: np.ndarray, mean: np.ndarray, cov: np.ndarray, mode: str = "cholesky",
+                  eps: float = 1e-5) -> np.ndarray:
+    """`image` with the colour mean `mean` and covariance `cov`: x' = A (x - mu_i) + mean, per pixel, where
+    A Sigma_i A^T = cov (Gatys et al. 2017, Sec. 5.2). The choice of A:
 
       cholesky   A = L_r L_i^-1, with L the Cholesky factors of the covariances
       pca        A = Sigma_r^1/2 Sigma_i^-1/2 (symmetric square roots: the eigenvectors' frame)
@@ -89,10 +111,9 @@ def match_colors(image: np.ndarray, reference: np.ndarray, mode: str = "cholesky
     clipped (the statistics are exact before clipping; callers clip to [0, 1]).
     """
     x = image.reshape(-1, 3).astype(np.float64)
-    r = reference.reshape(-1, 3).astype(np.float64)
-    mu_x, mu_r = x.mean(0), r.mean(0)
+    mu_x = x.mean(0)
     cov_x = np.cov(x - mu_x, rowvar=False, bias=True) + eps * np.eye(3)
-    cov_r = np.cov(r - mu_r, rowvar=False, bias=True) + eps * np.eye(3)
+    cov_r = np.asarray(cov, np.float64) + eps * np.eye(3)
     if mode == "cholesky":
         a = np.linalg.cholesky(cov_r) @ np.linalg.inv(np.linalg.cholesky(cov_x))
     elif mode == "pca":
@@ -103,7 +124,7 @@ def match_colors(image: np.ndarray, reference: np.ndarray, mode: str = "cholesky
         a = inv_root_x @ _sqrtm(root_x @ cov_r @ root_x) @ inv_root_x
     else:
         raise ValueError(f"unknown colour match {mode!r}")
-    return ((x - mu_x) @ a.T + mu_r).reshape(image.shape).astype(np.float32)
+    return ((x - mu_x) @ a.T + np.asarray(mean, np.float64)).reshape(image.shape).astype(np.float32)
 
 
 def working_inputs(mode: str, match: str, content: np.ndarray | None,

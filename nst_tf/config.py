@@ -32,7 +32,7 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16")   # auto or a Keras dtype pol
 BFLOAT16_MIN_SIZE = 512
 CONTENT_LOSSES = ("l2", "l1")
 GRAM_NORMS = ("paper", "positions", "elements")
-INITS = ("auto", "noise", "content", "style")
+INITS = ("auto", "noise", "content", "recolored", "style")
 OPTIMIZERS = ("adam", "lbfgs")
 PADDINGS = ("zero", "reflect", "replicate")   # backbones.PaddedConv2D
 PADDING_SCOPES = ("all", "first")
@@ -184,8 +184,10 @@ class OptimConfig:
                             "rate; pixels outside [0, 1] pay a soft penalty, the outputs are clipped).", OPTIMIZERS)
     num_steps: int = option(200, "Optimizer steps (L-BFGS: iterations).")
     learning_rate: float = option(0.02, "Adam learning rate (pixels in [0, 1]).")
-    init: str = option("auto", "Start image; auto: the content image for transfer, noise for content "
-                       "reconstruction and texture synthesis.", INITS)
+    init: str = option("auto", "Start image: noise, content, recolored (the content in the style's colours: "
+                       "their mean and covariance, by --color_match), style; auto: recolored for transfer "
+                       "(content with --preserve_colors or --content_mask), noise for content reconstruction "
+                       "and texture synthesis.", INITS)
     seed: Optional[int] = option(None, "Random seed for the noise and the run (drawn and recorded if unset).")
     device: str = option("auto", "auto (GPU when present), cpu, gpu, or e.g. GPU:1.")
     tile_size: int = option(0, "0: whole images. N: evaluate the image in tiles of about N px (with a halo of "
@@ -195,6 +197,12 @@ class OptimConfig:
     # restarted at each scale (crowsonkb/style-transfer-pytorch uses 0.99); 0: the last iterate.
     average_decay: float = option(0.0, "Adam: the result is the bias-corrected moving average of the iterates "
                                   "with this decay, restarted at each scale (0.99: crowsonkb's); 0: the last iterate.")
+    # Adam's per-pixel normalization gives any consistent gradient component a full step, and the strided
+    # layers' gradients carry one at the 2 px period (their aliasing): it grew into a regular mesh in flat
+    # regions (issue 15). One pass of the binomial filter has no response at that period.
+    gradient_blur: int = option(1, "Adam: passes of a 3x3 binomial blur ([1,2,1] x [1,2,1] / 16) over each "
+                                "step's gradient before the update, which removes the 2 px period that the "
+                                "network's pooling leaves in it (the mesh in flat regions); 0: off.")
     # Optimize a canvas larger by this many px on each side (the content mirrored out, the image started
     # mirrored too) and keep its centre: the result's border is then not the network's border, which the
     # style terms decorate into a bright frame or a band of blobs (README, "Quality"). 16 px: the frame gone
@@ -296,9 +304,10 @@ class Config:
         """The files this run reads, by kind ("content", "style", "content_mask", "style_mask"), for the mode
         and the init; colours in --style_mask are not files."""
         im = self.images
-        uses_content = self.uses_content or self.start_from == "content"
+        uses_content = self.uses_content or self.start_from in ("content", "recolored")
+        uses_style = self.uses_style or self.start_from in ("style", "recolored")
         paths = {"content": (im.content,) if im.content and uses_content else (),
-                 "style": self.style_paths if self.uses_style or self.start_from == "style" else (),
+                 "style": self.style_paths if uses_style else (),
                  "content_mask": (im.content_mask,) if im.content_mask else (),
                  "style_mask": tuple(e for e in self.style_mask_entries if not is_colour(e))}
         return {kind: files for kind, files in paths.items() if files}
@@ -308,7 +317,12 @@ class Config:
         """What the image starts from, --init resolved: `auto` is the content image for transfer, noise otherwise."""
         if self.optim.init != "auto":
             return self.optim.init
-        return "content" if self.mode == "transfer" else "noise"
+        if self.mode != "transfer":
+            return "noise"
+        # the style's palette from the start (the optimization barely moves large areas of colour); not where
+        # the content's colours are kept, nor with regions that take different styles
+        plain = self.images.preserve_colors == "none" and not self.images.content_mask
+        return "recolored" if plain else "content"
 
 
 def is_colour(entry: str) -> bool:
@@ -558,10 +572,14 @@ def validate(config: Config) -> Config:
         raise UserError("--init=content needs --content=IMAGE.")
     if config.start_from == "style" and not config.style_paths:
         raise UserError("--init=style needs --style=IMAGE.")
+    if config.start_from == "recolored" and not (im.content and config.style_paths):
+        raise UserError("--init=recolored needs --content=IMAGE and --style=IMAGE.")
     if loss.style_octaves is not None and not 0 <= loss.style_octaves <= 4:
         raise UserError(f"--style_octaves={loss.style_octaves} must be 0 (off) to 4.")
     if opt.num_steps < 1:
         raise UserError(f"--num_steps={opt.num_steps} must be at least 1.")
+    if not 0 <= opt.gradient_blur <= 8:
+        raise UserError(f"--gradient_blur={opt.gradient_blur} must be 0 (off) to 8 passes.")
     if not (math.isfinite(opt.average_decay) and 0 <= opt.average_decay < 1):
         raise UserError(f"--average_decay={opt.average_decay} must be in [0, 1) (0: no average; 0.99 typical).")
     if not 0 <= opt.canvas_margin <= 256:

@@ -270,7 +270,8 @@ def optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: in
         weights = LossWeights.from_rows(*zip(*(j.weights.row(content_layers, style_layers) for j in jobs)))
         images = tf.Variable(np.stack([pad_canvas(j.start_image(), margin) for j in jobs]), name="image")
         optimizer = make_optimizer(optim.optimizer, optim.learning_rate,
-                                   optim.jit_compile and max(shape[:2]) >= XLA_MIN_SIZE, optim.average_decay)
+                                   optim.jit_compile and max(shape[:2]) >= XLA_MIN_SIZE, optim.average_decay,
+                                   optim.gradient_blur)
         start = _restore(jobs, images, optimizer, num_steps) if resume else 0
         for i, job in enumerate(jobs):
             job.status = "running"

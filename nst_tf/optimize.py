@@ -18,20 +18,42 @@ from nst_tf.objective import LossWeights
 LogCallback = Callable[[int, np.ndarray, dict], None]
 
 
+def blur_gradient(gradient: tf.Tensor, passes: int) -> tf.Tensor:
+    """`gradient` [B, H, W, C] convolved `passes` times with the 3x3 binomial filter b b^T, b = [1, 2, 1] / 4,
+    each channel alone, the edge rows and columns repeated outward (so a constant stays constant):
+
+      g'[i, j] = sum_{u, v in -1..1} b[u] b[v] g[i + u, j + v]
+
+    Its frequency response (cos(pi f_y) cos(pi f_x))^2 is 0 at the 2 px period (f = 1/2 cycle per px), 1/4
+    at 4 px along an axis, and 1 at f = 0.
+    """
+    for _ in range(passes):
+        for axis in (1, 2):   # separable: b along the rows, then along the columns
+            pad = [[0, 0]] * 4
+            pad[axis] = [1, 1]
+            padded = tf.pad(gradient, pad, mode="SYMMETRIC")
+            n = tf.shape(padded)[axis]
+            def part(start, stop, axis=axis, padded=padded):
+                return tf.gather(padded, tf.range(start, stop), axis=axis)
+            gradient = (part(0, n - 2) + 2.0 * part(1, n - 1) + part(2, n)) / 4.0
+    return gradient
+
+
 def make_adam_step(loss: Loss, optimizer: keras.optimizers.Optimizer, jit_compile: bool = False,
-                   average: "IterateAverage | None" = None):
+                   average: "IterateAverage | None" = None, gradient_blur: int = 0):
     """A step `(images: tf.Variable [B,H,W,3], weights: LossWeights) -> (total [B], terms)`.
 
-    Computes every term and each image's gradient of its own total (`Loss.value_and_gradient`),
-    applies one optimizer update to the images, then clips the pixels to [0, 1]. The returned losses are
-    those of the images before the update. Only the images are trained; the extractor is frozen.
+    Computes every term and each image's gradient of its own total (`Loss.value_and_gradient`), blurs the
+    gradient `gradient_blur` times (`blur_gradient`), applies one optimizer update to the images, then clips
+    the pixels to [0, 1]. The returned losses are those of the images before the update. Only the images
+    are trained; the extractor is frozen.
 
     The whole step is one compiled function (with XLA when `jit_compile`) where the evaluator allows it
     (`Loss.whole_graph`); a tiled loss runs its tiles from Python, each tile's passes compiled, and only
     the update is compiled here.
     """
     def update(images: tf.Variable, grad: tf.Tensor):
-        optimizer.apply_gradients([(grad, images)])
+        optimizer.apply_gradients([(blur_gradient(grad, gradient_blur), images)])
         images.assign(tf.clip_by_value(images, 0.0, 1.0))
         if average is not None:
             average.update(images)
@@ -76,7 +98,7 @@ class IterateAverage:
 
 def run_adam(loss: Loss, images: tf.Variable, weights: LossWeights, num_steps: int,
              optimizer: keras.optimizers.Optimizer, on_log: LogCallback, log_every: int = 10,
-             jit_compile: bool = False, average: IterateAverage | None = None) -> None:
+             jit_compile: bool = False, average: IterateAverage | None = None, gradient_blur: int = 0) -> None:
     """Adam updates of `images` in place until `optimizer.iterations` reaches `num_steps`, reporting to
     `on_log` (see module docstring). A fresh optimizer starts at step 0; one restored by `restore_state`
     continues where its run stopped, and gives the same images as a run that never stopped.
@@ -88,7 +110,7 @@ def run_adam(loss: Loss, images: tf.Variable, weights: LossWeights, num_steps: i
     image before the first update), so snapshots and the result are the average; the losses logged stay
     those of the raw iterate.
     """
-    step = make_adam_step(loss, optimizer, jit_compile, average)
+    step = make_adam_step(loss, optimizer, jit_compile, average, gradient_blur)
     for i in range(int(optimizer.iterations), num_steps):
         if i % log_every == 0:
             before = images.numpy() if average is None or average.empty else average.get()
@@ -142,10 +164,12 @@ class Adam:
     """Adam on the image variable (the default), behind the interface `Lbfgs` shares: `steps`, `run`,
     `state`, `restore`."""
 
-    def __init__(self, learning_rate: float, jit_compile: bool = False, average_decay: float = 0.0):
+    def __init__(self, learning_rate: float, jit_compile: bool = False, average_decay: float = 0.0,
+                 gradient_blur: int = 0):
         self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
         self.jit_compile = jit_compile
         self.average_decay = average_decay
+        self.gradient_blur = gradient_blur
         self.average = None   # the IterateAverage of this optimizer's images (one per scale of a pyramid)
 
     def _average(self, images: tf.Variable) -> IterateAverage | None:
@@ -161,7 +185,7 @@ class Adam:
     def run(self, loss: Loss, images: tf.Variable, weights: LossWeights, num_steps: int,
             on_log: LogCallback, log_every: int = 10) -> None:
         run_adam(loss, images, weights, num_steps, self.optimizer, on_log, log_every, self.jit_compile,
-                 self._average(images))
+                 self._average(images), self.gradient_blur)
 
     def state(self, images: tf.Variable, index: int) -> dict[str, np.ndarray]:
         """`image_state`, and with an iterate average its row and weight (so a resumed run averages on)."""
@@ -182,11 +206,16 @@ class Adam:
         return step
 
 
-def make_optimizer(name: str, learning_rate: float, jit_compile: bool = False, average_decay: float = 0.0):
+def make_optimizer(name: str, learning_rate: float, jit_compile: bool = False, average_decay: float = 0.0,
+                   gradient_blur: int = 0):
     """`Adam(learning_rate)` or `Lbfgs()` (which has no learning rate: its line search finds the step);
     `jit_compile`: their objective and gradient compiled with XLA; `average_decay` > 0: Adam's output is
-    the average of its iterates (`IterateAverage`; L-BFGS converges without jitter and takes none)."""
-    return Lbfgs(jit_compile) if name == "lbfgs" else Adam(learning_rate, jit_compile, average_decay)
+    the average of its iterates (`IterateAverage`; L-BFGS converges without jitter and takes none);
+    `gradient_blur`: Adam's gradient blurred (`blur_gradient`; L-BFGS does not normalize per pixel, so a weak
+    component of its gradient stays weak, and it takes none)."""
+    if name == "lbfgs":
+        return Lbfgs(jit_compile)
+    return Adam(learning_rate, jit_compile, average_decay, gradient_blur)
 
 
 # ------------------------------------------------------------------------------------------- L-BFGS

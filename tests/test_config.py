@@ -68,9 +68,21 @@ def test_modes_need_only_their_images():
 
 
 def test_init_auto():
-    assert GOOD.start_from == "content"
+    assert GOOD.start_from == "recolored"
+    assert with_(GOOD, "images", preserve_colors="luminance").start_from == "content"
+    assert with_(GOOD, "images", content_mask="m.png", style_mask="#ff0000").start_from == "content"
     assert Config(mode="texture").start_from == "noise"
+    assert Config(mode="content").start_from == "noise"
     assert with_(GOOD, "optim", init="noise").start_from == "noise"
+    assert with_(GOOD, "optim", init="content").start_from == "content"
+
+
+def test_recolored_start_needs_both_images():
+    with pytest.raises(UserError, match="--init=recolored needs --content=IMAGE and --style=IMAGE"):
+        validate(Config(mode="texture", images=ImageConfig(style="s.jpg"), optim=OptimConfig(init="recolored")))
+    reconstruction = Config(mode="content", images=ImageConfig(content="c.jpg", style="s.jpg"),
+                            optim=OptimConfig(init="recolored"))
+    assert reconstruction.image_paths == {"content": ("c.jpg",), "style": ("s.jpg",)}
 
 
 def test_layer_weights_default_to_equal():
@@ -160,7 +172,7 @@ def test_every_option_is_a_flag_and_every_flag_reaches_the_config(tmp_path):
               "content_mask": None, "style_mask": None, "max_size": "320", "style_scale": "0.5",
               "scales": "160,320", "scale_steps": "7,3", "min_scale": "64",
               "scale_ratio": "1.5", "style_octaves": "2", "padding": "reflect", "padding_scope": "first", "normalize_terms": "true",
-              "style_loss": "mean_std", "average_decay": "0.9", "preserve_colors": "none", "color_match": "pca",
+              "style_loss": "mean_std", "average_decay": "0.9", "gradient_blur": "2", "preserve_colors": "none", "color_match": "pca",
               "color_only": None, "backbone": "vgg16_hed", "weights": "w.h5", "pooling": "max",
               "feature_transform": "softmax", "softmax_temperature": "2.5", "normalize_features": "true",
               "normalize_images": "imgs", "precision": "mixed_bfloat16", "content_layers": "conv3_1",

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from nst_tf import color
 from nst_tf.config import Config, ImageConfig, blend_weights
 from nst_tf.errors import UserError
 from nst_tf.inputs import Inputs, initial_image, load_inputs
@@ -62,6 +63,27 @@ def test_initial_image_from_the_first_style():
     import dataclasses
     start = initial_image(dataclasses.replace(config, optim=dataclasses.replace(config.optim, init="style")), inputs, 0)
     assert start.shape == (16, 12, 3)
+
+
+def test_recolored_start_has_the_blended_styles_palette():
+    content = smooth_image(16, 12)
+    # two flat styles, red and blue, blended 3:1: the mixture has mean (0.75, 0, 0.25) and, between R and B,
+    # variance 0.75 * 0.25 each and covariance -0.75 * 0.25
+    red, blue = np.zeros((8, 8, 3), np.float32), np.zeros((10, 6, 3), np.float32)
+    red[..., 0], blue[..., 2] = 1.0, 1.0
+    mean, cov = color.palette([red, blue], (0.75, 0.25))
+    np.testing.assert_allclose(mean, [0.75, 0.0, 0.25])
+    q = 0.75 * 0.25
+    np.testing.assert_allclose(cov, [[q, 0, -q], [0, 0, 0], [-q, 0, q]], atol=1e-12)
+    # a palette the content can take without clipping: the start has the styles' mean and covariance
+    styles = [smooth_image(20, 20, seed=1) * 0.5 + 0.25, smooth_image(12, 18, seed=2) * 0.4 + 0.1]
+    inputs = Inputs(content, styles, (0.5, 0.5))
+    config = Config(images=ImageConfig(content="c", style="a,b", color_match="pca"))
+    start = initial_image(config, inputs, 0).reshape(-1, 3).astype(np.float64)
+    assert config.start_from == "recolored" and start.min() > 0.0 and start.max() < 1.0
+    mean, cov = color.palette(styles, (0.5, 0.5))
+    np.testing.assert_allclose(start.mean(0), mean, atol=1e-5)
+    np.testing.assert_allclose(np.cov(start, rowvar=False, bias=True), cov, atol=1e-4)
 
 
 def test_style_mask_count_must_match_the_styles(tmp_path):

@@ -174,3 +174,55 @@ def test_iterate_average_by_hand_and_through_a_resume(objective):
     with pytest.raises(ValueError, match="no iterate average"):
         Adam(0.05, average_decay=0.5).restore(tf.Variable(start), [{k: v for k, v in state.items()
                                                                     if not k.startswith("average/")}])
+
+
+def _checkerboard(h, w):
+    return np.indices((h, w)).sum(0) % 2 * 2.0 - 1.0   # +-1, the 2 px period along both axes
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_blur_gradient_by_hand(compiled):
+    from nst_tf.optimize import blur_gradient
+    blur = tf.function(blur_gradient, reduce_retracing=True) if compiled else blur_gradient
+    g = np.zeros((1, 5, 6, 2), np.float32)
+    g[0, 2, 3, 0] = 16.0   # an impulse spreads as b b^T: [1 2 1; 2 4 2; 1 2 1]
+    out = blur(tf.constant(g), 1).numpy()
+    np.testing.assert_allclose(out[0, 1:4, 2:5, 0], [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
+    assert out[0, ..., 0].sum() == pytest.approx(16.0) and not out[0, ..., 1].any()
+    board = np.broadcast_to(_checkerboard(6, 8)[None, :, :, None], (2, 6, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(blur(tf.constant(board), 1).numpy()[:, 1:-1, 1:-1], 0.0, atol=1e-6)
+    # at a corner the repeated edge gives (3 x + x') / 4 = x / 2 along each axis (x' = -x): x / 4
+    np.testing.assert_allclose(blur(tf.constant(board), 1).numpy()[0, 0, 0, 0], board[0, 0, 0, 0] / 4, atol=1e-6)
+    const = np.full((1, 4, 4, 3), 0.7, np.float32)
+    np.testing.assert_allclose(blur(tf.constant(const), 2).numpy(), const, atol=1e-6)
+    np.testing.assert_array_equal(blur(tf.constant(board), 0).numpy(), board)
+
+
+class _LinearLoss:
+    """total = sum(c * x): its gradient is c whatever x is."""
+    whole_graph = True
+
+    def __init__(self, c):
+        self.c = tf.constant(c, tf.float32)
+
+    def __call__(self, images, weights):
+        total = tf.reduce_sum(self.c * images, axis=[1, 2, 3])
+        return total, {"total": total}
+
+    def value_and_gradient(self, images, weights):
+        total, terms = self(images, weights)
+        return total, terms, tf.broadcast_to(self.c, tf.shape(images))
+
+
+def test_adam_with_gradient_blur_ignores_a_checkerboard_gradient():
+    """The 2 px checkerboard is what the pooling's aliasing adds to the gradient: unblurred, Adam gives every
+    pixel a full step along it (a mesh); blurred, the interior gets none."""
+    board = _checkerboard(8, 8)[None, :, :, None] * np.ones((1, 1, 1, 3))
+    weights = LossWeights.create(1, 1.0, 0.0, 0.0, (1.0,), ())
+    moved = {}
+    for blur in (0, 1):
+        images = tf.Variable(np.full((1, 8, 8, 3), 0.5, np.float32))
+        Adam(0.01, gradient_blur=blur).run(_LinearLoss(board), images, weights, 3, lambda *a: None, 3)
+        moved[blur] = np.abs(images.numpy() - 0.5)
+    np.testing.assert_allclose(moved[0], 0.03, atol=1e-5)
+    np.testing.assert_allclose(moved[1][:, 1:-1, 1:-1], 0.0, atol=1e-6)
