@@ -188,6 +188,12 @@ class OptimConfig:
                        "their mean and covariance, by --color_match), style; auto: recolored for transfer "
                        "(content with --preserve_colors or --content_mask), noise for content reconstruction "
                        "and texture synthesis.", INITS)
+    # 0.5: on tubingen with starry_night and with shipwreck at 512 px the fully recoloured photo (1) kept its
+    # light sky light (pale blue, ochre), where the paintings' skies are deep blue and dark green; at half
+    # contrast the optimization paints those in (README, "Quality").
+    init_contrast: float = option(0.5, "--init=recolored: the start's contrast around the style's mean colour, "
+                                  "mean + k (recoloured content - mean): 1 the recoloured content, 0 a flat "
+                                  "ground of the mean colour.")
     seed: Optional[int] = option(None, "Random seed for the noise and the run (drawn and recorded if unset).")
     device: str = option("auto", "auto (GPU when present), cpu, gpu, or e.g. GPU:1.")
     tile_size: int = option(0, "0: whole images. N: evaluate the image in tiles of about N px (with a halo of "
@@ -578,6 +584,8 @@ def validate(config: Config) -> Config:
         raise UserError(f"--style_octaves={loss.style_octaves} must be 0 (off) to 4.")
     if opt.num_steps < 1:
         raise UserError(f"--num_steps={opt.num_steps} must be at least 1.")
+    if not (math.isfinite(opt.init_contrast) and 0 <= opt.init_contrast <= 1):
+        raise UserError(f"--init_contrast={opt.init_contrast} must be in [0, 1] (1: the recoloured content).")
     if not 0 <= opt.gradient_blur <= 8:
         raise UserError(f"--gradient_blur={opt.gradient_blur} must be 0 (off) to 8 passes.")
     if not (math.isfinite(opt.average_decay) and 0 <= opt.average_decay < 1):

@@ -93,12 +93,18 @@ def load_inputs(config: Config) -> Inputs:
 
 def initial_image(config: Config, inputs: Inputs, seed: int) -> np.ndarray:
     """The starting image, [H, W, 3] in [0, 1]: white noise from `seed`, the content, the content in the styles'
-    colours (their blend's palette, `color.palette`, matched by --color_match), or the first style."""
+    colours, or the first style.
+
+    recolored: the content matched to the styles' palette (their blend's colour mean mu and covariance,
+    `color.palette`, by --color_match), its contrast around mu scaled by k = --init_contrast:
+    mu + k (match(content) - mu), whose covariance is k^2 times the palette's (before clipping)."""
     if config.start_from == "content":
         return inputs.content.copy()
     if config.start_from == "recolored":
         mean, cov = color.palette(inputs.styles, inputs.blend)
-        return np.clip(color.match_palette(inputs.content, mean, cov, config.images.color_match), 0.0, 1.0)
+        matched = color.match_palette(inputs.content, mean, cov, config.images.color_match)
+        k = config.optim.init_contrast
+        return np.clip(mean + k * (matched - mean), 0.0, 1.0).astype(np.float32)
     if config.start_from == "style":
         return image_io.resize(inputs.style, inputs.shape[:2])
     return image_io.noise_like(inputs.shape, seed)

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from nst_tf import color
-from nst_tf.config import Config, ImageConfig, blend_weights
+from nst_tf.config import Config, ImageConfig, OptimConfig, blend_weights
 from nst_tf.errors import UserError
 from nst_tf.inputs import Inputs, initial_image, load_inputs
 from tests.conftest import smooth_image, stripes_image, write_png
@@ -78,12 +78,14 @@ def test_recolored_start_has_the_blended_styles_palette():
     # a palette the content can take without clipping: the start has the styles' mean and covariance
     styles = [smooth_image(20, 20, seed=1) * 0.5 + 0.25, smooth_image(12, 18, seed=2) * 0.4 + 0.1]
     inputs = Inputs(content, styles, (0.5, 0.5))
-    config = Config(images=ImageConfig(content="c", style="a,b", color_match="pca"))
-    start = initial_image(config, inputs, 0).reshape(-1, 3).astype(np.float64)
-    assert config.start_from == "recolored" and start.min() > 0.0 and start.max() < 1.0
     mean, cov = color.palette(styles, (0.5, 0.5))
-    np.testing.assert_allclose(start.mean(0), mean, atol=1e-5)
-    np.testing.assert_allclose(np.cov(start, rowvar=False, bias=True), cov, atol=1e-4)
+    for k in (1.0, 0.5, 0.0):   # --init_contrast: the covariance scales by k^2
+        config = Config(images=ImageConfig(content="c", style="a,b", color_match="pca"),
+                        optim=OptimConfig(init_contrast=k))
+        start = initial_image(config, inputs, 0).reshape(-1, 3).astype(np.float64)
+        assert config.start_from == "recolored" and start.min() > 0.0 and start.max() < 1.0
+        np.testing.assert_allclose(start.mean(0), mean, atol=1e-5)
+        np.testing.assert_allclose(np.cov(start, rowvar=False, bias=True), k * k * cov, atol=1e-4)
 
 
 def test_style_mask_count_must_match_the_styles(tmp_path):
