@@ -55,6 +55,8 @@ flags.DEFINE_integer("quality_steps", 300, "Steps of single-scale Adam in the ti
 flags.DEFINE_string("quality_dir", None, "Keep the time-to-quality runs here, to look at their images "
                     "(default: a temporary folder).")
 flags.DEFINE_integer("profile_size", 512, "Size of the op profile (0: none).")
+flags.DEFINE_bool("bfloat16", True, "Also time our step in bfloat16 (--precision=mixed_bfloat16) against a floor "
+                  "of its convolutions at the bfloat16 matmul rate and its float32 Grams at the float32 rate.")
 flags.DEFINE_bool("memory", True, "Measure each way's peak memory in a process of its own.")
 flags.DEFINE_bool("readme", False, "Write the tables into README.md between the speed-benchmark markers.")
 flags.DEFINE_string("child", None, "Internal: measure one way in this process and print JSON.")
@@ -66,10 +68,10 @@ STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 
 
 # ------------------------------------------------------------------------------------- one process
-def matmul_rate(repeats: int = 5) -> float:
-    """FLOP/s of a 4096 x 4096 float32 matmul on this device: the best of `repeats` warm products."""
+def matmul_rate(repeats: int = 5, dtype: str = "float32") -> float:
+    """FLOP/s of a 4096 x 4096 matmul in `dtype` on this device: the best of `repeats` warm products."""
     import tensorflow as tf
-    a = tf.random.normal([4096, 4096])
+    a = tf.cast(tf.random.normal([4096, 4096]), dtype)
     (a @ a).numpy()
     best = min(_time(lambda: (a @ a).numpy()) for _ in range(repeats))
     return 2 * 4096 ** 3 / best
@@ -81,21 +83,21 @@ def _time(fn) -> float:
     return time.perf_counter() - start
 
 
-def step_flops(extractor, height: int, width: int) -> float:
-    """FLOPs of one step: each convolution forward (2 * positions * k^2 * C_in * C_out) and its gradient
-    with respect to its input (as many), and each style layer's Gram (2 * M * C^2) and its gradient (as
-    many). Pools, ReLUs and the loss are left out (memory-bound, few FLOPs)."""
+def step_flops(extractor, height: int, width: int) -> tuple[float, float]:
+    """FLOPs of one step, (convolutions, Grams): each convolution forward (2 * positions * k^2 * C_in *
+    C_out) and its gradient with respect to its input (as many); each style layer's Gram (2 * M * C^2) and
+    its gradient (as many). Pools, ReLUs and the loss are left out (memory-bound, few FLOPs)."""
     import keras
-    flops, stride = 0.0, 1
+    conv, gram, stride = 0.0, 0.0, 1
     for layer in extractor.layers:
         if isinstance(layer, keras.layers.Conv2D):
             k_h, k_w, c_in, c_out = layer.kernel.shape
-            flops += 2 * 2 * (height // stride) * (width // stride) * k_h * k_w * c_in * c_out
+            conv += 2 * 2 * (height // stride) * (width // stride) * k_h * k_w * c_in * c_out
         stride *= max(getattr(layer, "strides", (1,)))
     for name, (_, h, w, c) in extractor.compute_output_shape((1, height, width, 3)).items():
         if name in STYLE_LAYERS:
-            flops += 2 * 2 * h * w * c * c
-    return flops
+            gram += 2 * 2 * h * w * c * c
+    return conv, gram
 
 
 def peak_memory() -> int:
@@ -170,8 +172,10 @@ def tutorial(backbone, content, style):
 
 
 def interleaved(size: int) -> dict:
-    """Seconds per step of the tutorial loop, ours and ours with XLA, in turn in this one process, with
-    the matmul rate measured between the rounds (the floor comes from the same minutes)."""
+    """Seconds per step of the tutorial loop, ours, ours with XLA and ours in bfloat16 (--precision=
+    mixed_bfloat16, what run.py's --precision=auto picks from 512 px on a CPU with bfloat16 units), in turn
+    in this one process, with the float32 and bfloat16 matmul rates measured between the rounds (the floors
+    come from the same minutes)."""
     import numpy as np
     from nst_tf import backbones
     backbone = backbones.load_backbone(FLAGS.backbone)
@@ -179,17 +183,24 @@ def interleaved(size: int) -> dict:
     steps = {"tutorial": tutorial(backbone, content, style)[1],
              "ours": ours(backbone, content, style, jit=False, tile_size=0)[1],
              "xla": ours(backbone, content, style, jit=True, tile_size=0)[1]}
+    if FLAGS.bfloat16:
+        bf16 = backbones.load_backbone(FLAGS.backbone, precision="mixed_bfloat16")
+        steps["bf16"] = ours(bf16, content, style, jit=False, tile_size=0)[1]
     for step in steps.values():   # traces
         step()
-    rates = [matmul_rate()]
+    rates, bf16_rates = [matmul_rate()], [matmul_rate(dtype="bfloat16")] if FLAGS.bfloat16 else []
     times = {way: [] for way in steps}
     for _ in range(FLAGS.steps):
         for way, step in steps.items():
             times[way].append(_time(step))
         rates.append(matmul_rate(2))
+        if FLAGS.bfloat16:
+            bf16_rates.append(matmul_rate(2, "bfloat16"))
     extractor = backbones.build_extractor(backbone, CONTENT_LAYERS + STYLE_LAYERS)
-    return {"size": size, "shape": list(content.shape[:2]), "flops": step_flops(extractor, *content.shape[:2]),
-            "step_s": {way: float(np.median(t)) for way, t in times.items()}, "matmul_flops_per_s": max(rates)}
+    conv, gram = step_flops(extractor, *content.shape[:2])
+    return {"size": size, "shape": list(content.shape[:2]), "flops": conv + gram, "conv_flops": conv,
+            "step_s": {way: float(np.median(t)) for way, t in times.items()}, "matmul_flops_per_s": max(rates),
+            **({"bf16_matmul_flops_per_s": max(bf16_rates)} if bf16_rates else {})}
 
 
 # Op types of a step, by what they do (TensorFlow's CPU kernels with oneDNN; the first match counts).
@@ -258,7 +269,7 @@ def measure(way: str, size: int) -> dict:
     times = [_time(step) for _ in range(FLAGS.steps)]
     extractor = backbones.build_extractor(backbone, CONTENT_LAYERS + STYLE_LAYERS)
     return {"way": way, "size": size, "shape": list(content.shape[:2]), "first_s": first,
-            "step_s": float(np.median(times)), "flops": step_flops(extractor, *content.shape[:2]),
+            "step_s": float(np.median(times)), "flops": sum(step_flops(extractor, *content.shape[:2])),
             "matmul_flops_per_s": max(rate, matmul_rate()), "peak_bytes": peak_memory()}
 
 
@@ -360,6 +371,21 @@ def tables(timing: dict[int, dict], per_step: list[dict], prof: dict | None, qua
         floor = r["flops"] / rate
         lines.append(f"| {size} | {t:.2f} | {o:.2f} | {x:.2f} | {t / o:.2f}x | {floor:.2f} | {o / floor:.2f}x | "
                      f"{x / floor:.2f}x | {r['flops'] / 1e9:.0f} |")
+    bf16_rows = [(size, timing[size]) for size in map(int, FLAGS.sizes)
+                 if "bf16" in timing.get(size, {}).get("step_s", {})]
+    if bf16_rows:
+        bf16_rate = max(r["bf16_matmul_flops_per_s"] for _, r in bf16_rows)
+        lines += ["", "In bfloat16 (`--precision=mixed_bfloat16`, what `--precision=auto` runs from 512 px on this "
+                  "CPU): its floor counts the convolutions at the best bfloat16 4096² matmul rate and the Grams "
+                  "(float32 here) at the float32 rate.", "",
+                  "| size | ours, float32 (s/step) | ours, bfloat16 (s/step) | float32 / bfloat16 | bfloat16 floor (s) "
+                  "| bfloat16 / its floor |", "|---|---|---|---|---|---|"]
+        for size, r in bf16_rows:
+            o, b = r["step_s"]["ours"], r["step_s"]["bf16"]
+            floor = r["conv_flops"] / bf16_rate + (r["flops"] - r["conv_flops"]) / rate
+            lines.append(f"| {size} | {o:.2f} | {b:.2f} | {o / b:.2f}x | {floor:.2f} | {b / floor:.2f}x |")
+        lines += ["", f"bfloat16 matmul rate: {min(r['bf16_matmul_flops_per_s'] for _, r in bf16_rows) / 1e9:.0f} "
+                  f"to {bf16_rate / 1e9:.0f} GFLOP/s."]
     if rates:
         lines += ["", f"Matmul rate (4096², float32, the best of warm products before and between the rounds "
                   f"of steps): {min(rates) / 1e9:.0f} to {max(rates) / 1e9:.0f} GFLOP/s across the processes; "

@@ -205,10 +205,15 @@ class OptimConfig:
                                   "with this decay, restarted at each scale (0.99: crowsonkb's); 0: the last iterate.")
     # Adam's per-pixel normalization gives any consistent gradient component a full step, and the strided
     # layers' gradients carry one at the 2 px period (their aliasing): it grew into a regular mesh in flat
-    # regions (issue 15). One pass of the binomial filter has no response at that period.
-    gradient_blur: int = option(1, "Adam: passes of a 3x3 binomial blur ([1,2,1] x [1,2,1] / 16) over each "
-                                "step's gradient before the update, which removes the 2 px period that the "
-                                "network's pooling leaves in it (the mesh in flat regions); 0: off.")
+    # regions (issue 15). One pass of the binomial filter has no response at that period. From noise it is
+    # off by default: the start's own 2 px grain is then what the blurred gradient cannot remove (content
+    # reconstruction of a smooth image from conv1_1: 21 dB with one pass, 31 dB without).
+    gradient_blur: Optional[int] = option(None, "Adam: passes of a 3x3 binomial blur ([1,2,1] x [1,2,1] / 16) "
+                                          "over each step's gradient before the update, which removes the 2 px "
+                                          "period that the network's pooling leaves in it (the mesh in flat "
+                                          "regions); 0: off. Default 1 when the run starts from an image, 0 from "
+                                          "noise (whose finest grain a blurred gradient cannot remove) and for "
+                                          "--mode=train (where N blurs the gradient reaching the stylizer).")
     # Optimize a canvas larger by this many px on each side (the content mirrored out, the image started
     # mirrored too) and keep its centre: the result's border is then not the network's border, which the
     # style terms decorate into a bright frame or a band of blobs (README, "Quality"). 16 px: the frame gone
@@ -329,6 +334,14 @@ class Config:
         # the content's colours are kept, nor with regions that take different styles
         plain = self.images.preserve_colors == "none" and not self.images.content_mask
         return "recolored" if plain else "content"
+
+
+    @property
+    def blur_passes(self) -> int:
+        """--gradient_blur resolved: as given, else 1 when the run starts from an image and 0 from noise."""
+        if self.optim.gradient_blur is not None:
+            return self.optim.gradient_blur
+        return 0 if self.start_from == "noise" else 1
 
 
 def is_colour(entry: str) -> bool:
@@ -586,7 +599,7 @@ def validate(config: Config) -> Config:
         raise UserError(f"--num_steps={opt.num_steps} must be at least 1.")
     if not (math.isfinite(opt.init_contrast) and 0 <= opt.init_contrast <= 1):
         raise UserError(f"--init_contrast={opt.init_contrast} must be in [0, 1] (1: the recoloured content).")
-    if not 0 <= opt.gradient_blur <= 8:
+    if opt.gradient_blur is not None and not 0 <= opt.gradient_blur <= 8:
         raise UserError(f"--gradient_blur={opt.gradient_blur} must be 0 (off) to 8 passes.")
     if not (math.isfinite(opt.average_decay) and 0 <= opt.average_decay < 1):
         raise UserError(f"--average_decay={opt.average_decay} must be in [0, 1) (0: no average; 0.99 typical).")

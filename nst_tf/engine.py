@@ -256,6 +256,8 @@ def optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: in
     result is their centre (--canvas_margin)."""
     first = jobs[0].config
     loss_config, optim = first.loss, first.optim
+    if len({job.config.blur_passes for job in jobs}) > 1:   # comparison.batch_key keeps sweeps from this
+        raise ValueError("one batch shares one optimizer: its jobs must resolve --gradient_blur alike")
     working = canvas_inputs(jobs[0].working, margin)
     shape = working.shape
     keras.utils.set_random_seed(optim.seed)
@@ -271,7 +273,7 @@ def optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: in
         images = tf.Variable(np.stack([pad_canvas(j.start_image(), margin) for j in jobs]), name="image")
         optimizer = make_optimizer(optim.optimizer, optim.learning_rate,
                                    optim.jit_compile and max(shape[:2]) >= XLA_MIN_SIZE, optim.average_decay,
-                                   optim.gradient_blur)
+                                   first.blur_passes)
         start = _restore(jobs, images, optimizer, num_steps) if resume else 0
         for i, job in enumerate(jobs):
             job.status = "running"

@@ -39,6 +39,18 @@ def blur_gradient(gradient: tf.Tensor, passes: int) -> tf.Tensor:
     return gradient
 
 
+def blurred_backward(images: tf.Tensor, passes: int) -> tf.Tensor:
+    """Identity forward; backward, the incoming gradient blurred by `blur_gradient` (`passes` times): what
+    reaches whatever made `images` (a stylizer's weights in --mode=train) has no 2 px component either."""
+    if passes <= 0:
+        return images
+
+    @tf.custom_gradient
+    def identity(x):
+        return tf.identity(x), lambda dy: blur_gradient(dy, passes)
+    return identity(images)
+
+
 def make_adam_step(loss: Loss, optimizer: keras.optimizers.Optimizer, jit_compile: bool = False,
                    average: "IterateAverage | None" = None, gradient_blur: int = 0):
     """A step `(images: tf.Variable [B,H,W,3], weights: LossWeights) -> (total [B], terms)`.

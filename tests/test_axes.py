@@ -102,6 +102,15 @@ def test_random_weights_make_the_seed_split_batches():
     assert [[c.index for c in g] for g in sweep.batches(cells, 0)] == [[0, 1], [2, 3]]
 
 
+def test_inits_whose_default_gradient_blur_differs_split_batches():
+    # noise starts unblurred, image starts blurred once (Config.blur_passes): one optimizer cannot do both
+    cells = sweep.expand(with_sweep("init:noise,content,recolored", "ratio:1e-3,1e-2"))
+    assert [[c.index for c in g] for g in sweep.batches(cells, 0)] == [[0, 1], [2, 3, 4, 5]]
+    given = dataclasses.replace(BASE, optim=OptimConfig(seed=5, gradient_blur=2))
+    cells = sweep.expand(with_sweep("init:noise,content", config=given))
+    assert [[c.index for c in g] for g in sweep.batches(cells, 0)] == [[0, 1]]
+
+
 def test_every_sweepable_name_is_a_flag_of_a_run():
     import run as run_script
     for name in sweep.sweepable():

@@ -34,7 +34,8 @@ def test_a_batch_gives_the_images_of_its_cells_run_one_by_one(tmp_path, content_
         dataclasses.replace(config, loss=dataclasses.replace(config.loss, style_weight=1e4, tv_weight=5.0)),
         dataclasses.replace(config, loss=dataclasses.replace(config.loss, style_layers=("conv2_1",),
                                                              content_layers=("conv3_2",))),
-        dataclasses.replace(config, optim=dataclasses.replace(config.optim, init="noise", seed=7)),
+        dataclasses.replace(config, optim=dataclasses.replace(config.optim, init="noise", seed=7,
+                                                             gradient_blur=1)),   # as the batch's (one optimizer)
     ]
     prepared = [plan.make_plan(c, say=lambda *a: None) for c in cell_configs]
 

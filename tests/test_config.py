@@ -79,6 +79,13 @@ def test_init_auto():
     assert with_(GOOD, "optim", init="content").start_from == "content"
 
 
+def test_gradient_blur_auto_is_on_from_an_image_and_off_from_noise():
+    assert GOOD.blur_passes == 1 and with_(GOOD, "optim", init="content").blur_passes == 1
+    assert Config(mode="content").blur_passes == 0 and with_(GOOD, "optim", init="noise").blur_passes == 0
+    assert with_(GOOD, "optim", gradient_blur=0).blur_passes == 0
+    assert with_(GOOD, "optim", init="noise", gradient_blur=2).blur_passes == 2
+
+
 def test_recolored_start_needs_both_images():
     with pytest.raises(UserError, match="--init=recolored needs --content=IMAGE and --style=IMAGE"):
         validate(Config(mode="texture", images=ImageConfig(style="s.jpg"), optim=OptimConfig(init="recolored")))

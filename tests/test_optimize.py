@@ -198,6 +198,25 @@ def test_blur_gradient_by_hand(compiled):
     np.testing.assert_array_equal(blur(tf.constant(board), 0).numpy(), board)
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+def test_blurred_backward_is_the_identity_forward_and_blurs_the_gradient(compiled):
+    from nst_tf.optimize import blur_gradient, blurred_backward
+    x = tf.constant(smooth_image(6, 8)[None])
+    c = tf.constant(np.random.default_rng(0).normal(size=(1, 6, 8, 3)).astype(np.float32))
+
+    def value_and_grad(x, passes):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = blurred_backward(x, passes)
+            total = tf.reduce_sum(c * y)
+        return y, tape.gradient(total, x)
+    run = tf.function(value_and_grad, reduce_retracing=True) if compiled else value_and_grad
+    for passes in (0, 1, 2):
+        y, grad = run(x, passes)
+        np.testing.assert_array_equal(y.numpy(), x.numpy())
+        np.testing.assert_allclose(grad.numpy(), blur_gradient(c, passes).numpy(), atol=1e-6)
+
+
 class _LinearLoss:
     """total = sum(c * x): its gradient is c whatever x is."""
     whole_graph = True

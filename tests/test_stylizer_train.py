@@ -77,6 +77,27 @@ def test_steps_lower_the_loss_and_the_style_index_does_not_retrace(trainer):
     assert trainer.train_step.experimental_get_tracing_count() == 1
 
 
+@pytest.mark.slow   # two compiled training steps: 7 s
+def test_gradient_blur_changes_the_update_not_the_loss():
+    """--gradient_blur=1 in training blurs the gradient that reaches the network through its output
+    (optimize.blurred_backward): the same start and batch give the same loss and different weights."""
+    photos = tf.constant(np.random.default_rng(3).random((2, 16, 16, 3), np.float32))
+    styles = [stripes_image(20, 18), smooth_image(18, 22, seed=5)]
+    extractor = make_fake_extractor()
+    results = []
+    for blur in (0, 1):
+        keras.utils.set_random_seed(0)
+        config = fake_config()
+        config = dataclasses.replace(config, optim=dataclasses.replace(config.optim, gradient_blur=blur))
+        model = network.build_stylizer(2, 4)
+        trainer = train.Trainer(config, extractor, styles, model)
+        total = trainer.train_step(photos, tf.constant(0))["total"].numpy()
+        results.append((total, [w.numpy() for w in model.trainable_weights]))
+    (total0, weights0), (total1, weights1) = results
+    np.testing.assert_allclose(total0, total1, rtol=1e-6)
+    assert max(np.abs(a - b).max() for a, b in zip(weights0, weights1)) > 1e-6
+
+
 def test_held_out_photos_are_every_tenth_and_never_trained_on(tmp_path):
     for i in range(23):
         write_png(tmp_path / f"p{i:02d}.png", smooth_image(8, 8, seed=i))

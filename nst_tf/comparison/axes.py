@@ -211,13 +211,16 @@ def batch_key(config: Config, shape: tuple | None = None):
     Given the image `shape` a cell will have, its content image is per image too (`content_per_image`),
     so the photos of a many-photo job that share a size share batches.
 
-    With `--weights=random` the seed also draws the network's weights, so it splits batches too.
+    With `--weights=random` the seed also draws the network's weights, so it splits batches too; so does
+    an --init whose default gradient blur differs (`Config.blur_passes`).
     """
     key = config
     for name in PER_IMAGE_FIELDS:
         if name == "seed" and config.model.weights == "random":
             continue
         key = with_field(key, name, _default(name))
+    # the batch shares one optimizer, whose gradient blur --init=auto|noise|... may resolve differently
+    key = with_field(key, "gradient_blur", config.blur_passes)
     if shape is None:
         return key
     if content_per_image(config):

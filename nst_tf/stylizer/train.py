@@ -33,6 +33,7 @@ from nst_tf.errors import Interrupted, UserError
 from nst_tf.evaluate import WholeImage
 from nst_tf.inputs import Inputs
 from nst_tf.objective import WHOLE, LossWeights, Objective, Targets, compute_targets, term_names
+from nst_tf.optimize import blurred_backward
 from nst_tf.plan import EffectiveWeights, pick_device, resolve
 from nst_tf.stylizer import data, network
 from nst_tf.summaries import NonFiniteLoss, RunLogger
@@ -99,7 +100,9 @@ class Trainer:
         objective = self.objective(photos, style_index)
         with tf.GradientTape() as tape:
             out = self.model([photos, self.style_weights(tf.shape(photos)[0], style_index)], training=True)
-            total, terms = objective.terms(objective.sums(self.extractor(out), WHOLE, self.loss_weights), out,
+            # the network's gradient through the loss network is blurred as the optimization's is (--gradient_blur)
+            seen = blurred_backward(out, self.config.blur_passes)
+            total, terms = objective.terms(objective.sums(self.extractor(seen), WHOLE, self.loss_weights), out,
                                            self.loss_weights)
             mean = tf.reduce_mean(total)
         variables = self.model.trainable_variables
