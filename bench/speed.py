@@ -12,6 +12,8 @@ to quality, measured in one run.
    step of each in turn, so that a busy or throttled machine slows them alike; each figure is a median.
    The FLOP floor is the step's FLOPs (counted from the layers' shapes) divided by the best rate of warm
    4096 x 4096 float32 matmuls measured in the same process, before and between the rounds of steps.
+   With --bfloat16 (default on) our step in bfloat16 (--precision=mixed_bfloat16) is timed in the same
+   rounds, against its own floor: the convolutions at the bfloat16 matmul rate, the Grams at float32's.
 2. A profile of our step at --profile_size (TensorFlow's profiler): milliseconds per step by kind of op.
 3. Peak memory of each way in a fresh process of its own (peak resident set on the CPU; TensorFlow's
    peak on a GPU), beside nst_tf/memory.py's prediction, and of a tiled step (--tile_size) at each size.
