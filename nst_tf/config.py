@@ -211,9 +211,9 @@ class OptimConfig:
     gradient_blur: Optional[int] = option(None, "Adam: passes of a 3x3 binomial blur ([1,2,1] x [1,2,1] / 16) "
                                           "over each step's gradient before the update, which removes the 2 px "
                                           "period that the network's pooling leaves in it (the mesh in flat "
-                                          "regions); 0: off. Default 1 when the run starts from an image, 0 from "
-                                          "noise (whose finest grain a blurred gradient cannot remove) and for "
-                                          "--mode=train (where N blurs the gradient reaching the stylizer).")
+                                          "regions); 0: off. Default 1 when the run starts from an image and for "
+                                          "--mode=train (the gradient that reaches the stylizer), 0 from noise "
+                                          "(whose finest grain a blurred gradient cannot remove).")
     # Optimize a canvas larger by this many px on each side (the content mirrored out, the image started
     # mirrored too) and keep its centre: the result's border is then not the network's border, which the
     # style terms decorate into a bright frame or a band of blobs (README, "Quality"). 16 px: the frame gone
@@ -338,10 +338,11 @@ class Config:
 
     @property
     def blur_passes(self) -> int:
-        """--gradient_blur resolved: as given, else 1 when the run starts from an image and 0 from noise."""
+        """--gradient_blur resolved: as given, else 1 when the run starts from an image or trains a stylizer
+        (whose mesh it takes away: README, "Real-time stylization"), and 0 from noise."""
         if self.optim.gradient_blur is not None:
             return self.optim.gradient_blur
-        return 0 if self.start_from == "noise" else 1
+        return 0 if self.mode != "train" and self.start_from == "noise" else 1
 
 
 def is_colour(entry: str) -> bool:
