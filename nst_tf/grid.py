@@ -11,6 +11,9 @@ import re
 
 import numpy as np
 from matplotlib.figure import Figure   # not pyplot: a notebook's own backend stays as it is
+# the PNG renderer now, not at the first plot: a SIGTERM during that first import left a half-initialized
+# extension behind, and the plot in the stop handler then failed ("RendererAgg is already registered")
+import matplotlib.backends.backend_agg  # noqa: E402,F401
 
 DPI = 100
 GAP = 8            # pixels between tiles
