@@ -335,7 +335,6 @@ class Config:
         plain = self.images.preserve_colors == "none" and not self.images.content_mask
         return "recolored" if plain else "content"
 
-
     @property
     def blur_passes(self) -> int:
         """--gradient_blur resolved: as given, else 1 when the run starts from an image or trains a stylizer
