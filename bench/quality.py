@@ -13,7 +13,7 @@ The figures (Y: luminance 0.299 R + 0.587 G + 0.114 B of an image in [0, 1]):
   border  fine detail d = |Y - box3(Y)| (3x3 box mean, interior positions only); the mean of d in the outer
           8 px band over its mean inside, divided by the same ratio of the content photo resized to the
           result's size. 1: the border is as detailed as the photo's; > 1: a band of artifacts.
-  mesh    |FFT| of Y - mean(Y) (Hann window); at each period p in 2, 4, 8 px the peak at the frequencies
+  mesh    |FFT| of Y - mean(Y) (Hann window); at each period p in 2, 3, 4, 6, 8 px the peak at the frequencies
           1/p along y, along x and on both diagonals (max over +-1 bin) over the median of the 17 x 17
           bins around it (the centre 3 x 3 left out); the result's peak over the content photo's (resized
           to the result's size) at the same period; the figure is the largest over the periods.
@@ -54,7 +54,7 @@ PAIRS = {
                        None),
 }
 BAND = 8
-PERIODS = (2, 4, 8)
+PERIODS = (2, 3, 4, 6, 8)
 
 
 # ------------------------------------------------------------------------------------------- images

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from nst_tf import losses
+from nst_tf.blur import blurred_backward
 from nst_tf.errors import UserError
 from nst_tf.registry import (BACKBONES, KERAS_WEIGHTS_FILES, OCTAVE_MARGIN, BackboneSpec, keras_name, layer_stride,
                              resolve_layer, split_octave)
@@ -332,12 +333,13 @@ class Downsample(keras.layers.Layer):
     the large one smoothly, not as the f x f blocks of an average pooling; then mirrored out by `margin` px
     (reflection; `CropBorder` cuts the features back), so the copy's border is not a zero-padded edge."""
 
-    def __init__(self, factor: int, margin: int = 0, **kwargs):
+    def __init__(self, factor: int, margin: int = 0, blur_passes: int = 0, **kwargs):
         super().__init__(**kwargs)
-        self.factor, self.margin = int(factor), int(margin)
+        self.factor, self.margin, self.blur_passes = int(factor), int(margin), int(blur_passes)
 
     def call(self, images):
         small = tf.image.resize(images, tf.shape(images)[1:3] // self.factor, method="bilinear", antialias=True)
+        small = blurred_backward(small, self.blur_passes)
         m = self.margin
         return tf.pad(small, [[0, 0], [m, m], [m, m], [0, 0]], mode="REFLECT") if m else small
 
@@ -347,7 +349,7 @@ class Downsample(keras.layers.Layer):
         return (input_shape[0], down(input_shape[1]), down(input_shape[2]), input_shape[3])
 
     def get_config(self):
-        return {**super().get_config(), "factor": self.factor, "margin": self.margin}
+        return {**super().get_config(), "factor": self.factor, "margin": self.margin, "blur_passes": self.blur_passes}
 
 
 class CropBorder(keras.layers.Layer):
@@ -371,7 +373,8 @@ class CropBorder(keras.layers.Layer):
 
 
 def build_extractor(backbone: keras.Model, layers: tuple[str, ...], transform: str = "none",
-                    scales: dict[str, np.ndarray] | None = None, temperature: float = 1.0) -> keras.Model:
+                    scales: dict[str, np.ndarray] | None = None, temperature: float = 1.0,
+                    octave_blur: int = 0) -> keras.Model:
     """`keras.Model(backbone.input, {our name: features})` for the given layers, frozen.
 
     Layer names may use any accepted spelling; the returned dict is keyed by our names. The functional
@@ -382,7 +385,7 @@ def build_extractor(backbone: keras.Model, layers: tuple[str, ...], transform: s
     """
     names = [resolve_layer(name, BACKBONES[backbone.name]) for name in layers]
     if any(split_octave(name)[1] > 1 for name in names):
-        return _octave_extractor(backbone, names, transform, scales, temperature)
+        return _octave_extractor(backbone, names, transform, scales, temperature, octave_blur)
     return _plain_extractor(backbone, names, transform, scales, temperature, f"{backbone.name}_extractor")
 
 
@@ -404,7 +407,7 @@ def _plain_extractor(backbone: keras.Model, names: list[str], transform: str, sc
 
 
 def _octave_extractor(backbone: keras.Model, names: list[str], transform: str,
-                      scales: dict[str, np.ndarray] | None, temperature: float) -> keras.Model:
+                      scales: dict[str, np.ndarray] | None, temperature: float, blur_passes: int) -> keras.Model:
     """`build_extractor` with octave layers (conv1_1@4: conv1_1 of the image downsampled 4x): for each factor,
     the extractor of its layers applied to the image downsampled by it (H // f x W // f) and mirrored out by
     OCTAVE_MARGIN px (`Downsample`; more for a layer of a larger stride, so that each crop is whole
@@ -423,7 +426,7 @@ def _octave_extractor(backbone: keras.Model, names: list[str], transform: str,
             outputs.update({name: features[layer] for name, layer in zip(at, plain)})
             continue
         margin = max([OCTAVE_MARGIN] + [layer_stride(layer, spec) for layer in plain])
-        features = inner(Downsample(factor, margin, dtype="float32", name=f"octave_{factor}")(image))
+        features = inner(Downsample(factor, margin, blur_passes, dtype="float32", name=f"octave_{factor}")(image))
         for name, layer in zip(at, plain):
             crop = CropBorder(margin // layer_stride(layer, spec), name=f"crop_{layer}_x{factor}")
             outputs[name] = crop(features[layer])

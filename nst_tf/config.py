@@ -207,11 +207,14 @@ class OptimConfig:
     # layers' gradients carry one at the 2 px period (their aliasing): it grew into a regular mesh in flat
     # regions (issue 15). One pass of the binomial filter has no response at that period. From noise it is
     # off by default: the start's own 2 px grain is then what the blurred gradient cannot remove (content
-    # reconstruction of a smooth image from conv1_1: 21 dB with one pass, 31 dB without).
+    # reconstruction of a smooth image from conv1_1: 21 dB with one pass, 31 dB without). The octave copies
+    # (--style_octaves) get the same blur at their own scale: their 2 px period is 4 and 8 px of the image.
     gradient_blur: Optional[int] = option(None, "Adam: passes of a 3x3 binomial blur ([1,2,1] x [1,2,1] / 16) "
                                           "over each step's gradient before the update, which removes the 2 px "
                                           "period that the network's pooling leaves in it (the mesh in flat "
-                                          "regions); 0: off. Default 1 when the run starts from an image and for "
+                                          "regions), and over the gradient of each --style_octaves copy at the "
+                                          "copy's own scale; 0: off. Default 1 when the run starts from an "
+                                          "image and for "
                                           "--mode=train (the gradient that reaches the stylizer), 0 from noise "
                                           "(whose finest grain a blurred gradient cannot remove).")
     # Optimize a canvas larger by this many px on each side (the content mirrored out, the image started

@@ -12,43 +12,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from nst_tf.blur import blur_gradient
 from nst_tf.evaluate import Loss
 from nst_tf.objective import LossWeights
 
 LogCallback = Callable[[int, np.ndarray, dict], None]
-
-
-def blur_gradient(gradient: tf.Tensor, passes: int) -> tf.Tensor:
-    """`gradient` [B, H, W, C] convolved `passes` times with the 3x3 binomial filter b b^T, b = [1, 2, 1] / 4,
-    each channel alone, the edge rows and columns repeated outward (so a constant stays constant):
-
-      g'[i, j] = sum_{u, v in -1..1} b[u] b[v] g[i + u, j + v]
-
-    Its frequency response (cos(pi f_y) cos(pi f_x))^2 is 0 at the 2 px period (f = 1/2 cycle per px), 1/4
-    at 4 px along an axis, and 1 at f = 0.
-    """
-    for _ in range(passes):
-        for axis in (1, 2):   # separable: b along the rows, then along the columns
-            pad = [[0, 0]] * 4
-            pad[axis] = [1, 1]
-            padded = tf.pad(gradient, pad, mode="SYMMETRIC")
-            n = tf.shape(padded)[axis]
-            def part(start, stop, axis=axis, padded=padded):
-                return tf.gather(padded, tf.range(start, stop), axis=axis)
-            gradient = (part(0, n - 2) + 2.0 * part(1, n - 1) + part(2, n)) / 4.0
-    return gradient
-
-
-def blurred_backward(images: tf.Tensor, passes: int) -> tf.Tensor:
-    """Identity forward; backward, the incoming gradient blurred by `blur_gradient` (`passes` times): what
-    reaches whatever made `images` (a stylizer's weights in --mode=train) has no 2 px component either."""
-    if passes <= 0:
-        return images
-
-    @tf.custom_gradient
-    def identity(x):
-        return tf.identity(x), lambda dy: blur_gradient(dy, passes)
-    return identity(images)
 
 
 def make_adam_step(loss: Loss, optimizer: keras.optimizers.Optimizer, jit_compile: bool = False,

@@ -320,6 +320,32 @@ def test_octave_extractor_is_the_extractor_of_the_pooled_image():
     assert "block2_conv1" not in [layer.name for layer in extractor.get_layer("vgg16_hed_extractor_x2").layers]
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+def test_downsampling_with_blur_passes_blurs_the_copys_gradient_at_the_copys_scale(compiled):
+    """Downsample(f, m, passes): the same copy; the gradient of what is computed on the copy blurred there
+    (`blur.blur_gradient`, at the copy's own pixels) before it spreads back: D^T blur(w) for a linear loss."""
+    from nst_tf.blur import blur_gradient
+    x = tf.constant(np.random.default_rng(0).uniform(size=(1, 16, 24, 3)).astype(np.float32))
+    w = tf.constant(np.random.default_rng(1).normal(size=(1, 8 + 4, 12 + 4, 3)).astype(np.float32))
+
+    def value_and_grad(x, passes):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = backbones.Downsample(2, 2, passes)(x)
+            total = tf.reduce_sum(w[:, 2:-2, 2:-2] * y[:, 2:-2, 2:-2])   # the copy itself, not its margin
+        return y, tape.gradient(total, x)
+    run = tf.function(value_and_grad, reduce_retracing=True) if compiled else value_and_grad
+    plain, g0 = run(x, 0)
+    blurred, g1 = run(x, 1)
+    np.testing.assert_array_equal(blurred.numpy(), plain.numpy())
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        small = tf.image.resize(x, (8, 12), method="bilinear", antialias=True)
+        total = tf.reduce_sum(blur_gradient(w[:, 2:-2, 2:-2], 1) * small)
+    np.testing.assert_allclose(g1.numpy(), tape.gradient(total, x).numpy(), atol=1e-6)
+    assert np.abs(g1.numpy() - g0.numpy()).max() > 1e-3
+
+
 def test_downsampling_keeps_a_flat_image_flat_and_spreads_its_gradient():
     flat = tf.fill((1, 12, 16, 3), 0.25)
     np.testing.assert_allclose(backbones.Downsample(4)(flat).numpy(), 0.25, atol=1e-6)

@@ -9,6 +9,7 @@ from nst_tf.inputs import Inputs
 from nst_tf.objective import LossWeights
 from nst_tf.optimize import Adam, Lbfgs, make_optimizer, run_adam
 from tests.conftest import make_fake_extractor, smooth_image
+from tests.test_blur import checkerboard
 
 
 @pytest.fixture(scope="module")
@@ -176,47 +177,6 @@ def test_iterate_average_by_hand_and_through_a_resume(objective):
                                                                     if not k.startswith("average/")}])
 
 
-def _checkerboard(h, w):
-    return np.indices((h, w)).sum(0) % 2 * 2.0 - 1.0   # +-1, the 2 px period along both axes
-
-
-@pytest.mark.parametrize("compiled", [False, True])
-def test_blur_gradient_by_hand(compiled):
-    from nst_tf.optimize import blur_gradient
-    blur = tf.function(blur_gradient, reduce_retracing=True) if compiled else blur_gradient
-    g = np.zeros((1, 5, 6, 2), np.float32)
-    g[0, 2, 3, 0] = 16.0   # an impulse spreads as b b^T: [1 2 1; 2 4 2; 1 2 1]
-    out = blur(tf.constant(g), 1).numpy()
-    np.testing.assert_allclose(out[0, 1:4, 2:5, 0], [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
-    assert out[0, ..., 0].sum() == pytest.approx(16.0) and not out[0, ..., 1].any()
-    board = np.broadcast_to(_checkerboard(6, 8)[None, :, :, None], (2, 6, 8, 3)).astype(np.float32)
-    np.testing.assert_allclose(blur(tf.constant(board), 1).numpy()[:, 1:-1, 1:-1], 0.0, atol=1e-6)
-    # at a corner the repeated edge gives (3 x + x') / 4 = x / 2 along each axis (x' = -x): x / 4
-    np.testing.assert_allclose(blur(tf.constant(board), 1).numpy()[0, 0, 0, 0], board[0, 0, 0, 0] / 4, atol=1e-6)
-    const = np.full((1, 4, 4, 3), 0.7, np.float32)
-    np.testing.assert_allclose(blur(tf.constant(const), 2).numpy(), const, atol=1e-6)
-    np.testing.assert_array_equal(blur(tf.constant(board), 0).numpy(), board)
-
-
-@pytest.mark.parametrize("compiled", [False, True])
-def test_blurred_backward_is_the_identity_forward_and_blurs_the_gradient(compiled):
-    from nst_tf.optimize import blur_gradient, blurred_backward
-    x = tf.constant(smooth_image(6, 8)[None])
-    c = tf.constant(np.random.default_rng(0).normal(size=(1, 6, 8, 3)).astype(np.float32))
-
-    def value_and_grad(x, passes):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = blurred_backward(x, passes)
-            total = tf.reduce_sum(c * y)
-        return y, tape.gradient(total, x)
-    run = tf.function(value_and_grad, reduce_retracing=True) if compiled else value_and_grad
-    for passes in (0, 1, 2):
-        y, grad = run(x, passes)
-        np.testing.assert_array_equal(y.numpy(), x.numpy())
-        np.testing.assert_allclose(grad.numpy(), blur_gradient(c, passes).numpy(), atol=1e-6)
-
-
 class _LinearLoss:
     """total = sum(c * x): its gradient is c whatever x is."""
     whole_graph = True
@@ -236,7 +196,7 @@ class _LinearLoss:
 def test_adam_with_gradient_blur_ignores_a_checkerboard_gradient():
     """The 2 px checkerboard is what the pooling's aliasing adds to the gradient: unblurred, Adam gives every
     pixel a full step along it (a mesh); blurred, the interior gets none."""
-    board = _checkerboard(8, 8)[None, :, :, None] * np.ones((1, 1, 1, 3))
+    board = checkerboard(8, 8)[None, :, :, None] * np.ones((1, 1, 1, 3))
     weights = LossWeights.create(1, 1.0, 0.0, 0.0, (1.0,), ())
     moved = {}
     for blur in (0, 1):

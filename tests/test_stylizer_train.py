@@ -80,7 +80,7 @@ def test_steps_lower_the_loss_and_the_style_index_does_not_retrace(trainer):
 @pytest.mark.slow   # two compiled training steps: 7 s
 def test_gradient_blur_changes_the_update_not_the_loss():
     """--gradient_blur=1 in training blurs the gradient that reaches the network through its output
-    (optimize.blurred_backward): the same start and batch give the same loss and different weights."""
+    (blur.blurred_backward): the same start and batch give the same loss and different weights."""
     photos = tf.constant(np.random.default_rng(3).random((2, 16, 16, 3), np.float32))
     styles = [stripes_image(20, 18), smooth_image(18, 22, seed=5)]
     extractor = make_fake_extractor()

@@ -33,7 +33,7 @@ from nst_tf.errors import Interrupted, UserError
 from nst_tf.evaluate import WholeImage
 from nst_tf.inputs import Inputs
 from nst_tf.objective import WHOLE, LossWeights, Objective, Targets, compute_targets, term_names
-from nst_tf.optimize import blurred_backward
+from nst_tf.blur import blurred_backward
 from nst_tf.plan import EffectiveWeights, pick_device, resolve
 from nst_tf.stylizer import data, network
 from nst_tf.summaries import NonFiniteLoss, RunLogger
@@ -148,7 +148,8 @@ def train(config: Config, show_progress: bool = True, say=print, resume_dir: str
         weights = EffectiveWeights.of(config, (st.train_size, st.train_size))
         m = config.model
         extractor = backbones.build_extractor(backbone.model, (*weights.content_layers, *weights.style_layers),
-                                              m.feature_transform, backbone.channel_means, m.softmax_temperature)
+                                              m.feature_transform, backbone.channel_means, m.softmax_temperature,
+                                              config.blur_passes)
         if resume_dir:
             run_dir = resume_dir
         else:
