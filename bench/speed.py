@@ -175,7 +175,7 @@ def tutorial(backbone, content, style):
 
 def interleaved(size: int) -> dict:
     """Seconds per step of the tutorial loop, ours, ours with XLA and ours in bfloat16 (--precision=
-    mixed_bfloat16, what run.py's --precision=auto picks from 512 px on a CPU with bfloat16 units), in turn
+    mixed_bfloat16, what run.py's --precision=auto picks from 256 px on a CPU with bfloat16 units), in turn
     in this one process, with the float32 and bfloat16 matmul rates measured between the rounds (the floors
     come from the same minutes)."""
     import numpy as np
@@ -377,7 +377,7 @@ def tables(timing: dict[int, dict], per_step: list[dict], prof: dict | None, qua
                  if "bf16" in timing.get(size, {}).get("step_s", {})]
     if bf16_rows:
         bf16_rate = max(r["bf16_matmul_flops_per_s"] for _, r in bf16_rows)
-        lines += ["", "In bfloat16 (`--precision=mixed_bfloat16`, what `--precision=auto` runs from 512 px on this "
+        lines += ["", "In bfloat16 (`--precision=mixed_bfloat16`, what `--precision=auto` runs from 256 px on this "
                   "CPU): its floor counts the convolutions at the best bfloat16 4096² matmul rate and the Grams "
                   "(float32 here) at the float32 rate.", "",
                   "| size | ours, float32 (s/step) | ours, bfloat16 (s/step) | float32 / bfloat16 | bfloat16 floor (s) "

@@ -331,7 +331,10 @@ class Downsample(keras.layers.Layer):
     """Images [B, H, W, 3] -> [B, H // f + 2m, W // f + 2m, 3]: tf.image.resize, bilinear with antialiasing (a
     triangle filter as wide as 2f px), so that the gradient of what is computed on the small image reaches
     the large one smoothly, not as the f x f blocks of an average pooling; then mirrored out by `margin` px
-    (reflection; `CropBorder` cuts the features back), so the copy's border is not a zero-padded edge."""
+    (reflection; `CropBorder` cuts the features back), so the copy's border is not a zero-padded edge.
+    `blur_passes` > 0: the copy's gradient is blurred that many times at the copy's own pixels
+    (`blur.blurred_backward`, the identity forward) before it spreads back to the image: the network's 2 px
+    period in it is f x 2 px of the image, which the image's own gradient blur passes."""
 
     def __init__(self, factor: int, margin: int = 0, blur_passes: int = 0, **kwargs):
         super().__init__(**kwargs)

@@ -27,9 +27,10 @@ COLOR_MATCHES = ("cholesky", "pca", "symmetric")
 POOLINGS = ("avg", "max")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")   # auto or a Keras dtype policy of the backbone (nst_tf.plan)
 # --precision=auto computes in bfloat16 from this size (the result's longest side) on hardware with bfloat16
-# units: 1.8x faster per step at 512 px on this project's AVX512_BF16 CPU, the same picture (README, Speed);
-# smaller runs (and the tests' tiny images) stay float32 and exact.
-BFLOAT16_MIN_SIZE = 512
+# units: 1.8x faster per step at 512 px on this project's AVX512_BF16 CPU, and the README's 256 px command 2.6x
+# faster as a whole, the same picture (README, Speed); smaller runs (and the tests' tiny images) stay float32
+# and exact.
+BFLOAT16_MIN_SIZE = 256
 CONTENT_LOSSES = ("l2", "l1")
 GRAM_NORMS = ("paper", "positions", "elements")
 INITS = ("auto", "noise", "content", "recolored", "style")

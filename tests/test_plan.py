@@ -113,7 +113,8 @@ def test_bfloat16_units_are_read_from_the_cpu_flags(tmp_path):
 @pytest.mark.parametrize("precision, size, optimizer, mode, expected", [
     ("auto", 512, "adam", "transfer", "mixed_bfloat16"),
     ("auto", 1024, "adam", "texture", "mixed_bfloat16"),
-    ("auto", 511, "adam", "transfer", "float32"),      # small runs stay exact
+    ("auto", 256, "adam", "transfer", "mixed_bfloat16"),   # the default size
+    ("auto", 255, "adam", "transfer", "float32"),      # small runs stay exact
     ("auto", 512, "lbfgs", "transfer", "float32"),     # the line search wants exact values
     ("float32", 512, "adam", "transfer", "float32"),
     ("mixed_bfloat16", 64, "adam", "transfer", "mixed_bfloat16"),
