@@ -268,7 +268,7 @@ def _main(argv: list[str]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (Interrupted, KeyboardInterrupt) as e:
-        print(f"stopped: {e or 'interrupted before the first step'}", file=sys.stderr)
+        print(f"stopped: {str(e) or 'interrupted before the first step'}", file=sys.stderr)
         return 130
     except OSError as e:   # a full disk or a folder that vanished while writing outputs
         print(f"error: cannot write {e.filename or 'the outputs'} ({e.strerror or e}); free some space or "
