@@ -215,9 +215,9 @@ class OptimConfig:
                                           "period that the network's pooling leaves in it (the mesh in flat "
                                           "regions), and over the gradient of each --style_octaves copy at the "
                                           "copy's own scale; 0: off. Default 1 when the run starts from an "
-                                          "image and for "
-                                          "--mode=train (the gradient that reaches the stylizer), 0 from noise "
-                                          "(whose finest grain a blurred gradient cannot remove).")
+                                          "image and for --mode=train (the gradient that reaches the "
+                                          "stylizer), 0 from noise (whose finest grain a blurred gradient "
+                                          "cannot remove).")
     # Optimize a canvas larger by this many px on each side (the content mirrored out, the image started
     # mirrored too) and keep its centre: the result's border is then not the network's border, which the
     # style terms decorate into a bright frame or a band of blobs (README, "Quality"). 16 px: the frame gone

@@ -15,6 +15,11 @@ from PIL import Image  # noqa: E402
 import nst_tf  # noqa: E402,F401  (pins the Keras backend before keras is imported)
 
 
+def checkerboard(h: int, w: int) -> np.ndarray:
+    """+-1 alternating along both axes: the 2 px period (what the pooling's aliasing adds to a gradient)."""
+    return np.indices((h, w)).sum(0) % 2 * 2.0 - 1.0
+
+
 def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:
     """A smooth, colourful float32 [0, 1] test image (gradients plus a few blobs)."""
     rng = np.random.default_rng(seed)

@@ -4,11 +4,7 @@ import pytest
 import tensorflow as tf
 
 from nst_tf.blur import blur_gradient, blurred_backward
-from tests.conftest import smooth_image
-
-
-def checkerboard(h, w):
-    return np.indices((h, w)).sum(0) % 2 * 2.0 - 1.0   # +-1, the 2 px period along both axes
+from tests.conftest import checkerboard, smooth_image
 
 
 @pytest.mark.parametrize("compiled", [False, True])

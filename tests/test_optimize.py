@@ -8,8 +8,7 @@ from nst_tf.evaluate import make_loss
 from nst_tf.inputs import Inputs
 from nst_tf.objective import LossWeights
 from nst_tf.optimize import Adam, Lbfgs, make_optimizer, run_adam
-from tests.conftest import make_fake_extractor, smooth_image
-from tests.test_blur import checkerboard
+from tests.conftest import checkerboard, make_fake_extractor, smooth_image
 
 
 @pytest.fixture(scope="module")
