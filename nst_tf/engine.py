@@ -184,9 +184,13 @@ def pad_canvas(image: np.ndarray | None, margin: int) -> np.ndarray | None:
 
 
 def canvas_inputs(inputs: Inputs, margin: int) -> Inputs:
-    """`inputs` for a canvas: the content, and the content mask's regions, mirrored out by `margin` px."""
+    """`inputs` for a canvas: the content, and the content mask's regions, mirrored out by `margin` px (in
+    texture mode, where there is no content, the canvas's shape)."""
     if not margin:
         return inputs
+    if inputs.content is None:
+        height, width = inputs.shape[:2]
+        return dataclasses.replace(inputs, canvas=(height + 2 * margin, width + 2 * margin))
     guides = inputs.guides
     if guides is not None:
         guides = dataclasses.replace(guides, content=np.pad(guides.content, ((0, 0), (margin, margin),

@@ -19,11 +19,14 @@ from nst_tf.errors import UserError
 @dataclasses.dataclass
 class Inputs:
     """content: [H, W, 3] or None (texture mode); styles: one [Hs, Ws, 3] per style image (empty in content
-    mode); blend: their weights, summing to 1; guides: the regions of --content_mask/--style_mask, or None."""
+    mode); blend: their weights, summing to 1; guides: the regions of --content_mask/--style_mask, or None;
+    canvas: in texture mode on a canvas (--canvas_margin), the (height, width) of the image optimized, which
+    has no content to take its shape from."""
     content: np.ndarray | None
     styles: list[np.ndarray]
     blend: tuple[float, ...] = (1.0,)
     guides: masks.Guides | None = None
+    canvas: tuple[int, int] | None = None
 
     @property
     def style(self) -> np.ndarray | None:
@@ -32,7 +35,10 @@ class Inputs:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        """The result's shape: the content's, or the first style image's in texture mode."""
+        """The shape of the image optimized: the content's, or in texture mode the canvas's or the first
+        style image's."""
+        if self.content is None and self.canvas is not None:
+            return (*self.canvas, 3)
         return (self.content if self.content is not None else self.style).shape
 
     def named_images(self) -> dict[str, np.ndarray]:

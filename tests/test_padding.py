@@ -1,5 +1,6 @@
 """--padding: reflect and replicate padding of the VGG convolutions, by hand; weights unchanged."""
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from nst_tf import backbones
@@ -54,3 +55,27 @@ def test_the_canvas_margin_scales_with_the_pyramid():
     assert engine.canvas_margin(16, 32, 512, (24, 32, 3)) == 1       # at least 1 px where it is on
     assert engine.canvas_margin(64, 512, 512, (20, 512, 3)) == 19    # less than the short side
     assert engine.canvas_margin(0, 512, 512, (384, 512, 3)) == 0
+
+
+def test_a_texture_canvas_divides_its_sums_by_the_canvas_positions():
+    """Texture mode has no content to mirror out, yet its canvas is larger than the result: the statistics
+    of the image optimized must be averaged over the canvas's positions. With the result's (smaller) count,
+    the moments' constant entry E[1] exceeded 1, the covariance was not positive semi-definite, and a
+    --style_loss=wasserstein texture with a canvas was NaN at its first step."""
+    from nst_tf import engine
+    from nst_tf.evaluate import make_loss
+    from nst_tf.inputs import Inputs
+    from nst_tf.objective import WHOLE
+    from tests.conftest import make_fake_extractor, stripes_image
+
+    style = stripes_image(20, 24)
+    canvas = engine.canvas_inputs(Inputs(None, [style]), 3)
+    assert canvas.shape == (26, 30, 3) and canvas.style is style   # the target is the style image, not a canvas
+    assert engine.canvas_inputs(Inputs(None, [style]), 0).shape == (20, 24, 3)
+    extractor = make_fake_extractor()
+    loss = make_loss(extractor, (), ("conv1_1", "conv2_1"), canvas, style_loss="mean_cov")
+    image = tf.constant(engine.pad_canvas(style, 3)[None])
+    sums = loss.objective.sums(extractor(image), WHOLE)
+    for name in ("conv1_1", "conv2_1"):
+        stats = (sums[f"style/{name}"] / loss.objective.targets.counts[name]).numpy()
+        assert stats[0, -1, -1] == pytest.approx(1.0)          # E[1] over the canvas's positions
