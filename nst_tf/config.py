@@ -341,8 +341,12 @@ class Config:
 
     @property
     def blur_passes(self) -> int:
-        """--gradient_blur resolved: as given, else 1 when the run starts from an image or trains a stylizer
-        (whose mesh it takes away: README, "Real-time stylization"), and 0 from noise."""
+        """--gradient_blur resolved: 0 for L-BFGS (it does not normalize per pixel, so a weak component of its
+        gradient stays weak, and it needs the loss's true gradient for its curvature pairs); else as given,
+        else 1 when the run starts from an image or trains a stylizer (whose mesh it takes away: README,
+        "Real-time stylization"), and 0 from noise."""
+        if self.mode != "train" and self.optim.optimizer == "lbfgs":
+            return 0
         if self.optim.gradient_blur is not None:
             return self.optim.gradient_blur
         return 0 if self.mode != "train" and self.start_from == "noise" else 1

@@ -249,7 +249,7 @@ def _extractor_and_layers(jobs: list[Job], network: Network):
     style_layers = registry.order_layers([n for j in jobs for n in j.weights.style_layers], spec)
     extractor = backbones.build_extractor(network.model, content_layers + style_layers, first.model.feature_transform,
                                           network.channel_means, first.model.softmax_temperature,
-                                          first.blur_passes if first.optim.optimizer == "adam" else 0)
+                                          first.blur_passes)
     return extractor, content_layers, style_layers
 
 

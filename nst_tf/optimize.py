@@ -191,8 +191,8 @@ def make_optimizer(name: str, learning_rate: float, jit_compile: bool = False, a
     """`Adam(learning_rate)` or `Lbfgs()` (which has no learning rate: its line search finds the step);
     `jit_compile`: their objective and gradient compiled with XLA; `average_decay` > 0: Adam's output is
     the average of its iterates (`IterateAverage`; L-BFGS converges without jitter and takes none);
-    `gradient_blur`: Adam's gradient blurred (`blur_gradient`; L-BFGS does not normalize per pixel, so a weak
-    component of its gradient stays weak, and it takes none)."""
+    `gradient_blur`: Adam's gradient blurred (`blur_gradient`); L-BFGS takes none (`Config.blur_passes` is 0
+    for it)."""
     if name == "lbfgs":
         return Lbfgs(jit_compile)
     return Adam(learning_rate, jit_compile, average_decay, gradient_blur)

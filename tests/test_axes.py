@@ -109,6 +109,9 @@ def test_inits_whose_default_gradient_blur_differs_split_batches():
     given = dataclasses.replace(BASE, optim=OptimConfig(seed=5, gradient_blur=2))
     cells = sweep.expand(with_sweep("init:noise,content", config=given))
     assert [[c.index for c in g] for g in sweep.batches(cells, 0)] == [[0, 1]]
+    lbfgs = dataclasses.replace(BASE, optim=OptimConfig(seed=5, optimizer="lbfgs"))   # takes no blur at all
+    cells = sweep.expand(with_sweep("init:noise,content", config=lbfgs))
+    assert [[c.index for c in g] for g in sweep.batches(cells, 0)] == [[0, 1]]
 
 
 def test_every_sweepable_name_is_a_flag_of_a_run():

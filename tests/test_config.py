@@ -85,6 +85,9 @@ def test_gradient_blur_auto_is_on_from_an_image_and_off_from_noise():
     assert Config(mode="train").blur_passes == 1   # the stylizer's gradient (README, "Real-time stylization")
     assert with_(GOOD, "optim", gradient_blur=0).blur_passes == 0
     assert with_(GOOD, "optim", init="noise", gradient_blur=2).blur_passes == 2
+    # L-BFGS takes none, given or not (the octave copies' extractor and the optimizer both read this)
+    assert with_(GOOD, "optim", optimizer="lbfgs").blur_passes == 0
+    assert with_(GOOD, "optim", optimizer="lbfgs", gradient_blur=2).blur_passes == 0
 
 
 def test_recolored_start_needs_both_images():
