@@ -195,6 +195,17 @@ class OptimConfig:
     init_contrast: float = option(0.5, "--init=recolored: the start's contrast around the style's mean colour, "
                                   "mean + k (recoloured content - mean): 1 the recoloured content, 0 a flat "
                                   "ground of the mean colour.")
+    # Started from a photo, flat regions (skies, walls) give the style terms nothing to grow the style's
+    # large structures from, and they fill with an even fine texture; low-frequency noise in the start breaks
+    # that symmetry at the scale of the octave copies, and the sky of tubingen + starry_night takes large
+    # curling strokes and star-like glows (README, "Quality": 0.15 and 16 cells measured and looked at).
+    init_noise: Optional[float] = option(None, "Low-frequency noise added to the start image: its standard "
+                                         "deviation per channel (pixels in [0, 1]), on a grid of "
+                                         "--init_noise_cells cells; seeds for the style's large structures "
+                                         "in flat regions. Default 0.15 with --init=recolored (the default "
+                                         "for transfer), else 0.")
+    init_noise_cells: int = option(16, "--init_noise: its cells across the start image's longest side (fewer: "
+                                   "larger structures).")
     seed: Optional[int] = option(None, "Random seed for the noise and the run (drawn and recorded if unset).")
     device: str = option("auto", "auto (GPU when present), cpu, gpu, or e.g. GPU:1.")
     tile_size: int = option(0, "0: whole images. N: evaluate the image in tiles of about N px (with a halo of "
@@ -338,6 +349,13 @@ class Config:
         # the content's colours are kept, nor with regions that take different styles
         plain = self.images.preserve_colors == "none" and not self.images.content_mask
         return "recolored" if plain else "content"
+
+    @property
+    def start_noise(self) -> float:
+        """--init_noise resolved: as given, else 0.15 when the run starts from the recoloured content."""
+        if self.optim.init_noise is not None:
+            return self.optim.init_noise
+        return 0.15 if self.start_from == "recolored" else 0.0
 
     @property
     def blur_passes(self) -> int:
@@ -607,6 +625,10 @@ def validate(config: Config) -> Config:
         raise UserError(f"--num_steps={opt.num_steps} must be at least 1.")
     if not (math.isfinite(opt.init_contrast) and 0 <= opt.init_contrast <= 1):
         raise UserError(f"--init_contrast={opt.init_contrast} must be in [0, 1] (1: the recoloured content).")
+    if opt.init_noise is not None and not (math.isfinite(opt.init_noise) and 0 <= opt.init_noise <= 1):
+        raise UserError(f"--init_noise={opt.init_noise} must be in [0, 1] (0: off; 0.15 for transfer).")
+    if not 2 <= opt.init_noise_cells <= 1024:
+        raise UserError(f"--init_noise_cells={opt.init_noise_cells} must be 2 to 1024.")
     if opt.gradient_blur is not None and not 0 <= opt.gradient_blur <= 8:
         raise UserError(f"--gradient_blur={opt.gradient_blur} must be 0 (off) to 8 passes.")
     if not (math.isfinite(opt.average_decay) and 0 <= opt.average_decay < 1):

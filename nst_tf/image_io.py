@@ -171,3 +171,15 @@ def noise_like(shape: tuple[int, ...], seed: int) -> np.ndarray:
     """Uniform white noise in [0, 1], float32, reproducible from `seed`."""
     return np.random.default_rng(seed).uniform(0.0, 1.0, size=shape).astype(np.float32)
 
+
+def smooth_noise(shape: tuple[int, int, int], cells: int, seed: int) -> np.ndarray:
+    """Low-frequency noise [H, W, C], float32, reproducible from `seed`: independent standard normal values on
+    a grid of `cells` cells across the longest side (at least 2 along each side), resampled to H x W by
+    Lanczos (not clipped: values around 0, standard deviation a little under 1)."""
+    h, w, c = shape
+    gh, gw = max(2, round(cells * h / max(h, w))), max(2, round(cells * w / max(h, w)))
+    grid = np.random.default_rng([seed, 1]).standard_normal((gh, gw, c)).astype(np.float32)
+    planes = [np.asarray(Image.fromarray(grid[..., k], mode="F").resize((w, h), Image.Resampling.LANCZOS))
+              for k in range(c)]
+    return np.stack(planes, axis=-1).astype(np.float32)
+

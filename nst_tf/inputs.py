@@ -99,11 +99,21 @@ def load_inputs(config: Config) -> Inputs:
 
 def initial_image(config: Config, inputs: Inputs, seed: int) -> np.ndarray:
     """The starting image, [H, W, 3] in [0, 1]: white noise from `seed`, the content, the content in the styles'
-    colours, or the first style.
+    colours, or the first style; plus, with --init_noise=sigma, sigma times `image_io.smooth_noise` on
+    --init_noise_cells cells (clipped to [0, 1]).
 
     recolored: the content matched to the styles' palette (their blend's colour mean mu and covariance,
     `color.palette`, by --color_match), its contrast around mu scaled by k = --init_contrast:
     mu + k (match(content) - mu), whose covariance is k^2 times the palette's (before clipping)."""
+    start = _start(config, inputs, seed)
+    sigma = config.start_noise
+    if not sigma:
+        return start
+    noise = image_io.smooth_noise(start.shape, config.optim.init_noise_cells, seed)
+    return np.clip(start + sigma * noise, 0.0, 1.0).astype(np.float32)
+
+
+def _start(config: Config, inputs: Inputs, seed: int) -> np.ndarray:
     if config.start_from == "content":
         return inputs.content.copy()
     if config.start_from == "recolored":

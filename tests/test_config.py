@@ -35,6 +35,9 @@ def test_defaults_are_valid_and_left_to_the_backbone():
      "has 5 values but --style_layers has 7"),
     (dict(loss=LossConfig(tv_weight=float("nan"))), "--tv_weight=nan must be a finite number"),
     (dict(optim=OptimConfig(init_contrast=1.5)), "--init_contrast=1.5 must be in"),
+    (dict(optim=OptimConfig(init_noise=-0.1)), "--init_noise=-0.1 must be in"),
+    (dict(optim=OptimConfig(init_noise=float("nan"))), "--init_noise=nan must be in"),
+    (dict(optim=OptimConfig(init_noise_cells=1)), "--init_noise_cells=1 must be 2 to 1024"),
     (dict(optim=OptimConfig(gradient_blur=-1)), "--gradient_blur=-1 must be 0"),
     (dict(loss=LossConfig(style_weight=-1.0)), "--style_weight=-1.0 must be"),
     (dict(loss=LossConfig(content_loss="l3")), "--content_loss='l3'"),
@@ -88,6 +91,14 @@ def test_gradient_blur_auto_is_on_from_an_image_and_off_from_noise():
     # L-BFGS takes none, given or not (the octave copies' extractor and the optimizer both read this)
     assert with_(GOOD, "optim", optimizer="lbfgs").blur_passes == 0
     assert with_(GOOD, "optim", optimizer="lbfgs", gradient_blur=2).blur_passes == 0
+
+
+def test_init_noise_is_on_for_the_recoloured_start_only():
+    assert GOOD.start_from == "recolored" and GOOD.start_noise == 0.15
+    assert with_(GOOD, "optim", init="content").start_noise == 0.0
+    assert Config(mode="content").start_noise == 0.0 and with_(GOOD, "optim", init="noise").start_noise == 0.0
+    assert with_(GOOD, "optim", init="content", init_noise=0.2).start_noise == 0.2
+    assert with_(GOOD, "optim", init_noise=0.0).start_noise == 0.0
 
 
 def test_recolored_start_needs_both_images():
@@ -192,7 +203,8 @@ def test_every_option_is_a_flag_and_every_flag_reaches_the_config(tmp_path):
               "content_layer_weights": "2", "style_layers": "conv1_1,conv2_1", "style_layer_weights": "1,3",
               "content_loss": "l1", "gram_norm": "paper", "content_weight": "3", "style_weight": "4e5",
               "tv_weight": "0.5", "resolution_invariant": "false", "normalize_gradients": None,
-              "optimizer": "adam", "num_steps": "17", "learning_rate": "0.07", "init": "style", "init_contrast": "0.25", "seed": "9",
+              "optimizer": "adam", "num_steps": "17", "learning_rate": "0.07", "init": "style", "init_contrast": "0.25", "init_noise": "0.3",
+              "init_noise_cells": "8", "seed": "9",
               "device": "cpu", "tile_size": "0", "jit_compile": "true", "output_dir": str(tmp_path),
               "run_name": "x", "save_every": "3", "log_every": "2", "sweep": "seed:1,2", "sweep_batch": "2",
               "cluster": "ray://10.0.0.1:10001", "ray_workers": "3", "canvas_margin": "8",

@@ -164,3 +164,17 @@ def test_noise_is_seeded():
     a, b = image_io.noise_like((4, 4, 3), 7), image_io.noise_like((4, 4, 3), 7)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, image_io.noise_like((4, 4, 3), 8))
+
+
+def test_smooth_noise_is_seeded_zero_centred_and_low_frequency():
+    a = image_io.smooth_noise((48, 64, 3), 4, 7)
+    assert a.shape == (48, 64, 3) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, image_io.smooth_noise((48, 64, 3), 4, 7))
+    assert not np.array_equal(a, image_io.smooth_noise((48, 64, 3), 4, 8))
+    assert a.min() < -0.3 and a.max() > 0.3          # around 0, not clipped to [0, 1]
+    # 4 cells across 64 px (3 along 48 px): a pixel differs from its neighbour by a small part of the
+    # spread; white noise's neighbours differ by about sqrt(2) times it
+    step = np.abs(np.diff(a, axis=1)).mean()
+    assert step < 0.15 * a.std()
+    fine = image_io.smooth_noise((48, 64, 3), 32, 7)
+    assert np.abs(np.diff(fine, axis=1)).mean() > 3 * step   # more cells: finer noise

@@ -31,7 +31,8 @@ RATIO = "ratio"
 # Flags that differ per image of one batch: they only change the per-image loss weights, the layer mask
 # or the start image, never the shapes, the network or the targets. Every other field splits batches.
 PER_IMAGE_FIELDS = ("content_weight", "style_weight", "tv_weight", "content_layers", "content_layer_weights",
-                    "style_layers", "style_layer_weights", "init", "init_contrast", "seed")
+                    "style_layers", "style_layer_weights", "init", "init_contrast", "init_noise",
+                    "init_noise_cells", "seed")
 # The automatic batch holds at most this many pixels (cells x max_size^2). A batch's memory grows with
 # its pixels: 20 cells of 192x144 (0.55 Mpixel) with vgg16_hed up to conv5_1 peaked at 2.6 GB (measured,
 # flags/figure2_grid.flags), so a full automatic batch needs about 4 to 5 GB.
