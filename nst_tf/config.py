@@ -34,6 +34,7 @@ BFLOAT16_MIN_SIZE = 256
 CONTENT_LOSSES = ("l2", "l1")
 GRAM_NORMS = ("paper", "positions", "elements")
 INITS = ("auto", "noise", "content", "recolored", "style")
+INIT_NOISE = 0.15   # --init_noise's default on the recoloured start (README, "Seeds for large structures")
 OPTIMIZERS = ("adam", "lbfgs")
 PADDINGS = ("zero", "reflect", "replicate")   # backbones.PaddedConv2D
 PADDING_SCOPES = ("all", "first")
@@ -198,11 +199,11 @@ class OptimConfig:
     # Started from a photo, flat regions (skies, walls) give the style terms nothing to grow the style's
     # large structures from, and they fill with an even fine texture; low-frequency noise in the start breaks
     # that symmetry at the scale of the octave copies, and the sky of tubingen + starry_night takes large
-    # curling strokes and star-like glows (README, "Quality": 0.15 and 16 cells measured and looked at).
+    # curling strokes and star-like glows (README, "Quality": INIT_NOISE and 16 cells measured and looked at).
     init_noise: Optional[float] = option(None, "Low-frequency noise added to the start image: its standard "
                                          "deviation per channel (pixels in [0, 1]), on a grid of "
                                          "--init_noise_cells cells; seeds for the style's large structures "
-                                         "in flat regions. Default 0.15 with --init=recolored (the default "
+                                         f"in flat regions. Default {INIT_NOISE} with --init=recolored (the default "
                                          "for transfer), else 0.")
     init_noise_cells: int = option(16, "--init_noise: its cells across the start image's longest side (fewer: "
                                    "larger structures).")
@@ -352,10 +353,10 @@ class Config:
 
     @property
     def start_noise(self) -> float:
-        """--init_noise resolved: as given, else 0.15 when the run starts from the recoloured content."""
+        """--init_noise resolved: as given, else INIT_NOISE when the run starts from the recoloured content."""
         if self.optim.init_noise is not None:
             return self.optim.init_noise
-        return 0.15 if self.start_from == "recolored" else 0.0
+        return INIT_NOISE if self.start_from == "recolored" else 0.0
 
     @property
     def blur_passes(self) -> int:
@@ -626,7 +627,7 @@ def validate(config: Config) -> Config:
     if not (math.isfinite(opt.init_contrast) and 0 <= opt.init_contrast <= 1):
         raise UserError(f"--init_contrast={opt.init_contrast} must be in [0, 1] (1: the recoloured content).")
     if opt.init_noise is not None and not (math.isfinite(opt.init_noise) and 0 <= opt.init_noise <= 1):
-        raise UserError(f"--init_noise={opt.init_noise} must be in [0, 1] (0: off; 0.15 for transfer).")
+        raise UserError(f"--init_noise={opt.init_noise} must be in [0, 1] (0: off; {INIT_NOISE} for transfer).")
     if not 2 <= opt.init_noise_cells <= 1024:
         raise UserError(f"--init_noise_cells={opt.init_noise_cells} must be 2 to 1024.")
     if opt.gradient_blur is not None and not 0 <= opt.gradient_blur <= 8:

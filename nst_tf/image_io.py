@@ -182,4 +182,3 @@ def smooth_noise(shape: tuple[int, int, int], cells: int, seed: int) -> np.ndarr
     planes = [np.asarray(Image.fromarray(grid[..., k], mode="F").resize((w, h), Image.Resampling.LANCZOS))
               for k in range(c)]
     return np.stack(planes, axis=-1).astype(np.float32)
-
