@@ -120,9 +120,14 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resamples HxWx3 [0, 1] to `size` = (h, w): Lanczos, with antialiasing when shrinking."""
     if image.shape[:2] == tuple(size):
         return image.astype(np.float32)
-    channels = [Image.fromarray(image[..., c].astype(np.float32), mode="F") for c in range(image.shape[-1])]
-    out = [np.asarray(ch.resize((size[1], size[0]), Image.Resampling.LANCZOS)) for ch in channels]
-    return np.clip(np.stack(out, axis=-1), 0.0, 1.0).astype(np.float32)
+    return np.clip(_lanczos(image, size), 0.0, 1.0)
+
+
+def _lanczos(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """HxWxC float values resampled to `size` = (h, w), each channel alone, by Lanczos; not clipped."""
+    planes = [np.asarray(Image.fromarray(array[..., c].astype(np.float32), mode="F")
+                         .resize((size[1], size[0]), Image.Resampling.LANCZOS)) for c in range(array.shape[-1])]
+    return np.stack(planes, axis=-1).astype(np.float32)
 
 
 def load_resized(path: str, max_side: int) -> np.ndarray:
@@ -178,7 +183,5 @@ def smooth_noise(shape: tuple[int, int, int], cells: int, seed: int) -> np.ndarr
     Lanczos (not clipped: values around 0, standard deviation a little under 1)."""
     h, w, c = shape
     gh, gw = max(2, round(cells * h / max(h, w))), max(2, round(cells * w / max(h, w)))
-    grid = np.random.default_rng([seed, 1]).standard_normal((gh, gw, c)).astype(np.float32)
-    planes = [np.asarray(Image.fromarray(grid[..., k], mode="F").resize((w, h), Image.Resampling.LANCZOS))
-              for k in range(c)]
-    return np.stack(planes, axis=-1).astype(np.float32)
+    grid = np.random.default_rng([seed, 1]).standard_normal((gh, gw, c))
+    return _lanczos(grid, (h, w))
