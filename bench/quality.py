@@ -1,8 +1,16 @@
-"""Quality bench (issue 15): border band, mesh, content structure, style distance, wall time.
+"""Quality bench: border band, mesh, content structure, style distance, wall time; blind A/B sheets.
 
   PYTHONPATH=. python bench/quality.py                       # both public pairs at 512 px, the default
   PYTHONPATH=. python bench/quality.py --size=256 --pairs=chelsea:swirls \
       --variants='default=;reflect=--padding=reflect'        # quick, with the bundled images
+  PYTHONPATH=. python bench/quality.py --corpus --size=256 \
+      --variants='old=--flagfile=flags/old.flags;new=' --sheets=new,old   # the tuning corpus, blind sheets
+
+--corpus runs every photo (tubingen, chicago and the bundled ones) against every painting of the tuning corpus
+(../shared/images: starry_night, shipwreck and styles/); --photos and --paintings narrow it (file stems).
+--sheets=A,B lays each pair's result of variant A beside variant B's in a random order without names
+(../shared/tools/blind_ab.py make) in <out>/sheets_A_vs_B/, for judges who see only the sheets; the key stays
+in that folder (key.json). Judge, then `blind_ab.py tally <folder> verdicts.txt`.
 
 Each variant is a set of run.py flags; each (pair, variant) runs as an ordinary `run.py` command in a
 subprocess (flags only, so the bench keeps working whatever the engine looks like inside), seed 0. The
@@ -26,6 +34,10 @@ The figures (Y: luminance 0.299 R + 0.587 G + 0.114 B of an image in [0, 1]):
           and (b) luminance gradients (dy, dx) at 1, 1/2, 1/4 and 1/8 of the result's size (box-downsampled),
           the style image taken at the result's size; the mean of the five distances, x100. Lower: closer
           to the style's colours and to its strokes' directions and strengths at every scale.
+  reached how far the result moved from the photo toward the painting in that style distance:
+          1 - style(result, painting) / style(photo, painting); 0: still the photo's statistics, 1: the
+          painting's. With SSIM (structure kept) it places a result between the photo and the painting, on a
+          scale that means the same for every pair (bench/balance.py).
   wall    seconds of the run.py subprocess (start-up, all scales, saving), on this machine as loaded then.
 """
 from __future__ import annotations
@@ -53,6 +65,31 @@ PAIRS = {
     "chelsea:swirls": (os.path.join(ROOT, "examples", "chelsea.jpg"), os.path.join(ROOT, "examples", "swirls.jpg"),
                        None),
 }
+BUNDLED = os.path.join(ROOT, "nst_tf", "data", "images")
+TOOLS = os.path.normpath(os.path.join(SHARED, "..", "tools"))
+
+
+def corpus(photos: str = "", paintings: str = "") -> list[str]:
+    """The tuning corpus as content:style pairs (photo-major): every photo against every painting, narrowed to
+    the given comma-separated file stems."""
+    def stems(text):
+        return {t.strip() for t in text.split(",") if t.strip()}
+    all_photos = [os.path.join(SHARED, n) for n in ("tubingen.jpg", "chicago.jpg")] + sorted(
+        os.path.join(BUNDLED, n) for n in os.listdir(BUNDLED) if n.endswith(".jpg"))
+    styles = os.path.join(SHARED, "styles")
+    all_paintings = [os.path.join(SHARED, n) for n in ("starry_night.jpg", "shipwreck.jpg")] + sorted(
+        os.path.join(styles, n) for n in os.listdir(styles) if n.endswith(".jpg")) if os.path.isdir(styles) else []
+    keep = lambda paths, wanted: [p for p in paths if os.path.exists(p) and (  # noqa: E731
+        not wanted or os.path.splitext(os.path.basename(p))[0] in wanted)]
+    return [f"{c}:{s}" for c in keep(all_photos, stems(photos)) for s in keep(all_paintings, stems(paintings))]
+
+
+def pair_label(pair: str) -> str:
+    """A pair's short name: starry, or photo+painting from the files' stems."""
+    if pair in PAIRS:
+        return pair.replace(":", "+")
+    c, _, s = pair.partition(":")
+    return f"{os.path.splitext(os.path.basename(c))[0]}+{os.path.splitext(os.path.basename(s))[0]}"
 BAND = 8
 PERIODS = (2, 3, 4, 6, 8)
 
@@ -205,9 +242,12 @@ def figures(result_path: str, content_path: str, style_path: str) -> dict:
     flat_r, flat_c = flat_mesh_peaks(yr, tiles), flat_mesh_peaks(yc, tiles)
     flat = {p: flat_r[p] / flat_c[p] for p in PERIODS}
     flat_worst = max(flat, key=flat.get)
-    return {"border": border_ratio(yr) / border_ratio(yc), "mesh": per_period[worst], "mesh_period": worst,
+    base = style_distance(content, style)
+    dist = style_distance(result, style)
+    return {"border": border_ratio(yr) / border_ratio(yc),
+            "reached": 1.0 - dist / max(base, 1e-12), "mesh": per_period[worst], "mesh_period": worst,
             "mesh_per_period": per_period,
-            "mesh_flat": flat[flat_worst], "mesh_flat_period": flat_worst, "ssim": ssim(yr, yc), "style": style_distance(result, style),
+            "mesh_flat": flat[flat_worst], "mesh_flat_period": flat_worst, "ssim": ssim(yr, yc), "style": dist,
             "size": f"{size[1]}x{size[0]}"}
 
 
@@ -290,12 +330,13 @@ def sheet(rows: list[dict], path: str) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| pair | variant | size | border | mesh (period px) | flat mesh (period) | SSIM | style dist. | wall s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| pair | variant | size | border | mesh (period px) | flat mesh (period) | SSIM | style dist. | reached "
+             "| wall s |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         wall = "-" if r["wall"] is None else f"{r['wall']:.0f}"
         lines.append(f"| {r['pair']} | {r['variant']} | {r['size']} | {r['border']:.2f} | "
-                     f"{r['mesh']:.2f} ({r['mesh_period']}) | {r['mesh_flat']:.2f} ({r['mesh_flat_period']}) | {r['ssim']:.3f} | {r['style']:.2f} | {wall} |")
+                     f"{r['mesh']:.2f} ({r['mesh_period']}) | {r['mesh_flat']:.2f} ({r['mesh_flat_period']}) | "
+                     f"{r['ssim']:.3f} | {r['style']:.2f} | {r['reached']:.2f} | {wall} |")
     return "\n".join(lines)
 
 
@@ -309,11 +350,17 @@ def main(argv=None) -> int:
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--no_reference", action="store_true")
     ap.add_argument("--score", nargs="*", default=[], help="only score these PNGs against --pairs' first pair")
+    ap.add_argument("--corpus", action="store_true", help="every photo x every painting of the tuning corpus")
+    ap.add_argument("--photos", default="", help="with --corpus: only these photos (file stems, comma-separated)")
+    ap.add_argument("--paintings", default="", help="with --corpus: only these paintings (file stems)")
+    ap.add_argument("--sheets", default="", help="A,B: blind A/B sheets of variant A against variant B")
+    ap.add_argument("--no_figure_sheet", action="store_true", help="skip the labelled sheet.png (large corpora)")
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     log = lambda s: print(s, flush=True)  # noqa: E731
     rows = []
-    pairs = [p.strip() for p in args.pairs.split(",") if p.strip()]
+    pairs = corpus(args.photos, args.paintings) if args.corpus else [p.strip() for p in args.pairs.split(",")
+                                                                         if p.strip()]
     if args.score:
         content, style, _ = pair_paths(pairs[0])
         for path in args.score:
@@ -329,14 +376,19 @@ def main(argv=None) -> int:
             log(f"skipping {pair}: {content} or {style} is missing")
             continue
         if reference and os.path.exists(reference) and not args.no_reference:
-            rows.append({"pair": pair, "variant": "jcjohnson reference (VGG-19)", "path": reference, "wall": None,
-                         **figures(reference, content, style)})
+            rows.append({"pair": pair_label(pair), "variant": "jcjohnson reference (VGG-19)", "path": reference,
+                         "wall": None, "content": content, "style_path": style, **figures(reference, content, style)})
             log(table(rows[-1:]).splitlines()[-1])
         for name, flags in parse_variants(args.variants):
-            safe = pair.replace(":", "+").replace("/", "_")
-            path, wall = run_variant(content, style, args.size, flags, args.out, f"{safe}_{args.size}_{name}",
-                                     args.python, log)
-            rows.append({"pair": pair, "variant": name, "path": path, "wall": wall, **figures(path, content, style)})
+            label = pair_label(pair)
+            try:
+                path, wall = run_variant(content, style, args.size, flags, args.out, f"{label}_{args.size}_{name}",
+                                         args.python, log)
+            except RuntimeError as e:   # one failed run does not lose the corpus
+                log(f"FAILED {e}")
+                continue
+            rows.append({"pair": label, "variant": name, "path": path, "wall": wall, "content": content,
+                         "style_path": style, **figures(path, content, style)})
             log(table(rows[-1:]).splitlines()[-1])
     md = table(rows)
     print(md)
@@ -344,9 +396,41 @@ def main(argv=None) -> int:
         f.write(md + "\n")
     with open(os.path.join(args.out, "quality.json"), "w") as f:
         json.dump(rows, f, indent=1, default=str)
-    if rows:
+    if rows and not args.no_figure_sheet:
         sheet(rows, os.path.join(args.out, "sheet.png"))
+    if args.sheets:
+        blind_sheets(rows, *[v.strip() for v in args.sheets.split(",")], args.out, args.size, log)
     return 0
+
+
+def blind_sheets(rows: list[dict], a: str, b: str, out: str, size: int, log) -> str | None:
+    """Blind A/B sheets of variant `a` against `b` on every pair that has both (../shared/tools/blind_ab.py);
+    returns their folder. Each result is linked as <folder>/src/<variant>/<pair>.png, so the tally names
+    the winning variant."""
+    tool = os.path.join(TOOLS, "blind_ab.py")
+    if not os.path.exists(tool):
+        log(f"no blind sheets: {tool} is missing")
+        return None
+    folder = os.path.join(out, f"sheets_{a}_vs_{b}_{size}")
+    by = {(r["pair"], r["variant"]): r for r in rows}
+    args = []
+    for pair in dict.fromkeys(r["pair"] for r in rows):
+        if (pair, a) in by and (pair, b) in by:
+            links = []
+            for v in (a, b):
+                link = os.path.join(folder, "src", v, f"{pair}.png")
+                os.makedirs(os.path.dirname(link), exist_ok=True)
+                if os.path.lexists(link):
+                    os.remove(link)
+                os.symlink(os.path.abspath(by[(pair, v)]["path"]), link)
+                links.append(link)
+            args += [by[(pair, a)]["content"], by[(pair, a)]["style_path"], *links]
+    subprocess.run([sys.executable, tool, "make", folder, "--seed=0", *args], check=True)
+    with open(os.path.join(folder, "pairs.txt"), "w") as f:   # which pair each sheet shows (not which is which)
+        f.write("\n".join(f"sheet_{n:02d}: {p}" for n, p in enumerate(
+            p for p in dict.fromkeys(r["pair"] for r in rows) if (p, a) in by and (p, b) in by)) + "\n")
+    log(f"blind sheets: {folder}")
+    return folder
 
 
 if __name__ == "__main__":
