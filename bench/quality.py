@@ -254,7 +254,7 @@ def figures(result_path: str, content_path: str, style_path: str) -> dict:
 # ------------------------------------------------------------------------------------------- runs
 
 def parse_variants(text: str) -> list[tuple[str, list[str]]]:
-    """'name=--a=1 --b;name2=' -> [(name, [flags])]."""
+    """'name=--a=1 --b;name2=' -> [(name, [flags])]. A flag --checkout=DIR runs that clone's run.py."""
     out = []
     for item in text.split(";"):
         item = item.strip()
@@ -284,15 +284,16 @@ def pair_paths(name: str) -> tuple[str, str, str | None]:
 
 
 def run_variant(content: str, style: str, size: int, flags: list[str], out_dir: str, run_name: str,
-                python: str, log) -> tuple[str, float]:
-    """Runs run.py; returns (result.png path, wall seconds). Reuses a finished run of the same name."""
+                python: str, log, checkout: str = ROOT) -> tuple[str, float]:
+    """Runs run.py (of `checkout`, another clone of the project such as an earlier commit's); returns
+    (result.png path, wall seconds). Reuses a finished run of the same name."""
     run_dir = os.path.join(out_dir, "runs", run_name)
     result = os.path.join(run_dir, "result.png")
     timing = os.path.join(run_dir, "bench_wall.json")
     if os.path.exists(result) and os.path.exists(timing):
         with open(timing) as f:
             return result, json.load(f)["wall_s"]
-    cmd = [python, os.path.join(ROOT, "run.py"), f"--content={content}", f"--style={style}",
+    cmd = [python, os.path.join(checkout, "run.py"), f"--content={content}", f"--style={style}",
            f"--max_size={size}", "--backbone=vgg16_hed", "--seed=0", "--save_every=0", "--progress=false",
            f"--output_dir={os.path.join(out_dir, 'runs')}", f"--run_name={run_name}", *flags]
     if os.path.isdir(run_dir):   # an unfinished earlier attempt
@@ -300,7 +301,8 @@ def run_variant(content: str, style: str, size: int, flags: list[str], out_dir: 
         shutil.rmtree(run_dir)
     log("$ " + " ".join(cmd[1:]))
     start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    env = {**os.environ, "PYTHONPATH": checkout}
+    proc = subprocess.run(cmd, cwd=checkout, capture_output=True, text=True, env=env)
     wall = time.monotonic() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{run_name} failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-3:]}")
@@ -381,9 +383,11 @@ def main(argv=None) -> int:
             log(table(rows[-1:]).splitlines()[-1])
         for name, flags in parse_variants(args.variants):
             label = pair_label(pair)
+            checkout = next((f.split("=", 1)[1] for f in flags if f.startswith("--checkout=")), ROOT)
             try:
-                path, wall = run_variant(content, style, args.size, flags, args.out, f"{label}_{args.size}_{name}",
-                                         args.python, log)
+                path, wall = run_variant(content, style, args.size, [f for f in flags if not f.startswith("--checkout=")],
+                                         args.out, f"{label}_{args.size}_{name}", args.python, log,
+                                         os.path.abspath(checkout))
             except RuntimeError as e:   # one failed run does not lose the corpus
                 log(f"FAILED {e}")
                 continue

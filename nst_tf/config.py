@@ -35,6 +35,7 @@ CONTENT_LOSSES = ("l2", "l1")
 GRAM_NORMS = ("paper", "positions", "elements")
 INITS = ("auto", "noise", "content", "recolored", "style")
 INIT_NOISE = 0.15   # --init_noise's default on the recoloured start (README, "Seeds for large structures")
+DEFAULT_STRENGTH = 0.5   # --strength's default (nst_tf/balance.py: what it means; docs/balance.md: how chosen)
 OPTIMIZERS = ("adam", "lbfgs")
 PADDINGS = ("zero", "reflect", "replicate")   # backbones.PaddedConv2D
 PADDING_SCOPES = ("all", "first")
@@ -162,9 +163,17 @@ class LossConfig:
     style_loss: str = option("gram", "The style statistic matched at each layer: gram (the paper's), mean_cov "
                              "(mean and covariance), wasserstein (W2 between Gaussian fits, crowsonkb), mean_std "
                              "(Li et al. 2017).", STYLE_LOSSES)
-    content_weight: Optional[float] = option(None, "alpha, the content weight (default 1; 10 for --mode=train).")
-    style_weight: Optional[float] = option(None, "beta, the style weight (default: the backbone's, see "
-                                           "--list_layers).")
+    # The automatic balance (nst_tf/balance.py): alpha and beta found for each pair from the pair itself, on
+    # the run's own network, so that one strength means the same on every pair, size and backbone.
+    strength: Optional[float] = option(None, "How far the result moves from the photo toward the painting, 0 to 1 "
+                                       f"(default {DEFAULT_STRENGTH}): alpha and beta are found for each pair from "
+                                       "the pair itself (docs/balance.md), the same look on every pair, size and "
+                                       "backbone. --content_weight or --style_weight set the weights by hand "
+                                       "instead (the balance is then off).")
+    content_weight: Optional[float] = option(None, "alpha, the content weight, by hand (switches --strength's "
+                                             "automatic balance off; default then 1; 10 for --mode=train).")
+    style_weight: Optional[float] = option(None, "beta, the style weight, by hand (switches --strength's automatic "
+                                           "balance off; default then the backbone's, see --list_layers).")
     tv_weight: Optional[float] = option(None, "Total variation weight (smoothness; default 1; 100 for --mode=train, "
                                         "a mean there).")
     # The content term times (REFERENCE_SIZE / longest side)^2, and sizes above REFERENCE_SIZE reached
@@ -340,6 +349,16 @@ class Config:
         return {kind: files for kind, files in paths.items() if files}
 
     @property
+    def automatic_balance(self) -> bool:
+        """Whether alpha and beta are found from the pair (--strength, nst_tf/balance.py): transfer runs whose
+        weights are not given by hand (nor normalized by gradient, which sets the pull its own way)."""
+        loss = self.loss
+        if loss.strength is not None:
+            return True
+        return (self.mode == "transfer" and loss.content_weight is None and loss.style_weight is None
+                and not loss.normalize_gradients)
+
+    @property
     def start_from(self) -> str:
         """What the image starts from, --init resolved: `auto` is the content image for transfer, noise otherwise."""
         if self.optim.init != "auto":
@@ -428,6 +447,9 @@ def with_loss_defaults(config: "Config") -> "Config":
     """`config` with each unset loss option (None) given its mode's default (LOSS_DEFAULTS, or
     TRAIN_LOSS_DEFAULTS for --mode=train)."""
     defaults = TRAIN_LOSS_DEFAULTS if config.mode == "train" else LOSS_DEFAULTS
+    if config.automatic_balance:   # scale-free terms, the weights found later from the pair (nst_tf/balance.py)
+        defaults = {**{k: v for k, v in defaults.items() if k != "content_weight"}, "normalize_terms": True,
+                    "strength": DEFAULT_STRENGTH}
     unset = {name: value for name, value in defaults.items() if getattr(config.loss, name) is None}
     if not unset:
         return config
@@ -603,6 +625,20 @@ def validate(config: Config) -> Config:
     for name in ("content_weight", "style_weight", "tv_weight"):
         if getattr(loss, name) is not None:
             _finite_nonneg(name, getattr(loss, name))
+    if loss.strength is not None:
+        if not (math.isfinite(loss.strength) and 0 <= loss.strength <= 1):
+            raise UserError(f"--strength={loss.strength} must be between 0 (the photo) and 1 (the painting's "
+                            f"statistics only); default {DEFAULT_STRENGTH}.")
+        given = [f"--{n}" for n in ("content_weight", "style_weight") if getattr(loss, n) is not None]
+        if given:
+            raise UserError(f"--strength finds the weights itself; {' and '.join(given)} set them by hand: give one "
+                            "or the other.")
+        if config.mode != "transfer":
+            raise UserError(f"--strength balances content against style: it needs --mode=transfer, not {config.mode}.")
+        if loss.normalize_gradients:
+            raise UserError("--strength and --normalize_gradients each set the terms' pull: give one or the other.")
+        if loss.normalize_terms is False:
+            raise UserError("--strength measures scale-free terms: leave out --nonormalize_terms.")
     for i, kind in enumerate(("content", "style")):
         spec = registry.spec_of(model.backbone)
         layers = getattr(loss, f"{kind}_layers") or (spec.content_layers, spec.style_layers)[i]

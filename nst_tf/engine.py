@@ -60,6 +60,7 @@ class Job:
     inputs: Inputs                  # as loaded; `working` is what the network sees
     run_dir: str
     init: np.ndarray | None = None  # the start image, if not the config's init (the previous scale's result)
+    balance: object | None = None   # what --strength found (balance.Balance), for summary.json
     status: str = "pending"
     message: str = ""
     logger: RunLogger | None = None
@@ -117,6 +118,7 @@ class Job:
             "steps_per_s": round(steps / logger.elapsed, 4) if logger.elapsed > 0 else None,
             "device": device, "backbone": self.config.model.backbone,
             "effective_weights": dataclasses.asdict(self.weights),
+            "balance": dataclasses.asdict(self.balance) if self.balance else None,
             "tensorflow": tf.__version__, "keras": keras.__version__, "python": sys.version.split()[0],
             "final": {k: v for k, v in last.items() if k not in ("step", "wall_s")},
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
@@ -251,6 +253,16 @@ def _extractor_and_layers(jobs: list[Job], network: Network):
                                           network.channel_means, first.model.softmax_temperature,
                                           first.blur_passes)
     return extractor, content_layers, style_layers
+
+
+def loss_of(job: Job, network: Network):
+    """(loss, weights) of one job at its working size, whole image, without a canvas: what the automatic
+    balance measures (nst_tf/balance.py)."""
+    extractor, content_layers, style_layers = _extractor_and_layers([job], network)
+    lc = job.config.loss
+    loss = make_loss(extractor, content_layers, style_layers, job.working, lc.content_loss, lc.gram_norm, False, 0,
+                     lc.normalize_terms, lc.style_loss)
+    return loss, LossWeights.from_rows(*zip(job.weights.row(content_layers, style_layers)))
 
 
 def optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: int, show_progress: bool = True,

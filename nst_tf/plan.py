@@ -152,7 +152,7 @@ def resolve(config: Config, say=print) -> Config:
         beta = registry.NORMALIZED_TERMS_STYLE_WEIGHT
         raise UserError(f"--style_loss={loss.style_loss} has no calibrated default beta on its own: add "
                         f"--normalize_terms (scale-free terms, default beta {beta:g}) or give --style_weight.")
-    if style_weight is None:
+    if style_weight is None and not config.automatic_balance:   # else found from the pair (nst_tf/balance.py)
         style_weight = registry.default_style_weight(spec, transform, model.normalize_features,
                                                      loss.normalize_gradients, loss.normalize_terms)
         if config.images.preserve_colors == "luminance" and not (loss.normalize_gradients or loss.normalize_terms):

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import color, engine, image_io, rundir
+from nst_tf import balance, color, engine, image_io, rundir
 from nst_tf.comparison.axes import photo_files
 from nst_tf.config import Config, schedule, validate
 from nst_tf.errors import UserError
@@ -37,6 +37,7 @@ def run(config: Config, show_progress: bool = True, say=print, resume_dir: str |
     config = plan.config
     with tf.device(plan.device):
         network = engine.load_network(config, say)
+        config, found = balance.resolve(config, plan.inputs, network, say)
     rundir.check_free_space(config.output.output_dir, rundir.output_bytes(config, plan.inputs.shape))
     if resume_dir:   # refused before run.flags is rewritten with the new flags
         run_dir = resume_dir
@@ -45,8 +46,8 @@ def run(config: Config, show_progress: bool = True, say=print, resume_dir: str |
         run_dir = run_dir or rundir.create(config.output.output_dir,
                                            config.output.run_name or rundir.default_name(config))
         say(f"run folder: {run_dir}")
-    rundir.write_config(config, run_dir)
-    job = engine.Job(config, plan.inputs, run_dir)
+    rundir.write_config(config, run_dir, note=f" (--strength={found.strength:g} found its weights)" if found else "")
+    job = engine.Job(config, plan.inputs, run_dir, balance=found)
     start = time.monotonic()
     engine.optimize([job], network, plan.device, show_progress, resume=bool(resume_dir))
     if job.status == "diverged":

@@ -1,0 +1,169 @@
+"""The automatic balance (--strength): its math, its rules, and that it does not depend on the network's
+magnitudes (the same picture from a network whose layers are rescaled, as another network's would be)."""
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+
+from nst_tf import balance, backbones, engine, image_io, stylize
+from nst_tf.config import (DEFAULT_STRENGTH, Config, ImageConfig, LossConfig, ModelConfig, OptimConfig, OutputConfig,
+                           validate, with_loss_defaults)
+from nst_tf.errors import UserError
+from tests.conftest import smooth_image, stripes_image
+
+QUIET = dict(show_progress=False, say=lambda *a: None)
+
+
+def test_weights_from_the_anchors_by_hand():
+    found = balance.weights_for(0.5, content_anchor=2.0, style_anchor=8.0)
+    assert found.content_weight == pytest.approx(0.5)                          # 1 / C0
+    assert found.style_weight == pytest.approx(balance.RATIO_AT_HALF / 8.0)    # R(0.5) / S0
+    # each step of 0.5 in strength multiplies the style's pull by RANGE
+    assert balance.style_ratio(1.0) / balance.style_ratio(0.5) == pytest.approx(balance.RANGE)
+    assert balance.style_ratio(0.5) / balance.style_ratio(0.0) == pytest.approx(balance.RANGE)
+    assert balance.style_ratio(0.3) < balance.style_ratio(0.6)
+
+
+def test_anchor_of_nothing_to_measure_is_a_user_error():
+    with pytest.raises(UserError, match="--strength cannot balance this pair"):
+        balance.check_anchors(1.0, 0.0)
+    with pytest.raises(UserError, match="give --content_weight and --style_weight"):
+        balance.check_anchors(float("nan"), 1.0)
+    balance.check_anchors(0.5, 3.0)   # fine
+
+
+def transfer(**loss):
+    return Config(images=ImageConfig(content="c.png", style="s.png"), loss=LossConfig(**loss))
+
+
+def test_which_runs_are_balanced_automatically():
+    assert transfer().automatic_balance
+    assert transfer(strength=0.3).automatic_balance
+    assert not transfer(style_weight=1e6).automatic_balance        # weights by hand: the balance is off
+    assert not transfer(content_weight=2.0).automatic_balance
+    assert not transfer(normalize_gradients=True).automatic_balance
+    texture = Config(mode="texture", images=ImageConfig(style="s.png"))
+    assert not texture.automatic_balance
+    resolved = with_loss_defaults(transfer()).loss
+    assert resolved.strength == DEFAULT_STRENGTH and resolved.normalize_terms and resolved.content_weight is None
+    by_hand = with_loss_defaults(transfer(style_weight=1e6)).loss
+    assert by_hand.strength is None and by_hand.normalize_terms is False and by_hand.content_weight == 1.0
+
+
+@pytest.mark.parametrize("loss, mode, message", [
+    (dict(strength=1.5), "transfer", "between 0 .* and 1"),
+    (dict(strength=-0.1), "transfer", "between 0"),
+    (dict(strength=float("nan")), "transfer", "between 0"),
+    (dict(strength=0.5, style_weight=1e6), "transfer", "--style_weight set them by hand"),
+    (dict(strength=0.5, content_weight=1.0, style_weight=1e6), "transfer", "--content_weight and --style_weight"),
+    (dict(strength=0.5), "texture", "needs --mode=transfer"),
+    (dict(strength=0.5, normalize_gradients=True), "transfer", "--normalize_gradients"),
+    (dict(strength=0.5, normalize_terms=False), "transfer", "scale-free terms"),
+])
+def test_bad_strength_is_one_line(loss, mode, message):
+    config = Config(mode=mode, images=ImageConfig(content="c.png", style="s.png"), loss=LossConfig(**loss))
+    with pytest.raises(UserError, match=message) as error:
+        validate(config)
+    assert "\n" not in str(error.value)
+
+
+# ------------------------------------------------------------------------------- runs, small and slow
+
+def images(tmp_path, size=40):
+    content, style = tmp_path / "content.png", tmp_path / "style.png"
+    image_io.save_image(smooth_image(size, size + 8, seed=1), str(content))
+    image_io.save_image(stripes_image(size, size, period=5), str(style))
+    return str(content), str(style)
+
+
+def run_config(tmp_path, name, max_size=40, **loss):
+    content, style = images(tmp_path)
+    return Config(images=ImageConfig(content=content, style=style, max_size=max_size),
+                  model=ModelConfig(backbone="vgg16", weights="random"),
+                  loss=LossConfig(style_octaves=0, **loss),
+                  optim=OptimConfig(num_steps=30, seed=0, learning_rate=0.03),
+                  output=OutputConfig(output_dir=str(tmp_path / "out"), run_name=name, save_every=0))
+
+
+def rescale(model, factors):
+    """The same network at other magnitudes: conv layer k's kernel times f_k and its bias times
+    c_k = f_1 ... f_k, so its output (ReLU and average pooling commute with positive factors) is c_k times the
+    original's."""
+    cumulative = 1.0
+    convs = [layer for layer in model.layers if layer.__class__.__name__.endswith("Conv2D")]
+    assert len(convs) == 13
+    for layer, f in zip(convs, factors):
+        cumulative *= f
+        kernel, bias = layer.get_weights()
+        layer.set_weights([kernel * f, bias * cumulative])
+    return model
+
+
+FACTORS = (7.0, 0.2, 3.0, 0.5, 0.3, 4.0, 0.25, 2.0, 0.5, 3.0, 0.1, 6.0, 0.5)
+
+
+def result(tmp_path, monkeypatch, name, factors=None, **loss):
+    config = run_config(tmp_path, name, **loss)
+    real = engine.load_network
+
+    def load(config, say=print):
+        network = real(config, say)
+        if factors:
+            rescale(network.model, factors)
+        return network
+    monkeypatch.setattr(engine, "load_network", load)
+    run_dir = stylize.run(config, **QUIET)
+    return image_io.load_image(os.path.join(run_dir, "result.png"))
+
+
+@pytest.mark.slow
+def test_the_same_strength_gives_the_same_picture_on_a_rescaled_network(tmp_path, monkeypatch):
+    plain = result(tmp_path, monkeypatch, "plain")
+    scaled = result(tmp_path, monkeypatch, "scaled", FACTORS)
+    assert np.abs(plain - scaled).max() < 2 / 255   # the same picture, up to float rounding
+    # with fixed, raw weights the balance moves with the magnitudes: another picture
+    fixed = dict(content_weight=1.0, style_weight=1e4)
+    plain_fixed = result(tmp_path, monkeypatch, "plain_fixed", **fixed)
+    scaled_fixed = result(tmp_path, monkeypatch, "scaled_fixed", FACTORS, **fixed)
+    assert np.abs(plain_fixed - scaled_fixed).mean() > 10 / 255
+
+
+@pytest.mark.slow
+def test_the_found_weights_are_recorded_and_reproduce_the_run(tmp_path):
+    config = run_config(tmp_path, "found", strength=0.7)
+    run_dir = stylize.run(config, **QUIET)
+    from nst_tf import rundir
+    summary = rundir.read_summary(run_dir)
+    found = summary["balance"]
+    assert found["strength"] == 0.7 and found["style_weight"] > 0
+    again = rundir.read_config(run_dir)   # run.flags: the weights found, by hand; no strength
+    assert again.loss.strength is None and not again.automatic_balance
+    assert again.loss.style_weight == found["style_weight"] and again.loss.content_weight == found["content_weight"]
+    with open(os.path.join(run_dir, "run.flags")) as f:
+        assert "--strength=0.7 found its weights" in f.readline()
+
+
+@pytest.mark.slow
+def test_the_anchors_barely_move_with_the_size(tmp_path):
+    """Scale-free terms at two sizes of the same pair: the weights found stay within 30%."""
+    found = []
+    for size in (40, 80):
+        config = run_config(tmp_path, f"size{size}", max_size=size)
+        from nst_tf.plan import make_plan
+        plan = make_plan(config, say=lambda *a: None)
+        network = engine.load_network(plan.config)
+        found.append(balance.resolve(plan.config, plan.inputs, network, say=lambda *a: None)[1])
+    assert found[1].style_weight == pytest.approx(found[0].style_weight, rel=0.3)
+    assert found[1].content_weight == pytest.approx(found[0].content_weight, rel=0.3)
+
+
+@pytest.mark.slow
+def test_a_flat_photo_is_balanced_without_nan(tmp_path):
+    content, style = images(tmp_path)
+    flat = tmp_path / "flat.png"
+    image_io.save_image(np.full((40, 48, 3), 0.4, np.float32), str(flat))
+    config = dataclasses.replace(run_config(tmp_path, "flat"), images=ImageConfig(content=str(flat), style=style,
+                                                                                max_size=40))
+    run_dir = stylize.run(config, **QUIET)
+    assert np.isfinite(image_io.load_image(os.path.join(run_dir, "result.png"))).all()
