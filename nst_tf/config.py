@@ -44,6 +44,10 @@ STYLE_LOSSES = ("gram", "mean_cov", "wasserstein", "mean_std")   # losses.style_
 # Largest side we accept; beyond it a CPU run takes hours (tiles keep the memory bounded: nst_tf/tiling.py).
 MAX_SIZE_LIMIT = 4096
 AUTO_SIZE = 0   # max_size of --max_size=auto, until nst_tf.plan picks the size (nst_tf/memory.py)
+# --num_steps=auto: each scale stops when the image has stopped changing visibly (nst_tf.engine.CONVERGED),
+# never beyond AUTO_STEPS_CAP steps at the first scale (halved at each next, as num_steps is).
+AUTO_STEPS = 0
+AUTO_STEPS_CAP = 400
 # The size at which the look is defined (and the default weights were calibrated). With
 # --resolution_invariant, larger results are reached coarse-to-fine from it and the content term is
 # scaled by (REFERENCE_SIZE / longest side)^2 (README, "The same look at every size").
@@ -193,7 +197,9 @@ class LossConfig:
 class OptimConfig:
     optimizer: str = option("adam", "adam, or lbfgs: the paper's L-BFGS (TensorFlow Probability; no learning "
                             "rate; pixels outside [0, 1] pay a soft penalty, the outputs are clipped).", OPTIMIZERS)
-    num_steps: int = option(200, "Optimizer steps (L-BFGS: iterations).")
+    num_steps: int = option(200, "Optimizer steps (L-BFGS: iterations) at the first scale (halved at each next), or "
+                            f"auto: each scale stops when the image has stopped changing visibly, at most "
+                            f"{AUTO_STEPS_CAP} steps at the first scale; the steps taken are reported.", text=True)
     learning_rate: float = option(0.02, "Adam learning rate (pixels in [0, 1]).")
     init: str = option("auto", "Start image: noise, content, recolored (the content in the style's colours: "
                        "their mean and covariance, by --color_match), style; auto: recolored for transfer "
@@ -426,7 +432,7 @@ def schedule(config: Config) -> tuple[tuple[int, int], ...]:
     num_steps at the first scale and half as many at each next one (the finer scales start close), but
     at least a quarter of num_steps (a sqrt(2) pyramid has five scales up to 512 px)."""
     sizes = scale_sizes(config)
-    n = config.optim.num_steps
+    n = config.optim.num_steps or AUTO_STEPS_CAP   # auto: the cap; each scale may stop earlier (engine)
     steps = config.images.scale_steps or tuple(max(1, n >> k, n // 4) for k in range(len(sizes)))
     return tuple(zip(sizes, steps))
 
@@ -658,7 +664,7 @@ def validate(config: Config) -> Config:
         raise UserError("--init=recolored needs --content=IMAGE and --style=IMAGE.")
     if loss.style_octaves is not None and not 0 <= loss.style_octaves <= 4:
         raise UserError(f"--style_octaves={loss.style_octaves} must be 0 (off) to 4.")
-    if opt.num_steps < 1:
+    if opt.num_steps < 1 and opt.num_steps != AUTO_STEPS:
         raise UserError(f"--num_steps={opt.num_steps} must be at least 1.")
     if not (math.isfinite(opt.init_contrast) and 0 <= opt.init_contrast <= 1):
         raise UserError(f"--init_contrast={opt.init_contrast} must be in [0, 1] (1: the recoloured content).")
@@ -721,7 +727,7 @@ def to_flags(config: Config, skip: tuple[str, ...] = ("run_name",)) -> list[str]
                 value = ",".join(repr(v) if isinstance(v, float) else str(v) for v in value)
             elif isinstance(value, float):
                 value = repr(value)
-            elif f.name == "max_size" and value == AUTO_SIZE:
+            elif f.name in ("max_size", "num_steps") and value == AUTO_SIZE:
                 value = "auto"   # as run.py spells it (0 is refused there)
             lines.append(f"--{f.name}={value}")
     for line in lines:   # a flagfile holds one flag per line, each stripped of surrounding spaces
@@ -817,11 +823,27 @@ def parse_field(name: str, text: str):
     opt = _option_named(name)
     if opt.text and name == "max_size":
         return parse_max_size(text)
+    if opt.text and name == "num_steps":
+        return parse_num_steps(text)
     if opt.is_tuple:
         return tuple(_parse_scalar(opt.kind, t.strip(), name) for t in text.split(",") if t.strip())
     if text == "" and opt.optional:
         return None
     return _parse_scalar(opt.kind, text, name)
+
+
+def parse_num_steps(text: str) -> int:
+    """--num_steps's text: a whole number of steps, or auto (AUTO_STEPS)."""
+    value = text.strip().lower()
+    if value == "auto":
+        return AUTO_STEPS
+    try:
+        steps = int(value)
+    except ValueError:
+        raise UserError(f"--num_steps={text} must be a whole number of steps or auto.") from None
+    if steps < 1:
+        raise UserError(f"--num_steps={text} must be at least 1 (or auto: until the image stops changing).")
+    return steps
 
 
 def parse_max_size(text: str) -> int:

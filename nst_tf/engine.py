@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from nst_tf import backbones, color, image_io, normalize, registry, rundir
-from nst_tf.config import Config, schedule
+from nst_tf.config import AUTO_STEPS, Config, schedule
 from nst_tf.errors import Interrupted, UserError
 from nst_tf.evaluate import make_loss
 from nst_tf.inputs import Inputs, initial_image
@@ -61,6 +61,8 @@ class Job:
     run_dir: str
     init: np.ndarray | None = None  # the start image, if not the config's init (the previous scale's result)
     balance: object | None = None   # what --strength found (balance.Balance), for summary.json
+    changes: list = dataclasses.field(default_factory=list)   # (step, mean |pixel change| per step, 1/255)
+    converged_at: int | None = None   # --num_steps=auto: the step where the image stopped changing
     status: str = "pending"
     message: str = ""
     logger: RunLogger | None = None
@@ -119,6 +121,7 @@ class Job:
             "device": device, "backbone": self.config.model.backbone,
             "effective_weights": dataclasses.asdict(self.weights),
             "balance": dataclasses.asdict(self.balance) if self.balance else None,
+            "converged_at": self.converged_at, "image_change_per_step": self.changes,
             "tensorflow": tf.__version__, "keras": keras.__version__, "python": sys.version.split()[0],
             "final": {k: v for k, v in last.items() if k not in ("step", "wall_s")},
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
@@ -209,19 +212,43 @@ class _AllStopped(Exception):
     """Every job of the batch has stopped (diverged): nothing left to optimize."""
 
 
+# --num_steps=auto: a scale stops once every image of the batch changes by less than this per step (mean
+# absolute change of its pixels over the last log interval, in 1/255), after at least CONVERGED_MIN_STEPS
+# steps (docs/balance.md, "Steps until the image stops changing").
+CONVERGED = 0.05
+CONVERGED_MIN_STEPS = 40
+
+
+class _Converged(Exception):
+    """Every running image of the batch has stopped changing visibly (--num_steps=auto)."""
+
+
 class _BatchLog:
     """The `on_log` callback of a batch: feeds each running job's logger its own row; a job whose loss
     becomes non-finite stops alone (images of a batch do not share gradients) and keeps its last image.
-    When a logger takes a snapshot, every running job's optimizer state is saved with it."""
+    When a logger takes a snapshot, every running job's optimizer state is saved with it. Each job's image
+    change per step between log rows is kept in `job.changes`; with `converge`, the batch stops (`_Converged`)
+    when every image changes by less than CONVERGED per step."""
 
-    def __init__(self, jobs: list[Job], device: str, save, num_steps: int, progress=None, margin: int = 0):
+    def __init__(self, jobs: list[Job], device: str, save, num_steps: int, progress=None, margin: int = 0,
+                 converge: bool = False):
         self.jobs, self.device, self.save = jobs, device, save
         self.num_steps, self.progress, self.margin = num_steps, progress, margin
+        self.converge, self.previous = converge, None
+
+    def changes(self, step: int, images: np.ndarray) -> None:
+        """Records each job's mean absolute pixel change per step (in 1/255) since the last row."""
+        if self.previous is not None and step > self.previous[0]:
+            per_step = np.abs(images - self.previous[1]).mean(axis=(1, 2, 3)) * 255 / (step - self.previous[0])
+            for i, job in enumerate(self.jobs):
+                job.changes.append((step, round(float(per_step[i]), 4)))
+        self.previous = (step, images.copy())
 
     def __call__(self, step: int, images: np.ndarray, terms: dict) -> None:
         images = crop_canvas(images, self.margin)   # loggers, snapshots, the result and the next scale: the centre
         if self.progress is not None:
             self.progress(step, self.num_steps)
+        self.changes(step, images)
         snapshots = {id(job): job.logger.last_snapshot for job in self.running()}
         for job in self.running():
             try:
@@ -234,6 +261,9 @@ class _BatchLog:
         # from a folder whose state, snapshots and losses.csv agree
         if any(job.logger.last_snapshot != snapshots[id(job)] for job in self.running()):
             self.save()
+        if self.converge and step >= CONVERGED_MIN_STEPS and step < self.num_steps and all(
+                job.changes and job.changes[-1][0] == step and job.changes[-1][1] < CONVERGED for job in self.running()):
+            raise _Converged
 
     def running(self) -> list[Job]:
         return [job for job in self.jobs if job.status == "running"]
@@ -311,11 +341,14 @@ def optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: in
             if on_save is not None:
                 on_save()
 
-        log = _BatchLog(jobs, device, save, num_steps, on_progress, margin)
+        log = _BatchLog(jobs, device, save, num_steps, on_progress, margin, converge=optim.num_steps == AUTO_STEPS)
         try:
             optimizer.run(loss, images, weights, num_steps, log, first.output.log_every)
         except _AllStopped:
             return
+        except _Converged:
+            for job in log.running():
+                job.converged_at = log.previous[0]
         except KeyboardInterrupt:
             save()
             raise Interrupted("interrupted; " + log.stop_all("interrupted")) from None

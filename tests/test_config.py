@@ -49,7 +49,7 @@ def test_defaults_are_valid_and_left_to_the_backbone():
      "--preserve_colors and --color_only need --mode=transfer"),
     (dict(images=ImageConfig(content="c.jpg", style="s.jpg", color_only=True), sweep=("seed:1,2",)),
      "--color_only makes one image"),
-    (dict(optim=OptimConfig(num_steps=0)), "--num_steps=0"),
+    (dict(optim=OptimConfig(num_steps=-1)), "--num_steps=-1"),
     (dict(optim=OptimConfig(learning_rate=0.0)), "--learning_rate=0.0"),
     (dict(model=ModelConfig(precision="float16")), "--precision='float16' is not one of auto, float32, mixed_bfloat16"),
     (dict(optim=OptimConfig(tile_size=32)), "--tile_size=32 must be 0 (whole images) or at least 64"),
@@ -203,6 +203,7 @@ def test_every_option_is_a_flag_and_every_flag_reaches_the_config(tmp_path):
               "content_layer_weights": "2", "style_layers": "conv1_1,conv2_1", "style_layer_weights": "1,3",
               "content_loss": "l1", "gram_norm": "paper", "content_weight": "3", "style_weight": "4e5",
               "tv_weight": "0.5", "resolution_invariant": "false", "normalize_gradients": None,
+              "strength": None,   # with weights by hand it is refused: tests/test_balance.py
               "optimizer": "adam", "num_steps": "17", "learning_rate": "0.07", "init": "style", "init_contrast": "0.25", "init_noise": "0.3",
               "init_noise_cells": "8", "seed": "9",
               "device": "cpu", "tile_size": "0", "jit_compile": "true", "output_dir": str(tmp_path),

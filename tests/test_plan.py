@@ -14,9 +14,10 @@ from nst_tf.config import Config, ImageConfig, LossConfig, ModelConfig, OptimCon
     ("resnet50", "none", False, ("conv5_block1_1_conv",), "conv1_relu", 2e7),
 ])
 def test_resolve_fills_in_the_backbones_defaults(backbone, transform, normalized, content, style0, beta):
+    """With the weights set by hand (here alpha: the automatic balance is off), beta's default is the backbone's."""
     config = Config(images=ImageConfig(content="c.png", style="s.png"),
                     model=ModelConfig(backbone=backbone, weights="random", feature_transform=transform,
-                                      normalize_features=normalized))
+                                      normalize_features=normalized), loss=LossConfig(content_weight=1.0))
     resolved = plan.resolve(config, say=lambda *a: None)
     assert resolved.loss.content_layers == content and resolved.loss.style_layers[0] == style0
     assert resolved.loss.style_weight == beta
@@ -30,7 +31,7 @@ def test_resolve_fills_in_the_backbones_defaults(backbone, transform, normalized
 
 def test_luminance_transfer_raises_the_default_style_weight_only():
     base = Config(images=ImageConfig(content="c.png", style="s.png", preserve_colors="luminance"),
-                  model=ModelConfig(backbone="vgg16_hed"))
+                  model=ModelConfig(backbone="vgg16_hed"), loss=LossConfig(content_weight=1.0))
     quiet = dict(say=lambda *a: None)
     assert plan.resolve(base, **quiet).loss.style_weight == 2.5e7 * color.LUMINANCE_STYLE_FACTOR
     given = dataclasses.replace(base, loss=LossConfig(style_weight=3.0))
@@ -44,6 +45,13 @@ def test_normalized_gradients_have_their_own_default_style_weight():
     assert resolved.loss.style_weight == registry.NORMALIZED_GRADIENTS_STYLE_WEIGHT   # no luminance factor
 
 
+def test_the_automatic_balance_leaves_the_weights_to_be_found():
+    resolved = plan.resolve(Config(images=ImageConfig(content="c.png", style="s.png"),
+                                   model=ModelConfig(backbone="vgg16_hed")), say=lambda *a: None)
+    assert resolved.automatic_balance and resolved.loss.normalize_terms
+    assert resolved.loss.style_weight is None and resolved.loss.content_weight is None   # nst_tf.balance finds them
+
+
 def test_resolve_takes_the_last_scale_as_the_size():
     config = Config(images=ImageConfig(content="c.png", style="s.png", max_size=300, scales=(128, 640)),
                     model=ModelConfig(backbone="vgg16_hed"))
@@ -54,7 +62,8 @@ def test_resolution_invariant_alpha_follows_the_size(content_path, style_path):
     """alpha x (256 / longest side)^2: the content term (a sum over positions) weighs the same at any size."""
     def alpha(max_size, invariant=True):
         config = Config(images=ImageConfig(content=content_path, style=style_path, max_size=max_size),
-                        model=ModelConfig(backbone="vgg16_hed"), loss=LossConfig(resolution_invariant=invariant))
+                        model=ModelConfig(backbone="vgg16_hed"),
+                        loss=LossConfig(resolution_invariant=invariant, content_weight=1.0))
         made = plan.make_plan(config, say=lambda *a: None)
         weights = plan.EffectiveWeights.of(made.config, made.inputs.shape)
         assert weights.row((), ()) [0] == weights.content

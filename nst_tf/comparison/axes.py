@@ -23,7 +23,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from nst_tf.config import (Config, with_loss_defaults, OutputConfig, field_sections, get_field, parse_field, validate,
+from nst_tf.config import (Config, OutputConfig, field_sections, get_field, parse_field, validate,
                            with_field)
 from nst_tf.errors import UserError
 
@@ -169,8 +169,9 @@ def _value(name: str, text: str):
 def apply(config: Config, name: str, text: str) -> Config:
     """`config` with axis `name` set to the value `text`."""
     value = _value(name, text)
-    if name == RATIO:
-        return with_field(config, "style_weight", with_loss_defaults(config).loss.content_weight / value)
+    if name == RATIO:   # alpha/beta by hand (the automatic balance off): alpha as given, else 1
+        alpha = config.loss.content_weight if config.loss.content_weight is not None else 1.0
+        return with_field(with_field(config, "content_weight", alpha), "style_weight", alpha / value)
     return with_field(config, name, value)
 
 
