@@ -446,16 +446,18 @@ def schedule(config: Config) -> tuple[tuple[int, int], ...]:
 # The style octaves (Snelgrove 2017) give the optimization the style's large structures (README, "Quality");
 # the stylizer's defaults were measured without them.
 LOSS_DEFAULTS = {"normalize_terms": False, "content_weight": 1.0, "tv_weight": 1.0, "style_octaves": 2}
+# The automatic balance (nst_tf/balance.py) on scale-free terms, where the TV term is a mean over pixel pairs:
+# at 100 it takes the fine crumpled relief out of flat regions (docs/balance.md); alpha and beta are found later.
+BALANCED_LOSS_DEFAULTS = {"normalize_terms": True, "tv_weight": 100.0, "style_octaves": 2,
+                          "strength": DEFAULT_STRENGTH}
 TRAIN_LOSS_DEFAULTS = {"normalize_terms": True, "content_weight": 10.0, "tv_weight": 100.0, "style_octaves": 0}
 
 
 def with_loss_defaults(config: "Config") -> "Config":
-    """`config` with each unset loss option (None) given its mode's default (LOSS_DEFAULTS, or
-    TRAIN_LOSS_DEFAULTS for --mode=train)."""
-    defaults = TRAIN_LOSS_DEFAULTS if config.mode == "train" else LOSS_DEFAULTS
-    if config.automatic_balance:   # scale-free terms, the weights found later from the pair (nst_tf/balance.py)
-        defaults = {**{k: v for k, v in defaults.items() if k != "content_weight"}, "normalize_terms": True,
-                    "strength": DEFAULT_STRENGTH}
+    """`config` with each unset loss option (None) given its mode's default (LOSS_DEFAULTS; BALANCED_LOSS_DEFAULTS
+    where alpha and beta are found from the pair; TRAIN_LOSS_DEFAULTS for --mode=train)."""
+    defaults = (TRAIN_LOSS_DEFAULTS if config.mode == "train" else BALANCED_LOSS_DEFAULTS if config.automatic_balance
+                else LOSS_DEFAULTS)
     unset = {name: value for name, value in defaults.items() if getattr(config.loss, name) is None}
     if not unset:
         return config
