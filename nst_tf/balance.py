@@ -34,7 +34,7 @@ from nst_tf.inputs import Inputs
 
 # R(0.5): the style distance weighed this many times the content distance at the default strength, chosen by
 # eye and blind comparison on the tuning corpus (docs/balance.md).
-RATIO_AT_HALF = 40.0
+RATIO_AT_HALF = 100.0
 # R(1) / R(0.5) = R(0.5) / R(0): the dial spans RANGE^2 of balance.
 RANGE = 30.0
 
@@ -48,46 +48,55 @@ def style_ratio(strength: float) -> float:
 class Balance:
     """What the automatic balance found for one run: the anchors and the weights they give."""
     strength: float
-    content_anchor: float   # C0
-    style_anchor: float     # S0
-    content_weight: float   # alpha = 1 / C0
-    style_weight: float     # beta = R(s) / S0
+    content_anchor: float   # C0, the mean of the content layers' anchors
+    style_anchor: float     # S0, the mean of the style layers' anchors
+    content_weight: float   # alpha (the layers carry their anchors)
+    style_weight: float     # beta = R(s)
 
     def describe(self) -> str:
-        return (f"balance: --strength={self.strength:g} gives --content_weight={self.content_weight:.4g} "
-                f"--style_weight={self.style_weight:.4g} (content of the painting {self.content_anchor:.3g}, style "
-                f"of the photo {self.style_anchor:.3g}; explicit weights switch this off)")
+        return (f"balance: --strength={self.strength:g}: each layer weighed by its own distance between the photo "
+                f"and the painting (content of the painting {self.content_anchor:.3g}, style of the photo "
+                f"{self.style_anchor:.3g}), --style_weight={self.style_weight:.4g}; run.flags holds the layer weights "
+                "found; explicit weights switch this off")
 
 
-def weights_for(strength: float, content_anchor: float, style_anchor: float) -> Balance:
-    """The weights of `strength` from the two anchors (both > 0)."""
-    return Balance(strength, content_anchor, style_anchor, 1.0 / content_anchor, style_ratio(strength) / style_anchor)
-
-
-def anchors(loss, weights, content: np.ndarray, style: np.ndarray) -> tuple[float, float]:
-    """(C0, S0) of one pair through `loss` (the run's objective, `evaluate.Loss`, with scale-free terms) and
-    `weights` (its per-layer weights, alpha = beta = 1): the content term of the style image resized to the
-    content's shape, and the style term of the content image."""
+def layer_anchors(loss, weights, content: np.ndarray, style: np.ndarray) -> tuple[dict, dict]:
+    """({content layer: C0_l}, {style layer: S0_l}) of one pair through `loss` (the run's objective with
+    scale-free terms) and `weights` (alpha = beta = 1): each content layer's term at the style image resized to
+    the content's shape, each style layer's term (octave copies included) at the content image."""
     painting = image_io.resize(style, content.shape[:2])
     _, at_painting = loss(tf.constant(painting[None]), weights)
     _, at_photo = loss(tf.constant(content[None]), weights)
-    return float(at_painting["content"].numpy()[0]), float(at_photo["style"].numpy()[0])
+    def per_layer(terms, kind):
+        return {name.split("/", 1)[1]: float(v.numpy()[0]) for name, v in terms.items()
+                if name.startswith(kind + "/")}
+    return per_layer(at_painting, "content"), per_layer(at_photo, "style")
 
 
 def check_anchors(content_anchor: float, style_anchor: float) -> None:
-    """A flat, single-colour photo or painting makes an anchor zero (nothing to measure a distance with)."""
-    for value, what in ((style_anchor, "the photo already has the painting's statistics (or one of them is a flat "
-                                       "single colour)"),
-                        (content_anchor, "the painting has the photo's features (or one of them is a flat single "
-                                         "colour)")):
+    """A pair whose photo already has the painting's statistics (the same image, or both one flat colour) leaves
+    nothing to measure the style's pull by."""
+    for value, what in ((style_anchor, "the photo already has the painting's statistics (the same image, or both "
+                                       "one flat colour)"),
+                        (content_anchor, "the painting has the photo's features (the same image?)")):
         if not (math.isfinite(value) and value > 1e-6):
             raise UserError(f"--strength cannot balance this pair: {what}; give --content_weight and "
                             "--style_weight instead.")
 
 
+# A layer whose photo is already (nearly) at the painting's statistics would take a huge weight from its tiny
+# anchor; each anchor is at least this fraction of the largest of its kind.
+ANCHOR_FLOOR = 1e-3
+
+
 def resolve(config: Config, inputs: Inputs, network, say=print) -> tuple[Config, Balance | None]:
     """`config` with the weights of its strength for `inputs`, found at the pyramid's first size on `network`
-    (`engine.Network`), or unchanged (and None) where the balance is off (explicit weights, one-term modes)."""
+    (`engine.Network`), or unchanged (and None) where the balance is off (explicit weights, one-term modes).
+
+    Every layer is measured against its own anchor, so each pulls alike at the start whatever its magnitude:
+    content layer c weighs w_c / C0_c; style layer l (octave copies listed as layers of their own) weighs
+    R(s) w_l / (W S0_l), W = sum of the w_l, so that the style's pull at the photo is R(s) times the content's
+    at the painting."""
     if not config.automatic_balance:
         return config, None
     from nst_tf import engine   # the engine imports this module's users; import it late
@@ -95,13 +104,26 @@ def resolve(config: Config, inputs: Inputs, network, say=print) -> tuple[Config,
     job = engine.Job(first, inputs.at(schedule(config)[0][0]), "")
     loss, weights = engine.loss_of(job, network)
     working = job.working
-    c0, s0 = anchors(loss, weights, working.content, working.styles[0] if len(working.styles) == 1 else
-                     _blend(working))
+    style = working.styles[0] if len(working.styles) == 1 else _blend(working)
+    content_anchors, style_anchors = layer_anchors(loss, weights, working.content, style)
+    w_content, w_style = job.weights.content_layers, job.weights.style_layers
+    c0 = sum(w_content[n] * v for n, v in content_anchors.items()) / sum(w_content.values())
+    s0 = sum(w_style[n] * v for n, v in style_anchors.items()) / sum(w_style.values())
     check_anchors(c0, s0)
-    found = weights_for(config.loss.strength if config.loss.strength is not None else DEFAULT_STRENGTH, c0, s0)
+    strength = config.loss.strength if config.loss.strength is not None else DEFAULT_STRENGTH
+    found = Balance(strength, c0, s0, 1.0, style_ratio(strength))
+    floor_c = ANCHOR_FLOOR * max(content_anchors.values())
+    floor_s = ANCHOR_FLOOR * max(style_anchors.values())
+    total = sum(w_style.values())
+    layers = tuple(style_anchors)
+    loss_config = dataclasses.replace(
+        config.loss, strength=None, content_weight=1.0, style_weight=found.style_weight, style_octaves=0,
+        content_layers=tuple(content_anchors),
+        content_layer_weights=tuple(w_content[n] / max(v, floor_c) for n, v in content_anchors.items()),
+        style_layers=layers,
+        style_layer_weights=tuple(w_style[n] / (total * max(style_anchors[n], floor_s)) for n in layers))
     say(found.describe())
-    return dataclasses.replace(config, loss=dataclasses.replace(
-        config.loss, strength=None, content_weight=found.content_weight, style_weight=found.style_weight)), found
+    return dataclasses.replace(config, loss=loss_config), found
 
 
 def _blend(inputs: Inputs) -> np.ndarray:

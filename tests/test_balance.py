@@ -15,10 +15,8 @@ from tests.conftest import smooth_image, stripes_image
 QUIET = dict(show_progress=False, say=lambda *a: None)
 
 
-def test_weights_from_the_anchors_by_hand():
-    found = balance.weights_for(0.5, content_anchor=2.0, style_anchor=8.0)
-    assert found.content_weight == pytest.approx(0.5)                          # 1 / C0
-    assert found.style_weight == pytest.approx(balance.RATIO_AT_HALF / 8.0)    # R(0.5) / S0
+def test_the_strength_scale_by_hand():
+    assert balance.style_ratio(0.5) == pytest.approx(balance.RATIO_AT_HALF)
     # each step of 0.5 in strength multiplies the style's pull by RANGE
     assert balance.style_ratio(1.0) / balance.style_ratio(0.5) == pytest.approx(balance.RANGE)
     assert balance.style_ratio(0.5) / balance.style_ratio(0.0) == pytest.approx(balance.RANGE)
@@ -141,12 +139,35 @@ def test_the_found_weights_are_recorded_and_reproduce_the_run(tmp_path):
     from nst_tf import rundir
     summary = rundir.read_summary(run_dir)
     found = summary["balance"]
-    assert found["strength"] == 0.7 and found["style_weight"] > 0
+    assert found["strength"] == 0.7 and found["style_weight"] == pytest.approx(balance.style_ratio(0.7))
     again = rundir.read_config(run_dir)   # run.flags: the weights found, by hand; no strength
     assert again.loss.strength is None and not again.automatic_balance
     assert again.loss.style_weight == found["style_weight"] and again.loss.content_weight == found["content_weight"]
+    assert len(again.loss.style_layer_weights) == len(again.loss.style_layers) == 5 and again.loss.style_octaves == 0
     with open(os.path.join(run_dir, "run.flags")) as f:
         assert "--strength=0.7 found its weights" in f.readline()
+
+
+@pytest.mark.slow
+def test_each_layer_pulls_alike_at_the_start(tmp_path):
+    """The layer weights found make every style layer's weighted term at the photo R(s) / L, and the content
+    term at the painting 1: each layer measured against its own distance."""
+    import tensorflow as tf
+    from nst_tf.plan import make_plan
+    config = run_config(tmp_path, "alike", strength=0.5)
+    plan = make_plan(config, say=lambda *a: None)
+    network = engine.load_network(plan.config)
+    found, _ = balance.resolve(plan.config, plan.inputs, network, say=lambda *a: None)
+    job = engine.Job(found, plan.inputs, "")
+    loss, weights = engine.loss_of(job, network)
+    photo = job.working.content
+    painting = image_io.resize(job.working.styles[0], photo.shape[:2])
+    _, at_photo = loss(tf.constant(photo[None]), weights)
+    _, at_painting = loss(tf.constant(painting[None]), weights)
+    layers = found.loss.style_layers
+    pulls = [float(at_photo[f"weighted/style/{n}"][0]) for n in layers]
+    assert pulls == pytest.approx([balance.style_ratio(0.5) / len(layers)] * len(layers), rel=1e-3)
+    assert float(at_painting["weighted/content"][0]) == pytest.approx(1.0, rel=1e-3)
 
 
 @pytest.mark.slow
@@ -159,8 +180,8 @@ def test_the_anchors_barely_move_with_the_size(tmp_path):
         plan = make_plan(config, say=lambda *a: None)
         network = engine.load_network(plan.config)
         found.append(balance.resolve(plan.config, plan.inputs, network, say=lambda *a: None)[1])
-    assert found[1].style_weight == pytest.approx(found[0].style_weight, rel=0.3)
-    assert found[1].content_weight == pytest.approx(found[0].content_weight, rel=0.3)
+    assert found[1].style_anchor == pytest.approx(found[0].style_anchor, rel=0.3)
+    assert found[1].content_anchor == pytest.approx(found[0].content_anchor, rel=0.3)
 
 
 @pytest.mark.slow
