@@ -18,8 +18,8 @@ import warnings
 import numpy as np
 
 from nst_tf import image_io
-from nst_tf.comparison.axes import photo_files
 from nst_tf.errors import UserError
+from nst_tf.inputs import photo_files
 
 MAX_ZOOM = 2.0
 # Photos kept decoded in memory (the default set and small folders); larger folders are read per crop.
