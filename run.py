@@ -203,6 +203,7 @@ def parse(argv: list[str]) -> tuple[Config | None, list, str | None]:
         config = rundir.resumed_config(resume_dir, given_options())
     else:
         config = config_from_flags()
+    lifecycle.check_options(config)   # an option this mode does not read but names another: refused here
     cells = [] if config.feed_forward else comparison.expand(config)
     many = photo_files(config.images.content) is not None   # a bad photo fails alone, later
     if config.stylizer.model:

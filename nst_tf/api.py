@@ -7,6 +7,7 @@
   nst_tf.resume(run_dir, **overrides)                   continue a stopped run, sweep or training
   nst_tf.train_stylizer(style, train_images=None, **options) a feed-forward stylizer (Johnson et al. 2016)
   nst_tf.apply_stylizer(model, content, **options)      stylize photos with it, one forward pass each
+  nst_tf.load_stylizer(path)                            a stylizer.keras as a Keras model
   nst_tf.run(config, images)                            any mode from a `nst_tf.config.Config` (as run.py)
 
 Images may be file paths, PIL images, numpy arrays or tensors (HxWx3 or 1xHxWx3; floats in [0, 1] or
@@ -251,3 +252,11 @@ def apply_stylizer(model, content, *, say=print, **options):
     path = model.path if isinstance(model, StylizerResult) else os.fspath(model)
     return run(_options(Config(mode="apply"), {**options, "model": path}), {"content": content}, say=say,
                progress=False)
+
+
+def load_stylizer(path):
+    """The stylizer saved at `path` (the stylizer.keras of a --mode=train run) as a Keras model taking
+    [image [B, H, W, 3] in [0, 1], style weights [B, styles]]; a one-line UserError for a file that is not
+    one. After `import nst_tf`, `keras.saving.load_model(path)` loads it too (`nst_tf.__init__`)."""
+    from nst_tf.stylizer import apply
+    return apply.load(os.fspath(path))

@@ -30,7 +30,7 @@ import traceback
 from typing import Callable
 
 from nst_tf import rundir
-from nst_tf.config import Config, validate, with_field
+from nst_tf.config import Config, field_sections, get_field, validate, with_field
 from nst_tf.errors import Diverged, Interrupted, OutOfMemory, UserError
 from nst_tf.inputs import photo_files
 
@@ -56,6 +56,46 @@ MODES: list[Mode] = [
     Mode("color_only", "nst_tf.stylize:color_only", lambda c: c.images.color_only),
     Mode("optimize", "nst_tf.stylize:work", lambda c: True),   # one image: transfer, content, texture
 ]
+
+
+# The options each --mode leaves unread: {option: the option this mode reads instead, or None}. Given with
+# another value than its default, one with an option of its own in this mode is refused (naming that
+# option: `--mode=train --num_steps=3` once trained for the default --train_steps); the others are named in
+# one line at the start. A new --mode adds its row.
+_STYLIZER = {"train_steps": "num_steps", "train_learning_rate": "learning_rate", "train_size": "max_size",
+             "batch_size": None, "stylizer_width": None}
+_PYRAMID = dict.fromkeys(("scales", "scale_steps", "min_scale", "scale_ratio"))
+_START = dict.fromkeys(("init", "init_contrast", "init_noise", "init_noise_cells", "average_decay", "canvas_margin",
+                        "jit_compile"))
+_RUNS_OF_MANY = dict.fromkeys(("sweep", "sweep_batch", "cluster", "ray_workers"))
+
+
+def _section(name: str) -> dict:
+    return {option: None for option, section in field_sections().items() if section == name}
+
+
+NOT_READ: dict[str, dict[str, str | None]] = {
+    "transfer": _STYLIZER, "content": _STYLIZER, "texture": _STYLIZER,
+    "train": {"num_steps": "train_steps", "learning_rate": "train_learning_rate", "max_size": "train_size",
+              **_PYRAMID, **_START, **_RUNS_OF_MANY, "preserve_colors": None, "color_match": None},
+    "apply": {**_section("model"), **_section("loss"), **_PYRAMID, **_START, **_RUNS_OF_MANY, **dict.fromkeys(_STYLIZER),
+              "num_steps": None, "learning_rate": None, "optimizer": None, "seed": None, "tile_size": None,
+              "gradient_blur": None, "style_scale": None, "color_match": None},
+}
+
+
+def check_options(config: Config) -> list[str]:
+    """UserError for an option given in a --mode that does not read it but reads another instead; the
+    lines that name the other unread options given (empty if none)."""
+    row, default = NOT_READ.get(config.mode, {}), Config()
+    unread = []
+    for name, instead in row.items():
+        if name not in field_sections() or get_field(config, name) == get_field(default, name):
+            continue
+        if instead:
+            raise UserError(f"--mode={config.mode} does not read --{name}; it reads --{instead}.")
+        unread.append(f"--{name}")
+    return [f"note: --mode={config.mode} does not read {', '.join(unread)} (left unused)."] if unread else []
 
 
 def register(mode: Mode) -> None:
@@ -142,10 +182,13 @@ def run(config: Config, *, show_progress: bool = True, say=print, resume_dir: st
     of memory), `Interrupted` (Ctrl-C or SIGTERM, after the run saved what it had) or a bug's exception;
     whenever the run folder exists, its summary.json says how the run ended.
     """
+    say = say or (lambda *a: None)
     if not images:
         config = validate(config)
+    for line in check_options(config):
+        say(line)
     mode = mode_of(config)
-    current = Run(config, mode, say or (lambda *a: None), show_progress, resume_dir)
+    current = Run(config, mode, say, show_progress, resume_dir)
     if images:
         current.run_dir, current.config = _save_inputs(config, images)
     work = mode.load()   # TensorFlow loads here
