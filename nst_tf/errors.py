@@ -26,3 +26,16 @@ class Interrupted(Exception):
 
 class MissingExtra(UserError):
     """An optional part of nst_tf is not installed; the message names the pip extra that brings it."""
+
+
+def require(module: str, extra: str, what: str) -> None:
+    """MissingExtra, in one line naming the extra to install, when `module` (needed for `what`) cannot be
+    imported. Checks without importing it (Ray takes seconds)."""
+    import importlib.util
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):   # a module set to None in sys.modules, or a broken package
+        found = False
+    if not found:
+        raise MissingExtra(f"{what} needs {module}, which is not installed: pip install \"nst_tf[{extra}]\" "
+                           f"(or pip install -e \".[{extra}]\" in a checkout).")

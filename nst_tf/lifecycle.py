@@ -31,7 +31,7 @@ from typing import Callable
 
 from nst_tf import rundir
 from nst_tf.config import Config, field_sections, get_field, validate, with_field
-from nst_tf.errors import Diverged, Interrupted, OutOfMemory, UserError
+from nst_tf.errors import Diverged, Interrupted, OutOfMemory, UserError, require
 from nst_tf.inputs import photo_files
 
 
@@ -85,8 +85,11 @@ NOT_READ: dict[str, dict[str, str | None]] = {
 
 
 def check_options(config: Config) -> list[str]:
-    """UserError for an option given in a --mode that does not read it but reads another instead; the
-    lines that name the other unread options given (empty if none)."""
+    """UserError for an option given in a --mode that does not read it but reads another instead, or one
+    whose optional part is not installed (`errors.require`); the lines that name the other unread options
+    given (empty if none)."""
+    if config.cluster:   # an optional part: fail before anything loads
+        require("ray", "cluster", f"--cluster={config.cluster}")
     row, default = NOT_READ.get(config.mode, {}), Config()
     unread = []
     for name, instead in row.items():

@@ -2,6 +2,7 @@
 import json
 import os
 import signal
+import sys
 
 import pytest
 
@@ -164,3 +165,24 @@ def test_every_mode_writes_the_one_summary_schema(tmp_path, content_path, style_
     applied = nst_tf.apply_stylizer(trained, content_path, max_size=32, output_dir=str(tmp_path / "out"), say=None)
     assert_schema(summary_of(applied.run_dir), "apply")
     assert summary_of(applied.run_dir)["steps"] == 1 and summary_of(applied.run_dir)["details"]["images"] == 1
+
+
+def test_a_missing_extra_is_one_line_naming_it(monkeypatch, tmp_path, content_path, style_path, capsys):
+    from tests.test_run import main_in_process
+    monkeypatch.setitem(sys.modules, "ray", None)   # as if `pip install -e .` left the [cluster] extra out
+    code = main_in_process(f"--content={content_path}", f"--style={style_path}", "--sweep=seed:1,2", "--cluster=ray",
+                           f"--output_dir={tmp_path}")
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip() == ('error: --cluster=ray needs ray, which is not installed: pip install '
+                                         '"nst_tf[cluster]" (or pip install -e ".[cluster]" in a checkout).')
+    assert not os.listdir(tmp_path) or set(os.listdir(tmp_path)) <= {"content.png", "style.png"}
+
+
+def test_without_scikit_image_the_default_training_set_is_said(monkeypatch):
+    from nst_tf.stylizer import data
+    assert data.default_set_note() is None   # the [test] extra brings it
+    with_it = data.bundled_photos()
+    monkeypatch.setitem(sys.modules, "skimage", None)
+    monkeypatch.setitem(sys.modules, "skimage.data", None)
+    assert 'pip install "nst_tf[train]"' in data.default_set_note()
+    assert set(data.bundled_photos()) < set(with_it)

@@ -52,6 +52,15 @@ def bundled_photos() -> tuple[str, ...]:
     return tuple(files)
 
 
+def default_set_note() -> str | None:
+    """The line that says the offline set lacks scikit-image's photos (it is an extra), or None."""
+    import importlib.util
+    if importlib.util.find_spec("skimage") is not None:
+        return None
+    return (f"note: training on the bundled photos alone; pip install \"nst_tf[train]\" adds scikit-image's "
+            f"{len(SKIMAGE_PHOTOS)} colour photos to the default set")
+
+
 def training_photos(folder: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(training photos, held-out photos) of --train_images (a folder or a pattern), or of the offline set."""
     if folder is None:

@@ -138,6 +138,8 @@ def work(run: lifecycle.Run) -> None:
     config = resolve(run.config, say)
     st, out = config.stylizer, config.output
     photos, held_out = data.training_photos(st.train_images)
+    if st.train_images is None and data.default_set_note():
+        say(data.default_set_note())
     styles = [image_io.load_resized(p, max(16, round(st.train_size * config.images.style_scale)))
               for p in config.style_paths]
     device = pick_device(config.optim.device)
