@@ -172,7 +172,8 @@ def _applied(folder: str):
     outputs = os.path.join(folder, "results")
     if not os.path.isdir(outputs):
         return Result(image_io.load_image(os.path.join(folder, "result.png")), folder, {})
-    return [Result(image_io.load_image(os.path.join(outputs, name)), folder, {}) for name in sorted(os.listdir(outputs))]
+    return [Result(image_io.load_image(os.path.join(outputs, name)), folder, {})
+            for name in sorted(os.listdir(outputs))]
 
 
 def _run(mode: str, images: dict, options: dict, say, progress: bool) -> Result | SweepResult:

@@ -78,7 +78,8 @@ NOT_READ: dict[str, dict[str, str | None]] = {
     "transfer": _STYLIZER, "content": _STYLIZER, "texture": _STYLIZER,
     "train": {"num_steps": "train_steps", "learning_rate": "train_learning_rate", "max_size": "train_size",
               **_PYRAMID, **_START, **_RUNS_OF_MANY, "preserve_colors": None, "color_match": None},
-    "apply": {**_section("model"), **_section("loss"), **_PYRAMID, **_START, **_RUNS_OF_MANY, **dict.fromkeys(_STYLIZER),
+    "apply": {**_section("model"), **_section("loss"), **_PYRAMID, **_START, **_RUNS_OF_MANY,
+              **dict.fromkeys(_STYLIZER),
               "num_steps": None, "learning_rate": None, "optimizer": None, "seed": None, "tile_size": None,
               "gradient_blur": None, "style_scale": None, "color_match": None},
 }

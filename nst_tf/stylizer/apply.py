@@ -1,7 +1,7 @@
 """Applying a trained stylizer: photos in, stylized photos out, one forward pass each (--mode=apply).
 
 `load(path)` reads a stylizer.keras (a UserError in one line for anything that is not one); `Stylizer`
-runs it on images [H, W, 3] in [0, 1] with the style weights mixing its styles; `apply(config)` stylizes
+runs it on images [H, W, 3] in [0, 1] with the style weights mixing its styles; `work` (--mode=apply) stylizes
 --content (an image, a folder or a pattern) at --max_size into a run folder: result.png for one image,
 results/<name>.png for several, with --preserve_colors=luminance or swap applied after, run.flags and a
 summary.json whose details hold the milliseconds per image.

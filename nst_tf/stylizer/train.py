@@ -1,8 +1,8 @@
 """Training a stylizer (Johnson et al. 2016; several styles: Dumoulin et al. 2017) with the run's objective.
 
-`train(config)` is --mode=train: the objective is the one an optimization minimizes (`nst_tf.objective`,
-the same layers, weights and statistics), but what is optimized is the network's weights, over random
-crops of the training photos (`nst_tf.stylizer.data`):
+`work` is --mode=train (a mode of `nst_tf.lifecycle`): the objective is the one an optimization minimizes
+(`nst_tf.objective`, the same layers, weights and statistics), but what is optimized is the network's
+weights, over random crops of the training photos (`nst_tf.stylizer.data`):
 
   loss = mean over the batch of  alpha * content(N(x), x) + beta * style(N(x), style s) + tv * TV(N(x))
 
