@@ -196,28 +196,30 @@ def run(config: Config, *, show_progress: bool = True, say=print, resume_dir: st
     if images:
         current.run_dir, current.config = _save_inputs(config, images)
     work = mode.load()   # TensorFlow loads here
-    try:
-        with _interrupts_held_while_stopping(current):
+    with _interrupts_held_while_stopping(current):   # until summary.json is written
+        try:
             work(current)
-    except BaseException as error:
-        stop = error
-        if isinstance(error, KeyboardInterrupt):   # not turned into a saved stop by the mode: say what there is
-            stop = Interrupted(f"interrupted; {current.run_dir} keeps what the run had saved" if current.run_dir
-                               else "interrupted before the first step; nothing was written.")
-        if current.run_dir and os.path.isdir(current.run_dir):
-            current.status = status_of(stop)
-            try:
-                current.write_summary(str(stop))
-            except OSError:   # the disk that stopped the run may not take the summary either
-                pass
-        if stop is not error:
-            raise stop from None
-        raise
-    finally:
-        if "nst_tf.summaries" in sys.modules:   # the progress bar is drawn a last time before the last line
-            sys.modules["nst_tf.summaries"].close_progress_bars()
-    current.status = "done"
-    current.write_summary()
+        except BaseException as error:
+            current.stopping = True
+            stop = error
+            if isinstance(error, KeyboardInterrupt):   # not turned into a saved stop by the mode: say what there is
+                stop = Interrupted(f"interrupted; {current.run_dir} keeps what the run had saved" if current.run_dir
+                                   else "interrupted before the first step; nothing was written.")
+            if current.run_dir and os.path.isdir(current.run_dir):
+                current.status = status_of(stop)
+                try:
+                    current.write_summary(str(stop))
+                except OSError:   # the disk that stopped the run may not take the summary either
+                    pass
+            if stop is not error:
+                raise stop from None
+            raise
+        finally:
+            if "nst_tf.summaries" in sys.modules:   # the progress bar is drawn a last time before the last line
+                sys.modules["nst_tf.summaries"].close_progress_bars()
+        current.stopping = True
+        current.status = "done"
+        current.write_summary()
     return current.run_dir
 
 
