@@ -16,9 +16,10 @@
   python run.py --mode=apply --model=outputs/<run>/stylizer.keras --content=photos/  # one pass per photo
 
 This file alone defines and reads flags; it turns them into one frozen `nst_tf.config.Config` and hands
-it to `nst_tf.stylize.run` (or `nst_tf.comparison.run_sweep`). Errors in the input end with one line on
-stderr and exit status 2; Ctrl-C or SIGTERM saves the last image and the state for --resume and exits with
-status 130; an unexpected error (a bug) prints its traceback and exits 1.
+it to `nst_tf.lifecycle.command`, which runs every mode (as the Python API does) and says how it ended:
+errors in the input end with one line on stderr and exit status 2; Ctrl-C or SIGTERM saves the last image
+and the state for --resume and exits with status 130; an unexpected error (a bug) prints its traceback and
+exits 1.
 """
 from __future__ import annotations
 
@@ -58,14 +59,14 @@ if __name__ == "__main__":   # first of all: SIGTERM stops like Ctrl-C from the 
     sys.excepthook = _stopped_while_starting
 
 import contextlib  # noqa: E402
-import traceback  # noqa: E402
 
 from absl import flags  # noqa: E402
 
 from nst_tf import config as schema  # noqa: E402
-from nst_tf import comparison, image_io, rundir  # noqa: E402
+from nst_tf import comparison, image_io, lifecycle, rundir  # noqa: E402
 from nst_tf.config import REFERENCE_SIZE, Config  # noqa: E402
-from nst_tf.errors import Interrupted, UserError  # noqa: E402
+from nst_tf.errors import UserError  # noqa: E402
+from nst_tf.inputs import photo_files  # noqa: E402
 
 
 def define_flags() -> None:
@@ -133,8 +134,9 @@ def _stderr_muted(muted: bool):
         os.close(saved)
 
 
-def _load_engine():
-    """Imports the engine and starts TensorFlow's runtime, without its C++ start-up lines.
+def _load_engine(config: Config | None) -> None:
+    """Imports the mode's work (or the layer listing) and starts TensorFlow's runtime, without its C++
+    start-up lines.
 
     TensorFlow prints lines like "cudart_stub.cc: Could not find cuda drivers" before its log level
     applies, so stderr is muted while it loads. Set TF_CPP_MIN_LOG_LEVEL yourself (e.g. to 0 when
@@ -143,11 +145,12 @@ def _load_engine():
     muted = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with _stderr_muted(muted):
-        from nst_tf import stylize
-        from nst_tf.comparison import runner
+        if config is None:
+            from nst_tf import list_layers  # noqa: F401
+        else:
+            lifecycle.mode_of(config).load()
         import tensorflow as tf
         tf.config.list_logical_devices()   # the runtime's own start-up lines come here
-    return stylize, runner
 
 
 def _read_flags(argv: list[str]) -> list[str]:
@@ -200,8 +203,9 @@ def parse(argv: list[str]) -> tuple[Config | None, list, str | None]:
         config = rundir.resumed_config(resume_dir, given_options())
     else:
         config = config_from_flags()
+    lifecycle.check_options(config)   # an option this mode does not read but names another: refused here
     cells = [] if config.feed_forward else comparison.expand(config)
-    many = comparison.photo_files(config.images.content) is not None   # a bad photo fails alone, later
+    many = photo_files(config.images.content) is not None   # a bad photo fails alone, later
     if config.stylizer.model:
         image_io.check_model_path(config.stylizer.model)
     for cfg in [c.config for c in cells] or [config]:
@@ -222,8 +226,14 @@ def main(argv: list[str]) -> int:
     try:
         return _main(argv)
     except KeyboardInterrupt:   # Ctrl-C or SIGTERM while parsing flags or loading TensorFlow
-        print("stopped: interrupted before the first step; nothing was written.", file=sys.stderr)
-        return 130
+        return _ended(KeyboardInterrupt())
+
+
+def _ended(error: BaseException | None) -> int:
+    status, line = lifecycle.exit_status(error)
+    if line:
+        print(line, file=sys.stderr)
+    return status
 
 
 def _engine_loaded() -> None:
@@ -240,46 +250,20 @@ def _main(argv: list[str]) -> int:
         print(_help(full=any(arg.endswith("helpfull") for arg in wanted)))
         return 0
     try:
-        config, cells, resume_dir = parse(argv)
+        config, _, resume_dir = parse(argv)
     except (flags.Error, UserError) as e:
-        print(f"error: {_message(e)}", file=sys.stderr)
-        return 2
-    stylize, runner = _load_engine()   # TensorFlow loads here, after the flags are known to be good.
+        return _ended(UserError(_message(e)))
+    _load_engine(config)   # TensorFlow loads here, after the flags are known to be good.
     _engine_loaded()
-    from nst_tf import list_layers, summaries   # already imported by the engine
-    try:
+    if config is None:   # --list_layers
+        from nst_tf import list_layers
         try:
-            if FLAGS.list_layers:
-                size = schema.parse_max_size(FLAGS.max_size)
-                print(list_layers.describe(FLAGS.backbone, size or REFERENCE_SIZE, FLAGS.pooling, FLAGS.content))
-            elif config.mode == "train":
-                from nst_tf.stylizer import train
-                train.train(config, show_progress=FLAGS.progress, resume_dir=resume_dir)
-            elif config.mode == "apply":
-                from nst_tf.stylizer import apply
-                apply.apply(config)
-            elif cells:
-                runner.run_sweep(config, show_progress=FLAGS.progress, resume_dir=resume_dir)
-            else:
-                stylize.run(config, show_progress=FLAGS.progress, resume_dir=resume_dir)
-        finally:   # whatever ends the run, the progress bar is drawn for the last time before the last line
-            summaries.close_progress_bars()
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (Interrupted, KeyboardInterrupt) as e:
-        print(f"stopped: {str(e) or 'interrupted before the first step'}", file=sys.stderr)
-        return 130
-    except OSError as e:   # a full disk or a folder that vanished while writing outputs
-        print(f"error: cannot write {e.filename or 'the outputs'} ({e.strerror or e}); free some space or "
-              "choose another --output_dir.", file=sys.stderr)
-        return 2
-    except Exception:   # a bug: the traceback is for the report; the run folder has kept its last image
-        traceback.print_exc()
-        print("error: nst_tf failed unexpectedly (traceback above); the run folder keeps the last good image "
-              "and state.npz (--resume); please report this with the traceback.", file=sys.stderr)
-        return 1
-    return 0
+            size = schema.parse_max_size(FLAGS.max_size)
+            print(list_layers.describe(FLAGS.backbone, size or REFERENCE_SIZE, FLAGS.pooling, FLAGS.content))
+        except UserError as e:
+            return _ended(e)
+        return 0
+    return lifecycle.command(config, resume_dir=resume_dir, show_progress=FLAGS.progress)
 
 
 if __name__ == "__main__":

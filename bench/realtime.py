@@ -48,7 +48,8 @@ IMAGES = os.environ.get("NST_TF_IMAGES", os.path.join(ROOT, "..", "shared", "ima
 
 def unseen_photos(summary: dict) -> list[tuple[str, str, bool]]:
     """(name, path, shown in the repo's figure) of the photos the stylizer never trained on."""
-    photos = [(os.path.splitext(os.path.basename(p))[0], p, True) for p in summary.get("held_out", [])]
+    held_out = summary.get("details", {}).get("held_out", [])   # summary.json: rundir.summary's schema
+    photos = [(os.path.splitext(os.path.basename(p))[0], p, True) for p in held_out]
     tubingen = os.path.join(IMAGES, "tubingen.jpg")
     if os.path.exists(tubingen):
         photos.append(("tubingen", tubingen, False))

@@ -1,4 +1,4 @@
-"""The Python API: what `import nst_tf` gives a notebook or a script, and what run.py is a client of.
+"""The Python API: what `import nst_tf` gives a notebook or a script.
 
   nst_tf.transfer(content, style, **options)            content + style (Gatys et al. 2016)
   nst_tf.reconstruct(content, layer="conv4_2", **options) content reconstruction from noise
@@ -7,6 +7,8 @@
   nst_tf.resume(run_dir, **overrides)                   continue a stopped run, sweep or training
   nst_tf.train_stylizer(style, train_images=None, **options) a feed-forward stylizer (Johnson et al. 2016)
   nst_tf.apply_stylizer(model, content, **options)      stylize photos with it, one forward pass each
+  nst_tf.load_stylizer(path)                            a stylizer.keras as a Keras model
+  nst_tf.run(config, images)                            any mode from a `nst_tf.config.Config` (as run.py)
 
 Images may be file paths, PIL images, numpy arrays or tensors (HxWx3 or 1xHxWx3; floats in [0, 1] or
 uint8). An image given in memory is saved as a PNG in `<run folder>/inputs/` and the run reads it from
@@ -14,6 +16,7 @@ there, so the folder's run.flags reproduces the run. Options are the flag names 
 (`max_size=512`, `style_weight=1e8`, `style_layers=("conv1_1", "conv2_1")`, `max_size="auto"`, ...);
 `progress=False` hides the progress bar and `say=None` the one-line messages. Each call returns a
 `Result` (or `SweepResult`): the image as float32 RGB in [0, 1], the run folder and the final named terms.
+Every call runs through `nst_tf.lifecycle.run`, as run.py does.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from nst_tf import image_io, rundir
-from nst_tf.config import Config, get_field, parse_field, validate, with_field
+from nst_tf.config import Config, get_field, parse_field, with_field
 from nst_tf.config import options as options_of_config
 from nst_tf.errors import UserError
 
@@ -136,43 +139,45 @@ def _options(config: Config, options: dict) -> Config:
     return config
 
 
-class _Session:
-    """The inputs of one API call: paths as given, in-memory images saved into the run folder first."""
-
-    def __init__(self, config: Config, images: dict[str, object], prefix: str = ""):
-        self.run_dir = None
-        in_memory = {k: v for k, v in images.items() if v is not None and not isinstance(v, (str, os.PathLike))}
-        paths = {k: os.fspath(v) for k, v in images.items() if isinstance(v, (str, os.PathLike))}
-        if in_memory:   # the run folder exists before the run, so its inputs can live in it
-            named = config
-            for kind in in_memory:   # the folder is named after "content" / "style" for in-memory images
-                named = with_field(named, kind, kind)
-            name = config.output.run_name or prefix + rundir.default_name(named)
-            self.run_dir = rundir.create(config.output.output_dir, name)
-            os.makedirs(os.path.join(self.run_dir, "inputs"))
-            for kind, image in in_memory.items():
-                path = os.path.join(self.run_dir, "inputs", f"{kind}.png")
-                image_io.save_image(_as_array(image), path)
-                paths[kind] = path
-        self.config = config
-        for kind, path in paths.items():
-            self.config = with_field(self.config, kind, path)
-
-
 def _say(say):
     return (lambda *a: None) if say is None else say
 
 
+def _in_memory(images: dict) -> tuple[dict, dict]:
+    """({kind: path} of the images given as paths, {kind: float32 [H, W, 3]} of those given in memory)."""
+    paths = {k: os.fspath(v) for k, v in images.items() if isinstance(v, (str, os.PathLike))}
+    arrays = {k: _as_array(v) for k, v in images.items() if v is not None and k not in paths}
+    return paths, arrays
+
+
+# The result of each lifecycle mode, read back from its run folder.
+RESULTS = {"sweep": lambda folder: SweepResult.of(folder), "train": lambda folder: StylizerResult.of(folder),
+           "apply": lambda folder: _applied(folder)}
+
+
+def run(config: Config, images: dict | None = None, *, say=print, progress: bool = True):
+    """Runs `config` (any mode) through `nst_tf.lifecycle.run` and reads its result back: a Result, a
+    SweepResult, a StylizerResult or, for --mode=apply, a Result per photo. `images`: {"content" or "style":
+    a path or an in-memory image}."""
+    from nst_tf import lifecycle
+    paths, arrays = _in_memory(images or {})
+    for kind, path in paths.items():
+        config = with_field(config, kind, path)
+    folder = lifecycle.run(config, show_progress=progress, say=_say(say), images=arrays)
+    return RESULTS.get(lifecycle.mode_of(config).name, Result.of)(folder)
+
+
+def _applied(folder: str):
+    """One Result for one photo, a list for several (results/<name>.png)."""
+    outputs = os.path.join(folder, "results")
+    if not os.path.isdir(outputs):
+        return Result(image_io.load_image(os.path.join(folder, "result.png")), folder, {})
+    return [Result(image_io.load_image(os.path.join(outputs, name)), folder, {})
+            for name in sorted(os.listdir(outputs))]
+
+
 def _run(mode: str, images: dict, options: dict, say, progress: bool) -> Result | SweepResult:
-    from nst_tf import stylize   # TensorFlow loads here, not at `import nst_tf`
-    from nst_tf.comparison.axes import photo_files
-    base = _options(Config(mode=mode), options)
-    session = _Session(base, images)
-    config = validate(session.config)
-    if photo_files(config.images.content) is not None:   # a folder or pattern of photos: a contact sheet
-        from nst_tf.comparison.runner import run_sweep
-        return SweepResult.of(run_sweep(config, show_progress=progress, say=_say(say), sweep_dir=session.run_dir))
-    return Result.of(stylize.run(config, show_progress=progress, say=_say(say), run_dir=session.run_dir))
+    return run(_options(Config(mode=mode), options), images, say=say, progress=progress)
 
 
 def transfer(content, style, *, say=print, progress: bool = True, **options) -> Result | SweepResult:
@@ -212,23 +217,17 @@ def sweep(content, style, axes: dict, *, say=print, progress: bool = True, **opt
         texts = [",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v) for v in values]
         specs.append(f"{name}:{(';' if list_valued else ',').join(texts)}")
     base = dataclasses.replace(_options(Config(mode="transfer"), options), sweep=tuple(specs))
-    session = _Session(base, {"content": content, "style": style}, prefix="sweep_")
-    return SweepResult.of(run_sweep(validate(session.config), show_progress=progress, say=_say(say),
-                                    sweep_dir=session.run_dir))
+    return run(base, {"content": content, "style": style}, say=say, progress=progress)
 
 
 def resume(run_dir: str, *, say=print, progress: bool = True, **overrides):
     """Continues the run or sweep stopped in `run_dir` with its own options, `overrides` on top (e.g.
     num_steps=500 to extend a finished run); returns its Result (SweepResult for a sweep)."""
-    from nst_tf import stylize
+    from nst_tf import lifecycle
     values = _options(Config(), overrides)
-    folder = stylize.resume(run_dir, {name: get_field(values, name) for name in overrides},
-                            show_progress=progress, say=_say(say))
-    if os.path.exists(os.path.join(folder, "sweep.flags")):
-        return SweepResult.of(folder)
-    if rundir.read_config(folder).mode == "train":
-        return StylizerResult.of(folder)
-    return Result.of(folder)
+    folder = lifecycle.resume(run_dir, {name: get_field(values, name) for name in overrides},
+                              show_progress=progress, say=_say(say))
+    return RESULTS.get(rundir.read_summary(folder).get("mode"), Result.of)(folder)
 
 
 def train_stylizer(style, train_images: str | None = None, *, say=print, progress: bool = True,
@@ -237,15 +236,13 @@ def train_stylizer(style, train_images: str | None = None, *, say=print, progres
     normalization weights per style) over `train_images` (a folder; default the bundled photos), with the
     run's objective; options as for `transfer` plus train_size, train_steps, batch_size, stylizer_width,
     train_learning_rate, export (("saved_model", "tflite"))."""
-    from nst_tf.stylizer import train
     styles = style if isinstance(style, (list, tuple)) else [style]
     if any(not isinstance(s, (str, os.PathLike)) for s in styles):
         raise UserError("train_stylizer takes its style images as file paths.")
     options = {**options, "style": ",".join(os.fspath(s) for s in styles)}
     if train_images is not None:
         options["train_images"] = os.fspath(train_images)
-    config = validate(_options(Config(mode="train"), options))
-    return StylizerResult.of(train.train(config, show_progress=progress, say=_say(say)))
+    return run(_options(Config(mode="train"), options), say=say, progress=progress)
 
 
 def apply_stylizer(model, content, *, say=print, **options):
@@ -253,14 +250,14 @@ def apply_stylizer(model, content, *, say=print, **options):
     forward pass: a Result for one image (a path or an in-memory image), a list of Results (one per photo)
     for a folder or a pattern. Options as for `transfer`: max_size, preserve_colors (none, luminance, swap),
     style_blend_weights (one per style of the network)."""
-    from nst_tf.comparison.axes import photo_files
-    from nst_tf.stylizer import apply
     path = model.path if isinstance(model, StylizerResult) else os.fspath(model)
-    session = _Session(_options(Config(mode="apply"), {**options, "model": path}), {"content": content})
-    config = validate(session.config)
-    folder = apply.apply(config, say=_say(say), run_dir=session.run_dir)
-    photos = photo_files(config.images.content)
-    if photos is None:
-        return Result(image_io.load_image(os.path.join(folder, "result.png")), folder, {})
-    outputs = os.path.join(folder, "results")
-    return [Result(image_io.load_image(os.path.join(outputs, name)), folder, {}) for name in sorted(os.listdir(outputs))]
+    return run(_options(Config(mode="apply"), {**options, "model": path}), {"content": content}, say=say,
+               progress=False)
+
+
+def load_stylizer(path):
+    """The stylizer saved at `path` (the stylizer.keras of a --mode=train run) as a Keras model taking
+    [image [B, H, W, 3] in [0, 1], style weights [B, styles]]; a one-line UserError for a file that is not
+    one. After `import nst_tf`, `keras.saving.load_model(path)` loads it too (`nst_tf.__init__`)."""
+    from nst_tf.stylizer import apply
+    return apply.load(os.fspath(path))

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
-import time
 from typing import Callable
 
 import keras
@@ -21,7 +19,7 @@ import tensorflow as tf
 
 from nst_tf import backbones, color, image_io, normalize, registry, rundir
 from nst_tf.config import AUTO_STEPS, Config, schedule
-from nst_tf.errors import Interrupted, UserError
+from nst_tf.errors import Interrupted, OutOfMemory, UserError
 from nst_tf.evaluate import make_loss
 from nst_tf.inputs import Inputs, initial_image
 from nst_tf.objective import LossWeights, term_names
@@ -111,20 +109,27 @@ class Job:
         self.status = "done"
         self.write_summary(device)
 
-    def write_summary(self, device: str) -> None:
+    def record(self) -> dict:
+        """What the job's summary.json says (`rundir.summary`'s fields); also what a one-image run records
+        (`nst_tf.lifecycle.Run.record`)."""
         logger = self.logger
+        if logger is None:
+            return {"steps": 0, "details": self.details()}
         last = logger.rows[-1] if logger.rows else {}
-        steps = last.get("step", 0)
-        rundir.write_json(os.path.join(self.run_dir, rundir.SUMMARY_FILE), {
-            "status": self.status, "steps": steps, "wall_time_s": round(logger.elapsed, 3),
-            "steps_per_s": round(steps / logger.elapsed, 4) if logger.elapsed > 0 else None,
-            "device": device, "backbone": self.config.model.backbone,
-            "effective_weights": dataclasses.asdict(self.weights),
-            "balance": dataclasses.asdict(self.balance) if self.balance else None,
-            "converged_at": self.converged_at, "image_change_per_step": self.changes,
-            "tensorflow": tf.__version__, "keras": keras.__version__, "python": sys.version.split()[0],
-            "final": {k: v for k, v in last.items() if k not in ("step", "wall_s")},
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        return {"steps": last.get("step", 0), "wall_time_s": logger.elapsed,
+                "final": {k: v for k, v in last.items() if k not in ("step", "wall_s")}, "details": self.details()}
+
+    def details(self) -> dict:
+        return {"objective": self.config.mode, "backbone": self.config.model.backbone,
+                "effective_weights": dataclasses.asdict(self.weights),
+                "balance": dataclasses.asdict(self.balance) if self.balance else None,
+                "converged_at": self.converged_at, "image_change_per_step": self.changes}
+
+    def write_summary(self, device: str) -> None:
+        fields = self.record()
+        rundir.write_summary(self.run_dir, rundir.summary(
+            self.status, "optimize", fields["steps"], fields.get("wall_time_s", 0.0), device, fields.get("final"),
+            fields["details"], "" if self.status == "done" else self.message))
 
 
 def optimize(jobs: list[Job], network: Network, device: str, show_progress: bool = True,
@@ -354,7 +359,7 @@ def optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: in
             raise Interrupted("interrupted; " + log.stop_all("interrupted")) from None
         except tf.errors.ResourceExhaustedError:
             hint = " or --sweep_batch" if len(jobs) > 1 else ""
-            raise UserError(f"out of memory at {shape[1]}x{shape[0]} pixels x {len(jobs)} images on {device}; "
+            raise OutOfMemory(f"out of memory at {shape[1]}x{shape[0]} pixels x {len(jobs)} images on {device}; "
                             f"lower --max_size{hint}; " + log.stop_all("out of memory")) from None
         except Exception:   # a bug: keep what the run has before the traceback
             save()

@@ -2,18 +2,38 @@
 
 All images follow the project's convention (float32 RGB HxWx3 in [0, 1]). The content image's longest
 side is the result's size; each style image's longest side is `style_scale` times it (times `max_size` in
-texture mode, where the result takes the first style image's shape).
+texture mode, where the result takes the first style image's shape). `photo_files` says which photos a
+folder or pattern given as --content or --train_images names.
+
+No TensorFlow at import (`nst_tf.lifecycle` and run.py ask `photo_files` before it loads); the masks load it.
 """
 from __future__ import annotations
 
 import dataclasses
+import glob
 import math
+import os
 
 import numpy as np
 
-from nst_tf import color, image_io, masks
+from nst_tf import color, image_io
 from nst_tf.config import Config, blend_weights, scale_sizes
 from nst_tf.errors import UserError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+
+
+def photo_files(content: str | None) -> tuple[str, ...] | None:
+    """The photos of a many-photo job: the image files of `content` when it names a folder or a glob
+    pattern (`photos/*.jpg`), sorted; None when it names one file (or nothing). UserError if none match."""
+    if not content or not (os.path.isdir(content) or glob.has_magic(content)):
+        return None
+    pattern = os.path.join(content, "*") if os.path.isdir(content) else content
+    files = sorted(p for p in glob.glob(pattern) if os.path.isfile(p) and p.lower().endswith(IMAGE_EXTENSIONS))
+    if not files:
+        raise UserError(f"--content={content!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)}); name an image, "
+                        "a folder of images or a pattern such as 'photos/*.jpg'.")
+    return tuple(files)
 
 
 @dataclasses.dataclass
@@ -25,7 +45,7 @@ class Inputs:
     content: np.ndarray | None
     styles: list[np.ndarray]
     blend: tuple[float, ...] = (1.0,)
-    guides: masks.Guides | None = None
+    guides: masks.Guides | None = None   # nst_tf.masks, imported where guides are loaded
     canvas: tuple[int, int] | None = None
 
     @property
@@ -89,6 +109,7 @@ def load_inputs(config: Config) -> Inputs:
         styles.append(image_io.resize(style, image_io.fit_size(*style.shape[:2], side)))
     guides = None
     if im.content_mask:
+        from nst_tf import masks   # TensorFlow
         guides = masks.load_guides(im.content_mask, config.style_mask_entries, content.shape[:2],
                                    [s.shape[:2] for s in styles])
     inputs = Inputs(content, styles, blend_weights(config) if styles else (), guides)

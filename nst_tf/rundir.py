@@ -8,7 +8,8 @@ A run writes `<output_dir>/<run_name>/`:
   losses.csv        every named term at every logged step, with the wall time
   losses.png        the loss curves (log scale)
   events.out.tfevents.*  TensorBoard scalars and images
-  summary.json      status, steps, wall time, device, the effective weights, final terms
+  summary.json      how the run ended, in one schema for every mode (`summary`): status, mode, steps,
+                    wall time, device, versions, final terms, the mode's details
   state.npz         the image and the optimizer's state, for --resume
   scales/<size>/    coarse to fine: each scale before the last, with files of its own as above
 A sweep folder holds sweep.flags, sweep.json, one run folder per cell and the comparison (`nst_tf.comparison`).
@@ -21,6 +22,8 @@ import io
 import json
 import os
 import shutil
+import sys
+import time
 from datetime import datetime
 
 import numpy as np
@@ -158,6 +161,56 @@ def resumed_config(folder: str, overrides: dict | None = None) -> Config:
             raise UserError(f"cannot resume with {name}={value!r}: there is no such option.")
         config = with_field(config, name, value)
     return validate(config)
+
+
+SUMMARY_KEYS = ("status", "mode", "message", "steps", "wall_time_s", "steps_per_s", "device", "versions", "final",
+                "details", "started_at", "finished_at")
+
+
+def versions() -> dict[str, str | None]:
+    """The versions a run ran with (TensorFlow's and Keras' read from the installed packages: no import)."""
+    from importlib import metadata
+    from nst_tf import __version__
+
+    def installed(*names):
+        for name in names:
+            module = sys.modules.get(name.replace("-cpu", ""))
+            if module is not None and hasattr(module, "__version__"):
+                return module.__version__
+            try:
+                return metadata.version(name)
+            except metadata.PackageNotFoundError:
+                continue
+        return None
+    return {"nst_tf": __version__, "python": sys.version.split()[0],
+            "tensorflow": installed("tensorflow", "tensorflow-cpu"), "keras": installed("keras")}
+
+
+def summary(status: str, mode: str, steps: int, wall_time_s: float, device: str | None, final: dict | None = None,
+            details: dict | None = None, message: str = "", started_at: str | None = None) -> dict:
+    """summary.json, one schema (`SUMMARY_KEYS`) for every mode:
+
+      status       done, interrupted, diverged, out of memory, failed or crashed (`nst_tf.lifecycle`)
+      mode         the lifecycle's mode: optimize, sweep, train, apply, color_only, ...
+      message      how a run that is not done ended (the line the command printed); "" when done
+      steps        the mode's units of work done: optimizer steps, training steps, images stylized; a sweep:
+                   its cells' steps together
+      wall_time_s  seconds, over every session of a resumed run where the mode keeps them
+      steps_per_s  steps / wall_time_s
+      device       where it ran ("/CPU:0", "/GPU:0"; None without a network)
+      versions     nst_tf, python, tensorflow, keras
+      final        the named terms of the last logged step ({"total": ..., "style/conv1_1": ...}); {} without
+      details      what only this mode has (backbone, effective weights, cells, ms per image, ...)
+    """
+    return {"status": status, "mode": mode, "message": message, "steps": int(steps),
+            "wall_time_s": round(wall_time_s, 3),
+            "steps_per_s": round(steps / wall_time_s, 4) if wall_time_s > 0 and steps else None,
+            "device": device, "versions": versions(), "final": dict(final or {}), "details": dict(details or {}),
+            "started_at": started_at, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def write_summary(run_dir: str, value: dict) -> None:
+    write_json(os.path.join(run_dir, SUMMARY_FILE), value)
 
 
 def read_summary(run_dir: str) -> dict:

@@ -91,3 +91,20 @@ def test_quickstart_notebook_runs(tmp_path):
     assert not [o for o in outputs if o.output_type == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4   # result, figure, grid, reconstructions
     assert len(os.listdir(tmp_path / "out")) == 4   # transfer, sweep, two reconstructions
+
+
+@pytest.mark.slow
+def test_keras_loads_a_trained_stylizer_after_import_nst_tf(tmp_path):
+    import subprocess
+    import sys
+    from nst_tf.stylizer import network, train
+    path = train.save_model(network.build_stylizer(1, 4, ("s",)), str(tmp_path))
+    code = ("import nst_tf, keras\n"   # a Keras user's two lines; nst_tf's layers are registered on the way
+            f"model = keras.saving.load_model({path!r}, compile=False)\n"
+            "print(sorted({type(layer).__name__ for layer in model.layers}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert "PadToMultiple" in out.stdout, out.stderr[-2000:]
+    assert network.num_styles(nst_tf.load_stylizer(path)) == 1
+    with pytest.raises(UserError, match="is not a Keras model file"):
+        nst_tf.load_stylizer(__file__)

@@ -243,12 +243,19 @@ def test_ctrl_c_keeps_the_synced_state_and_a_second_run_resumes_from_it(ray_clus
             caught.set()
             raise
 
-    threading.Thread(target=interrupt_after_first_sync, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
-        run()
-        events.append(("returned", time.monotonic()))
-        raise AssertionError(f"not interrupted: {[(e, round(t - events[0][1], 2)) for e, t in events]}; "
-                             f"SIGINT handler {signal.getsignal(signal.SIGINT)!r}")
+    # Ctrl-C raises KeyboardInterrupt here whatever this process inherited: a process started in the
+    # background by a non-interactive shell (nohup pytest ... &) has SIGINT ignored, and interrupt_main
+    # then does nothing
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=interrupt_after_first_sync, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            run()
+            events.append(("returned", time.monotonic()))
+            raise AssertionError(f"not interrupted: {[(e, round(t - events[0][1], 2)) for e, t in events]}; "
+                                 f"SIGINT handler {signal.getsignal(signal.SIGINT)!r}")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     with np.load(dest / "00_cell" / "state.npz") as f:
         step = int(f["step"])
     assert 0 < step < STEPS

@@ -86,7 +86,7 @@ def test_transfer_writes_every_output(tmp_path, content_path, style_path):
     assert float(rows[-1]["total"]) < float(rows[0]["total"])
     summary = json.load(open(os.path.join(run_dir, "summary.json")))
     assert summary["status"] == "done" and summary["steps"] == 6 and summary["wall_time_s"] > 0
-    assert summary["backbone"] == "vgg16_hed"
+    assert summary["details"]["backbone"] == "vgg16_hed" and summary["mode"] == "optimize"
     flags_text = open(os.path.join(run_dir, "run.flags")).read()
     assert flags_text.startswith("# Reproduces run") and "--seed=3" in flags_text
     assert "--backbone=vgg16_hed" in flags_text and "--tv_weight=10.0" in flags_text

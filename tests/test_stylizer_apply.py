@@ -37,7 +37,7 @@ def test_one_image_gives_result_png_at_max_size(tmp_path, content_path, model_pa
     result = image_io.load_image(os.path.join(run_dir, "result.png"))
     assert result.shape == (33, 40, 3)   # the 40x48 content at a longest side of 40
     summary = json.load(open(os.path.join(run_dir, "summary.json")))
-    assert summary["images"] == 1 and summary["style_weights"] == [1.0, 0.0]
+    assert summary["details"]["images"] == 1 and summary["details"]["style_weights"] == [1.0, 0.0]
     assert os.path.exists(os.path.join(run_dir, "run.flags"))
 
 

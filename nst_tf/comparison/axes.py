@@ -17,7 +17,6 @@ No TensorFlow here: this module only turns configs into configs.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import itertools
 import os
 import re
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from nst_tf.config import (Config, OutputConfig, field_sections, get_field, parse_field, validate,
                            with_field)
 from nst_tf.errors import UserError
+from nst_tf.inputs import IMAGE_EXTENSIONS, photo_files  # noqa: F401  (the photos of a many-photo job)
 
 RATIO = "ratio"
 # Flags that differ per image of one batch: they only change the per-image loss weights, the layer mask
@@ -61,22 +61,6 @@ def label(axis: str, text: str) -> str:
 
 
 IMAGE_AXES = ("content", "style", "content_mask", "style_mask")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
-
-
-def photo_files(content: str | None) -> tuple[str, ...] | None:
-    """The photos of a many-photo job: the image files of `content` when it names a folder or a glob
-    pattern (`photos/*.jpg`), sorted; None when it names one file (or nothing). UserError if none match."""
-    if not content or not (os.path.isdir(content) or glob.has_magic(content)):
-        return None
-    pattern = os.path.join(content, "*") if os.path.isdir(content) else content
-    files = sorted(p for p in glob.glob(pattern) if os.path.isfile(p) and p.lower().endswith(IMAGE_EXTENSIONS))
-    if not files:
-        raise UserError(f"--content={content!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)}); name an image, "
-                        "a folder of images or a pattern such as 'photos/*.jpg'.")
-    return tuple(files)
-
-
 def job_axes(config: Config) -> tuple[Axis, ...]:
     """The axes of a comparison: `--sweep`'s, after the photos of a many-photo job (`photo_files`), which
     come first, so that each photo is a row of the contact sheet."""

@@ -16,13 +16,13 @@ import shutil
 
 import tensorflow as tf
 
-from nst_tf import engine, image_io, rundir
+from nst_tf import balance, engine, image_io, lifecycle, rundir
 from nst_tf.config import Config
-from nst_tf.errors import Interrupted, UserError
-from nst_tf.inputs import Inputs
+from nst_tf.errors import Diverged, Interrupted, UserError
+from nst_tf.inputs import Inputs, photo_files
 from nst_tf.plan import Plan, make_plan, pick_device, with_seed_and_backbone
 from nst_tf.summaries import read_losses
-from nst_tf.comparison.axes import Cell, batches, expand, photo_files
+from nst_tf.comparison.axes import Cell, batches, expand
 from nst_tf.comparison.report import Outcome, write_report
 
 
@@ -198,40 +198,52 @@ def _run_on_cluster(config: Config, groups, plans, outcomes, sweep_dir, show_pro
         raise Interrupted("interrupted")
 
 
-def run_sweep(config: Config, show_progress: bool = True, say=print, resume_dir: str | None = None,
-              sweep_dir: str | None = None) -> str:
-    """Runs every cell of `config.sweep`; returns the sweep folder (`sweep_dir`: a new folder made for it,
-    holding its inputs, instead of making one).
+def balanced(cells: list[Cell], plans: dict[int, Plan], networks: dict, say=print) -> list[Cell]:
+    """The cells with the weights of the automatic balance found for each (nst_tf.balance), on the network they
+    run on (loaded here for the balance alone on a cluster); said for the first cell only."""
+    out = []
+    for cell in cells:
+        if cell.index in plans and cell.config.automatic_balance:
+            key = network_key(cell.config)
+            if key not in networks:
+                networks[key] = engine.load_network(cell.config, say)
+            config, _ = balance.resolve(cell.config, plans[cell.index].inputs, networks[key], say)
+            say = lambda *a: None  # noqa: E731
+            cell = dataclasses.replace(cell, config=config)
+        out.append(cell)
+    return out
 
-    With `resume_dir` (a sweep folder), finished and diverged cells are kept, stopped cells continue from
-    their state.npz and the others start; the grid and tables then cover every cell.
+
+def work(run: lifecycle.Run) -> None:
+    """Runs every cell of the sweep (or every photo of a many-photo job) in the sweep folder.
+
+    With `run.resume_dir` (a sweep folder), finished and diverged cells are kept, stopped cells continue
+    from their state.npz and the others start; the grid and tables then cover every cell.
     Raises UserError if a cell's input is bad (before anything runs) or, after everything is written, if
     a cell diverged; `Interrupted` on Ctrl-C after the grid and table of what finished are written.
     """
-    config, cells, plans, failed = plan_cells(config, say)
+    say = run.say
+    config, cells, plans, failed = plan_cells(run.config, say)
     device = pick_device(config.optim.device)
     networks = {}
     with tf.device(device):
         for cell in cells:   # on a cluster each worker loads its own
             if not config.cluster and cell.index in plans and network_key(cell.config) not in networks:
                 networks[network_key(cell.config)] = engine.load_network(cell.config, say)
+        cells = balanced(cells, plans, networks, say)
     rundir.check_free_space(config.output.output_dir, sum(
         rundir.output_bytes(c.config, plans[c.index].inputs.shape) for c in cells if c.index in plans))
-    if resume_dir:
-        sweep_dir = resume_dir
-    elif not sweep_dir:
-        prefix = "sweep_" if config.sweep else ""   # a many-photo job: <folder>_<style>_<time>
-        sweep_dir = rundir.create(config.output.output_dir,
-                                  config.output.run_name or prefix + rundir.default_name(config))
-    rundir.write_config(config, sweep_dir, "sweep.flags", what="sweep", note=f" ({len(cells)} cells)")
-    say(f"{'resuming sweep' if resume_dir else 'sweep folder:'} {sweep_dir} ({len(cells)} cells)")
+    resuming = bool(run.resume_dir)
+    sweep_dir = run.open(config, "sweep.flags", what="sweep", note=f" ({len(cells)} cells)")
+    say(f"{'resuming sweep' if resuming else 'sweep folder:'} {sweep_dir} ({len(cells)} cells)")
+    run.record(device=device)
 
-    outcomes, groups = _groups(cells, plans, failed, sweep_dir, bool(resume_dir), config.sweep_batch)
+    outcomes, groups = _groups(cells, plans, failed, sweep_dir, resuming, config.sweep_batch)
     try:
         if config.cluster:
-            _run_on_cluster(config, groups, plans, outcomes, sweep_dir, show_progress, say)
+            _run_on_cluster(config, groups, plans, outcomes, sweep_dir, run.show_progress, say)
         else:
-            _run_here(groups, plans, networks, device, outcomes, sweep_dir, bool(resume_dir), show_progress, say)
+            _run_here(groups, plans, networks, device, outcomes, sweep_dir, resuming, run.show_progress, say)
     except Interrupted:
         write_report(sweep_dir, config, outcomes)
         raise Interrupted(f"interrupted; the finished cells and the last images of the running ones are in "
@@ -239,15 +251,26 @@ def run_sweep(config: Config, show_progress: bool = True, say=print, resume_dir:
     except UserError:   # out of memory: the cells that finished are kept in the grid and the table
         write_report(sweep_dir, config, outcomes)
         raise
+    finally:
+        statuses = [o.status for o in outcomes]
+        run.record(steps=sum(int(o.final.get("step", 0)) for o in outcomes),
+                   details={"cells": len(cells), **{s: statuses.count(s) for s in sorted(set(statuses))},
+                            "grid": "grid.png", "table": "results.md"})
     write_report(sweep_dir, config, outcomes)
     say(f"grid: {os.path.join(sweep_dir, 'grid.png')}; table: {os.path.join(sweep_dir, 'results.md')}")
     diverged = [o.cell.label for o in outcomes if o.status == "diverged"]
     if diverged:
-        raise UserError(f"{len(diverged)} of {len(cells)} cells diverged ({'; '.join(diverged)}); their last good "
-                        f"images are in the grid; lower --learning_rate or the weights for them")
+        raise Diverged(f"{len(diverged)} of {len(cells)} cells diverged ({'; '.join(diverged)}); their last good "
+                       f"images are in the grid; lower --learning_rate or the weights for them")
     failures = [o.cell.label for o in outcomes if o.status == "failed"]
     if failures:
         what = "photos could not be used" if photo_files(config.images.content) is not None else "cells failed"
         raise UserError(f"{len(failures)} of {len(cells)} {what} ({'; '.join(failures)}); the others are done; "
                         f"the reasons are in {os.path.join(sweep_dir, 'results.md')}")
-    return sweep_dir
+
+
+def run_sweep(config: Config, show_progress: bool = True, say=print, resume_dir: str | None = None) -> str:
+    """`nst_tf.lifecycle.run` of a sweep, kept for scripts that call it; returns the sweep folder."""
+    if not lifecycle.mode_of(config).name == "sweep":
+        raise UserError("run_sweep needs --sweep or a folder of photos as --content.")
+    return lifecycle.run(config, show_progress=show_progress, say=say, resume_dir=resume_dir)

@@ -1,10 +1,10 @@
 """Applying a trained stylizer: photos in, stylized photos out, one forward pass each (--mode=apply).
 
 `load(path)` reads a stylizer.keras (a UserError in one line for anything that is not one); `Stylizer`
-runs it on images [H, W, 3] in [0, 1] with the style weights mixing its styles; `apply(config)` stylizes
+runs it on images [H, W, 3] in [0, 1] with the style weights mixing its styles; `work` (--mode=apply) stylizes
 --content (an image, a folder or a pattern) at --max_size into a run folder: result.png for one image,
 results/<name>.png for several, with --preserve_colors=luminance or swap applied after, run.flags and a
-summary.json with the milliseconds per image.
+summary.json whose details hold the milliseconds per image.
 """
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import color, image_io, rundir
-from nst_tf.comparison.axes import photo_files
+from nst_tf import color, image_io, lifecycle
 from nst_tf.config import Config, validate
 from nst_tf.errors import UserError
+from nst_tf.inputs import photo_files
 from nst_tf.plan import pick_device
 from nst_tf.stylizer import network
 
@@ -58,9 +58,9 @@ class Stylizer:
         return self._forward(tf.constant(image[None], tf.float32), self.style_weights)[0].numpy()
 
 
-def apply(config: Config, say=print, run_dir: str | None = None) -> str:
-    """--mode=apply: stylizes --content with --model; returns the run folder."""
-    config = validate(config)
+def work(run: lifecycle.Run) -> None:
+    """--mode=apply: stylizes --content (an image, a folder or a pattern) with --model in a new run folder."""
+    config, say = validate(run.config), run.say
     im, st = config.images, config.stylizer
     device = pick_device(config.optim.device)
     with tf.device(device):
@@ -71,14 +71,15 @@ def apply(config: Config, say=print, run_dir: str | None = None) -> str:
             say(f"the stylizer holds {len(names)} styles ({', '.join(names)}); using {names[0]} "
                 "(--style_blend_weights mixes them)")
         stylizer = Stylizer(model, tuple(blend_weights_of(given)))
-        run_dir = run_dir or rundir.create(config.output.output_dir, config.output.run_name or rundir.default_name(config))
-        rundir.write_config(config, run_dir)
+        run_dir = run.open(config)
+        run.record(device=device, details={"model": st.model, "images": 0, "skipped": [],
+                                           "style_weights": stylizer.style_weights.numpy()[0].tolist()})
         if st.export:
             from nst_tf.stylizer import export
             for path in export.export(model, run_dir, st.export):
                 say(f"exported: {path}")
         if not im.content:
-            return run_dir
+            return
         many = photo_files(im.content)
         photos = many or (im.content,)
         timings, failed = [], []
@@ -99,19 +100,21 @@ def apply(config: Config, say=print, run_dir: str | None = None) -> str:
                     else "result.png")
             os.makedirs(os.path.dirname(os.path.join(run_dir, name)), exist_ok=True)
             image_io.save_image(result, os.path.join(run_dir, name))
+            run.record(steps=len(timings))
         if not timings:
             raise UserError(f"none of the {len(photos)} photos in {im.content!r} could be read.")
-        rundir.write_json(os.path.join(run_dir, rundir.SUMMARY_FILE), {
-            "status": "done", "model": st.model, "images": len(timings), "skipped": failed, "device": device,
-            "style_weights": stylizer.style_weights.numpy()[0].tolist(),
-            # the first image of each size includes compiling; the median is the steady state
-            "ms_per_image_median": round(1000 * float(np.median(timings)), 2),
-            "ms_first_image": round(1000 * timings[0], 2),
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        run.details.update(images=len(timings), skipped=failed,
+                           # the first image of each size includes compiling; the median is the steady state
+                           ms_per_image_median=round(1000 * float(np.median(timings)), 2),
+                           ms_first_image=round(1000 * timings[0], 2))
     where = os.path.join(run_dir, "results" if many else "result.png")
     say(f"result{'s' * bool(many)}: {where} ({len(timings)} image{'s' * (len(timings) > 1)}, "
         f"{1000 * float(np.median(timings)):.0f} ms each)")
-    return run_dir
+
+
+def apply(config: Config, say=print) -> str:
+    """`nst_tf.lifecycle.run` of a --mode=apply config, kept for scripts that call it; returns the run folder."""
+    return lifecycle.run(config, say=say)
 
 
 def blend_weights_of(weights: tuple[float, ...]) -> tuple[float, ...]:

@@ -18,8 +18,8 @@ import warnings
 import numpy as np
 
 from nst_tf import image_io
-from nst_tf.comparison.axes import photo_files
 from nst_tf.errors import UserError
+from nst_tf.inputs import photo_files
 
 MAX_ZOOM = 2.0
 # Photos kept decoded in memory (the default set and small folders); larger folders are read per crop.
@@ -50,6 +50,15 @@ def bundled_photos() -> tuple[str, ...]:
     if os.path.exists(portrait):
         files.append(portrait)
     return tuple(files)
+
+
+def default_set_note() -> str | None:
+    """The line that says the offline set lacks scikit-image's photos (it is an extra), or None."""
+    import importlib.util
+    if importlib.util.find_spec("skimage") is not None:
+        return None
+    return (f"note: training on the bundled photos alone; pip install \"nst_tf[train]\" adds scikit-image's "
+            f"{len(SKIMAGE_PHOTOS)} colour photos to the default set")
 
 
 def training_photos(folder: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:

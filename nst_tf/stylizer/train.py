@@ -1,8 +1,8 @@
 """Training a stylizer (Johnson et al. 2016; several styles: Dumoulin et al. 2017) with the run's objective.
 
-`train(config)` is --mode=train: the objective is the one an optimization minimizes (`nst_tf.objective`,
-the same layers, weights and statistics), but what is optimized is the network's weights, over random
-crops of the training photos (`nst_tf.stylizer.data`):
+`work` is --mode=train (a mode of `nst_tf.lifecycle`): the objective is the one an optimization minimizes
+(`nst_tf.objective`, the same layers, weights and statistics), but what is optimized is the network's
+weights, over random crops of the training photos (`nst_tf.stylizer.data`):
 
   loss = mean over the batch of  alpha * content(N(x), x) + beta * style(N(x), style s) + tv * TV(N(x))
 
@@ -27,9 +27,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import backbones, engine, image_io, losses, rundir
+from nst_tf import backbones, engine, image_io, lifecycle, losses
 from nst_tf.config import Config, with_loss_defaults
-from nst_tf.errors import Interrupted, UserError
+from nst_tf.errors import Diverged, Interrupted, OutOfMemory, UserError
 from nst_tf.evaluate import WholeImage
 from nst_tf.inputs import Inputs
 from nst_tf.objective import WHOLE, LossWeights, Objective, Targets, compute_targets, term_names
@@ -129,16 +129,17 @@ def _square(image: np.ndarray, size: int) -> np.ndarray:
     return image_io.resize(image[top:top + side, left:left + side], (size, size))
 
 
-def train(config: Config, show_progress: bool = True, say=print, resume_dir: str | None = None,
-          run_dir: str | None = None) -> str:
-    """Trains the stylizer `config` describes (--mode=train); returns the run folder (stylizer.keras in it).
-
-    With `resume_dir`, continues the run stopped there from its last checkpoint. Raises UserError for bad
-    input or a diverging loss and `Interrupted` on Ctrl-C/SIGTERM, after writing a checkpoint and
-    stylizer.keras of the step reached."""
-    config = resolve(config, say)
+def work(run: lifecycle.Run) -> None:
+    """--mode=train: trains the stylizer `run.config` describes, into a new run folder (stylizer.keras in
+    it), or continues the one stopped in `run.resume_dir` from its last checkpoint. Raises UserError for bad
+    input, `Diverged` for a non-finite loss, `OutOfMemory`, and `Interrupted` on Ctrl-C/SIGTERM, after writing
+    a checkpoint and stylizer.keras of the step reached."""
+    say = run.say
+    config = resolve(run.config, say)
     st, out = config.stylizer, config.output
     photos, held_out = data.training_photos(st.train_images)
+    if st.train_images is None and data.default_set_note():
+        say(data.default_set_note())
     styles = [image_io.load_resized(p, max(16, round(st.train_size * config.images.style_scale)))
               for p in config.style_paths]
     device = pick_device(config.optim.device)
@@ -150,33 +151,32 @@ def train(config: Config, show_progress: bool = True, say=print, resume_dir: str
         extractor = backbones.build_extractor(backbone.model, (*weights.content_layers, *weights.style_layers),
                                               m.feature_transform, backbone.channel_means, m.softmax_temperature,
                                               config.blur_passes)
-        if resume_dir:
-            run_dir = resume_dir
-        else:
-            run_dir = run_dir or rundir.create(out.output_dir, out.run_name or rundir.default_name(config))
         model = network.build_stylizer(len(styles), st.stylizer_width, tuple(style_name(p) for p in config.style_paths))
         trainer = Trainer(config, extractor, styles, model)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=trainer.optimizer, step=trainer.step)
-        manager = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, CHECKPOINTS), max_to_keep=2)
-        if resume_dir:
-            if manager.latest_checkpoint is None:
-                raise UserError(f"{run_dir!r} has no checkpoint to resume from (it stopped before its first); "
+        start = 0
+        if run.resume_dir:   # refused before run.flags is rewritten with the new flags
+            folder = run.resume_dir
+            latest = tf.train.latest_checkpoint(os.path.join(folder, CHECKPOINTS))
+            if latest is None:
+                raise UserError(f"{folder!r} has no checkpoint to resume from (it stopped before its first); "
                                 "start the training again.")
-            checkpoint.restore(manager.latest_checkpoint).expect_partial()
+            checkpoint.restore(latest).expect_partial()
             start = int(trainer.step.numpy())
             if start >= st.train_steps:
-                raise UserError(f"{run_dir!r} is already at step {start} of {st.train_steps}; pass a larger "
+                raise UserError(f"{folder!r} is already at step {start} of {st.train_steps}; pass a larger "
                                 "--train_steps to continue it.")
+        run_dir = run.open(config)
+        manager = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, CHECKPOINTS), max_to_keep=2)
+        if run.resume_dir:
             say(f"resuming {run_dir} at step {start}")
         else:
-            start = 0
             say(f"run folder: {run_dir} ({len(photos)} training photos, {len(held_out)} held out; "
                 f"{len(styles)} style{'s' * (len(styles) > 1)}; {model.count_params():,} weights)")
-        rundir.write_config(config, run_dir)
         samples = [_square(p, st.train_size) for p in data.sample_photos(held_out, st.train_size)]
         crops = data.Crops(photos, st.train_size, config.optim.seed + start)   # a resumed run draws new crops
-        logger = RunLogger(run_dir, trainer.names, st.train_steps, out.save_every, show_progress, desc="training")
-        if resume_dir:
+        logger = RunLogger(run_dir, trainer.names, st.train_steps, out.save_every, run.show_progress, desc="training")
+        if run.resume_dir:
             logger.resume(start, trainer.sample_grid(samples), through=True)
         else:
             logger.log_inputs({f"{i + 1}_style": s for i, s in enumerate(styles)})
@@ -185,6 +185,15 @@ def train(config: Config, show_progress: bool = True, say=print, resume_dir: str
         def save(step: int) -> None:
             manager.save(checkpoint_number=step)
             save_model(model, run_dir)
+
+        def record() -> None:
+            rows = logger.rows
+            run.record(steps=int(trainer.step.numpy()), wall_time_s=logger.elapsed, device=device,
+                       final={k: v for k, v in (rows[-1] if rows else {}).items() if k not in ("step", "wall_s")},
+                       details={"backbone": config.model.backbone, "styles": list(config.style_paths),
+                                "training_photos": len(photos), "held_out": list(held_out),
+                                "effective_weights": dataclasses.asdict(trainer.weights),
+                                "this_session_s": round(time.monotonic() - began, 3), "model": MODEL_FILE})
 
         step = start
         try:
@@ -203,33 +212,31 @@ def train(config: Config, show_progress: bool = True, say=print, resume_dir: str
                     save(step)
         except NonFiniteLoss as e:
             logger.close()
-            raise UserError(f"{e}; the last checkpoint is in {os.path.join(run_dir, CHECKPOINTS)} "
-                            "(--train_learning_rate lower, then --resume)") from None
+            raise Diverged(f"{e}; the last checkpoint is in {os.path.join(run_dir, CHECKPOINTS)} "
+                           "(--train_learning_rate lower, then --resume)") from None
         except tf.errors.ResourceExhaustedError:
             logger.close()
-            raise UserError(f"out of memory at {st.batch_size} crops of {st.train_size} px on {device}; lower "
-                            "--batch_size or --train_size (the last checkpoint is kept: --resume)") from None
+            raise OutOfMemory(f"out of memory at {st.batch_size} crops of {st.train_size} px on {device}; lower "
+                              "--batch_size or --train_size (the last checkpoint is kept: --resume)") from None
         except KeyboardInterrupt:
             save(int(trainer.step.numpy()))
             logger.close()
             raise Interrupted(f"interrupted at step {int(trainer.step.numpy())}; the checkpoint and stylizer.keras "
                               f"of that step are in {run_dir} (--resume={run_dir} continues)") from None
+        finally:
+            record()
         save(step)
         image_io.save_image(grid, os.path.join(run_dir, "samples.png"))
         logger.close(final_image=grid)
-        rows = logger.rows
-        rundir.write_json(os.path.join(run_dir, rundir.SUMMARY_FILE), {
-            "status": "done", "steps": step, "wall_time_s": round(logger.elapsed, 3),
-            "this_session_s": round(time.monotonic() - began, 3), "device": device,
-            "backbone": config.model.backbone, "styles": list(config.style_paths),
-            "training_photos": len(photos), "held_out": list(held_out),
-            "effective_weights": dataclasses.asdict(trainer.weights),
-            "final": {k: v for k, v in (rows[-1] if rows else {}).items() if k not in ("step", "wall_s")},
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        record()
     if st.export:
         from nst_tf.stylizer import export
         for path in export.export(model, run_dir, st.export):
             say(f"exported: {path}")
     say(f"stylizer: {os.path.join(run_dir, MODEL_FILE)} ({step - start} steps in {time.monotonic() - began:.0f} s); "
         f"samples: {os.path.join(run_dir, 'samples.png')}")
-    return run_dir
+
+
+def train(config: Config, show_progress: bool = True, say=print, resume_dir: str | None = None) -> str:
+    """`nst_tf.lifecycle.run` of a --mode=train config, kept for scripts that call it; returns the run folder."""
+    return lifecycle.run(config, show_progress=show_progress, say=say, resume_dir=resume_dir)
