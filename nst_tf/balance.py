@@ -34,7 +34,7 @@ from nst_tf.inputs import Inputs
 
 # R(0.5): the style distance weighed this many times the content distance at the default strength, chosen by
 # eye and blind comparison on the tuning corpus (docs/balance.md).
-RATIO_AT_HALF = 100.0
+RATIO_AT_HALF = 30.0
 # R(1) / R(0.5) = R(0.5) / R(0): the dial spans RANGE^2 of balance.
 RANGE = 30.0
 

@@ -124,7 +124,7 @@ def test_the_same_strength_gives_the_same_picture_on_a_rescaled_network(tmp_path
     plain = result(tmp_path, monkeypatch, "plain")
     assert np.array_equal(result(tmp_path, monkeypatch, "scaled", FACTORS), plain)   # the same bits
     odd = np.abs(result(tmp_path, monkeypatch, "odd", ODD_FACTORS) - plain)
-    assert odd.mean() < 2 / 255 and np.percentile(odd, 99) < 8 / 255   # the same picture, other rounding
+    assert odd.mean() < 3 / 255 and np.percentile(odd, 99) < 16 / 255   # the same picture, other rounding
     # with fixed, raw weights the balance moves with the magnitudes: another picture
     fixed = dict(content_weight=1.0, style_weight=1e4)
     plain_fixed = result(tmp_path, monkeypatch, "plain_fixed", **fixed)
