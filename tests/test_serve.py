@@ -251,3 +251,34 @@ def test_serve_says_when_the_port_is_taken(tmp_path):
     with pytest.raises(UserError, match="choose another --port"):
         serve(str(tmp_path), "127.0.0.1", taken.getsockname()[1], say=lambda *_: None)
     taken.close()
+
+
+def test_a_sweep_shows_its_cells_as_they_fill(site):
+    client, outputs, _ = site
+    sweep = outputs / "sweep_cat_art"
+    for cell in ("seed=1", "seed=2"):
+        (sweep / cell).mkdir(parents=True)
+        (sweep / cell / "run.flags").write_text(f"--{cell}\n")
+    (sweep / "sweep.flags").write_text("--mode=transfer\n--sweep=seed:1,2\n--sweep=tv_weight:1,10\n")
+    (sweep / "seed=1" / "result.png").write_bytes(png_bytes())
+    (sweep / "seed=1" / "summary.json").write_text('{"status": "done"}')
+    detail = client.get("/api/runs/sweep_cat_art").json()
+    assert detail["kind"] == "sweep" and detail["status"] == "incomplete" and detail["resumable"]
+    assert detail["flags"]["sweep"] == "seed:1,2 | tv_weight:1,10"
+    assert detail["cells"] == [{"name": "seed=1", "status": "done", "image": "sweep_cat_art/seed=1/result.png"},
+                               {"name": "seed=2", "status": "incomplete", "image": None}]
+    assert detail["image"] == "sweep_cat_art/seed=1/result.png"   # no grid yet: the first cell's picture
+    assert client.get("/files/sweep_cat_art/seed=1/result.png").status_code == 200
+
+
+def test_a_sweep_from_the_form(site):
+    client, outputs, _ = site
+    photo = client.post("/api/uploads?name=cat.png", content=png_bytes(), headers=HEADERS).json()["id"]
+    form = {"mode": "transfer", "content": photo, "style": [photo], "sweep": ["seed:1,2", ""],
+            "options": {"num_steps": "2"}}
+    name = client.post("/api/runs", json=form, headers=HEADERS).json()["name"]
+    assert name.startswith("sweep_cat_cat_")
+    argv = wait_for(lambda: (outputs / name / "argv.json").is_file() and (outputs / name / "argv.json").read_text())
+    assert "--sweep=seed:1,2" in argv
+    bad = client.post("/api/runs", json={**form, "sweep": ["seed:1,2", "seed:3"]}, headers=HEADERS)
+    assert bad.status_code == 400 and "seed" in bad.json()["error"]   # the axes' own check, as run.py's

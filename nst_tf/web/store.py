@@ -160,7 +160,10 @@ def describe(outputs: str, name: str, detail: bool = False) -> dict:
         image = next((f"{c}/{latest_image(os.path.join(path, c))}" for c in cells(path)
                       if latest_image(os.path.join(path, c))), None)
     info["image"] = f"{name}/{image}" if image else None
-    if sweep:
+    if sweep:   # a sweep folder has no summary of its own: its cells' say how far it is
+        states = [status_of(os.path.join(path, c)) for c in cells(path)]
+        finished = os.path.isfile(os.path.join(path, "grid.png")) and states and all(s == "done" for s in states)
+        info["status"] = "done" if finished else next((s for s in states if s != "done"), "incomplete")
         info["resumable"] = info["status"] != "done"
     if detail:
         info["snapshots"] = [f"{name}/snapshots/{s}" for s in snapshots(path)]

@@ -167,6 +167,10 @@ function openRun(name) {
   showTab("make");
   $("#run-view").hidden = false;
   $("#run-error").textContent = "";
+  $("#live-image").removeAttribute("src");
+  $("#live-image").hidden = true;
+  $("#image-caption").textContent = "no picture yet: the first comes with the first snapshot";
+  $("#plot").replaceChildren();
   refreshRun();
 }
 
@@ -212,6 +216,7 @@ async function refreshRun() {
     const img = $("#live-image");
     const src = fileUrl(run.image, Math.round(run.modified * 1000));
     if (img.getAttribute("src") !== src) img.src = src;
+    img.hidden = false;
     $("#image-caption").textContent = run.image.split("/").slice(1).join("/");
   }
   drawPlot(run.losses);
