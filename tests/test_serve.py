@@ -121,7 +121,7 @@ def test_page_and_listing(site):
     "/files/done_run/..\\..\\secret.png", "/files/done_run/link.png", "/files/linked_run/result.png",
     "/files/done_run/config", "/files/done_run/snapshots", "/files/.uploads/x.png", "/uploads/..%2Fsecret.png",
     "/uploads/%2e%2e%2fdone_run%2fresult.png", "/api/runs/..", "/api/runs/%2e%2e%2Foutputs", "/api/runs/linked_run",
-    "/api/runs/done_run%2F..%2F..%2F/form"])
+    "/api/runs/done_run%2F..%2F..%2F/form", "/static/..%2Fapp.py", "/static/%2e%2e/store.py"])
 def test_nothing_outside_the_outputs_is_served(site, path):
     client, outputs, tmp = site
     os.symlink(tmp / "secret.png", outputs / "done_run" / "link.png")
@@ -282,3 +282,27 @@ def test_a_sweep_from_the_form(site):
     assert "--sweep=seed:1,2" in argv
     bad = client.post("/api/runs", json={**form, "sweep": ["seed:1,2", "seed:3"]}, headers=HEADERS)
     assert bad.status_code == 400 and "seed" in bad.json()["error"]   # the axes' own check, as run.py's
+
+
+def test_run_py_serve_prints_the_address_and_stops_on_ctrl_c(tmp_path):
+    """run.py --serve on a free port of 127.0.0.1 with a token: the address is printed, the token is needed,
+    Ctrl-C (SIGINT) ends it with status 130, as it ends a run."""
+    import re
+    import signal
+    import urllib.error
+    import urllib.request
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    process = subprocess.Popen([sys.executable, os.path.join(root, "run.py"), "--serve", "--port=0", "--token=t0k",
+                                f"--output_dir={tmp_path / 'out'}"], stdout=subprocess.PIPE, text=True,
+                               cwd=tmp_path, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        line = process.stdout.readline()
+        address = re.search(r"open (http://127\.0\.0\.1:\d+/)\?token=t0k$", line.strip())
+        assert address, line
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            urllib.request.urlopen(address.group(1) + "api/info", timeout=10)
+        with urllib.request.urlopen(address.group(1) + "api/info?token=t0k", timeout=10) as response:
+            assert b'"max_size"' in response.read()
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 130   # as run.py ends on Ctrl-C
