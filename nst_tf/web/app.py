@@ -232,8 +232,12 @@ def create_app(outputs: str, token: str | None = None, hosts: tuple[str, ...] = 
             return _error("not found.", 404)
         return FileResponse(path)
 
+    async def no_icon(request: Request) -> Response:
+        return Response(status_code=204)
+
     routes = [
         Route("/", index),
+        Route("/favicon.ico", no_icon),
         Route("/api/info", info),
         Route("/api/runs", runs, methods=["GET"]),
         Route("/api/runs", start, methods=["POST"]),

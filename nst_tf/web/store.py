@@ -117,13 +117,17 @@ def snapshots(path: str) -> list[str]:
 
 
 def latest_image(path: str) -> str | None:
-    """The newest picture of a run folder, relative to it: result.png when finished or stopped, else the
-    last snapshot."""
+    """The newest picture of a run folder, relative to it: result.png when the run has ended or stopped at
+    or after its last snapshot (its summary.json's steps), else the last snapshot (a resumed run paints on)."""
     shots = snapshots(path)
-    result = os.path.join(path, "result.png")
-    if os.path.isfile(result) and (not shots or os.path.getmtime(result) >= os.path.getmtime(
-            os.path.join(path, "snapshots", shots[-1]))):
-        return "result.png"
+    if os.path.isfile(os.path.join(path, "result.png")):
+        steps = rundir.read_summary(path).get("steps")
+        last = int(re.sub(r"\D", "", shots[-1]) or 0) if shots else -1
+        if steps is not None and last <= steps:
+            return "result.png"
+        if steps is None and (not shots or os.path.getmtime(os.path.join(path, "result.png")) >= os.path.getmtime(
+                os.path.join(path, "snapshots", shots[-1]))):
+            return "result.png"
     return f"snapshots/{shots[-1]}" if shots else None
 
 

@@ -74,6 +74,10 @@ function renderForm(info) {
     (MAIN.includes(opt.name) ? $("#main-options") : $("#more-options")).append(optionInput(opt));
   }
   $("#model").replaceChildren(...info.stylizers.map((n) => el("option", {value: n, text: n})));
+  const apply = $("#mode option[value=apply]");   // offered once a run folder holds a trained stylizer
+  apply.disabled = !info.stylizers.length;
+  apply.textContent = info.stylizers.length ? "Trained stylizer: one pass over the photo"
+    : "Trained stylizer (none yet: train one with run.py --mode=train)";
   $("#outputs").textContent = info.outputs;
   modeChanged();
 }
@@ -339,6 +343,9 @@ function card(run) {
 async function loadGallery() {
   try {
     const data = await api("/api/runs");
+    const key = JSON.stringify([data.runs.map((r) => [r.name, r.status, r.image, r.modified]), data.pending.map((j) => j.name)]);
+    if (key === state.galleryKey) return;   // unchanged: keep the cards (and a click in progress)
+    state.galleryKey = key;
     const pending = data.pending.map((j) => el("div", {class: "card", "data-name": j.name, onclick: () => openRun(j.name)},
       el("div", {class: "empty"}), el("div", {class: "meta"}, el("strong", {text: j.name}), el("span", {class: "badge queued", text: "queued"}))));
     $("#cards").replaceChildren(...pending, ...data.runs.map(card));
