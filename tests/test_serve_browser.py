@@ -84,7 +84,7 @@ def test_start_watch_stop_resume_in_chromium(server, tmp_path):
 
             def pictures(count: int) -> list[str]:   # the live image's sources until `count` differ
                 seen = []
-                deadline = time.monotonic() + 240
+                deadline = time.monotonic() + 300   # TensorFlow's start on a busy 2-core machine included
                 while len(seen) < count and time.monotonic() < deadline:
                     src = page.get_attribute("#live-image", "src")
                     if src and (not seen or seen[-1] != src):
@@ -92,7 +92,11 @@ def test_start_watch_stop_resume_in_chromium(server, tmp_path):
                     page.wait_for_timeout(200)
                 return seen
 
-            assert len(pictures(3)) == 3   # the first snapshot, then two changes
+            def shown() -> str:   # what the page says, for a failure's message
+                return " | ".join(page.inner_text(s) for s in ("#status", "#stats", "#run-error")) + \
+                    " | log: " + page.eval_on_selector("#log", "e => e.textContent")
+
+            assert len(pictures(3)) == 3, shown()   # the first snapshot, then two changes
             assert "running" in page.inner_text("#status")
             assert re.search(r"step \d+ of 2000", page.inner_text("#stats"))
             page.wait_for_selector("#plot polyline")   # the loss curves are drawn
@@ -101,7 +105,7 @@ def test_start_watch_stop_resume_in_chromium(server, tmp_path):
             assert page.is_visible("#resume") and page.is_visible("#dl-result")
             page.click("#resume")
             page.wait_for_function("document.querySelector('#status').textContent === 'running'")
-            assert len(pictures(3)) == 3   # it goes on painting after the resume
+            assert len(pictures(3)) == 3, shown()   # it goes on painting after the resume
             page.click("#stop")
             page.wait_for_function("document.querySelector('#status').textContent === 'interrupted'")
             page.click("button[data-tab=gallery]")

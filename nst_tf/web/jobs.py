@@ -122,10 +122,12 @@ class Queue:
                     return
                 job = next(j for j in self.jobs if j.state == "queued")
                 job.state, job.started = "running", time.time()
+                # unbuffered: the "run folder: ..." and "error: ..." lines arrive as they are printed
+                env = {**(os.environ if self.env is None else self.env), "PYTHONUNBUFFERED": "1"}
                 try:
                     job.process = subprocess.Popen(
                         [self.python, self.run_py, *job.args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                        stderr=subprocess.STDOUT, start_new_session=True, env=self.env)
+                        stderr=subprocess.STDOUT, start_new_session=True, env=env)
                 except OSError as e:
                     job.state, job.error, job.ended = "failed", f"error: cannot start run.py ({e})", time.time()
                     continue
