@@ -306,3 +306,17 @@ def test_run_py_serve_prints_the_address_and_stops_on_ctrl_c(tmp_path):
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(30) == 130   # as run.py ends on Ctrl-C
+
+
+@pytest.mark.skipif("strength" not in __import__("nst_tf.config").config.field_sections(),
+                    reason="the schema has no --strength yet")
+def test_strength_is_offered_and_checked_as_run_py_checks_it(site):
+    client, outputs, _ = site
+    assert client.get("/api/info").json()["options"][0]["name"] == "strength"   # first: the one number to set
+    photo = client.post("/api/uploads?name=cat.png", content=png_bytes(), headers=HEADERS).json()["id"]
+    form = {"mode": "transfer", "content": photo, "style": [photo], "options": {"strength": "2"}}
+    refused = client.post("/api/runs", json=form, headers=HEADERS)
+    assert refused.status_code == 400 and refused.json()["error"].startswith("--strength=2.0 must be between 0")
+    name = client.post("/api/runs", json={**form, "options": {"strength": "0.7"}}, headers=HEADERS).json()["name"]
+    argv = wait_for(lambda: (outputs / name / "argv.json").is_file() and (outputs / name / "argv.json").read_text())
+    assert "--strength=0.7" in argv

@@ -131,6 +131,9 @@ def prefill(outputs: str, name: str) -> dict:
     flags = store.read_flags(folder)
     form = {"mode": flags.get("mode", "transfer") if flags.get("mode") in MODES else "transfer",
             "options": {n: flags[n] for n in fields() if n in flags}, "sweep": [], "warnings": []}
+    if form["options"].get("strength"):   # --strength sets alpha and beta itself; both given is an error
+        for name in ("content_weight", "style_weight"):
+            form["options"].pop(name, None)
     if "sweep" in flags:
         form["sweep"] = [s.strip() for s in flags["sweep"].split(" | ")]
     for kind in ("content", "style"):
