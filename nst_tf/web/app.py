@@ -29,6 +29,7 @@ import json
 import os
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
@@ -155,7 +156,8 @@ def create_app(outputs: str, token: str | None = None, hosts: tuple[str, ...] = 
                 return _error(f"the file is more than the {uploads.MAX_BYTES // 2**20} MB an upload may have; "
                               "downscale or compress it first.", 413)
         try:
-            upload_id = uploads.save(outputs, request.query_params.get("name", ""), bytes(data))
+            # decoding a large picture takes a while: in a thread, so that the page's polling goes on
+            upload_id = await run_in_threadpool(uploads.save, outputs, request.query_params.get("name", ""), bytes(data))
         except UserError as e:
             return _error(str(e))
         return JSONResponse({"id": upload_id, "url": f"/uploads/{upload_id}"})
