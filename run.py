@@ -14,6 +14,7 @@
   python run.py --content=... --style=... --max_size=1024 --scales=256,512,1024  # coarse to fine
   python run.py --mode=train --style=painting.jpg [--train_images=DIR]          # a feed-forward stylizer
   python run.py --mode=apply --model=outputs/<run>/stylizer.keras --content=photos/  # one pass per photo
+  python run.py --serve [--port=8765] [--host=0.0.0.0 --token=...]                # the web page (docs/web.md)
 
 This file alone defines and reads flags; it turns them into one frozen `nst_tf.config.Config` and hands
 it to `nst_tf.lifecycle.command`, which runs every mode (as the Python API does) and says how it ended:
@@ -100,6 +101,13 @@ flags.DEFINE_bool("progress", True, "Show the progress bar.")
 flags.DEFINE_string("resume", None, "Continue the run stopped in this folder (outputs/<run>) from its saved "
                     "image and optimizer state, with its own flags (its run.flags); flags given too override them "
                     "(e.g. a larger --num_steps to extend a finished run).")
+# The web page (nst_tf/web): python run.py --serve [--port=N] [--host=H --token=T] [--output_dir=D]
+flags.DEFINE_bool("serve", False, "Serve the web page (start runs, watch them, browse --output_dir) on --host:--port "
+                  "until Ctrl-C; needs the web extra (pip install -e '.[web]'). See docs/web.md.")
+flags.DEFINE_string("host", "127.0.0.1", "--serve: the address to listen on; other than loopback needs a token.")
+flags.DEFINE_integer("port", 8765, "--serve: the port (0: any free one; the address is printed).")
+flags.DEFINE_string("token", None, "--serve: the token every request must carry (default: none on 127.0.0.1, "
+                    "a new one printed for any other --host).")
 
 FLAGS = flags.FLAGS
 
@@ -244,11 +252,34 @@ def _engine_loaded() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def _serve(argv: list[str]) -> int | None:
+    """--serve: the web page instead of a run (the runs it starts are run.py in child processes); None
+    for --serve=false."""
+    global _exit_at_once
+    try:
+        if len(_read_flags(argv)) > 1:
+            raise UserError("unexpected argument; options are written --name=value.")
+        if FLAGS.serve:   # Ctrl-C and SIGTERM are the server's (uvicorn's): it stops the running run first
+            _exit_at_once = False
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            import nst_tf
+            nst_tf.serve(FLAGS.output_dir, FLAGS.host, FLAGS.port, FLAGS.token)
+            return 0
+    except (flags.Error, UserError) as e:
+        print(f"error: {_message(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return None
+
+
 def _main(argv: list[str]) -> int:
     wanted = [arg for arg in argv[1:] if arg in HELP_FLAGS]
     if wanted:
         print(_help(full=any(arg.endswith("helpfull") for arg in wanted)))
         return 0
+    if any(arg.lstrip("-").split("=")[0] == "serve" for arg in argv[1:]) and (code := _serve(argv)) is not None:
+        return code
     try:
         config, _, resume_dir = parse(argv)
     except (flags.Error, UserError) as e:

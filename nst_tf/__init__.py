@@ -30,6 +30,12 @@ _API = ("transfer", "reconstruct", "texture", "sweep", "resume", "train_stylizer
 __all__ = list(_API)
 
 
+def serve(output_dir: str = "outputs", host: str = "127.0.0.1", port: int = 8765, token: str | None = None) -> None:
+    """The web page (`python run.py --serve`): start runs, watch them, browse outputs/; see nst_tf.web."""
+    from nst_tf.web import serve as _serve
+    _serve(output_dir, host, port, token)
+
+
 def __getattr__(name):   # PEP 562: the API (and TensorFlow behind it) is imported on first use
     if name in _API:
         from nst_tf import api
