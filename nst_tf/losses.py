@@ -7,6 +7,8 @@ Convolutional Neural Networks", CVPR 2016 (the paper).
 """
 from __future__ import annotations
 
+from typing import Callable, NamedTuple
+
 import tensorflow as tf
 
 
@@ -293,3 +295,19 @@ def total_variation(images: tf.Tensor) -> tf.Tensor:
     dy = images[:, 1:, :, :] - images[:, :-1, :, :]
     dx = images[:, :, 1:, :] - images[:, :, :-1, :]
     return tf.reduce_sum(tf.square(dy), axis=[1, 2, 3]) + tf.reduce_sum(tf.square(dx), axis=[1, 2, 3])
+
+
+class FeatureTerm(NamedTuple):
+    """A weighted loss term beyond content, style and TV: it compares each of its layers' whole feature map
+    with a target made once from the style images. A term named T here is weighed by the config's
+    `T_weight` and reads `T_layers` (`config.weighted_terms`); it is reported as T/<layer>, T, weighted/T.
+
+    target(style_features, blend) -> target: style_features one [1, h, w, C] per style image, blend their
+      weights (summing to 1).
+    loss(features, target) -> [B]: features [B, h, w, C] of the optimized images.
+    """
+    target: Callable[[list[tf.Tensor], list[float]], tf.Tensor]
+    loss: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+
+
+FEATURE_TERMS: dict[str, FeatureTerm] = {}
