@@ -167,6 +167,12 @@ class LossConfig:
                                            "--list_layers).")
     tv_weight: Optional[float] = option(None, "Total variation weight (smoothness; default 1; 100 for --mode=train, "
                                         "a mean there).")
+    # Li & Wand 2016 (losses.mrf_loss): each 3x3 patch of the image's features pulled to its nearest style
+    # patch, local structure that the Gram matrices do not keep; their layers relu3_1 and relu4_1.
+    mrf_weight: float = option(0.0, "Weight of the patch-based (MRF) style term of Li & Wand 2016: each 3x3 patch "
+                               "of the image's features pulled to its nearest style patch (mean squared "
+                               "difference); 0: off. Whole images only (no tiles); --mode=transfer or texture.")
+    mrf_layers: tuple[str, ...] = option(("conv3_1", "conv4_1"), "Layers of the MRF term (--mrf_weight).")
     # The content term times (REFERENCE_SIZE / longest side)^2, and sizes above REFERENCE_SIZE reached
     # coarse-to-fine, so one set of flags gives the same look at every size.
     resolution_invariant: bool = option(True, "The same look at every size: the content term scaled by "

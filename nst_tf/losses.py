@@ -1,4 +1,4 @@
-"""Pure loss math: content, Gram-matrix style and total variation.
+"""Pure loss math: content, Gram-matrix style, total variation, and the patch-based (MRF) style term.
 
 Every function takes a batch and returns one value per image (shape [B]), so a batch of images with
 different weights optimizes as independent runs. Feature maps are NHWC; for a layer l, N_l is its
@@ -310,4 +310,63 @@ class FeatureTerm(NamedTuple):
     loss: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
 
-FEATURE_TERMS: dict[str, FeatureTerm] = {}
+# Style patches kept per layer of the MRF term: beyond, they are taken on every s-th position (the smallest
+# stride s that keeps at most this many). The matching is a convolution of the image's features with every
+# style patch: at 256 px and conv3_1 that is about 2,900 image patches against as many style patches of
+# 3x3x256, ~38 GFLOP a step; stride 2 there (chuanli11/CNNMRF also samples the style with stride 2) cuts it
+# to ~10 and the patches' memory 4x. conv4_1 at 256 px keeps every patch.
+MRF_MAX_PATCHES = 2048
+
+
+def mrf_target(style_features: list[tf.Tensor], blend, max_patches: int = MRF_MAX_PATCHES) -> tf.Tensor:
+    """The MRF term's target at one layer: the 3x3 patches of the style images' features, every style with
+    a blend weight above 0 (the patches are pooled; the weights do not scale them), taken with the smallest
+    stride s >= 1 that keeps at most `max_patches` of them.
+
+    Args:
+      style_features: one [1, h, w, C] feature map per style image (h, w >= 3).
+      blend: the style images' blend weights.
+    Returns:
+      [P, 9 C] float32: patch j's entries in (row, column, channel) order.
+    """
+    maps = [tf.cast(f, tf.float32) for f, b in zip(style_features, blend) if b > 0]
+    count = sum((f.shape[1] - 2) * (f.shape[2] - 2) for f in maps)
+    stride = 1
+    while sum(len(range(0, f.shape[1] - 2, stride)) * len(range(0, f.shape[2] - 2, stride)) for f in maps) \
+            > max_patches and stride < count:
+        stride += 1
+    return tf.concat([tf.reshape(tf.image.extract_patches(f, [1, 3, 3, 1], [1, stride, stride, 1], [1, 1, 1, 1],
+                                                           "VALID"), [-1, 9 * f.shape[-1]]) for f in maps], axis=0)
+
+
+def mrf_loss(features: tf.Tensor, style_patches: tf.Tensor) -> tf.Tensor:
+    """The patch-based (MRF) style term of Li & Wand, "Combining Markov Random Fields and Convolutional
+    Neural Networks for Image Synthesis", CVPR 2016, Eq. 2, per image, as a mean:
+
+      E = 1 / (m 9C) sum_i || psi_i(F) - psi_NN(i) ||^2,
+      NN(i) = argmax_j  <psi_i(F), psi_j> / (|psi_i(F)| |psi_j|)     (normalized cross-correlation)
+
+    over the m = (h-2)(w-2) 3x3 patches psi_i of the image's features F (each 9C entries) and the style
+    patches psi_j. |psi_i| is the same for every j, so NN(i) is the argmax of one convolution of F with the
+    style patches divided by their norms as filters. The match is not differentiated (as in Li & Wand):
+    the gradient pulls each patch towards its nearest style patch, 2 (psi_i - psi_NN(i)) / (m 9C) per entry,
+    summed over the patches that overlap a position. The mean makes the term independent of the layer's
+    size and width, so one weight serves every layer and image size.
+
+    Args:
+      features: [B, h, w, C] the images' features (h, w >= 3).
+      style_patches: [P, 9C] float32, `mrf_target`'s.
+    Returns:
+      [B] float32.
+    """
+    features = tf.cast(features, tf.float32)
+    channels = features.shape[-1]
+    filters = style_patches / (tf.norm(style_patches, axis=1, keepdims=True) + 1e-8)
+    filters = tf.transpose(tf.reshape(filters, [-1, 3, 3, channels]), [1, 2, 3, 0])   # [3, 3, C, P]
+    scores = tf.nn.conv2d(tf.stop_gradient(features), filters, 1, "VALID")             # [B, h-2, w-2, P]
+    matched = tf.gather(style_patches, tf.argmax(scores, axis=-1))                      # [B, h-2, w-2, 9C]
+    patches = tf.image.extract_patches(features, [1, 3, 3, 1], [1, 1, 1, 1], [1, 1, 1, 1], "VALID")
+    return tf.reduce_mean(tf.square(patches - matched), axis=[1, 2, 3])
+
+
+FEATURE_TERMS: dict[str, FeatureTerm] = {"mrf": FeatureTerm(mrf_target, mrf_loss)}
