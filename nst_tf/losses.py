@@ -365,8 +365,15 @@ def mrf_loss(features: tf.Tensor, style_patches: tf.Tensor) -> tf.Tensor:
     filters = tf.transpose(tf.reshape(filters, [-1, 3, 3, channels]), [1, 2, 3, 0])   # [3, 3, C, P]
     scores = tf.nn.conv2d(tf.stop_gradient(features), filters, 1, "VALID")             # [B, h-2, w-2, P]
     matched = tf.gather(style_patches, tf.argmax(scores, axis=-1))                      # [B, h-2, w-2, 9C]
-    patches = tf.image.extract_patches(features, [1, 3, 3, 1], [1, 1, 1, 1], [1, 1, 1, 1], "VALID")
-    return tf.reduce_mean(tf.square(patches - matched), axis=[1, 2, 3])
+    # patch entry (dy, dx, c) of every patch at once: the features shifted by (dy, dx), against the matched
+    # patches' channels (dy * 3 + dx) C + c. Slices, not extract_patches: its gradient is a slow scatter.
+    height, width = tf.shape(features)[1] - 2, tf.shape(features)[2] - 2
+    total = 0.0
+    for k in range(9):
+        dy, dx = divmod(k, 3)
+        shifted = features[:, dy:dy + height, dx:dx + width]
+        total += tf.reduce_sum(tf.square(shifted - matched[..., k * channels:(k + 1) * channels]), axis=[1, 2, 3])
+    return total / tf.cast(height * width * 9 * channels, tf.float32)
 
 
 FEATURE_TERMS: dict[str, FeatureTerm] = {"mrf": FeatureTerm(mrf_target, mrf_loss)}
