@@ -102,14 +102,14 @@ class Objective:
         from nst_tf import backbones
         from nst_tf.evaluate import make_loss
         from nst_tf.inputs import Inputs
-        from nst_tf.objective import LossWeights
+        from nst_tf.objective import loss_weights
         weights = self.weights_of(photo.shape)
-        layers = (tuple(weights.content_layers), tuple(weights.style_layers))
+        layers = (tuple(weights.layers["content"]), tuple(weights.layers["style"]))
         extractor = backbones.build_extractor(self.backbone, layers[0] + layers[1], self.config.model.feature_transform)
         loss = self.config.loss
         evaluate = make_loss(extractor, *layers, Inputs(photo, [self.style]), loss.content_loss, loss.gram_norm,
                              normalize_terms=loss.normalize_terms, style_loss=loss.style_loss)
-        _, terms = evaluate(tf.constant(image[None]), LossWeights.create(1, *weights.row(*layers)))
+        _, terms = evaluate(tf.constant(image[None]), loss_weights([weights.flat()]))
         return {k: float(terms[k][0]) for k in ("weighted/content", "weighted/style", "weighted/tv", "total")}
 
 

@@ -126,11 +126,12 @@ def ours(backbone, content, style, jit: bool, tile_size: int):
     from nst_tf import backbones
     from nst_tf.evaluate import make_loss
     from nst_tf.inputs import Inputs
-    from nst_tf.objective import LossWeights
+    from nst_tf.objective import loss_weights
     from nst_tf.optimize import make_adam_step
     extractor = backbones.build_extractor(backbone, CONTENT_LAYERS + STYLE_LAYERS)
     loss = make_loss(extractor, CONTENT_LAYERS, STYLE_LAYERS, Inputs(content, [style]), tile_size=tile_size)
-    weights = LossWeights.create(1, 1.0, 1e4, 10.0, (1.0,), (0.2,) * 5)
+    weights = loss_weights([{"content": 1.0, "style": 1e4, "tv": 10.0, **{f"content/{n}": 1.0 for n in CONTENT_LAYERS},
+                             **{f"style/{n}": 0.2 for n in STYLE_LAYERS}}])
     images = tf.Variable(content[None])
     step = make_adam_step(loss, keras.optimizers.Adam(0.02), jit_compile=jit)
     return extractor, lambda: float(step(images, weights)[0][0])

@@ -106,7 +106,7 @@ def resolve(config: Config, inputs: Inputs, network, say=print) -> tuple[Config,
     working = job.working
     style = working.styles[0] if len(working.styles) == 1 else _blend(working)
     content_anchors, style_anchors = layer_anchors(loss, weights, working.content, style)
-    w_content, w_style = job.weights.content_layers, job.weights.style_layers
+    w_content, w_style = job.weights.layers["content"], job.weights.layers["style"]
     c0 = sum(w_content[n] * v for n, v in content_anchors.items()) / sum(w_content.values())
     s0 = sum(w_style[n] * v for n, v in style_anchors.items()) / sum(w_style.values())
     check_anchors(c0, s0)

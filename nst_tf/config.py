@@ -180,6 +180,12 @@ class LossConfig:
                                            "balance off; default then the backbone's, see --list_layers).")
     tv_weight: Optional[float] = option(None, "Total variation weight (smoothness; default 1; 100 for --mode=train, "
                                         "a mean there).")
+    # Li & Wand 2016 (losses.mrf_loss): each 3x3 patch of the image's features pulled to its nearest style
+    # patch, local structure that the Gram matrices do not keep; their layers relu3_1 and relu4_1.
+    mrf_weight: float = option(0.0, "Weight of the patch-based (MRF) style term of Li & Wand 2016: each 3x3 patch "
+                               "of the image's features pulled to its nearest style patch (mean squared "
+                               "difference); 0: off. Whole images only (no tiles); --mode=transfer or texture.")
+    mrf_layers: tuple[str, ...] = option(("conv3_1", "conv4_1"), "Layers of the MRF term (--mrf_weight).")
     # The content term times (REFERENCE_SIZE / longest side)^2, and sizes above REFERENCE_SIZE reached
     # coarse-to-fine, so one set of flags gives the same look at every size.
     resolution_invariant: bool = option(True, "The same look at every size: the content term scaled by "
@@ -464,6 +470,26 @@ def with_loss_defaults(config: "Config") -> "Config":
     return dataclasses.replace(config, loss=dataclasses.replace(config.loss, **unset))
 
 
+# The terms whose math is built into the objective; every other weighted term is a feature term, with its
+# math in losses.FEATURE_TERMS, computed on whole feature maps of an optimized image.
+BUILTIN_TERMS = ("content", "style", "tv")
+FEATURE_TERM_MODES = ("transfer", "texture")
+
+
+def weighted_terms() -> tuple[str, ...]:
+    """The loss terms a run weighs, in report order: each LossConfig field `<term>_weight` names one
+    (content, style, tv, ...), and its fields `<term>_layers`, `<term>_layer_weights`, where it has them, are
+    the term's layers and their weights (default 1/L each). This schema is the one list of terms: the plan's
+    weights (`plan.EffectiveWeights`), the sweeps' per-image fields and the checks here follow it."""
+    return tuple(f.name[:-len("_weight")] for f in dataclasses.fields(LossConfig)
+                 if f.name.endswith("_weight") and not f.name.endswith("_layer_weights"))
+
+
+def feature_terms_on(config: "Config") -> tuple[str, ...]:
+    """The terms beyond BUILTIN_TERMS whose weight is not 0 in `config`."""
+    return tuple(t for t in weighted_terms() if t not in BUILTIN_TERMS and getattr(config.loss, f"{t}_weight"))
+
+
 def layer_weights(layers: tuple[str, ...], weights: tuple[float, ...]) -> tuple[float, ...]:
     """Per-layer weights w_l: the given ones, or 1/L each (the paper's equal weighting)."""
     if weights:
@@ -529,6 +555,8 @@ def tiling_blocked(config: Config) -> str | None:
                 "feature maps cannot be cut into tiles)")
     if config.loss.normalize_gradients:
         return "no --normalize_gradients (it needs each whole feature map's gradient)"
+    for term in feature_terms_on(config):
+        return f"--{term}_weight=0 (the {term} term compares whole feature maps)"
     if config.loss.style_octaves or any("@" in name for name in config.loss.style_layers):
         return ("--style_octaves=0 and no octave layers such as conv1_1@2 (a downsampled copy of the image is not "
                 "cut into tiles)")
@@ -630,7 +658,7 @@ def validate(config: Config) -> Config:
     _choice("gram_norm", loss.gram_norm, GRAM_NORMS)
     _choice("init", opt.init, INITS)
     _choice("optimizer", opt.optimizer, OPTIMIZERS)
-    for name in ("content_weight", "style_weight", "tv_weight"):
+    for name in (f"{term}_weight" for term in weighted_terms()):
         if getattr(loss, name) is not None:
             _finite_nonneg(name, getattr(loss, name))
     if loss.strength is not None:
@@ -647,10 +675,14 @@ def validate(config: Config) -> Config:
             raise UserError("--strength and --normalize_gradients each set the terms' pull: give one or the other.")
         if loss.normalize_terms is False:
             raise UserError("--strength measures scale-free terms: leave out --nonormalize_terms.")
-    for i, kind in enumerate(("content", "style")):
+    for term in feature_terms_on(config):
+        if config.mode not in FEATURE_TERM_MODES:
+            raise UserError(f"--{term}_weight applies to an optimized image (--mode={' or '.join(FEATURE_TERM_MODES)}),"
+                            f" not --mode={config.mode}; leave it at 0.")
+    for kind in (t for t in weighted_terms() if hasattr(loss, f"{t}_layers")):
         spec = registry.spec_of(model.backbone)
-        layers = getattr(loss, f"{kind}_layers") or (spec.content_layers, spec.style_layers)[i]
-        weights = getattr(loss, f"{kind}_layer_weights")
+        layers = getattr(loss, f"{kind}_layers") or getattr(spec, f"{kind}_layers", ())
+        weights = getattr(loss, f"{kind}_layer_weights", ())
         if len(set(layers)) != len(layers):
             raise UserError(f"--{kind}_layers={','.join(layers)} names a layer twice.")
         if weights and len(weights) != len(layers):

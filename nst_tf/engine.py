@@ -22,7 +22,7 @@ from nst_tf.config import AUTO_STEPS, Config, schedule
 from nst_tf.errors import Interrupted, OutOfMemory, UserError
 from nst_tf.evaluate import make_loss
 from nst_tf.inputs import Inputs, initial_image
-from nst_tf.objective import LossWeights, term_names
+from nst_tf.objective import loss_weights, term_names
 from nst_tf.optimize import make_optimizer
 from nst_tf.plan import EffectiveWeights
 from nst_tf.summaries import NonFiniteLoss, RunLogger
@@ -282,22 +282,25 @@ class _BatchLog:
 def _extractor_and_layers(jobs: list[Job], network: Network):
     first = jobs[0].config
     spec = registry.BACKBONES[first.model.backbone]
-    content_layers = registry.order_layers([n for j in jobs for n in j.weights.content_layers], spec)
-    style_layers = registry.order_layers([n for j in jobs for n in j.weights.style_layers], spec)
-    extractor = backbones.build_extractor(network.model, content_layers + style_layers, first.model.feature_transform,
-                                          network.channel_means, first.model.softmax_temperature,
-                                          first.blur_passes)
-    return extractor, content_layers, style_layers
+    layers = {}   # {term: the layers some job's term reads, in network order}
+    for job in jobs:
+        for term, names in job.weights.term_layers().items():
+            layers[term] = registry.order_layers([*layers.get(term, ()), *names], spec)
+    extractor = backbones.build_extractor(network.model, registry.order_layers(
+        [n for names in layers.values() for n in names], spec), first.model.feature_transform,
+        network.channel_means, first.model.softmax_temperature, first.blur_passes)
+    return extractor, layers
 
 
 def loss_of(job: Job, network: Network):
     """(loss, weights) of one job at its working size, whole image, without a canvas: what the automatic
     balance measures (nst_tf/balance.py)."""
-    extractor, content_layers, style_layers = _extractor_and_layers([job], network)
+    extractor, layers = _extractor_and_layers([job], network)
+    content_layers, style_layers = layers.pop("content"), layers.pop("style")
     lc = job.config.loss
     loss = make_loss(extractor, content_layers, style_layers, job.working, lc.content_loss, lc.gram_norm, False, 0,
-                     lc.normalize_terms, lc.style_loss)
-    return loss, LossWeights.from_rows(*zip(job.weights.row(content_layers, style_layers)))
+                     lc.normalize_terms, lc.style_loss, None, layers)
+    return loss, loss_weights([job.weights.flat()])
 
 
 def optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: int, show_progress: bool = True,
@@ -314,14 +317,15 @@ def optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: in
     shape = working.shape
     keras.utils.set_random_seed(optim.seed)
     with tf.device(device):
-        extractor, content_layers, style_layers = _extractor_and_layers(jobs, network)
+        extractor, layers = _extractor_and_layers(jobs, network)
+        content_layers, style_layers = layers.pop("content"), layers.pop("style")
         tile_size = optim.tile_size if optim.tile_size < max(shape[:2]) else 0   # coarse scales: one tile
         contents = [pad_canvas(job.working.content, margin) for job in jobs]
         same = all(c is None or c is contents[0] or np.array_equal(c, contents[0]) for c in contents)
         loss = make_loss(extractor, content_layers, style_layers, working, loss_config.content_loss,
                          loss_config.gram_norm, loss_config.normalize_gradients, tile_size,
-                         loss_config.normalize_terms, loss_config.style_loss, None if same else contents)
-        weights = LossWeights.from_rows(*zip(*(j.weights.row(content_layers, style_layers) for j in jobs)))
+                         loss_config.normalize_terms, loss_config.style_loss, None if same else contents, layers)
+        weights = loss_weights([j.weights.flat() for j in jobs])
         images = tf.Variable(np.stack([pad_canvas(j.start_image(), margin) for j in jobs]), name="image")
         optimizer = make_optimizer(optim.optimizer, optim.learning_rate,
                                    optim.jit_compile and max(shape[:2]) >= XLA_MIN_SIZE, optim.average_decay,
@@ -329,8 +333,7 @@ def optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: in
         start = _restore(jobs, images, optimizer, num_steps) if resume else 0
         for i, job in enumerate(jobs):
             job.status = "running"
-            job.logger = RunLogger(job.run_dir, term_names(tuple(job.weights.content_layers),
-                                                           tuple(job.weights.style_layers)),
+            job.logger = RunLogger(job.run_dir, term_names(job.weights.term_layers()),
                                    num_steps, first.output.save_every, index=i, desc=desc,
                                    show_progress=show_progress and i == 0)
             if resume:

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from nst_tf.inputs import Inputs
-from nst_tf.objective import WHOLE, LossWeights, Objective, compute_targets
+from nst_tf.objective import WHOLE, Objective, Weights, compute_targets
 
 
 class WholeImage:
@@ -46,10 +46,10 @@ class WholeImage:
         return fn(self.extractor(images), WHOLE)
 
     def evaluate(self, objective: Objective, images: tf.Tensor,
-                 weights: LossWeights) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+                 weights: Weights) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         return objective.terms(objective.sums(self.extractor(images), WHOLE, weights), images, weights)
 
-    def value_and_gradient(self, objective: Objective, images, weights: LossWeights):
+    def value_and_gradient(self, objective: Objective, images, weights: Weights):
         """(total [B], terms, d sum(total) / d images): each image's gradient of its own total."""
         with tf.GradientTape() as tape:
             tape.watch(images)
@@ -70,10 +70,10 @@ class Loss:
     def whole_graph(self) -> bool:
         return self.evaluator.whole_graph
 
-    def __call__(self, images: tf.Tensor, weights: LossWeights) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    def __call__(self, images: tf.Tensor, weights: Weights) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         return self.evaluator.evaluate(self.objective, images, weights)
 
-    def value_and_gradient(self, images, weights: LossWeights):
+    def value_and_gradient(self, images, weights: Weights):
         return self.evaluator.value_and_gradient(self.objective, images, weights)
 
 
@@ -88,7 +88,8 @@ def make_evaluator(extractor: keras.Model, tile_size: int = 0):
 def make_loss(extractor: keras.Model, content_layers: tuple[str, ...], style_layers: tuple[str, ...],
               inputs: Inputs, content_loss: str = "l2", gram_norm: str = "paper",
               normalize_gradients: bool = False, tile_size: int = 0, normalize_terms: bool = False,
-              style_loss: str = "gram", contents: list | None = None) -> Loss:
+              style_loss: str = "gram", contents: list | None = None,
+              feature_terms: dict[str, tuple[str, ...]] | None = None) -> Loss:
     """The loss of `inputs` (targets computed here, once) through `extractor`, whole or in tiles.
 
     Args:
@@ -99,12 +100,15 @@ def make_loss(extractor: keras.Model, content_layers: tuple[str, ...], style_lay
         a chain backbone (VGG) and no gradient normalization (ValueError otherwise).
       contents: one content image per image of the batch (each its own content targets), instead of
         `inputs.content` for all.
+      feature_terms: {term of `losses.FEATURE_TERMS`: its layers}; they need whole images (ValueError with tiles).
     """
     evaluator = make_evaluator(extractor, tile_size)
     if normalize_gradients and not evaluator.whole_graph:
         raise ValueError("tiles cannot normalize gradients (that needs whole feature maps)")
+    if feature_terms and not evaluator.whole_graph:
+        raise ValueError(f"tiles cannot evaluate the {', '.join(feature_terms)} term (it needs whole feature maps)")
     targets = compute_targets(evaluator, inputs, tuple(content_layers), tuple(style_layers), style_loss, content_loss,
-                              contents)
+                              contents, feature_terms)
     objective = Objective(content_layers, style_layers, targets, content_loss, gram_norm, normalize_gradients,
-                          normalize_terms, style_loss)
+                          normalize_terms, style_loss, feature_terms)
     return Loss(objective, evaluator)

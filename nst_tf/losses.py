@@ -1,4 +1,4 @@
-"""Pure loss math: content, Gram-matrix style and total variation.
+"""Pure loss math: content, Gram-matrix style, total variation, and the patch-based (MRF) style term.
 
 Every function takes a batch and returns one value per image (shape [B]), so a batch of images with
 different weights optimizes as independent runs. Feature maps are NHWC; for a layer l, N_l is its
@@ -6,6 +6,8 @@ channel count C and M_l = H * W its number of positions, as in Gatys et al., "Im
 Convolutional Neural Networks", CVPR 2016 (the paper).
 """
 from __future__ import annotations
+
+from typing import Callable, NamedTuple
 
 import tensorflow as tf
 
@@ -293,3 +295,85 @@ def total_variation(images: tf.Tensor) -> tf.Tensor:
     dy = images[:, 1:, :, :] - images[:, :-1, :, :]
     dx = images[:, :, 1:, :] - images[:, :, :-1, :]
     return tf.reduce_sum(tf.square(dy), axis=[1, 2, 3]) + tf.reduce_sum(tf.square(dx), axis=[1, 2, 3])
+
+
+class FeatureTerm(NamedTuple):
+    """A weighted loss term beyond content, style and TV: it compares each of its layers' whole feature map
+    with a target made once from the style images. A term named T here is weighed by the config's
+    `T_weight` and reads `T_layers` (`config.weighted_terms`); it is reported as T/<layer>, T, weighted/T.
+
+    target(style_features, blend) -> target: style_features one [1, h, w, C] per style image, blend their
+      weights (summing to 1).
+    loss(features, target) -> [B]: features [B, h, w, C] of the optimized images.
+    """
+    target: Callable[[list[tf.Tensor], list[float]], tf.Tensor]
+    loss: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+
+
+# Style patches kept per layer of the MRF term: beyond, they are taken on every s-th position (the smallest
+# stride s that keeps at most this many). The matching is a convolution of the image's features with every
+# style patch: at 256 px and conv3_1 that is about 2,900 image patches against as many style patches of
+# 3x3x256, ~38 GFLOP a step; stride 2 there (chuanli11/CNNMRF also samples the style with stride 2) cuts it
+# to ~10 and the patches' memory 4x. conv4_1 at 256 px keeps every patch.
+MRF_MAX_PATCHES = 2048
+
+
+def mrf_target(style_features: list[tf.Tensor], blend, max_patches: int = MRF_MAX_PATCHES) -> tf.Tensor:
+    """The MRF term's target at one layer: the 3x3 patches of the style images' features, every style with
+    a blend weight above 0 (the patches are pooled; the weights do not scale them), taken with the smallest
+    stride s >= 1 that keeps at most `max_patches` of them.
+
+    Args:
+      style_features: one [1, h, w, C] feature map per style image (h, w >= 3).
+      blend: the style images' blend weights.
+    Returns:
+      [P, 9 C] float32: patch j's entries in (row, column, channel) order.
+    """
+    maps = [tf.cast(f, tf.float32) for f, b in zip(style_features, blend) if b > 0]
+    count = sum((f.shape[1] - 2) * (f.shape[2] - 2) for f in maps)
+    stride = 1
+    while sum(len(range(0, f.shape[1] - 2, stride)) * len(range(0, f.shape[2] - 2, stride)) for f in maps) \
+            > max_patches and stride < count:
+        stride += 1
+    return tf.concat([tf.reshape(tf.image.extract_patches(f, [1, 3, 3, 1], [1, stride, stride, 1], [1, 1, 1, 1],
+                                                           "VALID"), [-1, 9 * f.shape[-1]]) for f in maps], axis=0)
+
+
+def mrf_loss(features: tf.Tensor, style_patches: tf.Tensor) -> tf.Tensor:
+    """The patch-based (MRF) style term of Li & Wand, "Combining Markov Random Fields and Convolutional
+    Neural Networks for Image Synthesis", CVPR 2016, Eq. 2, per image, as a mean:
+
+      E = 1 / (m 9C) sum_i || psi_i(F) - psi_NN(i) ||^2,
+      NN(i) = argmax_j  <psi_i(F), psi_j> / (|psi_i(F)| |psi_j|)     (normalized cross-correlation)
+
+    over the m = (h-2)(w-2) 3x3 patches psi_i of the image's features F (each 9C entries) and the style
+    patches psi_j. |psi_i| is the same for every j, so NN(i) is the argmax of one convolution of F with the
+    style patches divided by their norms as filters. The match is not differentiated (as in Li & Wand):
+    the gradient pulls each patch towards its nearest style patch, 2 (psi_i - psi_NN(i)) / (m 9C) per entry,
+    summed over the patches that overlap a position. The mean makes the term independent of the layer's
+    size and width, so one weight serves every layer and image size.
+
+    Args:
+      features: [B, h, w, C] the images' features (h, w >= 3).
+      style_patches: [P, 9C] float32, `mrf_target`'s.
+    Returns:
+      [B] float32.
+    """
+    features = tf.cast(features, tf.float32)
+    channels = features.shape[-1]
+    filters = style_patches / (tf.norm(style_patches, axis=1, keepdims=True) + 1e-8)
+    filters = tf.transpose(tf.reshape(filters, [-1, 3, 3, channels]), [1, 2, 3, 0])   # [3, 3, C, P]
+    scores = tf.nn.conv2d(tf.stop_gradient(features), filters, 1, "VALID")             # [B, h-2, w-2, P]
+    matched = tf.gather(style_patches, tf.argmax(scores, axis=-1))                      # [B, h-2, w-2, 9C]
+    # patch entry (dy, dx, c) of every patch at once: the features shifted by (dy, dx), against the matched
+    # patches' channels (dy * 3 + dx) C + c. Slices, not extract_patches: its gradient is a slow scatter.
+    height, width = tf.shape(features)[1] - 2, tf.shape(features)[2] - 2
+    total = 0.0
+    for k in range(9):
+        dy, dx = divmod(k, 3)
+        shifted = features[:, dy:dy + height, dx:dx + width]
+        total += tf.reduce_sum(tf.square(shifted - matched[..., k * channels:(k + 1) * channels]), axis=[1, 2, 3])
+    return total / tf.cast(height * width * 9 * channels, tf.float32)
+
+
+FEATURE_TERMS: dict[str, FeatureTerm] = {"mrf": FeatureTerm(mrf_target, mrf_loss)}

@@ -1,27 +1,34 @@
 """The objective: precomputed targets + per-image weights -> (total, named terms), from per-layer sums.
 
-Every term is a function of sums over the feature positions of its layer: a content term is
-sum_k d(F_k, P_k), a style term depends on the Gram sum G = sum_k F_k F_k^T (per region with masks). An
+Every content and style term is a function of sums over the feature positions of its layer: a content term
+is sum_k d(F_k, P_k), a style term depends on the Gram sum G = sum_k F_k F_k^T (per region with masks). An
 evaluator (`nst_tf.evaluate.WholeImage`, `nst_tf.tiling.Tiled`) computes the sums, over the whole image at
 once or tile by tile, and hands them to `Objective.terms`; the objective never sees how they were made.
-A new term is one entry in `Objective.sums` and one in `Objective.terms`.
+A feature term (`losses.FEATURE_TERMS`, e.g. mrf) compares a layer's whole feature map with its target at
+once, so only `WholeImage` evaluates an objective that has one.
 
-Targets (content features, style statistics) are computed once, by `compute_targets`. Everything that may
-change between steps or between the images of a batch (alpha, beta, the TV weight, per-layer weights)
-lives in `LossWeights` variables that the compiled step receives as arguments, never as Python values
-frozen at trace time.
+Targets (content features, style statistics, feature terms' targets) are computed once, by
+`compute_targets`. Everything that may change between steps or between the images of a batch lives in the
+weights: a mapping from term name to a per-image `tf.Variable` [B] (`loss_weights`), which the compiled
+step receives as an argument, never as Python values frozen at trace time:
 
-Term names (one vocabulary for the progress line, TensorBoard, the CSV and the plot):
-  content/<layer>, style/<layer>, tv          raw per-layer terms (E_l for style)
-  content, style                              layer-weighted sums: sum_l w_l * term_l
-  weighted/content/<layer>, weighted/style/<layer>, weighted/content, weighted/style, weighted/tv
-                                              the same times alpha, beta or the TV weight
-  total                                       alpha * content + beta * style + tv_weight * tv
+  "<term>"          the term's weight: content (alpha), style (beta), tv, mrf, ...
+  "<term>/<layer>"  the layer's weight w_l within the term; 0 (or absent) switches the layer off for that image
+
+Term names (one vocabulary for the progress line, TensorBoard, the CSV, the plot and the sweeps' reports):
+  <term>/<layer>, tv             raw per-layer terms (content/conv4_2, style/conv1_1 (E_l), mrf/conv3_1)
+  <term>                         layer-weighted sums: sum_l w_l * <term>/<layer>
+  weighted/<term>/<layer>, weighted/<term>, weighted/tv
+                                 the same times the term's weight
+  total                          the sum of weighted/<term> over the terms (alpha * content + beta * style
+                                 + ... + tv_weight * tv)
+A new weighted term is a config field `<term>_weight` (and `<term>_layers`: `config.weighted_terms`) and
+its math in `losses.FEATURE_TERMS`; the names, weights, reports and sweeps follow.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -29,47 +36,45 @@ import tensorflow as tf
 from nst_tf import losses, masks
 from nst_tf.inputs import Inputs
 
-
-class LossWeights(NamedTuple):
-    """Per-image weights, one row per image of the batch (all float32 `tf.Variable`s).
-
-    content, style, tv: [B] (alpha, beta, TV weight); content_layers: [B, Lc]; style_layers: [B, Ls].
-    A zero per-layer weight switches that layer off for that image.
-    """
-    content: tf.Variable
-    style: tf.Variable
-    tv: tf.Variable
-    content_layers: tf.Variable
-    style_layers: tf.Variable
-
-    @classmethod
-    def create(cls, batch: int, content: float, style: float, tv: float,
-               content_layers: tuple[float, ...], style_layers: tuple[float, ...]) -> "LossWeights":
-        """The same weights for each of `batch` images."""
-        def rows(value):   # a scalar becomes [B], a per-layer tuple [B, L]
-            return np.broadcast_to(np.asarray(value, np.float32), (batch, *np.shape(value)))
-        return cls.from_rows(rows(content), rows(style), rows(tv), rows(content_layers), rows(style_layers))
-
-    @classmethod
-    def from_rows(cls, content, style, tv, content_layers, style_layers) -> "LossWeights":
-        """Weights from arrays with one row per image: [B], [B], [B], [B, Lc], [B, Ls]."""
-        def var(value, name):
-            return tf.Variable(np.array(value, np.float32), trainable=False, name=name)
-        return cls(var(content, "content_weight"), var(style, "style_weight"), var(tv, "tv_weight"),
-                   var(content_layers, "content_layer_weights"), var(style_layers, "style_layer_weights"))
+Weights = Mapping[str, tf.Variable]
 
 
-def term_names(content_layers: tuple[str, ...], style_layers: tuple[str, ...]) -> list[str]:
-    """Every term name an objective with these layers reports, in a stable order."""
-    raw = ([f"content/{n}" for n in content_layers] + [f"style/{n}" for n in style_layers]
-           + ["tv", "content", "style"])
+def loss_weights(rows: Sequence[Mapping[str, float]]) -> dict[str, tf.Variable]:
+    """Per-image weights by term name: one mapping per image of the batch ({"content": alpha,
+    "content/conv4_2": w_l, "style": beta, ...}, e.g. `plan.EffectiveWeights.flat`) -> {name: float32
+    `tf.Variable` [B]}, over every name some image has; 0 for an image that lacks it (the layer mask)."""
+    names = list(dict.fromkeys(name for row in rows for name in row))
+    return {name: tf.Variable(np.array([row.get(name, 0.0) for row in rows], np.float32), trainable=False,
+                              name=name.replace("/", "_") + "_weight")
+            for name in names}
+
+
+def weight(weights: Weights, name: str, batch) -> tf.Tensor:
+    """weights[name] [B], or zeros where no image has that entry."""
+    return weights[name] if name in weights else tf.zeros([batch])
+
+
+def term_names(layers: Mapping[str, Sequence[str]]) -> list[str]:
+    """Every term name an objective reports, in a stable order, from {term: its layers} (content and style
+    first, then the feature terms; tv is always there), e.g. `plan.EffectiveWeights.term_layers()`."""
+    kinds = [kind for kind in layers if kind != "tv"]
+    raw = [f"{kind}/{n}" for kind in kinds for n in layers[kind]] + ["tv"] + kinds
     return raw + ["weighted/" + name for name in raw] + ["total"]
 
 
 def is_layer_term(name: str) -> bool:
-    """Whether `name` is a raw per-layer term (content/<layer>, style/<layer>), not a sum or a weighted one."""
+    """Whether `name` is a raw per-layer term (content/<layer>, style/<layer>, mrf/<layer>), not a sum or a
+    weighted one."""
     kind, _, layer = name.partition("/")
-    return kind in ("content", "style") and bool(layer)
+    return kind != "weighted" and bool(layer)
+
+
+def summary_terms(names: Sequence[str]) -> list[str]:
+    """The terms that sum up a run, among `names`: total, weighted/<term> for each term (tv last), then
+    the layer-weighted sums <term> and tv; what the progress line and the sweeps' tables show."""
+    kinds = [n for n in names if "/" not in n and n != "tv" and f"weighted/{n}" in names]
+    kinds += ["tv"] if "tv" in names else []
+    return ["total"] * ("total" in names) + [f"weighted/{k}" for k in kinds if f"weighted/{k}" in names] + kinds
 
 
 @tf.custom_gradient
@@ -113,6 +118,7 @@ class Targets:
     counts: {style layer: what its Gram sum is divided by}: the positions M, or each region's size.
     content_scales: {content layer: [1]} its target's own magnitude (`losses.content_scale`), what the term
       is divided by with --normalize_terms.
+    features: {feature term: {layer: its target}} (`losses.FeatureTerm.target` of the style images).
     With a style statistic other than the Gram (--style_loss), the "Gram" is that of the features with a
     channel of ones (`losses.with_ones`): its blocks are the mean and the second moments.
     """
@@ -122,6 +128,7 @@ class Targets:
     region_weights: tf.Tensor | None
     counts: dict[str, tf.Tensor]
     content_scales: dict[str, tf.Tensor] = dataclasses.field(default_factory=dict)
+    features: dict[str, dict[str, tf.Tensor]] = dataclasses.field(default_factory=dict)
 
 
 def statistic_features(features: tf.Tensor, style_loss: str) -> tf.Tensor:
@@ -132,13 +139,16 @@ def statistic_features(features: tf.Tensor, style_loss: str) -> tf.Tensor:
 
 def compute_targets(evaluator, inputs: Inputs, content_layers: tuple[str, ...],
                     style_layers: tuple[str, ...], style_loss: str = "gram", content_loss: str = "l2",
-                    contents: list[np.ndarray] | None = None) -> Targets:
+                    contents: list[np.ndarray] | None = None,
+                    feature_terms: Mapping[str, Sequence[str]] | None = None) -> Targets:
     """The targets of `inputs` through `evaluator` (whole or tiled: the same values).
 
     Style targets: the Gram matrices of the style images blended, a = sum_s b_s a_s. With guides, one per
     region r of the content mask, from the pixels of region r of each style image that has it (the blend
     weights renormalized over those), and the style term of a layer is E = 1/K sum_r E(g^r, a^r) over the
     K regions (the seeds' report); a region that no style image has adds nothing (content only there).
+    Feature terms ({term: its layers}): each layer's target from the style images' whole feature maps
+    (`losses.FEATURE_TERMS[term].target`); they see no guides.
     """
     content = {}
     if content_layers:   # [1, h, w, C], or [B, h, w, C] with one content image per image of the batch
@@ -146,6 +156,10 @@ def compute_targets(evaluator, inputs: Inputs, content_layers: tuple[str, ...],
         content = {name: tf.constant(tf.concat([m[name] for m in maps], axis=0)) for name in content_layers}
     targets = Targets(content, {}, {}, None, {},
                       {name: losses.content_scale(t, content_loss) for name, t in content.items()})
+    for term, names in (feature_terms or {}).items():
+        maps = [evaluator.feature_maps(style, names) for style in inputs.styles]
+        targets.features[term] = {name: losses.FEATURE_TERMS[term].target([m[name] for m in maps], inputs.blend)
+                                  for name in names}
     if not style_layers:
         return targets
     shape = inputs.shape[:2]
@@ -189,7 +203,8 @@ class Objective:
 
     def __init__(self, content_layers: tuple[str, ...], style_layers: tuple[str, ...], targets: Targets,
                  content_loss: str = "l2", gram_norm: str = "paper", normalize_gradients: bool = False,
-                 normalize_terms: bool = False, style_loss: str = "gram"):
+                 normalize_terms: bool = False, style_loss: str = "gram",
+                 feature_terms: Mapping[str, Sequence[str]] | None = None):
         """
         Args:
           content_layers, style_layers: paper layer names; empty where the mode does not use the term.
@@ -201,9 +216,11 @@ class Objective:
             (`losses.content_scale`, `losses.relative_style_loss`, the `relative` statistics) and the TV term
             by its number of terms (`losses.mean_total_variation`): scale-free terms.
           style_loss: gram, or a statistic of `losses.style_statistics_loss` (mean_cov, wasserstein, mean_std).
+          feature_terms: {term of `losses.FEATURE_TERMS`: its layers}; whole images only.
         """
         self.content_layers = tuple(content_layers)
         self.style_layers = tuple(style_layers)
+        self.feature_terms = {term: tuple(names) for term, names in (feature_terms or {}).items()}
         self.targets = targets
         self.content_loss = content_loss
         self.gram_norm = gram_norm
@@ -212,28 +229,42 @@ class Objective:
         self.style_loss = style_loss
 
     @property
+    def term_layers(self) -> dict[str, tuple[str, ...]]:
+        """{term: its layers}: content, style, then the feature terms (`term_names`)."""
+        return {"content": self.content_layers, "style": self.style_layers, **self.feature_terms}
+
+    @property
     def layers(self) -> tuple[str, ...]:
-        return self.content_layers + self.style_layers
+        """Every layer a term reads, without repeats."""
+        return tuple(dict.fromkeys(n for names in self.term_layers.values() for n in names))
 
     def sums(self, features: dict[str, tf.Tensor], window: Window = WHOLE,
-             weights: LossWeights | None = None) -> dict[str, tf.Tensor]:
+             weights: Weights | None = None) -> dict[str, tf.Tensor]:
         """Each term's sums over the positions that `window` covers: {"content/<layer>": [B] the content
-        term, "style/<layer>": [B, C, C] (or [B, K, C, C]) the Gram sum}. Sums of the parts of an image
-        add up to the sums of the image. With --normalize_gradients (whole images only), each term's
-        features pass through `normalized_gradient` with the term's weight in `weights` as strength."""
-        def seen(name, strength):
+        term, "style/<layer>": [B, C, C] (or [B, K, C, C]) the Gram sum, "<feature term>/<layer>": [B] its
+        value (whole images only)}. Sums of the parts of an image add up to the sums of the image. With
+        --normalize_gradients (whole images only), each term's features pass through `normalized_gradient`
+        with the term's weight times the layer's as strength."""
+        def seen(kind, name):
             f = window.features(name, features[name])
-            return normalized_gradient(f, strength) if self.normalize_gradients else f
+            if not self.normalize_gradients:
+                return f
+            batch = tf.shape(f)[0]
+            return normalized_gradient(f, weight(weights, kind, batch) * weight(weights, f"{kind}/{name}", batch))
         out = {}
-        for i, name in enumerate(self.content_layers):
-            strength = None if weights is None else weights.content * weights.content_layers[:, i]
+        for name in self.content_layers:
             target = window.whole(name, self.targets.content[name])
-            out[f"content/{name}"] = losses.content_loss(seen(name, strength), target, self.content_loss)
-        for i, name in enumerate(self.style_layers):
-            strength = None if weights is None else weights.style * weights.style_layers[:, i]
+            out[f"content/{name}"] = losses.content_loss(seen("content", name), target, self.content_loss)
+        for name in self.style_layers:
             regions = self.targets.regions.get(name)
-            out[f"style/{name}"] = losses.gram_sum(statistic_features(seen(name, strength), self.style_loss),
+            out[f"style/{name}"] = losses.gram_sum(statistic_features(seen("style", name), self.style_loss),
                                                    None if regions is None else window.whole(name, regions))
+        if self.feature_terms and window is not WHOLE:
+            raise ValueError(f"the {', '.join(self.feature_terms)} term compares whole feature maps, not tiles")
+        for kind, names in self.feature_terms.items():
+            for name in names:
+                out[f"{kind}/{name}"] = losses.FEATURE_TERMS[kind].loss(seen(kind, name),
+                                                                        self.targets.features[kind][name])
         return out
 
     def style_term(self, name: str, gram_sum: tf.Tensor) -> tf.Tensor:
@@ -250,29 +281,35 @@ class Objective:
             return term
         return tf.reduce_sum(term * self.targets.region_weights, axis=-1)   # [B, K] -> [B]
 
+    def raw_term(self, kind: str, name: str, sums: dict[str, tf.Tensor]) -> tf.Tensor:
+        """The raw term <kind>/<name> [B] from the whole image's sums."""
+        value = sums[f"{kind}/{name}"]
+        if kind == "style":
+            return self.style_term(name, value)
+        if kind == "content" and self.normalize_terms:
+            return value / self.targets.content_scales[name]
+        return value
+
     def terms(self, sums: dict[str, tf.Tensor], images: tf.Tensor,
-              weights: LossWeights) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+              weights: Weights) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         """(total [B], named terms) from the whole image's `sums` and the images (for TV)."""
         batch = tf.shape(images)[0]
         terms = {}
-        content_sum = tf.zeros([batch])
-        style_sum = tf.zeros([batch])
-        for i, name in enumerate(self.content_layers):
-            raw = sums[f"content/{name}"]
-            if self.normalize_terms:
-                raw = raw / self.targets.content_scales[name]
-            terms[f"content/{name}"] = raw
-            terms[f"weighted/content/{name}"] = weights.content * weights.content_layers[:, i] * raw
-            content_sum += weights.content_layers[:, i] * raw
-        for i, name in enumerate(self.style_layers):
-            raw = self.style_term(name, sums[f"style/{name}"])
-            terms[f"style/{name}"] = raw
-            terms[f"weighted/style/{name}"] = weights.style * weights.style_layers[:, i] * raw
-            style_sum += weights.style_layers[:, i] * raw
+        for kind, names in self.term_layers.items():
+            layer_sum = tf.zeros([batch])
+            for name in names:
+                raw = self.raw_term(kind, name, sums)
+                w_layer = weight(weights, f"{kind}/{name}", batch)
+                terms[f"{kind}/{name}"] = raw
+                terms[f"weighted/{kind}/{name}"] = weight(weights, kind, batch) * w_layer * raw
+                layer_sum += w_layer * raw
+            terms[kind] = layer_sum
+            terms[f"weighted/{kind}"] = weight(weights, kind, batch) * layer_sum
         tv = losses.mean_total_variation(images) if self.normalize_terms else losses.total_variation(images)
-        terms.update({"tv": tv, "content": content_sum, "style": style_sum,
-                      "weighted/tv": weights.tv * tv, "weighted/content": weights.content * content_sum,
-                      "weighted/style": weights.style * style_sum})
-        total = terms["weighted/content"] + terms["weighted/style"] + terms["weighted/tv"]
-        terms["total"] = total
-        return total, terms
+        terms["tv"] = tv
+        terms["weighted/tv"] = weight(weights, "tv", batch) * tv
+        total = terms["weighted/content"] + terms["weighted/style"]
+        for kind in self.feature_terms:
+            total += terms[f"weighted/{kind}"]
+        terms["total"] = total + terms["weighted/tv"]
+        return terms["total"], terms

@@ -14,14 +14,14 @@ import tensorflow as tf
 
 from nst_tf.blur import blur_gradient
 from nst_tf.evaluate import Loss
-from nst_tf.objective import LossWeights
+from nst_tf.objective import Weights
 
 LogCallback = Callable[[int, np.ndarray, dict], None]
 
 
 def make_adam_step(loss: Loss, optimizer: keras.optimizers.Optimizer, jit_compile: bool = False,
                    average: "IterateAverage | None" = None, gradient_blur: int = 0):
-    """A step `(images: tf.Variable [B,H,W,3], weights: LossWeights) -> (total [B], terms)`.
+    """A step `(images: tf.Variable [B,H,W,3], weights: Weights) -> (total [B], terms)`.
 
     Computes every term and each image's gradient of its own total (`Loss.value_and_gradient`), blurs the
     gradient `gradient_blur` times (`blur_gradient`), applies one optimizer update to the images, then clips
@@ -40,7 +40,7 @@ def make_adam_step(loss: Loss, optimizer: keras.optimizers.Optimizer, jit_compil
 
     apply = update if loss.whole_graph else tf.function(update)
 
-    def step(images: tf.Variable, weights: LossWeights):
+    def step(images: tf.Variable, weights: Weights):
         total, terms, grad = loss.value_and_gradient(images, weights)
         apply(images, grad)
         return total, terms
@@ -76,7 +76,7 @@ class IterateAverage:
         return float(self.weight.numpy()) == 0.0
 
 
-def run_adam(loss: Loss, images: tf.Variable, weights: LossWeights, num_steps: int,
+def run_adam(loss: Loss, images: tf.Variable, weights: Weights, num_steps: int,
              optimizer: keras.optimizers.Optimizer, on_log: LogCallback, log_every: int = 10,
              jit_compile: bool = False, average: IterateAverage | None = None, gradient_blur: int = 0) -> None:
     """Adam updates of `images` in place until `optimizer.iterations` reaches `num_steps`, reporting to
@@ -162,7 +162,7 @@ class Adam:
         """Updates applied so far."""
         return int(self.optimizer.iterations)
 
-    def run(self, loss: Loss, images: tf.Variable, weights: LossWeights, num_steps: int,
+    def run(self, loss: Loss, images: tf.Variable, weights: Weights, num_steps: int,
             on_log: LogCallback, log_every: int = 10) -> None:
         run_adam(loss, images, weights, num_steps, self.optimizer, on_log, log_every, self.jit_compile,
                  self._average(images), self.gradient_blur)
@@ -250,7 +250,7 @@ class Lbfgs:
         """Every image has converged or its line search failed: more iterations would not move it."""
         return self.results is not None and bool(tf.reduce_all(self.results.converged | self.results.failed))
 
-    def run(self, loss: Loss, images: tf.Variable, weights: LossWeights, num_steps: int,
+    def run(self, loss: Loss, images: tf.Variable, weights: Weights, num_steps: int,
             on_log: LogCallback, log_every: int = 10) -> None:
         """Iterations until `num_steps` (or until every image has stopped), reporting to `on_log` as
         `run_adam` does; `images` holds the current positions after each chunk."""

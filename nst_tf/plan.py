@@ -15,51 +15,60 @@ import re
 import tensorflow as tf
 
 from nst_tf import backbones, color, memory, registry
-from nst_tf.config import (AUTO_SIZE, BFLOAT16_MIN_SIZE, REFERENCE_SIZE, Config, layer_weights, validate,
-                           with_loss_defaults)
+from nst_tf.config import (AUTO_SIZE, BFLOAT16_MIN_SIZE, REFERENCE_SIZE, Config, feature_terms_on, layer_weights,
+                           validate, with_loss_defaults)
 from nst_tf.errors import UserError
 from nst_tf.inputs import Inputs, load_inputs
 
 
 @dataclasses.dataclass(frozen=True)
 class EffectiveWeights:
-    """The weights one image is optimized with at one size, as the engine uses them.
+    """The weights one image is optimized with at one size, as the engine uses them, by term name.
 
-    content: alpha, times (REFERENCE_SIZE / longest side)^2 with --resolution_invariant (the content term is
-    a sum over positions and grows with the size, the Gram terms are means and do not; not with
-    --normalize_terms, whose terms are ratios); 0 in texture mode.
-    style: beta (the backbone's default if unset, times color.LUMINANCE_STYLE_FACTOR for luminance-only
-    transfer: both already in the resolved config); 0 in content mode. tv: the TV weight.
-    content_layers, style_layers: {layer: w_l}, the layers this image uses.
+    terms: {term: its weight}, one entry per term of `config.weighted_terms` that the image uses (content,
+      style and tv always; another term only when its weight is not 0):
+      content: alpha, times (REFERENCE_SIZE / longest side)^2 with --resolution_invariant (the content term is
+      a sum over positions and grows with the size, the Gram terms are means and do not; not with
+      --normalize_terms, whose terms are ratios); 0 in texture mode.
+      style: beta (the backbone's default if unset, times color.LUMINANCE_STYLE_FACTOR for luminance-only
+      transfer: both already in the resolved config); 0 in content mode. tv: the TV weight.
+    layers: {term: {layer: w_l}} for each term that has layers (content and style always, maybe empty).
     """
-    content: float
-    style: float
-    tv: float
-    content_layers: dict[str, float]
-    style_layers: dict[str, float]
+    terms: dict[str, float]
+    layers: dict[str, dict[str, float]]
 
     @classmethod
     def of(cls, config: Config, shape: tuple[int, ...]) -> "EffectiveWeights":
         """The weights of a resolved config for an image of `shape` (h, w, ...)."""
         loss = with_loss_defaults(config).loss
-        content = loss.content_layers if config.content_term else ()
-        style = loss.style_layers if config.uses_style else ()
-        alpha = loss.content_weight if config.content_term else 0.0
+        used = {"content": config.content_term, "style": config.uses_style, "tv": True}
+        terms, layers = {}, {}
+        for term in ("content", "style", "tv", *feature_terms_on(config)):
+            on = used.get(term, True)
+            terms[term] = getattr(loss, f"{term}_weight") if on else 0.0
+            if hasattr(loss, f"{term}_layers"):
+                names = getattr(loss, f"{term}_layers") if on else ()
+                layers[term] = dict(zip(names, layer_weights(names, getattr(loss, f"{term}_layer_weights", ()))))
         if loss.resolution_invariant and not loss.normalize_terms:   # relative terms do not grow with the size
-            alpha *= (REFERENCE_SIZE / max(shape[:2])) ** 2
-        style_layers = dict(zip(style, layer_weights(style, loss.style_layer_weights)))
-        octaves = () if not loss.style_octaves else registry.octave_layers(
-            style, loss.style_octaves, registry.BACKBONES[config.model.backbone], min(shape[:2]))
+            terms["content"] *= (REFERENCE_SIZE / max(shape[:2])) ** 2
+        style = layers["style"]
+        octaves = () if not (loss.style_octaves and style) else registry.octave_layers(
+            tuple(style), loss.style_octaves, registry.BACKBONES[config.model.backbone], min(shape[:2]))
         for name in octaves:
-            style_layers.setdefault(name, style_layers[registry.split_octave(name)[0]])   # its layer's weight
-        return cls(alpha, loss.style_weight if config.uses_style else 0.0, loss.tv_weight,
-                   dict(zip(content, layer_weights(content, loss.content_layer_weights))), style_layers)
+            style.setdefault(name, style[registry.split_octave(name)[0]])   # its layer's weight
+        return cls(terms, layers)
 
-    def row(self, content_layers: tuple[str, ...], style_layers: tuple[str, ...]):
-        """This image's weights as one row of a batch whose objective has the given (union) layers: its own
-        per-layer weights at its layers' positions, zero at the others (the layer mask)."""
-        return (self.content, self.style, self.tv, [self.content_layers.get(n, 0.0) for n in content_layers],
-                [self.style_layers.get(n, 0.0) for n in style_layers])
+    def flat(self) -> dict[str, float]:
+        """{term: weight, "<term>/<layer>": w_l}: one image's row of `objective.loss_weights`."""
+        return {**self.terms, **{f"{term}/{name}": w for term, ws in self.layers.items() for name, w in ws.items()}}
+
+    def term_layers(self) -> dict[str, tuple[str, ...]]:
+        """{term: its layers}, for `objective.term_names` and the objective."""
+        return {term: tuple(ws) for term, ws in self.layers.items()}
+
+    def all_layers(self) -> tuple[str, ...]:
+        """Every layer some term of this image reads (the extractor's outputs), without repeats."""
+        return tuple(dict.fromkeys(name for ws in self.layers.values() for name in ws))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,7 +169,9 @@ def resolve(config: Config, say=print) -> Config:
     loss = dataclasses.replace(
         loss, style_weight=style_weight,
         content_layers=tuple(registry.resolve_layer(n, spec) for n in loss.content_layers or spec.content_layers),
-        style_layers=tuple(registry.resolve_layer(n, spec) for n in loss.style_layers or spec.style_layers))
+        style_layers=tuple(registry.resolve_layer(n, spec) for n in loss.style_layers or spec.style_layers),
+        **{f"{term}_layers": tuple(registry.resolve_layer(n, spec) for n in getattr(loss, f"{term}_layers"))
+           for term in feature_terms_on(config) if hasattr(loss, f"{term}_layers")})
     images = config.images
     if images.scales:   # the last scale is the result's size
         images = dataclasses.replace(images, max_size=images.scales[-1])

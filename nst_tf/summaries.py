@@ -22,11 +22,8 @@ from tqdm.auto import tqdm  # a widget in Jupyter, the bar in a terminal
 
 from nst_tf.errors import UserError
 from nst_tf.image_io import atomic_write, save_image
-from nst_tf.objective import is_layer_term
+from nst_tf.objective import is_layer_term, summary_terms
 from nst_tf.rundir import write_csv
-
-PROGRESS_TERMS = ("total", "weighted/content", "weighted/style", "weighted/tv")
-
 
 class NonFiniteLoss(UserError):
     """The loss became NaN or infinite; `last_good_step` is the last step whose loss was finite."""
@@ -47,6 +44,8 @@ class RunLogger:
                  show_progress: bool = True, index: int = 0, desc: str = "steps"):
         self.run_dir = run_dir
         self.term_names = term_names
+        # the progress line: total and each term's weighted sum (total content style [mrf ...] tv)
+        self.progress_terms = [n for n in summary_terms(term_names) if n == "total" or n.startswith("weighted/")]
         self.num_steps = num_steps
         self.save_every = save_every
         self.index = index
@@ -100,7 +99,7 @@ class RunLogger:
             for name, value in values.items():
                 tf.summary.scalar(name, value, step=step)
         self.bar.update(step - self.bar.n)
-        self.bar.set_postfix_str(" ".join(f"{n.split('/')[-1]}={values[n]:.3g}" for n in PROGRESS_TERMS),
+        self.bar.set_postfix_str(" ".join(f"{n.split('/')[-1]}={values[n]:.3g}" for n in self.progress_terms),
                                  refresh=True)
         if self.snapshot_due(step):
             self.snapshot(step, image)
@@ -155,7 +154,7 @@ def read_losses(run_dir: str) -> list[dict]:
 
 def plot_losses(rows: list[dict], term_names: list[str], path: str) -> None:
     """Loss curves on a log scale: the weighted totals on the left, each raw per-layer term on the right."""
-    left = ["total"] + [n for n in term_names if n in ("weighted/content", "weighted/style", "weighted/tv")]
+    left = [n for n in summary_terms(term_names) if n == "total" or n.startswith("weighted/")]
     right = [n for n in term_names if is_layer_term(n)] + ["tv"]
     plot_curves(path, [(title, {name: [(r["step"], r[name]) for r in rows] for name in names
                                 if any(r[name] > 0 for r in rows)})

@@ -31,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nst_tf.objective import LossWeights, Window
+from nst_tf.objective import Weights, Window
 
 
 def receptive_field(extractor: keras.Model) -> tuple[int, int]:
@@ -195,13 +195,13 @@ class Tiled:
                                   tf.function(tile_gradient, reduce_retracing=True))
         return self._compiled_for[1:]
 
-    def evaluate(self, objective, images: tf.Tensor, weights: LossWeights):
+    def evaluate(self, objective, images: tf.Tensor, weights: Weights):
         """(total [B], terms): the objective's values, untiled-equal."""
         tile_sums, _ = self._compiled(objective)
         _, sums = self._sums_of_tiles(tf.convert_to_tensor(images), tile_sums)
         return objective.terms(sums, images, weights)
 
-    def value_and_gradient(self, objective, images, weights: LossWeights):
+    def value_and_gradient(self, objective, images, weights: Weights):
         """(total [B], terms, d sum(total) / d images): pass 1 sums the tiles; the terms and dTotal/dsums come
         from the global sums; pass 2 adds each tile's gradient of <dTotal/dsums, sums(tile)>."""
         tile_sums, tile_gradient = self._compiled(objective)

@@ -213,6 +213,9 @@ def test_every_option_is_a_flag_and_every_flag_reaches_the_config(tmp_path):
               "train_size": "128", "train_steps": "5", "batch_size": "3", "train_learning_rate": "0.01",
               "stylizer_width": "8", "train_images": None, "model": None, "export": None}
     names = {opt.name for opt in schema.options()}
+    for term in schema.weighted_terms()[len(schema.BUILTIN_TERMS):]:   # each further term's fields, by convention
+        values.update({name: text for name, text in ((f"{term}_weight", "0.5"), (f"{term}_layers", "conv1_1"),
+                                                     (f"{term}_layer_weights", "2")) if name in names})
     assert set(values) == names   # this test names every option
     assert names <= set(run_script.FLAGS)
     argv = ["run.py"] + [f"--{k}={v}" for k, v in values.items() if v is not None]

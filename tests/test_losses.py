@@ -222,3 +222,58 @@ def test_newton_schulz_square_root():
     w, v = np.linalg.eigh(a)
     want = v @ np.diag(np.sqrt(w)) @ v.T
     np.testing.assert_allclose(losses.sqrtm_newton_schulz(tf.constant(a)).numpy(), want, rtol=1e-4)
+
+
+# MRF (Li & Wand 2016), 1 channel. A style map whose two 3x3 patches are a column of ones on the left (A)
+# and on the right (B):  1 0 0 1 / 1 0 0 1 / 1 0 0 1.
+MRF_STYLE = np.array([[1, 0, 0, 1]] * 3, np.float32)[None, :, :, None]
+PATCH_A = np.array([1, 0, 0] * 3, np.float32)
+PATCH_B = np.array([0, 0, 1] * 3, np.float32)
+
+
+def test_mrf_target_is_the_style_patches_and_a_stride_keeps_at_most_max_patches():
+    np.testing.assert_array_equal(losses.mrf_target([tf.constant(MRF_STYLE)], [1.0]).numpy(), [PATCH_A, PATCH_B])
+    wide = tf.constant(np.arange(7 * 9, dtype=np.float32).reshape(1, 7, 9, 1))   # 5 x 7 = 35 patches
+    assert losses.mrf_target([wide], [1.0]).shape == (35, 9)
+    sampled = losses.mrf_target([wide], [1.0], max_patches=12)   # stride 2: 3 x 4
+    assert sampled.shape == (12, 9)
+    np.testing.assert_array_equal(sampled[1].numpy(), losses.mrf_target([wide[:, :3, 2:5]], [1.0])[0].numpy())
+    # a style with blend weight 0 gives no patches; the others are pooled
+    assert losses.mrf_target([tf.constant(MRF_STYLE), wide], [1.0, 0.0]).shape == (2, 9)
+    assert losses.mrf_target([tf.constant(MRF_STYLE), wide], [0.5, 0.5]).shape == (37, 9)
+
+
+def test_mrf_loss_matches_each_patch_by_normalized_cross_correlation():
+    """Image 0 (a column of 2s on the left) matches A: sum (x - A)^2 = 3 * 1^2 = 3, over 9 entries: 1/3.
+    Image 1 (a column of 0.1s on the left, 2s on the right) matches B: 3 * (0.1^2 + 1^2) / 9 = 1.01 / 3."""
+    images = np.zeros((2, 3, 3, 1), np.float32)
+    images[0, :, 0] = 2.0
+    images[1, :, 0], images[1, :, 2] = 0.1, 2.0
+    patches = losses.mrf_target([tf.constant(MRF_STYLE)], [1.0])
+    for value in both(losses.mrf_loss, tf.constant(images), patches):
+        np.testing.assert_allclose(value, [1 / 3, 1.01 / 3], rtol=1e-6)
+
+
+def test_mrf_nearest_is_by_correlation_not_distance():
+    """A patch of 8s is parallel to A (all ones; NCC 1) but closer to B = 10 x (eight ones, one zero) in
+    Euclidean distance (8 * 4 + 64 = 96 < 9 * 49 = 441): Li & Wand's NCC picks A, so E = 441 / 9 = 49."""
+    patches = tf.constant(np.stack([np.ones(9), 10 * np.r_[np.ones(8), 0]]).astype(np.float32))
+    for value in both(losses.mrf_loss, tf.constant(np.full((1, 3, 3, 1), 8.0, np.float32)), patches):
+        np.testing.assert_allclose(value, [49.0], rtol=1e-6)
+
+
+def test_mrf_gradient_pulls_each_patch_to_its_match():
+    """4x3 image, two overlapping patches (rows 0-2, 1-3) both matched to A: dE/dx = 2/(m 9C) * sum over
+    the patches covering x of (x - A at that place), m = 2."""
+    x = tf.constant(np.array([[2, 0, 0]] * 4, np.float32)[None, :, :, None])
+    patches = losses.mrf_target([tf.constant(MRF_STYLE)], [1.0])
+
+    def grad(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = losses.mrf_loss(x, patches)
+        return tape.gradient(loss, x)
+    covered = np.array([1, 2, 2, 1], np.float32)[:, None]   # patches over each row
+    expected = 2 / 18 * covered * np.array([[1, 0, 0]], np.float32)
+    for value in (grad(x).numpy(), tf.function(grad)(x).numpy()):
+        np.testing.assert_allclose(value[0, :, :, 0], expected, rtol=1e-6)

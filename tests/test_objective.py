@@ -7,7 +7,7 @@ from nst_tf import losses, masks
 from nst_tf.evaluate import make_loss
 from nst_tf.inputs import Inputs
 from nst_tf import objective as objective_module
-from nst_tf.objective import LossWeights, term_names
+from nst_tf.objective import loss_weights, summary_terms, term_names
 from tests.conftest import make_fake_extractor, smooth_image, stripes_image
 
 CONTENT = ("conv2_1",)
@@ -23,12 +23,15 @@ def objective():
     return make_loss(EXTRACTOR, CONTENT, STYLE, Inputs(smooth_image(16, 16), [stripes_image(24, 20)]))
 
 
-def weights(batch=1, content=2.0, style=3.0, tv=0.5):
-    return LossWeights.create(batch, content, style, tv, (1.0,), (0.25, 0.75))
+def weights(batch=1, content=2.0, style=3.0, tv=0.5, style_layers=(0.25, 0.75), content_layers=(1.0,)):
+    """The same weights for each of `batch` images, by term name."""
+    row = {"content": content, "style": style, "tv": tv, **{f"content/{n}": w for n, w in zip(CONTENT, content_layers)},
+           **{f"style/{n}": w for n, w in zip(STYLE, style_layers)}}
+    return loss_weights([row] * batch)
 
 
 def test_term_names(objective):
-    assert term_names(objective.objective.content_layers, objective.objective.style_layers) == [
+    assert term_names(objective.objective.term_layers) == [
         "content/conv2_1", "style/conv1_1", "style/conv2_1", "tv", "content", "style",
         "weighted/content/conv2_1", "weighted/style/conv1_1", "weighted/style/conv2_1", "weighted/tv",
         "weighted/content", "weighted/style", "total"]
@@ -37,7 +40,7 @@ def test_term_names(objective):
 def test_terms_combine_as_documented(objective):
     images = tf.constant(smooth_image(16, 16, seed=5)[None])
     total, terms = objective(images, weights())
-    assert set(terms) == set(term_names(CONTENT, STYLE))
+    assert set(terms) == set(term_names({"content": CONTENT, "style": STYLE}))
     t = {k: v.numpy()[0] for k, v in terms.items()}
     assert t["content"] == pytest.approx(t["content/conv2_1"])
     assert t["style"] == pytest.approx(0.25 * t["style/conv1_1"] + 0.75 * t["style/conv2_1"])
@@ -75,14 +78,15 @@ def test_eager_and_compiled_agree(objective):
 def test_batch_rows_are_independent_runs(objective):
     """Image b of a batch with weights row b gets the loss it would get alone."""
     a, b = smooth_image(16, 16, seed=1), smooth_image(16, 16, seed=2)
-    w = LossWeights.create(2, 1.0, 1.0, 1.0, (1.0,), (0.5, 0.5))
-    w.style.assign([1.0, 10.0])
-    w.style_layers.assign([[0.5, 0.5], [0.0, 1.0]])   # a per-image layer mask
+    w = weights(2, 1.0, 1.0, 1.0, (0.5, 0.5))
+    w["style"].assign([1.0, 10.0])
+    w["style/conv1_1"].assign([0.5, 0.0])   # a per-image layer mask
+    w["style/conv2_1"].assign([0.5, 1.0])
     total, _ = objective(tf.constant(np.stack([a, b])), w)
-    alone = LossWeights.create(1, 1.0, 10.0, 1.0, (1.0,), (0.0, 1.0))
+    alone = weights(1, 1.0, 10.0, 1.0, (0.0, 1.0))
     total_b, _ = objective(tf.constant(b[None]), alone)
-    total_a, _ = objective(tf.constant(a[None]), weights(content=1.0, style=1.0, tv=1.0)._replace(
-        style_layers=tf.Variable([[0.5, 0.5]])))
+    total_a, _ = objective(tf.constant(a[None]), weights(content=1.0, style=1.0, tv=1.0,
+                                                                    style_layers=(0.5, 0.5)))
     np.testing.assert_allclose(total.numpy(), [total_a.numpy()[0], total_b.numpy()[0]], rtol=1e-5)
 
 
@@ -92,7 +96,7 @@ def test_weights_changed_after_tracing_take_effect(objective):
     images = tf.constant(smooth_image(16, 16, seed=3)[None])
     w = weights()
     before = step(images, w)[0].numpy()
-    w.style.assign([30.0])
+    w["style"].assign([30.0])
     after = step(images, w)[0].numpy()
     _, terms = objective(images, w)
     assert after != pytest.approx(before)
@@ -167,7 +171,7 @@ def test_regions_take_their_own_style_and_unstyled_regions_none():
     image = smooth_image(16, 16, seed=7)
     changed = image.copy()
     changed[:, 12:] = 1 - changed[:, 12:]   # the right region only, beyond the reach of conv1_1's 3x3 window
-    w = LossWeights.create(1, 0.0, 1.0, 0.0, (), (1.0, 0.0))
+    w = weights(1, 0.0, 1.0, 0.0, (1.0, 0.0), content_layers=())
     _, t1 = guided(tf.constant(image[None]), w)
     _, t2 = guided(tf.constant(changed[None]), w)
     assert t1["style/conv1_1"].numpy()[0] == pytest.approx(t2["style/conv1_1"].numpy()[0], rel=1e-6)
@@ -201,8 +205,8 @@ def test_objective_normalizes_each_terms_gradient():
     inputs = Inputs(smooth_image(16, 16), [stripes_image(24, 20)])
     plain, normalized = make_objective(inputs), make_objective(inputs, normalize_gradients=True)
     images = tf.constant(np.stack([smooth_image(16, 16, seed=8), smooth_image(16, 16, seed=9)]))
-    w = LossWeights.create(2, 1.0, 0.0, 0.0, (1.0,), (1.0, 0.0))
-    w.content.assign([2.0, 5.0])
+    w = weights(2, 1.0, 0.0, 0.0, (1.0, 0.0))
+    w["content"].assign([2.0, 5.0])
 
     def image_gradient(objective):
         def grad(x):
@@ -219,3 +223,42 @@ def test_objective_normalizes_each_terms_gradient():
         expected = run(image_gradient(plain))(images).numpy() / l1[:, None, None, None]
         np.testing.assert_allclose(g, expected, rtol=1e-3, atol=1e-3 * np.abs(expected).max())
     np.testing.assert_allclose(normalized(images, w)[0].numpy(), plain(images, w)[0].numpy(), rtol=1e-6)
+
+
+def test_every_weighted_term_of_the_schema_has_its_math():
+    from nst_tf import config
+    extra = [t for t in config.weighted_terms() if t not in config.BUILTIN_TERMS]
+    assert config.weighted_terms()[:3] == ("content", "style", "tv")
+    assert set(extra) == set(losses.FEATURE_TERMS)
+
+
+def test_a_feature_term_is_named_weighted_and_summed_like_the_others(monkeypatch):
+    """A term registered in losses.FEATURE_TERMS (here a made-up one: the squared distance of the mean
+    feature to the style's) joins the names, the weighted sums and the total, per image and compiled."""
+    def mean(f):
+        return tf.reduce_mean(f, axis=[1, 2])
+    monkeypatch.setitem(losses.FEATURE_TERMS, "fake", losses.FeatureTerm(
+        target=lambda maps, blend: sum(b * mean(m) for b, m in zip(blend, maps)),
+        loss=lambda f, target: tf.reduce_sum(tf.square(mean(f) - target), axis=-1)))
+    loss = make_loss(EXTRACTOR, CONTENT, STYLE, Inputs(smooth_image(16, 16), [stripes_image(24, 20)]),
+                     feature_terms={"fake": ("conv1_1",)})
+    names = term_names(loss.objective.term_layers)
+    assert names[:5] == ["content/conv2_1", "style/conv1_1", "style/conv2_1", "fake/conv1_1", "tv"]
+    assert summary_terms(names) == ["total", "weighted/content", "weighted/style", "weighted/fake", "weighted/tv",
+                                    "content", "style", "fake", "tv"]
+    images = tf.constant(np.stack([smooth_image(16, 16, seed=5), smooth_image(16, 16, seed=6)]))
+    w = weights(2)
+    w["fake"] = tf.Variable([7.0, 0.0])
+    w["fake/conv1_1"] = tf.Variable([0.5, 0.5])
+    for run in (loss, tf.function(loss.__call__)):
+        total, terms = run(images, w)
+        assert set(terms) == set(names)
+        by_hand = tf.reduce_sum(tf.square(mean(EXTRACTOR(images)["conv1_1"])
+                                          - mean(EXTRACTOR(tf.constant(stripes_image(24, 20)[None]))["conv1_1"])), -1)
+        np.testing.assert_allclose(terms["fake/conv1_1"].numpy(), by_hand.numpy(), rtol=1e-5)
+        np.testing.assert_allclose(terms["weighted/fake"].numpy(), [3.5 * by_hand[0], 0.0], rtol=1e-5)
+        np.testing.assert_allclose(total.numpy(), (terms["weighted/content"] + terms["weighted/style"]
+                                                   + terms["weighted/fake"] + terms["weighted/tv"]).numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match="fake"):
+        make_loss(EXTRACTOR, CONTENT, STYLE, Inputs(smooth_image(16, 16), [stripes_image(24, 20)]), tile_size=8,
+                  feature_terms={"fake": ("conv1_1",)})

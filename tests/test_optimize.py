@@ -6,9 +6,14 @@ import tensorflow as tf
 
 from nst_tf.evaluate import make_loss
 from nst_tf.inputs import Inputs
-from nst_tf.objective import LossWeights
+from nst_tf.objective import loss_weights
 from nst_tf.optimize import Adam, Lbfgs, make_optimizer, run_adam
 from tests.conftest import checkerboard, make_fake_extractor, smooth_image
+
+
+def content_weights(content=1.0, tv=0.0, batch=1):
+    """alpha for the content layer conv2_1 alone, and the TV weight."""
+    return loss_weights([{"content": content, "content/conv2_1": 1.0, "tv": tv}] * batch)
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +24,7 @@ def objective():
 def test_loop_reports_every_log_step_and_the_end(objective):
     images = tf.Variable(np.full((1, 12, 12, 3), 0.5, np.float32))
     seen = []
-    run_adam(objective, images, LossWeights.create(1, 1.0, 0.0, 0.0, (1.0,), ()), num_steps=7,
+    run_adam(objective, images, content_weights(), num_steps=7,
              optimizer=keras.optimizers.Adam(0.05), log_every=3,
              on_log=lambda step, ims, terms: seen.append((step, terms["total"].numpy()[0])))
     assert [s for s, _ in seen] == [0, 3, 6, 7]
@@ -29,7 +34,7 @@ def test_loop_reports_every_log_step_and_the_end(objective):
 
 def test_pixels_stay_in_range(objective):
     images = tf.Variable(np.full((1, 12, 12, 3), 0.99, np.float32))
-    run_adam(objective, images, LossWeights.create(1, 1.0, 0.0, 0.0, (1.0,), ()), num_steps=5,
+    run_adam(objective, images, content_weights(), num_steps=5,
              optimizer=keras.optimizers.Adam(5.0), on_log=lambda *a: None, log_every=5)
     assert images.numpy().min() >= 0.0 and images.numpy().max() <= 1.0
 
@@ -37,7 +42,7 @@ def test_pixels_stay_in_range(objective):
 def test_callback_gets_the_image_its_loss_belongs_to(objective):
     """The image handed to the callback at step k is the one whose loss is reported at step k."""
     images = tf.Variable(np.random.default_rng(0).uniform(size=(1, 12, 12, 3)).astype(np.float32))
-    w = LossWeights.create(1, 1.0, 0.0, 0.0, (1.0,), ())
+    w = content_weights()
     checked = []
 
     def on_log(step, ims, terms):
@@ -57,14 +62,14 @@ def test_callback_can_stop_the_run(objective):
         if step >= 2:
             raise Stop
     with pytest.raises(Stop):
-        run_adam(objective, images, LossWeights.create(1, 1.0, 0.0, 0.0, (1.0,), ()), num_steps=100,
+        run_adam(objective, images, content_weights(), num_steps=100,
                  optimizer=keras.optimizers.Adam(0.05), on_log=on_log, log_every=2)
 
 
 def test_a_restored_optimizer_continues_to_the_same_images(objective):
     """Stop after 3 of 7 steps, save each image's state, restore into new variables: same result."""
     from nst_tf.optimize import image_state, restore_state
-    weights = LossWeights.create(2, 1.0, 0.0, 0.0, (1.0,), ())
+    weights = content_weights(batch=2)
     start = np.stack([np.full((12, 12, 3), 0.5, np.float32), smooth_image(12, 12, seed=4)])
     whole = tf.Variable(start)
     run_adam(objective, whole, weights, 7, keras.optimizers.Adam(0.05), lambda *a: None, log_every=2)
@@ -88,7 +93,7 @@ def test_lbfgs_reports_like_adam_and_goes_down(objective):
     seen = []
     lbfgs = make_optimizer("lbfgs", 0.02)
     assert isinstance(lbfgs, Lbfgs) and isinstance(make_optimizer("adam", 0.02), Adam)
-    lbfgs.run(objective, images, LossWeights.create(1, 1.0, 0.0, 0.0, (1.0,), ()), num_steps=7,
+    lbfgs.run(objective, images, content_weights(), num_steps=7,
               on_log=lambda step, ims, terms: seen.append((step, terms["total"].numpy()[0])), log_every=3)
     assert [s for s, _ in seen] == [0, 3, 6, 7] and lbfgs.steps == 7
     assert seen[-1][1] < 0.1 * seen[0][1]   # L-BFGS on a content term: fast
@@ -97,21 +102,21 @@ def test_lbfgs_reports_like_adam_and_goes_down(objective):
 @pytest.mark.slow
 def test_lbfgs_batch_rows_run_as_if_alone(objective):
     """TFP's L-BFGS is batched: each image has its own line search and history."""
-    weights = LossWeights.create(2, 1.0, 0.0, 0.0, (1.0,), ())
-    weights.content.assign([1.0, 30.0])
+    weights = content_weights(batch=2)
+    weights['content'].assign([1.0, 30.0])
     start = np.stack([np.full((12, 12, 3), 0.5, np.float32), smooth_image(12, 12, seed=4)])
     both = tf.Variable(start)
     Lbfgs().run(objective, both, weights, 5, lambda *a: None, log_every=5)
     for i in range(2):
         alone = tf.Variable(start[i:i + 1])
-        w = LossWeights.create(1, float(weights.content[i]), 0.0, 0.0, (1.0,), ())
+        w = content_weights(float(weights['content'][i]))
         Lbfgs().run(objective, alone, w, 5, lambda *a: None, log_every=5)
         np.testing.assert_allclose(both.numpy()[i], alone.numpy()[0], atol=1e-4)
 
 
 @pytest.mark.slow
 def test_lbfgs_resumes_to_the_same_images(objective):
-    weights = LossWeights.create(2, 1.0, 0.0, 0.0, (1.0,), ())
+    weights = content_weights(batch=2)
     start = np.stack([np.full((12, 12, 3), 0.5, np.float32), smooth_image(12, 12, seed=4)])
     whole = tf.Variable(start)
     Lbfgs().run(objective, whole, weights, 6, lambda *a: None, log_every=2)
@@ -133,7 +138,7 @@ def test_lbfgs_resumes_to_the_same_images(objective):
 @pytest.mark.slow
 def test_xla_steps_equal_plain_ones(objective):
     """--jit_compile changes how the step runs, not what it computes (Adam and L-BFGS)."""
-    weights = LossWeights.create(1, 1.0, 0.0, 0.1, (1.0,), ())
+    weights = content_weights(tv=0.1)
     results = {}
     for jit in (False, True):
         for name in ("adam", "lbfgs"):
@@ -147,7 +152,7 @@ def test_xla_steps_equal_plain_ones(objective):
 
 def test_iterate_average_by_hand_and_through_a_resume(objective):
     """The result is the bias-corrected average of the iterates; a stopped run's state carries it."""
-    w = LossWeights.create(1, 1.0, 0.0, 0.0, (1.0,), ())
+    w = content_weights()
     start = np.random.default_rng(1).uniform(size=(1, 12, 12, 3)).astype(np.float32)
     seen, iterates = [], []
     adam = Adam(0.05, average_decay=0.5)
@@ -196,7 +201,7 @@ def test_adam_with_gradient_blur_ignores_a_checkerboard_gradient():
     """The 2 px checkerboard is what the pooling's aliasing adds to the gradient: unblurred, Adam gives every
     pixel a full step along it (a mesh); blurred, the interior gets none."""
     board = checkerboard(8, 8)[None, :, :, None] * np.ones((1, 1, 1, 3))
-    weights = LossWeights.create(1, 1.0, 0.0, 0.0, (1.0,), ())
+    weights = content_weights()
     moved = {}
     for blur in (0, 1):
         images = tf.Variable(np.full((1, 8, 8, 3), 0.5, np.float32))

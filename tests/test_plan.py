@@ -5,6 +5,7 @@ import pytest
 
 from nst_tf import color, plan, registry
 from nst_tf.config import Config, ImageConfig, LossConfig, ModelConfig, OptimConfig
+from nst_tf.objective import loss_weights
 
 
 @pytest.mark.parametrize("backbone, transform, normalized, content, style0, beta", [
@@ -66,8 +67,8 @@ def test_resolution_invariant_alpha_follows_the_size(content_path, style_path):
                         loss=LossConfig(resolution_invariant=invariant, content_weight=1.0))
         made = plan.make_plan(config, say=lambda *a: None)
         weights = plan.EffectiveWeights.of(made.config, made.inputs.shape)
-        assert weights.row((), ()) [0] == weights.content
-        return weights.content
+        assert weights.flat()["content"] == weights.terms["content"]
+        return weights.terms["content"]
     assert alpha(256) == pytest.approx(1.0) and alpha(128) == pytest.approx(4.0) and alpha(32) == pytest.approx(64.0)
     assert alpha(32, invariant=False) == 1.0
 
@@ -79,11 +80,13 @@ def test_effective_weights_mask_the_layers_a_job_does_not_use():
                                                  content_weight=5.0, tv_weight=7.0, style_weight=11.0)),
                           say=lambda *a: None)
     weights = plan.EffectiveWeights.of(config, (128, 64, 3))
-    alpha, beta, tv, content, style = weights.row(("conv4_2",), ("conv1_1", "conv2_1", "conv3_1"))
-    assert (alpha, beta, tv) == (5.0 * (256 / 128) ** 2, 11.0, 7.0)
-    assert content == [1.0] and style == [2.0, 0.0, 3.0]
+    assert weights.flat() == {"content": 5.0 * (256 / 128) ** 2, "style": 11.0, "tv": 7.0, "content/conv4_2": 1.0,
+                              "style/conv1_1": 2.0, "style/conv3_1": 3.0, "style/conv1_1@2": 2.0}   # an octave copy
+    # in a batch with an image that uses conv2_1, this image's row is 0 there (its layer mask)
+    batch = loss_weights([weights.flat(), {**weights.flat(), "style/conv2_1": 1.0}])
+    assert batch["style/conv2_1"].numpy().tolist() == [0.0, 1.0]
     texture = plan.EffectiveWeights.of(dataclasses.replace(config, mode="texture"), (128, 64, 3))
-    assert texture.content == 0.0 and texture.content_layers == {}
+    assert texture.terms["content"] == 0.0 and texture.layers["content"] == {}
 
 
 def test_style_octaves_add_copies_of_the_style_layers_with_their_weights():
@@ -94,13 +97,13 @@ def test_style_octaves_add_copies_of_the_style_layers_with_their_weights():
                           say=lambda *a: None)
     assert config.loss.style_layers == ("conv1_1", "conv3_1")   # the config keeps its layers; the weights add
     weights = plan.EffectiveWeights.of(config, (128, 96, 3))
-    assert weights.style_layers == {"conv1_1": 2.0, "conv3_1": 3.0, "conv1_1@2": 2.0, "conv1_1@4": 2.0}
+    assert weights.layers["style"] == {"conv1_1": 2.0, "conv3_1": 3.0, "conv1_1@2": 2.0, "conv1_1@4": 2.0}
     # a copy needs more than registry.OCTAVE_MARGIN (16) px: 64 // 4 is not enough, 64 // 2 is
     small = plan.EffectiveWeights.of(config, (128, 64, 3))
-    assert small.style_layers == {"conv1_1": 2.0, "conv3_1": 3.0, "conv1_1@2": 2.0}
+    assert small.layers["style"] == {"conv1_1": 2.0, "conv3_1": 3.0, "conv1_1@2": 2.0}
     off = plan.EffectiveWeights.of(dataclasses.replace(config, loss=dataclasses.replace(config.loss, style_octaves=0)),
                                    (128, 64, 3))
-    assert off.style_layers == {"conv1_1": 2.0, "conv3_1": 3.0}
+    assert off.layers["style"] == {"conv1_1": 2.0, "conv3_1": 3.0}
 
 
 def test_seed_and_backbone_are_resolved_once_and_said():

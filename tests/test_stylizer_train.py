@@ -21,7 +21,7 @@ from nst_tf.config import Config, ImageConfig, LossConfig, StylizerConfig
 from nst_tf.errors import Interrupted, UserError
 from nst_tf.evaluate import make_loss
 from nst_tf.inputs import Inputs
-from nst_tf.objective import LossWeights
+from nst_tf.objective import loss_weights
 from nst_tf.stylizer import apply, data, network, train
 from tests.conftest import make_fake_extractor, smooth_image, stripes_image, write_png
 from tests.test_run import ROOT, main_in_process, wait_for
@@ -59,7 +59,7 @@ def test_batch_objective_is_the_optimizations_with_each_photos_own_content(train
         for i in range(2):
             loss = make_loss(trainer.extractor, LAYERS["content_layers"], LAYERS["style_layers"],
                              Inputs(photos[i], [styles[s]]), gram_norm="elements", normalize_terms=True)
-            weights = LossWeights.create(1, *trainer.weights.row(*LAYERS.values()))
+            weights = loss_weights([trainer.weights.flat()])
             want_total, want = loss(images[i:i + 1], weights)
             np.testing.assert_allclose(total[i], want_total[0], rtol=1e-5)
             for name in ("content/conv2_1", "style/conv1_1", "style/conv2_1", "tv"):

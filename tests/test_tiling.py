@@ -7,7 +7,7 @@ import tensorflow as tf
 from nst_tf import backbones, masks, tiling
 from nst_tf.evaluate import make_loss
 from nst_tf.inputs import Inputs
-from nst_tf.objective import LossWeights
+from nst_tf.objective import loss_weights
 from nst_tf.optimize import make_adam_step
 from tests.conftest import smooth_image, stripes_image
 
@@ -61,8 +61,9 @@ def objectives(vgg, layers, inputs, tile_size, **kwargs):
     extractor = backbones.build_extractor(vgg, content + style)
     whole = make_loss(extractor, content, style, inputs, **kwargs)
     tiled = make_loss(extractor, content, style, inputs, tile_size=tile_size, **kwargs)
-    weights = LossWeights.create(2, 1.0, 1e3, 1.0, (1.0,), tuple(np.linspace(0.5, 1.5, len(style))))
-    weights.style.assign([1e3, 1e2])   # the two images of the batch weigh the terms differently
+    row = {"content": 1.0, "style": 1e3, "tv": 1.0, f"content/{content[0]}": 1.0,
+           **{f"style/{n}": w for n, w in zip(style, np.linspace(0.5, 1.5, len(style)))}}
+    weights = loss_weights([row, {**row, "style": 1e2}])   # the two images of the batch weigh the terms differently
     return whole, tiled, weights
 
 
@@ -159,7 +160,8 @@ def test_tiled_equals_whole_with_a_content_image_per_image(vgg):
     whole = make_loss(extractor, ("conv2_1",), ("conv1_1",), inputs, contents=contents)
     tiled = make_loss(extractor, ("conv2_1",), ("conv1_1",), inputs, tile_size=12, contents=contents)
     assert whole.objective.targets.content["conv2_1"].shape[0] == 2
-    weights = LossWeights.create(2, 1.0, 1e3, 1.0, (1.0,), (1.0,))
+    weights = loss_weights([{"content": 1.0, "content/conv2_1": 1.0, "style": 1e3, "style/conv1_1": 1.0,
+                             "tv": 1.0}] * 2)
     images = tf.constant(np.stack(contents))
     assert_same(whole, tiled, images, weights)
     _, terms = whole(images, weights)   # each image is its own content: no content loss

@@ -22,17 +22,19 @@ import os
 import re
 from dataclasses import dataclass
 
-from nst_tf.config import (Config, OutputConfig, field_sections, get_field, parse_field, validate,
-                           with_field)
+from nst_tf.config import (Config, LossConfig, OutputConfig, field_sections, get_field, parse_field, validate,
+                           weighted_terms, with_field)
 from nst_tf.errors import UserError
 from nst_tf.inputs import IMAGE_EXTENSIONS, photo_files  # noqa: F401  (the photos of a many-photo job)
 
 RATIO = "ratio"
 # Flags that differ per image of one batch: they only change the per-image loss weights, the layer mask
 # or the start image, never the shapes, the network or the targets. Every other field splits batches.
-PER_IMAGE_FIELDS = ("content_weight", "style_weight", "tv_weight", "content_layers", "content_layer_weights",
-                    "style_layers", "style_layer_weights", "init", "init_contrast", "init_noise",
-                    "init_noise_cells", "seed")
+# The weights and layers of every term of the schema (`config.weighted_terms`) are per image.
+PER_IMAGE_FIELDS = tuple(f"{term}{suffix}" for term in weighted_terms()
+                         for suffix in ("_weight", "_layers", "_layer_weights")
+                         if hasattr(LossConfig, f"{term}{suffix}")) + (
+    "init", "init_contrast", "init_noise", "init_noise_cells", "seed")
 # The automatic batch holds at most this many pixels (cells x max_size^2). A batch's memory grows with
 # its pixels: 20 cells of 192x144 (0.55 Mpixel) with vgg16_hed up to conv5_1 peaked at 2.6 GB (measured,
 # flags/figure2_grid.flags), so a full automatic batch needs about 4 to 5 GB.

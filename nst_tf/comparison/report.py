@@ -18,11 +18,9 @@ import numpy as np
 from nst_tf import image_io, rundir
 from nst_tf.config import Config
 from nst_tf.grid import render_grid
-from nst_tf.objective import is_layer_term
+from nst_tf.objective import is_layer_term, summary_terms, term_names
 from nst_tf.summaries import plot_curves
 from nst_tf.comparison.axes import Cell, grid_columns, job_axes, label, parse_axes, photo_files
-
-SUMMARY_TERMS = ("total", "weighted/content", "weighted/style", "weighted/tv", "content", "style", "tv")
 
 
 @dataclasses.dataclass
@@ -132,9 +130,10 @@ def write_report(sweep_dir: str, config: Config, outcomes: list[Outcome]) -> Non
 
 def _table(config: Config, outcomes: list[Outcome], diffs: dict[int, np.ndarray]) -> list[dict]:
     axes = [a.name for a in job_axes(config)]
-    layer_terms = []
+    names = term_names({"content": (), "style": ()})   # the sums every run has, then every term some cell logged
     for o in outcomes:
-        layer_terms += [k for k in o.final if is_layer_term(k) and k not in layer_terms]
+        names += [k for k in o.final if k not in ("step", "wall_s") and k not in names]
+    layer_terms = [k for k in names if is_layer_term(k)]
     failed = any(o.status == "failed" for o in outcomes)   # an error column only when some cell has one
     retried = any(o.attempts != "" for o in outcomes)
     table = []
@@ -143,7 +142,7 @@ def _table(config: Config, outcomes: list[Outcome], diffs: dict[int, np.ndarray]
                "steps": o.final.get("step", ""), "batch": o.batch, "batch_cells": o.batch_cells,
                "wall_s": o.wall_s, **({"attempts": o.attempts} if retried else {}),
                **({"error": o.message} if failed else {})}
-        for name in (*SUMMARY_TERMS, *layer_terms):   # a term named like an axis (content, style): loss/<name>
+        for name in (*summary_terms(names), *layer_terms):   # a term named like an axis (content, style): loss/<name>
             row[f"loss/{name}" if name in axes else name] = f"{o.final[name]:.6g}" if name in o.final else ""
         if diffs or "seed" in axes:
             d = diffs.get(o.cell.index)
@@ -154,8 +153,9 @@ def _table(config: Config, outcomes: list[Outcome], diffs: dict[int, np.ndarray]
 
 def _markdown(table: list[dict], axes: list[str]) -> str:
     """The table's key columns as Markdown (results.csv has every term)."""
+    sums = [k for k in summary_terms(list(table[0])) if k != "total" and not k.startswith("weighted/")]
     keep = [k for k in table[0] if k in axes or (
-        k not in ("content", "style", "tv", "batch_cells", "loss/content", "loss/style")
+        k not in (*sums, "batch_cells", "loss/content", "loss/style")
         and ("/" not in k or k.startswith("weighted/")))]
     lines = ["| " + " | ".join(keep) + " |", "|" + "---|" * len(keep)]
     for row in table:

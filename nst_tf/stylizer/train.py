@@ -32,7 +32,7 @@ from nst_tf.config import Config, with_loss_defaults
 from nst_tf.errors import Diverged, Interrupted, OutOfMemory, UserError
 from nst_tf.evaluate import WholeImage
 from nst_tf.inputs import Inputs
-from nst_tf.objective import WHOLE, LossWeights, Objective, Targets, compute_targets, term_names
+from nst_tf.objective import WHOLE, Objective, Targets, compute_targets, loss_weights, term_names
 from nst_tf.blur import blurred_backward
 from nst_tf.plan import EffectiveWeights, pick_device, resolve
 from nst_tf.stylizer import data, network
@@ -65,20 +65,20 @@ class Trainer:
         self.config, self.extractor, self.model = config, extractor, model
         size = st.train_size
         self.weights = EffectiveWeights.of(config, (size, size))
-        self.content_layers = tuple(self.weights.content_layers)
-        self.style_layers = tuple(self.weights.style_layers)
+        self.content_layers = tuple(self.weights.layers["content"])
+        self.style_layers = tuple(self.weights.layers["style"])
         evaluator = WholeImage(extractor)
         per_style = [compute_targets(evaluator, Inputs(None, [s]), (), self.style_layers, loss.style_loss).style
                      for s in styles]
         # {layer: [S, C, C]}: style s's statistics at row s
         self.style_targets = {n: tf.concat([t[n] for t in per_style], axis=0) for n in self.style_layers}
         self.counts = {n: losses.gram_count(evaluator.feature_shape(n, size, size)) for n in self.style_layers}
-        self.loss_weights = LossWeights.create(st.batch_size, *self.weights.row(self.content_layers, self.style_layers))
+        self.loss_weights = loss_weights([self.weights.flat()] * st.batch_size)
         self.optimizer = keras.optimizers.Adam(st.train_learning_rate)
         self.optimizer.build(model.trainable_variables)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.num_styles = len(styles)
-        self.names = term_names(self.content_layers, self.style_layers)
+        self.names = term_names(self.weights.term_layers())
         self.train_step = tf.function(self._train_step)
 
     def objective(self, photos: tf.Tensor, style_index: tf.Tensor) -> Objective:
@@ -148,7 +148,7 @@ def work(run: lifecycle.Run) -> None:
         backbone = engine.load_network(config, say)
         weights = EffectiveWeights.of(config, (st.train_size, st.train_size))
         m = config.model
-        extractor = backbones.build_extractor(backbone.model, (*weights.content_layers, *weights.style_layers),
+        extractor = backbones.build_extractor(backbone.model, weights.all_layers(),
                                               m.feature_transform, backbone.channel_means, m.softmax_temperature,
                                               config.blur_passes)
         model = network.build_stylizer(len(styles), st.stylizer_width, tuple(style_name(p) for p in config.style_paths))
