@@ -201,7 +201,9 @@ def parse(argv: list[str]) -> tuple[Config | None, list, str | None]:
     else:
         config = config_from_flags()
     cells = [] if config.feed_forward else comparison.expand(config)
-    many = comparison.photo_files(config.images.content) is not None   # a bad photo fails alone, later
+    from nst_tf import video   # a clip (--content=clip.mp4): its file checked here, before TensorFlow loads
+    clip = video.is_clip(config) and video.check(config)
+    many = bool(clip) or comparison.photo_files(config.images.content) is not None   # a bad photo fails alone, later
     if config.stylizer.model:
         image_io.check_model_path(config.stylizer.model)
     for cfg in [c.config for c in cells] or [config]:
@@ -246,12 +248,14 @@ def _main(argv: list[str]) -> int:
         return 2
     stylize, runner = _load_engine()   # TensorFlow loads here, after the flags are known to be good.
     _engine_loaded()
-    from nst_tf import list_layers, summaries   # already imported by the engine
+    from nst_tf import list_layers, summaries, video   # already imported by the engine and parse
     try:
         try:
             if FLAGS.list_layers:
                 size = schema.parse_max_size(FLAGS.max_size)
                 print(list_layers.describe(FLAGS.backbone, size or REFERENCE_SIZE, FLAGS.pooling, FLAGS.content))
+            elif video.is_clip(config):
+                video.run(config, show_progress=FLAGS.progress, resume_dir=resume_dir)
             elif config.mode == "train":
                 from nst_tf.stylizer import train
                 train.train(config, show_progress=FLAGS.progress, resume_dir=resume_dir)
