@@ -281,11 +281,11 @@ class VideoConfig:
     frames: Optional[str] = option(None, "START:END: only these frames of a clip (from 0, END excluded; e.g. :60).")
     fps: Optional[float] = option(None, "Frame rate of a clip's result: a folder of frames plays at it (default 24), "
                                   "a video is resampled to it (frames dropped or repeated; default its own).")
-    # Ruder et al. 2016's temporal term, weight * mean(c * (x - warped previous result)^2); the default was
-    # chosen on cockatoo.mp4 at 256 px (docs/video.md).
-    temporal_weight: float = option(VIDEO_TEMPORAL_WEIGHT, "Clips: weight of the temporal term, which pulls each "
-                                    "frame toward the previous result warped by the optical flow where the flow is "
-                                    "reliable (0: frames stylized one by one, each from the warped previous result).")
+    # Ruder et al. 2016's temporal term, weight * beta * mean(c * (x - warped previous result)^2): relative to
+    # beta, so that one value serves every backbone; the default was chosen on cockatoo.mp4 (docs/video.md).
+    temporal_weight: float = option(VIDEO_TEMPORAL_WEIGHT, "Clips: weight of the temporal term relative to the style "
+                                    "weight; it pulls each frame toward the previous result warped by the optical "
+                                    "flow where the flow is reliable (0: only the warped start).")
     long_term: tuple[int, ...] = option((1,), "Clips: the earlier results the temporal term compares with, in frames "
                                         "back, e.g. 1,2,4 (Ruder et al.'s long-term consistency).")
     frame_steps: Optional[int] = option(None, "Clips: steps for each frame after the first, which starts from the "

@@ -3,7 +3,7 @@
 The first frame is optimized as a still (the engine's objective, start image and settings, --num_steps).
 Each next frame starts from the previous result warped by the optical flow and is optimized for
 --frame_steps with the engine's loss plus the temporal term (`temporal.temporal_loss`, times
---temporal_weight), which pulls it toward the earlier results (--long_term frames back) warped to it,
+--temporal_weight times the style weight beta), which pulls it toward the earlier results (--long_term frames back) warped to it,
 weighted per pixel by the warp's reliability (`flow.reliability`). The style targets are computed once per
 clip; each frame's content targets are assigned to variables the compiled step reads, so one compiled step
 serves the whole clip.
@@ -125,7 +125,9 @@ class _FrameOptimizer:
             w[0, j], c[0, j] = image, weight
         self.warped.assign(w)
         self.reliable.assign(c)
-        self.temporal_weight.assign(temporal_weight)
+        # relative to beta: the style term's pull on a pixel is what the temporal term's is weighed against,
+        # and beta is what makes the style term's size comparable across backbones
+        self.temporal_weight.assign(temporal_weight * self.job.weights.style)
         for var in self.optimizer.variables:   # a fresh Adam: step 0, no moments (the learning rate kept)
             if "learning_rate" not in var.path:
                 var.assign(tf.zeros_like(var))
@@ -144,8 +146,10 @@ def quantized(image: np.ndarray) -> np.ndarray:
 
 
 def stylize_clip(config: Config, clip: clip_io.Clip, run_dir: str, show_progress: bool = True, say=print,
-                 resume: bool = False) -> dict:
-    """Optimizes every frame of `clip` into `run_dir/frames/`; returns the summary's numbers."""
+                 resume: bool = False, independent: bool = False) -> dict:
+    """Optimizes every frame of `clip` into `run_dir/frames/`; returns the summary's numbers. `independent`:
+    every frame as a still, from its own start image for --num_steps without the temporal term (the
+    per-frame baseline of bench/video.py)."""
     config = resolve(config, say)
     size = image_io.fit_size(clip.height, clip.width, config.images.max_size)
     device = pick_device(config.optim.device)
@@ -153,7 +157,7 @@ def stylize_clip(config: Config, clip: clip_io.Clip, run_dir: str, show_progress
     rundir.write_config(config, run_dir)
     styles = load_inputs(dataclasses.replace(config, images=dataclasses.replace(config.images, content=None)))
     margin = engine.canvas_margin(config.optim.canvas_margin, max(size), max(size), (*size, 3))
-    later_steps = frame_steps(config)
+    later_steps = config.optim.num_steps if independent else frame_steps(config)
     total_steps = config.optim.num_steps + (clip.count - 1) * later_steps
     done = [os.path.exists(frame_path(run_dir, i)) for i in range(clip.count)]
     first_todo = done.index(False) if False in done else clip.count
@@ -182,9 +186,8 @@ def stylize_clip(config: Config, clip: clip_io.Clip, run_dir: str, show_progress
                         from tqdm import tqdm
                         bar = tqdm(total=total_steps, unit="step", dynamic_ncols=True,
                                    initial=config.optim.num_steps * (i > 0) + max(0, i - 1) * later_steps)
-                working = optimizer.job.working if i == 0 else dataclasses.replace(inputs).working(
-                    config.images.preserve_colors, config.images.color_match)
-                if i == 0:
+                working = inputs.working(config.images.preserve_colors, config.images.color_match)
+                if i == 0 or independent:
                     start, warped, reliable, steps, weight = (initial_image(config, working, config.optim.seed),
                                                               [], [], config.optim.num_steps, 0.0)
                 else:
