@@ -76,6 +76,7 @@ def run(config: Config, show_progress: bool = True, say=print, resume_dir: str |
         from nst_tf import rundir
         run_dir = run_dir or rundir.create(config.output.output_dir,
                                            config.output.run_name or rundir.default_name(config))
+        os.makedirs(run_dir, exist_ok=True)
         say(f"run folder: {run_dir}")
     say(f"clip: {clip.count} frames of {clip.width}x{clip.height} at {float(clip.fps):g} fps")
     start = time.monotonic()
