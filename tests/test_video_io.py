@@ -92,3 +92,20 @@ def test_preview_strip_shape():
     rows = [pan(10, 8, 12), pan(10, 8, 12)]
     sheet = clip_io.preview_strip(rows, count=4)
     assert sheet.shape == (2 * 8 + 2, 4 * 12 + 3 * 2, 3)
+
+
+def test_run_py_refuses_a_bad_clip_in_one_line_before_tensorflow(tmp_path):
+    import subprocess
+    import sys
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"not a video" * 100)
+    root = os.path.join(os.path.dirname(__file__), "..")
+    style = os.path.join(root, "nst_tf", "data", "images", "hubble_deep_field.jpg")
+    done = subprocess.run([sys.executable, os.path.join(root, "run.py"), f"--content={garbage}", f"--style={style}",
+                           f"--output_dir={tmp_path / 'out'}"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": root})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"error: cannot open {str(garbage)!r} as a video (Invalid data found "
+                                                "when processing input); name an mp4, mov, webm, avi, mkv or "
+                                                "animated gif file."]
+    assert not (tmp_path / "out").exists()
