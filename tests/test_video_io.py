@@ -109,3 +109,15 @@ def test_run_py_refuses_a_bad_clip_in_one_line_before_tensorflow(tmp_path):
                                                 "when processing input); name an mp4, mov, webm, avi, mkv or "
                                                 "animated gif file."]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name,value,message", [
+    ("temporal_weight", -1.0, "--temporal_weight"), ("long_term", (1, 1), "distinct"), ("long_term", (0,), "1 to 16"),
+    ("frame_steps", 0, "--frame_steps"), ("fps", 0.0, "--fps"), ("flow_blend", 1.0, "--flow_blend")])
+def test_video_options_are_checked(name, value, message):
+    import dataclasses
+    from nst_tf.config import Config, VideoConfig, validate
+    config = Config(images=dataclasses.replace(Config().images, content="clip.mp4", style="s.jpg"),
+                    video=dataclasses.replace(VideoConfig(), **{name: value}))
+    with pytest.raises(UserError, match=message):
+        validate(config)
