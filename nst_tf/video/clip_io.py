@@ -206,7 +206,8 @@ def _clip(path, files, count, start, end, source_fps, fps, height, width, rotati
         n = int((stop - start) * out_fps / source_fps) or 1
         indices = tuple(start + min(stop - start - 1, int(j * source_fps / out_fps)) for j in range(n))
     if len(indices) < 2:
-        raise UserError(f"{path!r} gives {len(indices)} frame{'s' * (len(indices) != 1)} (after --frames/--fps): a clip "
+        count = len(indices)
+        raise UserError(f"{path!r} gives {count} frame{'s' * (count != 1)} (after --frames/--fps): a clip "
                         "needs at least two; stylize a single image with --content=IMAGE.")
     return Clip(path, files, out_fps, indices, height, width, rotation, audio, variable, source_fps)
 

@@ -3,8 +3,8 @@
 The first frame is optimized as a still (the engine's objective, start image and settings, --num_steps).
 Each next frame starts from the previous result warped by the optical flow and is optimized for
 --frame_steps with the engine's loss plus the temporal term (`temporal.temporal_loss`, times
---temporal_weight times the style weight beta), which pulls it toward the earlier results (--long_term frames back) warped to it,
-weighted per pixel by the warp's reliability (`flow.reliability`). The style targets are computed once per
+--temporal_weight times the style weight beta), which pulls it toward the earlier results (--long_term
+frames back) warped to it, weighted per pixel by the warp's reliability (`flow.reliability`). The style targets are computed once per
 clip; each frame's content targets are assigned to variables the compiled step reads, so one compiled step
 serves the whole clip.
 
@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import backbones, engine, image_io, registry, rundir
+from nst_tf import backbones, engine, image_io, losses, registry, rundir
 from nst_tf.blur import blur_gradient
 from nst_tf.config import Config
 from nst_tf.errors import Interrupted, UserError
@@ -115,7 +115,6 @@ class _FrameOptimizer:
         for name in self.content_layers:
             targets.content[name].assign(maps[name])
             if name in targets.content_scales:
-                from nst_tf import losses
                 targets.content_scales[name].assign(losses.content_scale(maps[name], self.config.loss.content_loss))
         self.images.assign(engine.pad_canvas(start, self.margin)[None])
         k = self.warped.shape[1]
