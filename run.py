@@ -213,7 +213,9 @@ def parse(argv: list[str]) -> tuple[Config | None, list, str | None]:
         config = config_from_flags()
     lifecycle.check_options(config)   # an option this mode does not read but names another: refused here
     cells = [] if config.feed_forward else comparison.expand(config)
-    many = photo_files(config.images.content) is not None   # a bad photo fails alone, later
+    from nst_tf import video   # a clip (--content=clip.mp4): its file checked here, before TensorFlow loads
+    clip = video.is_clip(config) and video.check(config)
+    many = bool(clip) or photo_files(config.images.content) is not None   # a bad photo fails alone, later
     if config.stylizer.model:
         image_io.check_model_path(config.stylizer.model)
     for cfg in [c.config for c in cells] or [config]:

@@ -37,6 +37,9 @@ def serve(output_dir: str = "outputs", host: str = "127.0.0.1", port: int = 8765
 
 
 def __getattr__(name):   # PEP 562: the API (and TensorFlow behind it) is imported on first use
+    if name == "video":   # nst_tf.video(...): the clips' package, callable (nst_tf/video/__init__.py)
+        import importlib
+        return importlib.import_module("nst_tf.video")
     if name in _API:
         from nst_tf import api
         return getattr(api, name)

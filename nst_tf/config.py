@@ -52,6 +52,7 @@ AUTO_STEPS_CAP = 400
 # --resolution_invariant, larger results are reached coarse-to-fine from it and the content term is
 # scaled by (REFERENCE_SIZE / longest side)^2 (README, "The same look at every size").
 REFERENCE_SIZE = 256
+VIDEO_TEMPORAL_WEIGHT = 1000.0   # --temporal_weight's default (nst_tf.video; docs/video.md)
 
 
 def option(default, help: str, choices: tuple[str, ...] | None = None, **metadata):
@@ -293,6 +294,28 @@ class StylizerConfig:
 
 
 @dataclass(frozen=True)
+class VideoConfig:
+    """Clips (nst_tf.video): --content as a video file, or a folder or pattern of frames with --clip."""
+    clip: bool = option(False, "Read --content (a folder or pattern of frames) as the frames of one clip, in name "
+                        "order, not as many photos. Video files (mp4, mov, webm, avi, mkv, animated gif) are always "
+                        "clips.")
+    frames: Optional[str] = option(None, "START:END: only these frames of a clip (from 0, END excluded; e.g. :60).")
+    fps: Optional[float] = option(None, "Frame rate of a clip's result: a folder of frames plays at it (default 24), "
+                                  "a video is resampled to it (frames dropped or repeated; default its own).")
+    # Ruder et al. 2016's temporal term, weight * beta * mean(c * (x - warped previous result)^2): relative to
+    # beta, so that one value serves every backbone; the default was chosen on cockatoo.mp4 (docs/video.md).
+    temporal_weight: float = option(VIDEO_TEMPORAL_WEIGHT, "Clips: weight of the temporal term relative to the style "
+                                    "weight; it pulls each frame toward the previous result warped by the optical "
+                                    "flow where the flow is reliable (0: only the warped start).")
+    long_term: tuple[int, ...] = option((1,), "Clips: the earlier results the temporal term compares with, in frames "
+                                        "back, e.g. 1,2,4 (Ruder et al.'s long-term consistency).")
+    frame_steps: Optional[int] = option(None, "Clips: steps for each frame after the first, which starts from the "
+                                        "previous result warped (default: a quarter of --num_steps).")
+    flow_blend: float = option(0.0, "--mode=apply on a clip: each output blended with the previous output warped by "
+                               "the optical flow, by this weight where the flow is reliable (0: off).")
+
+
+@dataclass(frozen=True)
 class Config:
     mode: str = option("transfer", "transfer: content + style; content: reconstruct the content image from "
                        "noise (content loss only); texture: synthesize the style image's texture from noise "
@@ -304,6 +327,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     stylizer: StylizerConfig = field(default_factory=StylizerConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
     # A comparison run: one "axis:values" entry per --sweep flag (see `nst_tf.comparison`); empty for one run.
     sweep: tuple[str, ...] = option((), "A comparison axis NAME:VALUE,VALUE,... (repeat the flag for a grid): "
                                     "any run flag or 'ratio' (alpha/beta); list-valued flags take ';' between "
@@ -612,6 +636,22 @@ def _check_stylizer(config: Config) -> None:
         raise UserError("--mode=train trains with Adam on whole crops: leave out --tile_size and --optimizer.")
 
 
+def check_video(config: Config) -> None:
+    """The clip options (nst_tf.video): values in range; the file checks come when the clip is opened."""
+    v = config.video
+    if not (math.isfinite(v.temporal_weight) and v.temporal_weight >= 0):
+        raise UserError(f"--temporal_weight={v.temporal_weight} must be a finite number >= 0.")
+    if not v.long_term or any(not 1 <= k <= 16 for k in v.long_term) or len(set(v.long_term)) != len(v.long_term):
+        raise UserError(f"--long_term={','.join(map(str, v.long_term))} must be distinct frame counts 1 to 16, "
+                        "e.g. 1 or 1,2,4.")
+    if v.frame_steps is not None and v.frame_steps < 1:
+        raise UserError(f"--frame_steps={v.frame_steps} must be at least 1.")
+    if v.fps is not None and not (math.isfinite(v.fps) and 0 < v.fps <= 240):
+        raise UserError(f"--fps={v.fps} must be a frame rate above 0 and at most 240.")
+    if not (math.isfinite(v.flow_blend) and 0 <= v.flow_blend < 1):
+        raise UserError(f"--flow_blend={v.flow_blend} must be in [0, 1) (0: off).")
+
+
 def validate(config: Config) -> Config:
     """Checks every field that can be checked without files or TensorFlow; returns the config."""
     _choice("mode", config.mode, MODES)
@@ -719,6 +759,7 @@ def validate(config: Config) -> Config:
     if opt.tile_size:
         _check_tiling(config)
     _check_stylizer(config)
+    check_video(config)
     if out.save_every < 0 or out.log_every < 1:
         raise UserError("--save_every must be >= 0 (0: no snapshots) and --log_every >= 1.")
     if config.cluster is not None and not (config.cluster == "ray" or config.cluster.startswith("ray://")

@@ -48,8 +48,14 @@ class Mode:
         return getattr(importlib.import_module(module), function)
 
 
+def _is_clip(config: Config) -> bool:
+    from nst_tf import video   # no TensorFlow: its file types and --clip
+    return video.is_clip(config)
+
+
 MODES: list[Mode] = [
     Mode("train", "nst_tf.stylizer.train:work", lambda c: c.mode == "train"),
+    Mode("video", "nst_tf.video:work", _is_clip),   # a clip, by optimization or through a stylizer
     Mode("apply", "nst_tf.stylizer.apply:work", lambda c: c.mode == "apply"),
     Mode("sweep", "nst_tf.comparison.runner:work",   # a --sweep grid, or many photos (a contact sheet)
          lambda c: bool(c.sweep) or photo_files(c.images.content) is not None),

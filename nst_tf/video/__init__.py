@@ -1,0 +1,160 @@
+"""Video: clips stylized with temporal consistency (optimization) or by a trained stylizer, frame by frame.
+
+    import nst_tf
+    result = nst_tf.video("clip.mp4", "painting.jpg", max_size=256)   # this package, called
+    result.run_dir     # outputs/<run>/: result.mp4, frames/, preview.png, frames.csv, summary.json
+
+`run(config)` is what run.py calls for a clip (`is_clip(config)`), in --mode=transfer (`transfer`: Ruder
+et al.'s temporal optimization through the engine's loss) and --mode=apply (`apply`: a trained stylizer
+on batches of frames, optionally blended along the optical flow). `clip_io` reads and writes clips (PyAV),
+`flow` computes optical flow, warps and reliabilities (OpenCV's DIS), `temporal` holds the temporal term
+and the flicker measure. TensorFlow loads only when a clip is stylized, so run.py checks a clip's file
+before it loads. The package itself is callable, `nst_tf.video(content, style, **options)` (`stylize`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+import types
+
+from nst_tf.config import Config, VideoConfig, validate
+from nst_tf.errors import UserError
+from nst_tf.video import clip_io
+
+
+def is_clip(config: Config) -> bool:
+    """Whether --content is a clip: a video file, or a folder or pattern of frames with --clip."""
+    content = config.images.content
+    return bool(content) and (clip_io.is_video_file(content) or config.video.clip)
+
+
+def open_clip(config: Config) -> clip_io.Clip:
+    """The clip of --content with --frames and --fps (UserError in one line if it is not one)."""
+    v = config.video
+    return clip_io.open_clip(config.images.content, v.frames, v.fps, v.clip)
+
+
+def check(config: Config) -> clip_io.Clip:
+    """Every check of a clip run that needs no TensorFlow: the options, the file; returns the clip."""
+    _check_options(config)
+    return open_clip(config)
+
+
+def _check_options(config: Config) -> None:
+    if config.mode not in ("transfer", "apply"):
+        raise UserError(f"a clip is stylized with --mode=transfer (optimization) or --mode=apply (a stylizer), "
+                        f"not --mode={config.mode}.")
+    if config.sweep:
+        raise UserError("a clip is one run; leave out --sweep.")
+    im, opt = config.images, config.optim
+    if config.mode == "transfer" and (im.scales or opt.tile_size or opt.optimizer != "adam" or im.content_mask
+                                      or im.max_size == 0):
+        raise UserError("a clip is optimized with Adam on whole frames at one size: leave out --scales, "
+                        "--tile_size, --optimizer=lbfgs, masks and --max_size=auto.")
+    if config.mode == "apply" and im.max_size == 0:
+        raise UserError("--max_size=auto is not for clips: give the frames' longest side, e.g. --max_size=512.")
+
+
+def run(config: Config, show_progress: bool = True, say=print, resume_dir: str | None = None,
+        run_dir: str | None = None) -> str:
+    """Stylizes the clip of `config` (--mode=transfer or apply) into a run folder; returns the folder.
+
+    Writes frames/NNNNN.png as each frame finishes, then result.mp4 (H.264, yuv420p, the clip's frame rate,
+    its audio), preview.png (content frames above their results) and summary.json (seconds per frame, the
+    temporal error). With `resume_dir`, continues the clip stopped there at its first unfinished frame.
+    """
+    config = validate(config)
+    _check_options(config)
+    clip = open_clip(config)
+    if clip.variable_rate:
+        say(f"{config.images.content}: a variable frame rate; the result plays at its average, {float(clip.fps):g} fps")
+    if resume_dir:
+        run_dir = resume_dir
+    else:
+        from nst_tf import rundir
+        run_dir = run_dir or rundir.create(config.output.output_dir,
+                                           config.output.run_name or rundir.default_name(config))
+        os.makedirs(run_dir, exist_ok=True)
+        say(f"run folder: {run_dir}")
+    say(f"clip: {clip.count} frames of {clip.width}x{clip.height} at {float(clip.fps):g} fps")
+    start = time.monotonic()
+    if config.mode == "apply":
+        from nst_tf.video import apply
+        numbers = apply.stylize_clip(config, clip, run_dir, say=say)
+    else:
+        from nst_tf.video import transfer
+        numbers = transfer.stylize_clip(config, clip, run_dir, show_progress, say, resume=bool(resume_dir))
+    return finish(config, clip, run_dir, numbers, time.monotonic() - start, say)
+
+
+def work(lifecycle_run) -> None:
+    """The lifecycle's mode for a clip (nst_tf.lifecycle): `run` in the run's folder; summary.json's details
+    are the clip's numbers (seconds per frame, the temporal error)."""
+    from nst_tf import rundir
+    r = lifecycle_run
+    run_dir = r.open()
+    run(r.config, show_progress=r.show_progress, say=r.say, resume_dir=r.resume_dir, run_dir=run_dir)
+    numbers = rundir.read_summary(run_dir)
+    r.record(steps=int(numbers.get("frames", 0) or 0), wall_time_s=numbers.get("wall_time_s"), details=numbers)
+
+
+def finish(config: Config, clip: clip_io.Clip, run_dir: str, numbers: dict, seconds: float, say=print) -> str:
+    """result.mp4, preview.png and summary.json from the frames in `run_dir/frames/`."""
+    from nst_tf import image_io, rundir
+    from nst_tf.video import measure
+    from nst_tf.video.transfer import frame_path
+    results = [image_io.load_image(frame_path(run_dir, i)) for i in range(clip.count)]
+    size = results[0].shape[:2]
+    contents = list(clip.frames(size))
+    mp4 = os.path.join(run_dir, "result.mp4")
+    clip_io.write_mp4(results, mp4, clip.fps, clip.path if clip.audio else None, clip.start_time,
+                      clip.count / float(clip.fps))
+    image_io.save_image(clip_io.preview_strip([contents, results]), os.path.join(run_dir, "preview.png"))
+    error = measure.temporal_error(results, contents)
+    rundir.write_json(os.path.join(run_dir, rundir.SUMMARY_FILE), {
+        "status": "done", "mode": config.mode, **numbers, "fps": float(clip.fps), "temporal_error": error,
+        "wall_time_s": round(seconds, 2), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    say(f"result: {mp4} ({clip.count} frames, {seconds:.1f} s; temporal error {error:.5f})")
+    return run_dir
+
+
+@dataclasses.dataclass
+class VideoResult:
+    """What `nst_tf.video(...)` returns: the run folder and its result.mp4."""
+    run_dir: str
+
+    @property
+    def mp4(self) -> str:
+        return os.path.join(self.run_dir, "result.mp4")
+
+    @property
+    def frames(self) -> str:
+        return os.path.join(self.run_dir, "frames")
+
+
+def stylize(content: str, style: str | None = None, *, model: str | None = None, show_progress: bool = False,
+            say=print, **options) -> VideoResult:
+    """Stylizes the clip `content` (a video file; a folder or pattern of frames with clip=True): with `style`
+    by temporally consistent optimization, or with `model` (a stylizer.keras) in --mode=apply. `options` are
+    any run options by their flag names (max_size=256, temporal_weight=..., frames="0:60", ...)."""
+    from nst_tf.config import config_from_values, options as all_options
+    values = {opt.name: opt.default for opt in all_options()}
+    values.update(content=content, style=style, model=model, mode="apply" if model else "transfer")
+    for name, value in options.items():
+        if name not in values:
+            raise UserError(f"there is no option {name!r}.")
+        values[name] = value
+    values = {k: (str(v) if k == "max_size" else v) for k, v in values.items()}
+    return VideoResult(run(config_from_values(values), show_progress=show_progress, say=say))
+
+
+class _CallableModule(types.ModuleType):
+    """`nst_tf.video(...)` calls `stylize`, while `nst_tf.video.clip_io` and the rest stay modules."""
+
+    def __call__(self, *args, **kwargs) -> VideoResult:
+        return stylize(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
