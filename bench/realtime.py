@@ -2,7 +2,7 @@
 """Benchmark: a trained stylizer (--mode=apply) against the optimization (--mode=transfer), in one run.
 
   python bench/realtime.py --model=outputs/<run>/stylizer.keras            # the tables, printed
-  python bench/realtime.py --model=... --readme --figure=docs/realtime.jpg  # into README.md, and the figure
+  python bench/realtime.py --model=... --readme --figure=docs/realtime.jpg  # into docs/realtime.md, and the figure
 
 Measured on this machine, in this process:
   speed      milliseconds per image of the stylizer (Keras, compiled; and the exported TFLite file) at 256,
@@ -15,7 +15,7 @@ Measured on this machine, in this process:
              stylizer, and the optimization of that same objective; on photos not in its training set (the
              stylizer's held-out photos, and tubingen from ../shared/images or $NST_TF_IMAGES when present).
   figure     those photos: the stylizer, the optimization of the same objective, the optimization with the
-             transfer defaults (the README's figure leaves out the shared images, which stay out of the repo).
+             transfer defaults (docs/realtime.md's figure leaves out the shared images, which stay out of the repo).
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ flags.DEFINE_list("sizes", ["256", "512", "1024"], "Longest sides timed.")
 flags.DEFINE_integer("repeats", 5, "Stylizer passes per size (median).")
 flags.DEFINE_integer("quick_steps", 50, "Adam steps of the quick optimization setting (default: 200).")
 flags.DEFINE_bool("with_1024_default", False, "Also time the default optimization at 1024 px (about 20 min).")
-flags.DEFINE_bool("readme", False, "Write the tables into README.md between the realtime-benchmark markers.")
+flags.DEFINE_bool("readme", False, "Write the tables into docs/realtime.md between the realtime-benchmark markers.")
 flags.DEFINE_string("figure", None, "Write the figure (held-out photos only) to this JPEG.")
 flags.DEFINE_string("sheet", None, "Write the full sheet (with the shared photos) to this PNG, outside the repo.")
 FLAGS = flags.FLAGS
@@ -192,7 +192,7 @@ def main(argv):
         + "\n".join(quality) + "\n\n" + note
     print("\n" + text)
     if FLAGS.readme:
-        path = os.path.join(ROOT, "README.md")
+        path = os.path.join(ROOT, "docs/realtime.md")
         readme = open(path).read()
         begin, end = "<!-- realtime-benchmark:begin -->", "<!-- realtime-benchmark:end -->"
         head, rest = readme.split(begin, 1)

@@ -50,7 +50,7 @@ flags.DEFINE_integer("cells", 8, "Cells of the real sweep (chelsea + swirls, a s
                      "each, in-process and on 1 and 2 workers (0: skip it).")
 flags.DEFINE_integer("cell_size", 128, "Longest side of the real sweep's cells.")
 flags.DEFINE_integer("cell_steps", 30, "Adam steps of each real cell.")
-flags.DEFINE_bool("readme", False, "Write the real sweep's table into README.md between its markers.")
+flags.DEFINE_bool("readme", False, "Write the real sweep's table into docs/scaleout.md between its markers.")
 flags.DEFINE_float("work_s", 2.0, "Single-core seconds of NumPy work per synthetic sweep task (calibrated "
                    "once here; the table reports what it took).")
 FLAGS = flags.FLAGS
@@ -223,7 +223,7 @@ def main(argv):
         table = real_sweep(FLAGS.cells, FLAGS.cell_size, FLAGS.cell_steps)
         print("\n" + table)
         if FLAGS.readme:
-            path = os.path.join(ROOT, "README.md")
+            path = os.path.join(ROOT, "docs/scaleout.md")
             text = open(path).read()
             begin, end = "<!-- scaleout-benchmark:begin -->", "<!-- scaleout-benchmark:end -->"
             if begin in text:

@@ -2,7 +2,7 @@
 """Benchmark: seconds per step against the FLOP floor, where a step's time goes, peak memory and time
 to quality, measured in one run.
 
-  python bench/speed.py --readme                           # the README's tables (about 50 minutes here)
+  python bench/speed.py --readme                           # the tables of docs/speed.md (about 50 minutes here)
   python bench/speed.py --sizes=512 --quality_size=0 --profile_size=0 --memory=false   # one size, 2 min
 
 1. Per step (one Adam update: forward, backward to the image, update) at each of --sizes: this
@@ -60,7 +60,7 @@ flags.DEFINE_integer("profile_size", 512, "Size of the op profile (0: none).")
 flags.DEFINE_bool("bfloat16", True, "Also time our step in bfloat16 (--precision=mixed_bfloat16) against a floor "
                   "of its convolutions at the bfloat16 matmul rate and its float32 Grams at the float32 rate.")
 flags.DEFINE_bool("memory", True, "Measure each way's peak memory in a process of its own.")
-flags.DEFINE_bool("readme", False, "Write the tables into README.md between the speed-benchmark markers.")
+flags.DEFINE_bool("readme", False, "Write the tables into docs/speed.md between the speed-benchmark markers.")
 flags.DEFINE_string("child", None, "Internal: measure one way in this process and print JSON.")
 FLAGS = flags.FLAGS
 
@@ -430,10 +430,10 @@ def tables(timing: dict[int, dict], per_step: list[dict], prof: dict | None, qua
 
 
 def write_readme(table: str) -> None:
-    path = os.path.join(ROOT, "README.md")
+    path = os.path.join(ROOT, "docs/speed.md")
     text = open(path).read()
     if BEGIN not in text:
-        raise SystemExit(f"README.md has no {BEGIN} marker")
+        raise SystemExit(f"docs/speed.md has no {BEGIN} marker")
     text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: f"{BEGIN}\n{table}\n{END}", text, flags=re.S)
     with open(path + ".tmp", "w") as f:
         f.write(text)

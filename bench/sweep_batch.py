@@ -2,7 +2,7 @@
 """Benchmark: a 5-ratio sweep batched vs its cells one after another, measured in one run.
 
   python bench/sweep_batch.py                       # examples/ images, 128 px, 30 steps, this machine
-  python bench/sweep_batch.py --max_size=256 --num_steps=50 --readme   # also writes the table into README.md
+  python bench/sweep_batch.py --max_size=256 --num_steps=50 --readme   # also writes the table into docs/sweeps.md
 
 Three ways to get the same five images, timed end to end (start-up, tracing and writing outputs included):
   run.py x5         five `python run.py` processes, one per ratio (what a user does without --sweep)
@@ -32,7 +32,7 @@ flags.DEFINE_integer("max_size", 128, "Image size (longest side).")
 flags.DEFINE_integer("num_steps", 30, "Adam steps per cell.")
 flags.DEFINE_list("ratios", ["1e-9", "1e-8", "1e-7", "1e-6", "1e-5"], "The alpha/beta values of the sweep.")
 flags.DEFINE_string("backbone", "vgg16_hed", "Backbone (vgg16_hed works offline).")
-flags.DEFINE_bool("readme", False, "Write the table into README.md between the sweep-benchmark markers.")
+flags.DEFINE_bool("readme", False, "Write the table into docs/sweeps.md between the sweep-benchmark markers.")
 FLAGS = flags.FLAGS
 
 BEGIN, END = "<!-- sweep-benchmark:begin -->", "<!-- sweep-benchmark:end -->"
@@ -81,10 +81,10 @@ def main(argv):
     table = "\n".join(lines)
     print(table)
     if FLAGS.readme:
-        path = os.path.join(ROOT, "README.md")
+        path = os.path.join(ROOT, "docs/sweeps.md")
         text = open(path).read()
         if BEGIN not in text:
-            raise SystemExit(f"README.md has no {BEGIN} marker")
+            raise SystemExit(f"docs/sweeps.md has no {BEGIN} marker")
         text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), f"{BEGIN}\n{table}\n{END}", text, flags=re.S)
         with open(path + ".tmp", "w") as f:
             f.write(text)

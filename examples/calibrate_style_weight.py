@@ -11,7 +11,7 @@ two images, and prints the beta that keeps C/S's ratio to beta as it is for plai
   beta = beta_vgg16_hed * (C / S) / (C_vgg16_hed / S_vgg16_hed)     (medians over the pairs)
 
 ImageNet weights for resnet50 need a download; offline, --resnet_weights=random measures a random
-network (Wang et al. 2021 show that random ResNets stylize with the softmax transform), and the README
+network (Wang et al. 2021 show that random ResNets stylize with the softmax transform), and docs/backbones.md
 says which weights the table's numbers come from.
 """
 import itertools

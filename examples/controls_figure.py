@@ -1,4 +1,4 @@
-"""The README's picture of the perceptual controls: each control's result beside the uncontrolled one, made
+"""docs/controls.md's picture of the perceptual controls: each control's result beside the uncontrolled one, made
 from the bundled images with the default backbone (vgg16_hed offline).
 
   python examples/controls_figure.py [--out=outputs/controls] [--save_as=docs/controls.jpg]

@@ -22,7 +22,7 @@ import numpy as np
 # so with the default beta luminance-only transfer came out faint (tubingen + starry_night at 256 px).
 # The default beta is multiplied by this, which about keeps the content/style balance of plain transfer:
 # examples/calibrate_style_weight.py measures x5.7 between the bundled photographs (x5.1 with the swirls
-# among them; README "Colour").
+# among them; docs/controls.md, "Colour").
 LUMINANCE_STYLE_FACTOR = 5.0
 
 # NTSC YIQ (the FCC's coefficients); Y is the luminance.

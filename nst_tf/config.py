@@ -27,14 +27,14 @@ COLOR_MATCHES = ("cholesky", "pca", "symmetric")
 POOLINGS = ("avg", "max")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")   # auto or a Keras dtype policy of the backbone (nst_tf.plan)
 # --precision=auto computes in bfloat16 from this size (the result's longest side) on hardware with bfloat16
-# units: 1.8x faster per step at 512 px on this project's AVX512_BF16 CPU, and the README's 256 px command 2.6x
-# faster as a whole, the same picture (README, Speed); smaller runs (and the tests' tiny images) stay float32
+# units: 1.8x faster per step at 512 px on this project's AVX512_BF16 CPU, and the main command at 256 px 2.6x
+# faster as a whole, the same picture (docs/speed.md); smaller runs (and the tests' tiny images) stay float32
 # and exact.
 BFLOAT16_MIN_SIZE = 256
 CONTENT_LOSSES = ("l2", "l1")
 GRAM_NORMS = ("paper", "positions", "elements")
 INITS = ("auto", "noise", "content", "recolored", "style")
-INIT_NOISE = 0.15   # --init_noise's default on the recoloured start (README, "Seeds for large structures")
+INIT_NOISE = 0.15   # --init_noise's default on the recoloured start (docs/quality.md, "Seeds for large structures")
 DEFAULT_STRENGTH = 0.5   # --strength's default (nst_tf/balance.py: what it means; docs/balance.md: how chosen)
 OPTIMIZERS = ("adam", "lbfgs")
 PADDINGS = ("zero", "reflect", "replicate")   # backbones.PaddedConv2D
@@ -50,7 +50,7 @@ AUTO_STEPS = 0
 AUTO_STEPS_CAP = 400
 # The size at which the look is defined (and the default weights were calibrated). With
 # --resolution_invariant, larger results are reached coarse-to-fine from it and the content term is
-# scaled by (REFERENCE_SIZE / longest side)^2 (README, "The same look at every size").
+# scaled by (REFERENCE_SIZE / longest side)^2 (docs/controls.md, "The same look at every size").
 REFERENCE_SIZE = 256
 VIDEO_TEMPORAL_WEIGHT = 1000.0   # --temporal_weight's default (nst_tf.video; docs/video.md)
 
@@ -128,7 +128,7 @@ class ModelConfig:
     precision: str = option("auto", "The backbone's computation: float32, mixed_bfloat16 (bfloat16 activations, "
                             "float32 weights, losses and image), or auto: mixed_bfloat16 for Adam runs of 512 px "
                             "and more on a CPU with bfloat16 instructions (AVX512_BF16, AMX) or a GPU of compute "
-                            "capability 8 or more, float32 otherwise (README, Speed).", PRECISIONS)
+                            "capability 8 or more, float32 otherwise (docs/speed.md).", PRECISIONS)
 
 
 @dataclass(frozen=True)
@@ -153,9 +153,9 @@ class LossConfig:
     content_loss: str = option("l2", "l2: 1/2 sum (F-P)^2 (the paper); l1: sum |F-P|.", CONTENT_LOSSES)
     # "elements" (the paper's E_l times 4/N_l^2, as jcjohnson/neural-style and the PyTorch tutorial) is
     # the default: with "paper" and equal layer weights, conv2_1/conv3_1 dominate and leave a regular
-    # 4-pixel mesh in flat regions; weighting by 1/N_l^2 gives brush strokes (README, "Defaults").
+    # 4-pixel mesh in flat regions; weighting by 1/N_l^2 gives brush strokes (docs/quality.md, "Defaults").
     gram_norm: str = option("elements", "Style term per layer: paper 1/(4N^2M^2) sum (G-A)^2; positions: 4x "
-                            "paper (TF tutorial); elements: 4/N^2 x paper (PyTorch tutorial). See the README.",
+                            "paper (TF tutorial); elements: 4/N^2 x paper (PyTorch tutorial). See docs/controls.md, Losses.",
                             GRAM_NORMS)
     # Scale-free terms: each content and style term divided by its target's own magnitude
     # (sum (F-P)^2 / sum P^2, sum (g-a)^2 / sum a^2), the TV term a mean over its pixel pairs. Every layer
@@ -193,8 +193,8 @@ class LossConfig:
                                         "(256 / longest side)^2, and results above 256 px made coarse to fine "
                                         "from 256 px (see --scales).")
     # Each content and style term's gradient with respect to its layer's features divided by its L1 norm,
-    # per image, then times the term's weight, like jcjohnson/neural-style's -normalize_gradients (README;
-    # the TV term is not normalized). The default beta changes with it (registry.default_style_weight).
+    # per image, then times the term's weight, like jcjohnson/neural-style's -normalize_gradients
+    # (docs/controls.md, "Gradient normalization"; the TV term is not normalized). The default beta changes with it (registry.default_style_weight).
     normalize_gradients: bool = option(False, "Divide each content and style term's gradient by its L1 norm "
                                        "before weighting it (jcjohnson/neural-style); the weights then set the "
                                        "terms' pull directly (default beta 1; use a TV weight near 0.003).")
@@ -214,14 +214,14 @@ class OptimConfig:
                        "and texture synthesis.", INITS)
     # 0.5: on tubingen with starry_night and with shipwreck at 512 px the fully recoloured photo (1) kept its
     # light sky light (pale blue, ochre), where the paintings' skies are deep blue and dark green; at half
-    # contrast the optimization paints those in (README, "Quality").
+    # contrast the optimization paints those in (docs/quality.md, "Quality beside the canonical results").
     init_contrast: float = option(0.5, "--init=recolored: the start's contrast around the style's mean colour, "
                                   "mean + k (recoloured content - mean): 1 the recoloured content, 0 a flat "
                                   "ground of the mean colour.")
     # Started from a photo, flat regions (skies, walls) give the style terms nothing to grow the style's
     # large structures from, and they fill with an even fine texture; low-frequency noise in the start breaks
     # that symmetry at the scale of the octave copies, and the sky of tubingen + starry_night takes large
-    # curling strokes and star-like glows (README, "Quality": INIT_NOISE and 16 cells measured and looked at).
+    # curling strokes and star-like glows (docs/quality.md, "Quality beside the canonical results": INIT_NOISE and 16 cells measured and looked at).
     init_noise: Optional[float] = option(None, "Low-frequency noise added to the start image: its standard "
                                          "deviation per channel (pixels in [0, 1]), on a grid of "
                                          "--init_noise_cells cells; seeds for the style's large structures "
@@ -254,7 +254,7 @@ class OptimConfig:
                                           "cannot remove).")
     # Optimize a canvas larger by this many px on each side (the content mirrored out, the image started
     # mirrored too) and keep its centre: the result's border is then not the network's border, which the
-    # style terms decorate into a bright frame or a band of blobs (README, "Quality"). 16 px: the frame gone
+    # style terms decorate into a bright frame or a band of blobs (docs/quality.md, "Quality beside the canonical results"). 16 px: the frame gone
     # at 256 and 512 px on chelsea + swirls, for 9% more time at 512 px (259 -> 283 s, measured).
     canvas_margin: int = option(16, "Optimize a canvas this many px larger on each side (the content mirrored "
                                 "out) and keep its centre, so the result's border is not the network's (no band "
@@ -264,7 +264,7 @@ class OptimConfig:
     # oneDNN runs, is 9-12% faster than XLA's at 256, 512 and 1024 px and needs less memory (bench/speed.py).
     jit_compile: bool = option(False, "Compile the step with XLA (for images of 256 px and more), a few seconds "
                                "more to start; on an AVX-512 CPU it was 9-12% slower than the default step and "
-                               "needed more memory, on other machines it may win (README, Speed).")
+                               "needed more memory, on other machines it may win (docs/speed.md).")
 
 
 @dataclass(frozen=True)
@@ -417,8 +417,8 @@ class Config:
     def blur_passes(self) -> int:
         """--gradient_blur resolved: 0 for L-BFGS (it does not normalize per pixel, so a weak component of its
         gradient stays weak, and it needs the loss's true gradient for its curvature pairs); else as given,
-        else 1 when the run starts from an image or trains a stylizer (whose mesh it takes away: README,
-        "Real-time stylization"), and 0 from noise."""
+        else 1 when the run starts from an image or trains a stylizer (whose mesh it takes away: docs/realtime.md),
+        and 0 from noise."""
         if self.mode != "train" and self.optim.optimizer == "lbfgs":
             return 0
         if self.optim.gradient_blur is not None:
@@ -472,8 +472,8 @@ def schedule(config: Config) -> tuple[tuple[int, int], ...]:
 # pulls whatever the backbone's magnitudes (with vgg16_hed's "elements" Gram terms conv1_1 outweighed conv5_1
 # 1e5 times and the networks learnt a fine hatching); alpha = beta, so that the photo is learnt at all
 # (with alpha 1 the content term stayed at its value for a blank image); and a TV weight that reaches the
-# hatching (README, "Real-time stylization").
-# The style octaves (Snelgrove 2017) give the optimization the style's large structures (README, "Quality");
+# hatching (docs/realtime.md).
+# The style octaves (Snelgrove 2017) give the optimization the style's large structures (docs/quality.md, "Quality beside the canonical results");
 # the stylizer's defaults were measured without them.
 LOSS_DEFAULTS = {"normalize_terms": False, "content_weight": 1.0, "tv_weight": 1.0, "style_octaves": 2}
 # The automatic balance (nst_tf/balance.py) on scale-free terms, where the TV term is a mean over pixel pairs:

@@ -115,7 +115,7 @@ def content_loss(features: tf.Tensor, target: tf.Tensor, kind: str = "l2") -> tf
       l2 (the paper's Eq. 1): 1/2 * sum_ij (F_ij - P_ij)^2
       l1 (the reports' variant): sum_ij |F_ij - P_ij|
 
-    Sums, not means: the term grows with the layer's size N_l * M_l (see README, "Weights").
+    Sums, not means: the term grows with the layer's size N_l * M_l (see docs/controls.md, "Losses").
 
     Args:
       features: [B, H, W, C] features F of the image being optimized.

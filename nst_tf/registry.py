@@ -80,9 +80,9 @@ def spec_of(name: str) -> BackboneSpec:
 
 
 # Default beta (with alpha = 1, elements Gram norm) by (family, feature transform, --normalize_features).
-# Plain VGG: chosen by eye on vgg16_hed (README, "Defaults"). The others keep the same balance of the
+# Plain VGG: chosen by eye on vgg16_hed (docs/quality.md, "Defaults"). The others keep the same balance of the
 # two terms: beta is scaled by how much the transform changes the content term over the style term,
-# measured between the bundled photographs (examples/calibrate_style_weight.py, README "Backbones").
+# measured between the bundled photographs (examples/calibrate_style_weight.py, docs/backbones.md, "Feature transforms").
 # The ResNet numbers come from a random-weight resnet50 (no ImageNet weights could be downloaded where
 # they were measured); with ImageNet weights, run the script and pass --style_weight.
 STYLE_WEIGHTS = {
@@ -98,12 +98,12 @@ STYLE_WEIGHTS = {
 
 # With --normalize_gradients every term pulls by its weight alone, whatever the backbone and transform:
 # beta = 1 against alpha = 1 (chelsea + swirls at 192 px, vgg16_hed, 120 steps, beta 0.3 ... 1e5: at 0.3
-# mostly the photo, from 10 on the style swallows it; README, "Perceptual controls").
+# mostly the photo, from 10 on the style swallows it; docs/controls.md, "Gradient normalization").
 NORMALIZED_GRADIENTS_STYLE_WEIGHT = 1.0
 
 
 # With --normalize_terms every term is scale-free (its target's own magnitude is 1), so beta means the same
-# for every backbone, transform, image and size (README, "Defaults").
+# for every backbone, transform, image and size (docs/quality.md, "Defaults").
 NORMALIZED_TERMS_STYLE_WEIGHT = 10.0
 
 

@@ -85,7 +85,7 @@ def test_init_auto():
 def test_gradient_blur_auto_is_on_from_an_image_and_off_from_noise():
     assert GOOD.blur_passes == 1 and with_(GOOD, "optim", init="content").blur_passes == 1
     assert Config(mode="content").blur_passes == 0 and with_(GOOD, "optim", init="noise").blur_passes == 0
-    assert Config(mode="train").blur_passes == 1   # the stylizer's gradient (README, "Real-time stylization")
+    assert Config(mode="train").blur_passes == 1   # the stylizer's gradient (docs/realtime.md)
     assert with_(GOOD, "optim", gradient_blur=0).blur_passes == 0
     assert with_(GOOD, "optim", init="noise", gradient_blur=2).blur_passes == 2
     # L-BFGS takes none, given or not (the octave copies' extractor and the optimizer both read this)

@@ -32,7 +32,7 @@ LAYERS = ("conv4_2", "conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 def test_prediction_is_the_fitted_model_of_the_activations():
     # peak = 1 GiB + 16 B per activation: conv1_1 of a 10 x 12 image keeps 10 * 12 * (3 + 64) of them
     assert memory.predict("vgg16_hed", "avg", ("conv1_1",), 10, 12) == GiB + 16 * 10 * 12 * 67
-    # the default layers at 512 x 512: 78.4 million activations, 2.17 GiB (the README's table: 1.78 measured)
+    # the default layers at 512 x 512: 78.4 million activations, 2.17 GiB (docs/speed.md's memory table: 1.78 measured)
     assert memory.activations("vgg16_hed", "avg", LAYERS, 512, 512) == 78_381_056
     assert memory.predict("vgg16_hed", "avg", LAYERS, 512, 512) / GiB == pytest.approx(2.168, abs=1e-3)
 
