@@ -1,5 +1,5 @@
 """The binomial gradient blur: Adam's image gradient, and the gradient that reaches a stylizer or an octave
-copy, without the 2 px component that the network's strided layers put into it (docs/quality.md, "Quality beside the canonical results")."""
+copy, without the 2 px component that the network's strided layers put into it (docs/quality.md)."""
 from __future__ import annotations
 
 import tensorflow as tf

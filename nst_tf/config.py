@@ -194,7 +194,8 @@ class LossConfig:
                                         "from 256 px (see --scales).")
     # Each content and style term's gradient with respect to its layer's features divided by its L1 norm,
     # per image, then times the term's weight, like jcjohnson/neural-style's -normalize_gradients
-    # (docs/controls.md, "Gradient normalization"; the TV term is not normalized). The default beta changes with it (registry.default_style_weight).
+    # (docs/controls.md, "Gradient normalization"; the TV term is not normalized). The default beta changes
+    # with it (registry.default_style_weight).
     normalize_gradients: bool = option(False, "Divide each content and style term's gradient by its L1 norm "
                                        "before weighting it (jcjohnson/neural-style); the weights then set the "
                                        "terms' pull directly (default beta 1; use a TV weight near 0.003).")
@@ -214,14 +215,14 @@ class OptimConfig:
                        "and texture synthesis.", INITS)
     # 0.5: on tubingen with starry_night and with shipwreck at 512 px the fully recoloured photo (1) kept its
     # light sky light (pale blue, ochre), where the paintings' skies are deep blue and dark green; at half
-    # contrast the optimization paints those in (docs/quality.md, "Quality beside the canonical results").
+    # contrast the optimization paints those in (docs/quality.md).
     init_contrast: float = option(0.5, "--init=recolored: the start's contrast around the style's mean colour, "
                                   "mean + k (recoloured content - mean): 1 the recoloured content, 0 a flat "
                                   "ground of the mean colour.")
     # Started from a photo, flat regions (skies, walls) give the style terms nothing to grow the style's
     # large structures from, and they fill with an even fine texture; low-frequency noise in the start breaks
     # that symmetry at the scale of the octave copies, and the sky of tubingen + starry_night takes large
-    # curling strokes and star-like glows (docs/quality.md, "Quality beside the canonical results": INIT_NOISE and 16 cells measured and looked at).
+    # curling strokes and star-like glows (docs/quality.md: INIT_NOISE and 16 cells measured and looked at).
     init_noise: Optional[float] = option(None, "Low-frequency noise added to the start image: its standard "
                                          "deviation per channel (pixels in [0, 1]), on a grid of "
                                          "--init_noise_cells cells; seeds for the style's large structures "
@@ -254,7 +255,7 @@ class OptimConfig:
                                           "cannot remove).")
     # Optimize a canvas larger by this many px on each side (the content mirrored out, the image started
     # mirrored too) and keep its centre: the result's border is then not the network's border, which the
-    # style terms decorate into a bright frame or a band of blobs (docs/quality.md, "Quality beside the canonical results"). 16 px: the frame gone
+    # style terms decorate into a bright frame or a band of blobs (docs/quality.md). 16 px: the frame gone
     # at 256 and 512 px on chelsea + swirls, for 9% more time at 512 px (259 -> 283 s, measured).
     canvas_margin: int = option(16, "Optimize a canvas this many px larger on each side (the content mirrored "
                                 "out) and keep its centre, so the result's border is not the network's (no band "
@@ -473,7 +474,7 @@ def schedule(config: Config) -> tuple[tuple[int, int], ...]:
 # 1e5 times and the networks learnt a fine hatching); alpha = beta, so that the photo is learnt at all
 # (with alpha 1 the content term stayed at its value for a blank image); and a TV weight that reaches the
 # hatching (docs/realtime.md).
-# The style octaves (Snelgrove 2017) give the optimization the style's large structures (docs/quality.md, "Quality beside the canonical results");
+# The style octaves (Snelgrove 2017) give the optimization the style's large structures (docs/quality.md);
 # the stylizer's defaults were measured without them.
 LOSS_DEFAULTS = {"normalize_terms": False, "content_weight": 1.0, "tv_weight": 1.0, "style_octaves": 2}
 # The automatic balance (nst_tf/balance.py) on scale-free terms, where the TV term is a mean over pixel pairs:
