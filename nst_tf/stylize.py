@@ -34,10 +34,11 @@ def work(run: lifecycle.Run) -> None:
     config = plan.config
     with tf.device(plan.device):
         network = engine.load_network(config, say)
-        config, found = balance.resolve(config, plan.inputs, network, say)
     rundir.check_free_space(config.output.output_dir, rundir.output_bytes(config, plan.inputs.shape))
     if run.resume_dir:   # refused before run.flags is rewritten with the new flags
         say(f"resuming {run.resume_dir} at {engine.resume_point(run.resume_dir, schedule(config))}")
+    with tf.device(plan.device):   # a resumed run's own run.flags holds the weights found when it started
+        config, found = balance.resolve(config, plan.inputs, network, say)
     run_dir = run.open(config, note=f" (--strength={found.strength:g} found its weights)" if found else "")
     if not run.resume_dir:
         say(f"run folder: {run_dir}")
