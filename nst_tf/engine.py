@@ -220,7 +220,7 @@ class _AllStopped(Exception):
 # --num_steps=auto: a scale stops once every image of the batch changes by less than this per step (mean
 # absolute change of its pixels over the last log interval, in 1/255), after at least CONVERGED_MIN_STEPS
 # steps (docs/balance.md, "Steps until the image stops changing").
-CONVERGED = 0.05
+CONVERGED = 0.15
 CONVERGED_MIN_STEPS = 40
 
 
