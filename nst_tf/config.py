@@ -35,7 +35,7 @@ CONTENT_LOSSES = ("l2", "l1")
 GRAM_NORMS = ("paper", "positions", "elements")
 INITS = ("auto", "noise", "content", "recolored", "style")
 INIT_NOISE = 0.15   # --init_noise's default on the recoloured start (docs/quality.md, "Seeds for large structures")
-DEFAULT_STRENGTH = 0.5   # --strength's default (nst_tf/balance.py: what it means; docs/balance.md: how chosen)
+DEFAULT_STRENGTH = 0.5   # --strength's middle, what nst_tf.balance's R(s) is calibrated at (docs/balance.md)
 OPTIMIZERS = ("adam", "lbfgs")
 PADDINGS = ("zero", "reflect", "replicate")   # backbones.PaddedConv2D
 PADDING_SCOPES = ("all", "first")
@@ -171,14 +171,13 @@ class LossConfig:
     # The automatic balance (nst_tf/balance.py): alpha and beta found for each pair from the pair itself, on
     # the run's own network, so that one strength means the same on every pair, size and backbone.
     strength: Optional[float] = option(None, "How far the result moves from the photo toward the painting, 0 to 1 "
-                                       f"(default {DEFAULT_STRENGTH}): alpha and beta are found for each pair from "
-                                       "the pair itself (docs/balance.md), the same look on every pair, size and "
-                                       "backbone. --content_weight or --style_weight set the weights by hand "
-                                       "instead (the balance is then off).")
-    content_weight: Optional[float] = option(None, "alpha, the content weight, by hand (switches --strength's "
-                                             "automatic balance off; default then 1; 10 for --mode=train).")
-    style_weight: Optional[float] = option(None, "beta, the style weight, by hand (switches --strength's automatic "
-                                           "balance off; default then the backbone's, see --list_layers).")
+                                       f"({DEFAULT_STRENGTH}: the middle): alpha, beta and the layer weights are found "
+                                       "for each pair from the pair itself, on the run's own network (docs/balance.md). "
+                                       "Default: off, the fixed weights below (blind judges preferred them on the "
+                                       "corpus). Not with --content_weight or --style_weight.")
+    content_weight: Optional[float] = option(None, "alpha, the content weight (default 1; 10 for --mode=train).")
+    style_weight: Optional[float] = option(None, "beta, the style weight (default: the backbone's, see "
+                                           "--list_layers).")
     tv_weight: Optional[float] = option(None, "Total variation weight (smoothness; default 1; 100 for --mode=train, "
                                         "a mean there).")
     # Li & Wand 2016 (losses.mrf_loss): each 3x3 patch of the image's features pulled to its nearest style
@@ -387,13 +386,10 @@ class Config:
 
     @property
     def automatic_balance(self) -> bool:
-        """Whether alpha and beta are found from the pair (--strength, nst_tf/balance.py): transfer runs whose
-        weights are not given by hand (nor normalized by gradient, which sets the pull its own way)."""
-        loss = self.loss
-        if loss.strength is not None:
-            return True
-        return (self.mode == "transfer" and loss.content_weight is None and loss.style_weight is None
-                and not loss.normalize_gradients)
+        """Whether alpha and beta are found from the pair (--strength given, nst_tf/balance.py). Not the default:
+        on the tuning corpus two blind judges preferred the fixed beta's pictures on 4 of 5 pairs
+        (docs/balance.md, "Blind comparison")."""
+        return self.loss.strength is not None
 
     @property
     def start_from(self) -> str:

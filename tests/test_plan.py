@@ -48,7 +48,8 @@ def test_normalized_gradients_have_their_own_default_style_weight():
 
 def test_the_automatic_balance_leaves_the_weights_to_be_found():
     resolved = plan.resolve(Config(images=ImageConfig(content="c.png", style="s.png"),
-                                   model=ModelConfig(backbone="vgg16_hed")), say=lambda *a: None)
+                                   model=ModelConfig(backbone="vgg16_hed"), loss=LossConfig(strength=0.5)),
+                            say=lambda *a: None)
     assert resolved.automatic_balance and resolved.loss.normalize_terms
     assert resolved.loss.style_weight is None and resolved.loss.content_weight is None   # nst_tf.balance finds them
 
