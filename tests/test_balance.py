@@ -138,7 +138,7 @@ def test_the_found_weights_are_recorded_and_reproduce_the_run(tmp_path):
     run_dir = stylize.run(config, **QUIET)
     from nst_tf import rundir
     summary = rundir.read_summary(run_dir)
-    found = summary["balance"]
+    found = summary["details"]["balance"]
     assert found["strength"] == 0.7 and found["style_weight"] == pytest.approx(balance.style_ratio(0.7))
     again = rundir.read_config(run_dir)   # run.flags: the weights found, by hand; no strength
     assert again.loss.strength is None and not again.automatic_balance
