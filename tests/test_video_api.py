@@ -45,6 +45,9 @@ def test_video_and_resume_of_a_stylizer_clip_return_its_video_result(tmp_path, c
     again = nst_tf.resume(result.run_dir, say=None, progress=False)   # a finished clip: made again, same folder
     assert isinstance(again, VideoResult) and again.run_dir == result.run_dir
     assert again.summary["status"] == "done" and clip_io.probe(again.mp4)["frames"] == 4
+    # nst_tf.run's other callers on a clip: the same VideoResult
+    applied = nst_tf.apply_stylizer(stylizer_path, clip_path, max_size=32, output_dir=str(tmp_path / "b"), say=None)
+    assert isinstance(applied, VideoResult) and frames_of(applied.run_dir) == frames_of(result.run_dir)
 
 
 def test_video_refuses_what_is_not_a_clip_and_unknown_options(tmp_path):
