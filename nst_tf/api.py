@@ -4,7 +4,7 @@
   nst_tf.reconstruct(content, layer="conv4_2", **options) content reconstruction from noise
   nst_tf.texture(style, **options)                      texture synthesis from noise
   nst_tf.sweep(content, style, axes={...}, **options)   a comparison grid, e.g. axes={"ratio": [1e-4, 1e-3]}
-  nst_tf.resume(run_dir, **overrides)                   continue a stopped run, sweep or training
+  nst_tf.resume(run_dir, **overrides)                   continue a stopped run, sweep, training or clip
   nst_tf.train_stylizer(style, train_images=None, **options) a feed-forward stylizer (Johnson et al. 2016)
   nst_tf.apply_stylizer(model, content, **options)      stylize photos with it, one forward pass each
   nst_tf.load_stylizer(path)                            a stylizer.keras as a Keras model
@@ -150,9 +150,14 @@ def _in_memory(images: dict) -> tuple[dict, dict]:
     return paths, arrays
 
 
+def _video(folder: str):
+    from nst_tf.video import VideoResult   # no TensorFlow
+    return VideoResult(folder)
+
+
 # The result of each lifecycle mode, read back from its run folder.
 RESULTS = {"sweep": lambda folder: SweepResult.of(folder), "train": lambda folder: StylizerResult.of(folder),
-           "apply": lambda folder: _applied(folder)}
+           "apply": lambda folder: _applied(folder), "video": _video}
 
 
 def run(config: Config, images: dict | None = None, *, say=print, progress: bool = True):
@@ -221,13 +226,15 @@ def sweep(content, style, axes: dict, *, say=print, progress: bool = True, **opt
 
 
 def resume(run_dir: str, *, say=print, progress: bool = True, **overrides):
-    """Continues the run or sweep stopped in `run_dir` with its own options, `overrides` on top (e.g.
-    num_steps=500 to extend a finished run); returns its Result (SweepResult for a sweep)."""
+    """Continues the run, sweep, training or clip stopped in `run_dir` with its own options, `overrides` on
+    top (e.g. num_steps=500 to extend a finished run; a clip goes on at its first missing frame); returns
+    what the run's own call returns: a Result, a SweepResult, a StylizerResult, a VideoResult for a clip."""
     from nst_tf import lifecycle
     values = _options(Config(), overrides)
     folder = lifecycle.resume(run_dir, {name: get_field(values, name) for name in overrides},
                               show_progress=progress, say=_say(say))
-    return RESULTS.get(rundir.read_summary(folder).get("mode"), Result.of)(folder)
+    # the kind of result by the run's config, as `run` picks it (a clip's summary may predate the lifecycle's)
+    return RESULTS.get(lifecycle.mode_of(rundir.read_config(folder)).name, Result.of)(folder)
 
 
 def train_stylizer(style, train_images: str | None = None, *, say=print, progress: bool = True,

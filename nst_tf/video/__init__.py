@@ -122,7 +122,8 @@ def finish(config: Config, clip: clip_io.Clip, run_dir: str, numbers: dict, seco
 
 @dataclasses.dataclass
 class VideoResult:
-    """What `nst_tf.video(...)` returns: the run folder and its result.mp4."""
+    """What `nst_tf.video(...)` (and `nst_tf.resume` of a clip's folder) returns: the run folder, its
+    result.mp4, frames/ and summary.json's numbers; in a notebook it shows its preview.png."""
     run_dir: str
 
     @property
@@ -133,21 +134,42 @@ class VideoResult:
     def frames(self) -> str:
         return os.path.join(self.run_dir, "frames")
 
+    @property
+    def summary(self) -> dict:
+        """summary.json: status, seconds per frame, the temporal error (under "details")."""
+        from nst_tf import rundir
+        return rundir.read_summary(self.run_dir)
+
+    def _repr_png_(self) -> bytes | None:
+        path = os.path.join(self.run_dir, "preview.png")
+        if not os.path.exists(path):
+            return None
+        with open(path, "rb") as f:
+            return f.read()
+
 
 def stylize(content: str, style: str | None = None, *, model: str | None = None, show_progress: bool = False,
             say=print, **options) -> VideoResult:
     """Stylizes the clip `content` (a video file; a folder or pattern of frames with clip=True): with `style`
     by temporally consistent optimization, or with `model` (a stylizer.keras) in --mode=apply. `options` are
-    any run options by their flag names (max_size=256, temporal_weight=..., frames="0:60", ...)."""
+    any run options by their flag names (max_size=256, temporal_weight=..., frames="0:60", ...). Runs
+    through the lifecycle as run.py does (`nst_tf.lifecycle.run`: summary.json says how it ended; a stopped
+    clip raises `Interrupted` and `nst_tf.resume(folder)` goes on at its first missing frame)."""
+    from nst_tf import lifecycle
     from nst_tf.config import config_from_values, options as all_options
     values = {opt.name: opt.default for opt in all_options()}
     values.update(content=content, style=style, model=model, mode="apply" if model else "transfer")
     for name, value in options.items():
         if name not in values:
-            raise UserError(f"there is no option {name!r}.")
+            raise UserError(f"there is no option {name!r}; the options are run.py's flag names "
+                            "(python run.py --help).")
         values[name] = value
     values = {k: (str(v) if k == "max_size" else v) for k, v in values.items()}
-    return VideoResult(run(config_from_values(values), show_progress=show_progress, say=say))
+    config = config_from_values(values)
+    if not is_clip(config):
+        raise UserError(f"{content!r} is not a clip: name a video file, or a folder or pattern of frames with "
+                        "clip=True.")
+    return VideoResult(lifecycle.run(config, show_progress=show_progress, say=say))
 
 
 class _CallableModule(types.ModuleType):

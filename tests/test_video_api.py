@@ -1,0 +1,90 @@
+"""Clips through the Python API: `nst_tf.video(...)` and `nst_tf.resume(folder)` of a clip's run folder
+(nst_tf.video.stylize, nst_tf.api.resume), as `run.py --content=clip.mp4` and `run.py --resume=<clip run>`."""
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import nst_tf
+from nst_tf import image_io, rundir
+from nst_tf.errors import Interrupted, UserError
+from nst_tf.stylizer import network
+from nst_tf.video import VideoResult, clip_io, flow
+from tests.video_clips import ASTRONAUT, pan, write_video
+
+STYLE = os.path.join(os.path.dirname(__file__), "..", "nst_tf", "data", "images", "hubble_deep_field.jpg")
+
+
+@pytest.fixture(scope="module")
+def stylizer_path(tmp_path_factory):
+    keras.utils.set_random_seed(5)
+    path = str(tmp_path_factory.mktemp("model") / "stylizer.keras")
+    network.build_stylizer(1, 4).save(path)
+    return path
+
+
+@pytest.fixture
+def clip_path(tmp_path):
+    path = str(tmp_path / "pan.mp4")
+    write_video(path, pan(4, 24, 32, step=2), fps=10)
+    return path
+
+
+def frames_of(run_dir):
+    return sorted(os.listdir(os.path.join(run_dir, "frames")))
+
+
+def test_video_and_resume_of_a_stylizer_clip_return_its_video_result(tmp_path, clip_path, stylizer_path):
+    result = nst_tf.video(clip_path, model=stylizer_path, max_size=32, output_dir=str(tmp_path / "out"), say=None)
+    assert isinstance(result, VideoResult) and frames_of(result.run_dir) == [f"{i:05d}.png" for i in range(4)]
+    summary = rundir.read_summary(result.run_dir)
+    assert (summary["status"], summary["mode"], summary["details"]["frames"]) == ("done", "video", 4)
+    assert clip_io.probe(result.mp4)["frames"] == 4
+    assert result._repr_png_().startswith(b"\x89PNG")
+    again = nst_tf.resume(result.run_dir, say=None, progress=False)   # a finished clip: made again, same folder
+    assert isinstance(again, VideoResult) and again.run_dir == result.run_dir
+    assert again.summary["status"] == "done" and clip_io.probe(again.mp4)["frames"] == 4
+    # nst_tf.run's other callers on a clip: the same VideoResult
+    applied = nst_tf.apply_stylizer(stylizer_path, clip_path, max_size=32, output_dir=str(tmp_path / "b"), say=None)
+    assert isinstance(applied, VideoResult) and frames_of(applied.run_dir) == frames_of(result.run_dir)
+
+
+def test_video_refuses_what_is_not_a_clip_and_unknown_options(tmp_path):
+    with pytest.raises(UserError, match="is not a clip"):
+        nst_tf.video(ASTRONAUT, STYLE, output_dir=str(tmp_path))
+    with pytest.raises(UserError, match="no option 'temporal_wieght'"):
+        nst_tf.video("clip.mp4", STYLE, temporal_wieght=1)
+
+
+@pytest.mark.slow
+def test_resume_of_a_stopped_clip_goes_on_at_its_first_missing_frame(tmp_path, clip_path, monkeypatch):
+    options = dict(max_size=32, num_steps=4, frame_steps=2, seed=3, canvas_margin=4, style_octaves=0,
+                   backbone="vgg16_hed", output_dir=str(tmp_path / "out"), run_name="clip", say=None)
+    between, calls = flow.Motion.between, {"n": 0}
+
+    def stop_at_frame_2(frame, earlier):   # the flow of frame 2 is asked for: Ctrl-C while frame 2 is made
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return between(frame, earlier)
+
+    monkeypatch.setattr(flow.Motion, "between", staticmethod(stop_at_frame_2))
+    with pytest.raises(Interrupted, match="--resume"):
+        nst_tf.video(clip_path, STYLE, **options)
+    folder = os.path.join(str(tmp_path / "out"), "clip")
+    assert rundir.read_summary(folder)["status"] == "interrupted"
+    assert frames_of(folder) == ["00000.png", "00001.png"]
+    kept = [open(os.path.join(folder, "frames", name), "rb").read() for name in frames_of(folder)]
+    monkeypatch.setattr(flow.Motion, "between", staticmethod(between))
+    said = []
+    result = nst_tf.resume(folder, say=said.append, progress=False)
+    assert isinstance(result, VideoResult) and result.run_dir == folder
+    assert any("resuming" in line and "at frame 2 of 4" in line for line in said)
+    assert frames_of(folder) == [f"{i:05d}.png" for i in range(4)]
+    assert [open(os.path.join(folder, "frames", f"{i:05d}.png"), "rb").read() for i in range(2)] == kept
+    summary = result.summary
+    assert (summary["status"], summary["mode"], summary["details"]["frames"]) == ("done", "video", 4)
+    assert clip_io.probe(result.mp4)["frames"] == 4
+    assert np.isfinite(summary["details"]["temporal_error"])
+    assert image_io.load_image(os.path.join(folder, "frames", "00003.png")).shape == (24, 32, 3)
