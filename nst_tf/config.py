@@ -52,7 +52,7 @@ AUTO_STEPS_CAP = 400
 # --resolution_invariant, larger results are reached coarse-to-fine from it and the content term is
 # scaled by (REFERENCE_SIZE / longest side)^2 (docs/controls.md, "The same look at every size").
 REFERENCE_SIZE = 256
-VIDEO_TEMPORAL_WEIGHT = 1000.0   # --temporal_weight's default (nst_tf.video; docs/video.md)
+VIDEO_TEMPORAL_WEIGHT = 300.0   # --temporal_weight's default: the largest that did not soften moving edges (docs/video.md)
 
 
 def option(default, help: str, choices: tuple[str, ...] | None = None, **metadata):
