@@ -295,12 +295,21 @@ def _extractor_and_layers(jobs: list[Job], network: Network):
 def loss_of(job: Job, network: Network):
     """(loss, weights) of one job at its working size, whole image, without a canvas: what the automatic
     balance measures (nst_tf/balance.py)."""
-    extractor, layers = _extractor_and_layers([job], network)
+    return batch_loss([job], network, job.working, normalize_gradients=False), loss_weights([job.weights.flat()])
+
+
+def batch_loss(jobs: list[Job], network: Network, working: Inputs, tile_size: int = 0, contents: list | None = None,
+               normalize_gradients: bool | None = None):
+    """The objective (`evaluate.Loss`) of a batch of `jobs` whose images have the inputs `working` (the jobs'
+    own, or on a canvas), with the first job's loss options: every term on the layers the batch's jobs use,
+    the targets computed once here. `contents`: one content image per job where they differ; None where they
+    share `working.content`. `normalize_gradients`: the config's unless given."""
+    extractor, layers = _extractor_and_layers(jobs, network)
     content_layers, style_layers = layers.pop("content"), layers.pop("style")
-    lc = job.config.loss
-    loss = make_loss(extractor, content_layers, style_layers, job.working, lc.content_loss, lc.gram_norm, False, 0,
-                     lc.normalize_terms, lc.style_loss, None, layers)
-    return loss, loss_weights([job.weights.flat()])
+    lc = jobs[0].config.loss
+    normalize = lc.normalize_gradients if normalize_gradients is None else normalize_gradients
+    return make_loss(extractor, content_layers, style_layers, working, lc.content_loss, lc.gram_norm, normalize,
+                     tile_size, lc.normalize_terms, lc.style_loss, contents, layers)
 
 
 def optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: int, show_progress: bool = True,
@@ -310,21 +319,17 @@ def optimize_scale(jobs: list[Job], network: Network, device: str, num_steps: in
     `margin` > 0: the images optimized are canvases, the content mirrored out by that many px, and the
     result is their centre (--canvas_margin)."""
     first = jobs[0].config
-    loss_config, optim = first.loss, first.optim
+    optim = first.optim
     if len({job.config.blur_passes for job in jobs}) > 1:   # comparison.batch_key keeps sweeps from this
         raise ValueError("one batch shares one optimizer: its jobs must resolve --gradient_blur alike")
     working = canvas_inputs(jobs[0].working, margin)
     shape = working.shape
     keras.utils.set_random_seed(optim.seed)
     with tf.device(device):
-        extractor, layers = _extractor_and_layers(jobs, network)
-        content_layers, style_layers = layers.pop("content"), layers.pop("style")
         tile_size = optim.tile_size if optim.tile_size < max(shape[:2]) else 0   # coarse scales: one tile
         contents = [pad_canvas(job.working.content, margin) for job in jobs]
         same = all(c is None or c is contents[0] or np.array_equal(c, contents[0]) for c in contents)
-        loss = make_loss(extractor, content_layers, style_layers, working, loss_config.content_loss,
-                         loss_config.gram_norm, loss_config.normalize_gradients, tile_size,
-                         loss_config.normalize_terms, loss_config.style_loss, None if same else contents, layers)
+        loss = batch_loss(jobs, network, working, tile_size, None if same else contents)
         weights = loss_weights([j.weights.flat() for j in jobs])
         images = tf.Variable(np.stack([pad_canvas(j.start_image(), margin) for j in jobs]), name="image")
         optimizer = make_optimizer(optim.optimizer, optim.learning_rate,

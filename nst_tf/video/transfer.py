@@ -30,7 +30,6 @@ from nst_tf import balance, engine, image_io, losses, rundir
 from nst_tf.blur import blur_gradient
 from nst_tf.config import Config
 from nst_tf.errors import Interrupted, UserError
-from nst_tf.evaluate import make_loss
 from nst_tf.inputs import Inputs, initial_image, load_inputs
 from nst_tf.objective import loss_weights
 from nst_tf.plan import pick_device, resolve, resolve_precision
@@ -55,19 +54,14 @@ class _FrameOptimizer:
     def __init__(self, config: Config, network: engine.Network, first: Inputs, margin: int, device: str):
         job = engine.Job(config, first, "")
         self.job, self.margin, self.config = job, margin, config
-        extractor, layers = engine._extractor_and_layers([job], network)
-        content_layers, style_layers = layers.pop("content"), layers.pop("style")
-        loss_config = config.loss
         working = engine.canvas_inputs(job.working, margin)
         # the style targets, once per clip; the content targets become variables that each frame assigns
-        self.loss = make_loss(extractor, content_layers, style_layers, working, loss_config.content_loss,
-                              loss_config.gram_norm, loss_config.normalize_gradients, 0, loss_config.normalize_terms,
-                              loss_config.style_loss, None, layers)
+        self.loss = engine.batch_loss([job], network, working)
         targets = self.loss.objective.targets
         for table in (targets.content, targets.content_scales):
             for name in table:
                 table[name] = tf.Variable(table[name], trainable=False)
-        self.content_layers = content_layers
+        self.content_layers = tuple(targets.content)   # the layers whose targets each frame assigns
         self.weights = loss_weights([job.weights.flat()])
         shape = working.shape
         self.images = tf.Variable(np.zeros((1, *shape), np.float32), name="image")
