@@ -34,7 +34,6 @@ BFLOAT16_MIN_SIZE = 256
 CONTENT_LOSSES = ("l2", "l1")
 GRAM_NORMS = ("paper", "positions", "elements")
 INITS = ("auto", "noise", "content", "recolored", "style")
-INIT_NOISE = 0.15   # --init_noise's default on the recoloured start (docs/quality.md, "Seeds for large structures")
 DEFAULT_STRENGTH = 0.5   # --strength's middle, what nst_tf.balance's R(s) is calibrated at (docs/balance.md)
 OPTIMIZERS = ("adam", "lbfgs")
 PADDINGS = ("zero", "reflect", "replicate")   # backbones.PaddedConv2D
@@ -219,14 +218,13 @@ class OptimConfig:
                                   "mean + k (recoloured content - mean): 1 the recoloured content, 0 a flat "
                                   "ground of the mean colour.")
     # Started from a photo, flat regions (skies, walls) give the style terms nothing to grow the style's
-    # large structures from, and they fill with an even fine texture; low-frequency noise in the start breaks
-    # that symmetry at the scale of the octave copies, and the sky of tubingen + starry_night takes large
-    # curling strokes and star-like glows (docs/quality.md: INIT_NOISE and 16 cells measured and looked at).
-    init_noise: Optional[float] = option(None, "Low-frequency noise added to the start image: its standard "
-                                         "deviation per channel (pixels in [0, 1]), on a grid of "
-                                         "--init_noise_cells cells; seeds for the style's large structures "
-                                         f"in flat regions. Default {INIT_NOISE} with --init=recolored (the default "
-                                         "for transfer), else 0.")
+    # large structures from; low-frequency noise in the start breaks that symmetry (swirls in starry_night's
+    # sky), but blind judges preferred the pictures without it on most of ten pairs: its seeds also grow glows
+    # and blotches in skies, faces and water (docs/quality.md, "The start noise on ten pairs").
+    init_noise: float = option(0.0, "Low-frequency noise added to the start image: its standard deviation per "
+                               "channel (pixels in [0, 1]), on a grid of --init_noise_cells cells; seeds for the "
+                               "style's large round structures in flat regions (0.1-0.15 for paintings such as "
+                               "starry_night, at the price of glows in flat skies). 0: off.")
     init_noise_cells: int = option(16, "--init_noise: its cells across the start image's longest side (fewer: "
                                    "larger structures).")
     seed: Optional[int] = option(None, "Random seed for the noise and the run (drawn and recorded if unset).")
@@ -402,13 +400,6 @@ class Config:
         # the content's colours are kept, nor with regions that take different styles
         plain = self.images.preserve_colors == "none" and not self.images.content_mask
         return "recolored" if plain else "content"
-
-    @property
-    def start_noise(self) -> float:
-        """--init_noise resolved: as given, else INIT_NOISE when the run starts from the recoloured content."""
-        if self.optim.init_noise is not None:
-            return self.optim.init_noise
-        return INIT_NOISE if self.start_from == "recolored" else 0.0
 
     @property
     def blur_passes(self) -> int:
@@ -739,8 +730,8 @@ def validate(config: Config) -> Config:
         raise UserError(f"--num_steps={opt.num_steps} must be at least 1.")
     if not (math.isfinite(opt.init_contrast) and 0 <= opt.init_contrast <= 1):
         raise UserError(f"--init_contrast={opt.init_contrast} must be in [0, 1] (1: the recoloured content).")
-    if opt.init_noise is not None and not (math.isfinite(opt.init_noise) and 0 <= opt.init_noise <= 1):
-        raise UserError(f"--init_noise={opt.init_noise} must be in [0, 1] (0: off; {INIT_NOISE} for transfer).")
+    if not (math.isfinite(opt.init_noise) and 0 <= opt.init_noise <= 1):
+        raise UserError(f"--init_noise={opt.init_noise} must be in [0, 1] (0: off, the default).")
     if not 2 <= opt.init_noise_cells <= 1024:
         raise UserError(f"--init_noise_cells={opt.init_noise_cells} must be 2 to 1024.")
     if opt.gradient_blur is not None and not 0 <= opt.gradient_blur <= 8:

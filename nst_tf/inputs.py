@@ -127,7 +127,7 @@ def initial_image(config: Config, inputs: Inputs, seed: int) -> np.ndarray:
     `color.palette`, by --color_match), its contrast around mu scaled by k = --init_contrast:
     mu + k (match(content) - mu), whose covariance is k^2 times the palette's (before clipping)."""
     start = _start(config, inputs, seed)
-    sigma = config.start_noise
+    sigma = config.optim.init_noise
     if not sigma:
         return start
     noise = image_io.smooth_noise(start.shape, config.optim.init_noise_cells, seed)

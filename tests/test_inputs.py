@@ -89,21 +89,23 @@ def test_recolored_start_has_the_blended_styles_palette():
 
 
 def test_init_noise_adds_smooth_noise_to_the_start():
-    """--init_noise=sigma: the start is clip(start + sigma * smooth_noise(cells, seed)); by default on the
-    recoloured start (0.15), off on the others."""
+    """--init_noise=sigma: the start is clip(start + sigma * smooth_noise(cells, seed)), on any start; off by
+    default."""
     from nst_tf import image_io
     content, style = smooth_image(24, 32, seed=1) * 0.6 + 0.2, smooth_image(20, 20, seed=2)
     inputs = Inputs(content, [style])
     plain = Config(images=ImageConfig(content="c", style="s"), optim=OptimConfig(init_noise=0.0))
     base = initial_image(plain, inputs, 3)
-    for sigma, cells, start in ((None, 16, base), (0.4, 4, base)):
+    for sigma, cells, start in ((0.15, 16, base), (0.4, 4, base)):
         config = Config(images=ImageConfig(content="c", style="s"),
                         optim=OptimConfig(init_noise=sigma, init_noise_cells=cells))
-        want = np.clip(start + config.start_noise * image_io.smooth_noise(start.shape, cells, 3), 0.0, 1.0)
+        want = np.clip(start + sigma * image_io.smooth_noise(start.shape, cells, 3), 0.0, 1.0)
         np.testing.assert_allclose(initial_image(config, inputs, 3), want, atol=1e-6)
         assert not np.allclose(initial_image(config, inputs, 3), base, atol=1e-3)
-    on_content = Config(images=ImageConfig(content="c", style="s"), optim=OptimConfig(init="content"))
-    np.testing.assert_array_equal(initial_image(on_content, inputs, 3), content)   # off by default there
+    default = Config(images=ImageConfig(content="c", style="s"))
+    np.testing.assert_array_equal(initial_image(default, inputs, 3), base)   # off by default
+    on_content = Config(images=ImageConfig(content="c", style="s"), optim=OptimConfig(init="content", init_noise=0.2))
+    assert not np.allclose(initial_image(on_content, inputs, 3), content, atol=1e-3)   # any start takes it
 
 
 def test_style_mask_count_must_match_the_styles(tmp_path):
