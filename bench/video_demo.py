@@ -3,7 +3,7 @@
 stylized with swirls.jpg by temporal optimization, saved as docs/video_demo.gif (the clip above, the result
 below) and docs/video_demo.png (six frames).
 
-  python bench/video_demo.py --temporal_weight=300     # what made the files in docs/
+  python bench/video_demo.py                           # what made the files in docs/
 
 At the defaults (12 frames of 128x96, 100 steps for frame 0, 25 for each later one) it took 13.5 minutes on
 2 CPU cores shared with another benchmark (2026-12-03); a later frame's 25 steps took 8 s when the machine
