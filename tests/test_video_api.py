@@ -2,26 +2,21 @@
 (nst_tf.video.stylize, nst_tf.api.resume), as `run.py --content=clip.mp4` and `run.py --resume=<clip run>`."""
 import os
 
-import keras
 import numpy as np
 import pytest
 
 import nst_tf
 from nst_tf import image_io, rundir
 from nst_tf.errors import Interrupted, UserError
-from nst_tf.stylizer import network
 from nst_tf.video import VideoResult, clip_io, flow
-from tests.video_clips import ASTRONAUT, pan, write_video
+from tests.video_clips import ASTRONAUT, pan, save_stylizer, write_video
 
 STYLE = os.path.join(os.path.dirname(__file__), "..", "nst_tf", "data", "images", "hubble_deep_field.jpg")
 
 
 @pytest.fixture(scope="module")
 def stylizer_path(tmp_path_factory):
-    keras.utils.set_random_seed(5)
-    path = str(tmp_path_factory.mktemp("model") / "stylizer.keras")
-    network.build_stylizer(1, 4).save(path)
-    return path
+    return save_stylizer(tmp_path_factory.mktemp("model"), seed=5, width=4)
 
 
 @pytest.fixture

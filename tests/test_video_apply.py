@@ -2,16 +2,14 @@
 written, result.mp4 with as many frames, and --flow_blend lowering the measured flicker."""
 import os
 
-import keras
 import numpy as np
 import pytest
 
 from nst_tf import image_io, lifecycle, rundir
-from nst_tf.config import config_from_values, options
-from nst_tf.stylizer import apply, network
+from nst_tf.stylizer import apply
 from nst_tf.video import clip_io, flow, measure
 from nst_tf.video.transfer import frame_path
-from tests.video_clips import pan, write_video
+from tests.video_clips import config_of, pan, save_stylizer, write_video
 
 FRAMES = 8
 
@@ -20,16 +18,11 @@ FRAMES = 8
 def stylizer_path(tmp_path_factory):
     # random weights: its stride-2 convolutions make it shift-equivariant only in steps of 4 px, so on a pan
     # by 2 px per frame its strokes jump from frame to frame, as a trained stylizer's do
-    keras.utils.set_random_seed(7)
-    path = str(tmp_path_factory.mktemp("model") / "stylizer.keras")
-    network.build_stylizer(1, 8).save(path)
-    return path
+    return save_stylizer(tmp_path_factory.mktemp("model"), seed=7, width=8)
 
 
 def apply_config(clip, model, out, **values):
-    all_values = {opt.name: opt.default for opt in options()}
-    all_values.update(mode="apply", content=clip, model=model, max_size="64", output_dir=out, **values)
-    return config_from_values(all_values)
+    return config_of(mode="apply", content=clip, model=model, max_size="64", output_dir=out, **values)
 
 
 def test_apply_on_a_clip_writes_every_frame_and_flow_blend_lowers_the_flicker(tmp_path, stylizer_path):

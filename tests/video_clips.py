@@ -1,4 +1,5 @@
-"""Clips made in the tests from a bundled photo, panned and zoomed by known amounts (no file from outside)."""
+"""Clips made in the tests from a bundled photo, panned and zoomed by known amounts (no file from outside), and
+what the clip tests share: a saved random stylizer, a config from option values."""
 import os
 
 import cv2
@@ -58,3 +59,20 @@ def write_video(path: str, frames: list[np.ndarray], fps: int = 10, audio_second
                     out.mux(packet)
             for packet in audio.encode(None):
                 out.mux(packet)
+
+
+def save_stylizer(folder, seed: int, width: int) -> str:
+    """A stylizer with random weights (seed `seed`, `width` filters in its first layer) saved as
+    <folder>/stylizer.keras; its path."""
+    import keras
+    from nst_tf.stylizer import network
+    keras.utils.set_random_seed(seed)
+    path = os.path.join(str(folder), "stylizer.keras")
+    network.build_stylizer(1, width).save(path)
+    return path
+
+
+def config_of(**values):
+    """The config of these option values, every other option at its default."""
+    from nst_tf.config import config_from_values, options
+    return config_from_values({**{opt.name: opt.default for opt in options()}, **values})
