@@ -35,6 +35,7 @@ def test_video_and_resume_of_a_stylizer_clip_return_its_video_result(tmp_path, c
     assert isinstance(result, VideoResult) and frames_of(result.run_dir) == [f"{i:05d}.png" for i in range(4)]
     summary = rundir.read_summary(result.run_dir)
     assert (summary["status"], summary["mode"], summary["details"]["frames"]) == ("done", "video", 4)
+    assert summary["steps"] == 0 and "CPU" in summary["device"]   # the stylizer takes no optimizer step
     assert clip_io.probe(result.mp4)["frames"] == 4
     assert result._repr_png_().startswith(b"\x89PNG")
     again = nst_tf.resume(result.run_dir, say=None, progress=False)   # a finished clip: made again, same folder
@@ -80,6 +81,7 @@ def test_resume_of_a_stopped_clip_goes_on_at_its_first_missing_frame(tmp_path, c
     assert [open(os.path.join(folder, "frames", f"{i:05d}.png"), "rb").read() for i in range(2)] == kept
     summary = result.summary
     assert (summary["status"], summary["mode"], summary["details"]["frames"]) == ("done", "video", 4)
+    assert summary["steps"] == 4 + 3 * 2 and "CPU" in summary["device"]   # --num_steps, then --frame_steps each
     assert clip_io.probe(result.mp4)["frames"] == 4
     assert np.isfinite(summary["details"]["temporal_error"])
     assert image_io.load_image(os.path.join(folder, "frames", "00003.png")).shape == (24, 32, 3)

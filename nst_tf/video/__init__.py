@@ -97,7 +97,16 @@ def work(lifecycle_run) -> None:
     run_dir = r.open()
     run(r.config, show_progress=r.show_progress, say=r.say, resume_dir=r.resume_dir, run_dir=run_dir)
     numbers = rundir.read_summary(run_dir)
-    r.record(steps=int(numbers.get("frames", 0) or 0), wall_time_s=numbers.get("wall_time_s"), details=numbers)
+    r.record(steps=optimizer_steps(numbers), wall_time_s=numbers.get("wall_time_s"), device=numbers.get("device"),
+             details=numbers)
+
+
+def optimizer_steps(numbers: dict) -> int:
+    """The optimizer steps a clip takes (summary.json's "steps"): --num_steps for the first frame and
+    --frame_steps for each later one; 0 for the stylizer, which takes none."""
+    if "frame_steps" not in numbers:
+        return 0
+    return int(numbers["first_frame_steps"] + (numbers["frames"] - 1) * numbers["frame_steps"])
 
 
 def finish(config: Config, clip: clip_io.Clip, run_dir: str, numbers: dict, seconds: float, say=print) -> str:
