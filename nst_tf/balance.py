@@ -47,11 +47,11 @@ def style_ratio(strength: float) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class Balance:
-    """What the automatic balance found for one run: the anchors and the style weight they give (alpha stays 1:
-    the content layers carry their anchors)."""
+    """What the automatic balance found for one run: the anchors and the weights they give."""
     strength: float
     content_anchor: float   # C0, the mean of the content layers' anchors
     style_anchor: float     # S0, the mean of the style layers' anchors
+    content_weight: float   # alpha (the layers carry their anchors)
     style_weight: float     # beta = R(s)
 
     def describe(self) -> str:
@@ -112,7 +112,7 @@ def resolve(config: Config, inputs: Inputs, network, say=print) -> tuple[Config,
     s0 = sum(w_style[n] * v for n, v in style_anchors.items()) / sum(w_style.values())
     check_anchors(c0, s0)
     strength = config.loss.strength if config.loss.strength is not None else DEFAULT_STRENGTH
-    found = Balance(strength, c0, s0, style_ratio(strength))
+    found = Balance(strength, c0, s0, 1.0, style_ratio(strength))
     floor_c = ANCHOR_FLOOR * max(content_anchors.values())
     floor_s = ANCHOR_FLOOR * max(style_anchors.values())
     total = sum(w_style.values())
