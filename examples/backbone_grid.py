@@ -25,7 +25,7 @@ from absl import app, flags  # noqa: E402
 from nst_tf import image_io, normalize, stylize  # noqa: E402
 from nst_tf.config import Config, ImageConfig, LossConfig, ModelConfig, OptimConfig, OutputConfig  # noqa: E402
 from nst_tf.errors import UserError  # noqa: E402
-from nst_tf.grid import render_grid  # noqa: E402
+from nst_tf.grid import render_grid, save_grid  # noqa: E402
 
 BUNDLED = normalize.BUNDLED_IMAGES
 EXAMPLES = os.path.join(ROOT, "examples")
@@ -94,12 +94,8 @@ def main(argv):
         title += f"\nnot here (no weights): {', '.join(missing)}"
     png = render_grid(tiles, len(rows), len(PAIRS), rows, [p[0] for p in PAIRS], captions, inputs, title)
     grid_path = os.path.join(out, "grid.png")
-    image_io.atomic_write(grid_path, lambda f: f.write(png))
-    print(f"grid: {grid_path}")
-    if FLAGS.save_as:
-        from PIL import Image
-        Image.open(grid_path).convert("RGB").save(FLAGS.save_as, quality=88)
-        print(f"saved as {FLAGS.save_as}")
+    save_grid(png, grid_path, FLAGS.save_as)
+    print(f"grid: {grid_path}" + (f", saved as {FLAGS.save_as}" if FLAGS.save_as else ""))
 
 
 if __name__ == "__main__":

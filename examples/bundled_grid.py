@@ -18,7 +18,7 @@ from absl import app, flags  # noqa: E402
 
 from nst_tf import image_io, normalize, stylize  # noqa: E402
 from nst_tf.config import config_from_values, options  # noqa: E402
-from nst_tf.grid import render_grid  # noqa: E402
+from nst_tf.grid import render_grid, save_grid  # noqa: E402
 
 PHOTOS = ["examples/chelsea.jpg"] + [os.path.join(os.path.relpath(normalize.BUNDLED_IMAGES, ROOT), name)
                                      for name in ("astronaut.jpg", "rocket.jpg", "coffee.jpg")]
@@ -62,12 +62,8 @@ def main(argv):
                       ["style"] + [stem(p) for p in PHOTOS],
                       title="python run.py --content=PHOTO --style=STYLE (the defaults)")
     grid_path = os.path.join(FLAGS.out, "grid.png")
-    image_io.atomic_write(grid_path, lambda f: f.write(png))
-    print(f"grid: {grid_path}")
-    if FLAGS.save_as:
-        from PIL import Image
-        Image.open(grid_path).convert("RGB").save(FLAGS.save_as, quality=88)
-        print(f"saved as {FLAGS.save_as}")
+    save_grid(png, grid_path, FLAGS.save_as)
+    print(f"grid: {grid_path}" + (f", saved as {FLAGS.save_as}" if FLAGS.save_as else ""))
 
 
 if __name__ == "__main__":

@@ -10,10 +10,13 @@ import io
 import re
 
 import numpy as np
+from PIL import Image
 from matplotlib.figure import Figure   # not pyplot: a notebook's own backend stays as it is
 # the PNG renderer now, not at the first plot: a SIGTERM during that first import left a half-initialized
 # extension behind, and the plot in the stop handler then failed ("RendererAgg is already registered")
 import matplotlib.backends.backend_agg  # noqa: E402,F401
+
+from nst_tf.image_io import atomic_write  # noqa: E402
 
 DPI = 100
 GAP = 8            # pixels between tiles
@@ -101,3 +104,11 @@ def render_grid(tiles: dict[tuple[int, int], np.ndarray], n_rows: int, n_cols: i
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
     return buf.getvalue()
+
+
+def save_grid(png: bytes, path: str, jpeg: str | None = None) -> None:
+    """Writes a grid's PNG bytes (`render_grid`) to `path`, and a JPEG copy (quality 88, e.g. for docs/) to
+    `jpeg` when given; each written whole or not at all."""
+    atomic_write(path, lambda f: f.write(png))
+    if jpeg:
+        atomic_write(jpeg, lambda f: Image.open(io.BytesIO(png)).convert("RGB").save(f, "JPEG", quality=88))

@@ -10,7 +10,7 @@ from nst_tf import engine, image_io, plan
 from nst_tf.comparison import runner
 from nst_tf.errors import Interrupted, UserError
 from nst_tf.config import Config, ImageConfig, LossConfig, ModelConfig, OptimConfig, OutputConfig
-from nst_tf.grid import render_grid
+from nst_tf.grid import render_grid, save_grid
 from tests.conftest import smooth_image, stripes_image
 
 QUIET = dict(show_progress=False, say=lambda *a: None)
@@ -142,6 +142,17 @@ def test_grid_draws_each_tile_at_its_own_pixel_size():
     os.remove(path)
     for tile in tiles.values():
         assert _contains(grid, image_io.to_uint8(tile).astype(np.float32) / 255)
+
+
+def test_save_grid_writes_the_png_bytes_and_a_jpeg_copy(tmp_path):
+    png = render_grid({(0, 0): smooth_image(60, 80, seed=4)}, 1, 1, [""], [""])
+    path, jpeg = str(tmp_path / "grid.png"), str(tmp_path / "grid.jpg")
+    save_grid(png, path)
+    assert open(path, "rb").read() == png and not os.path.exists(jpeg)
+    save_grid(png, path, jpeg)
+    copy, original = image_io.load_image(jpeg), image_io.load_image(path)
+    assert copy.shape == original.shape and np.abs(copy - original).mean() < 4 / 255   # JPEG, quality 88, of a smooth tile on white
+    assert open(jpeg, "rb").read(3) == b"\xff\xd8\xff"
 
 
 @pytest.mark.slow
