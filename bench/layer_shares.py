@@ -35,12 +35,11 @@ def terms_at(content: str, style: str, size: int, backbone: str, pooling: str) -
     """{"grey": {term: value}, "photo": {term: value}} with every weight 1 and no style octaves."""
     import tensorflow as tf
     from nst_tf import engine
-    from nst_tf.config import config_from_values, options
+    from nst_tf.config import config_with
     from nst_tf.plan import make_plan
-    values = {opt.name: opt.default for opt in options()}
-    values.update(content=content, style=style, max_size=str(size), backbone=backbone, pooling=pooling,
-                  content_weight=1.0, style_weight=1.0, style_octaves=0, seed=0)
-    plan = make_plan(config_from_values(values), say=lambda *a: None)
+    config = config_with(content=content, style=style, max_size=size, backbone=backbone, pooling=pooling,
+                         content_weight=1.0, style_weight=1.0, style_octaves=0, seed=0)
+    plan = make_plan(config, say=lambda *a: None)
     network = engine.load_network(plan.config, say=lambda *a: None)
     loss, weights = engine.loss_of(engine.Job(plan.config, plan.inputs, ""), network)
     photo = plan.inputs.content

@@ -34,14 +34,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from nst_tf import rundir  # noqa: E402
-from nst_tf.config import config_from_values, options  # noqa: E402
-
-
-def config_of(**values):
-    all_values = {opt.name: opt.default for opt in options()}
-    all_values.update(values)
-    all_values["max_size"] = str(all_values["max_size"])
-    return config_from_values(all_values)
+from nst_tf.config import config_with  # noqa: E402
 
 
 def later_terms(run_dir: str) -> dict:
@@ -94,10 +87,10 @@ def main() -> None:
         name = f"{label}_{time.strftime('%H%M%S')}"
         if method in ("perframe", "temporal"):
             extra = {} if weight is None else {"temporal_weight": weight}
-            config = config_of(**common, style=args.style, backbone=args.backbone, num_steps=args.num_steps,
+            config = config_with(**common, style=args.style, backbone=args.backbone, num_steps=args.num_steps,
                                frame_steps=args.frame_steps, run_name=name, **extra)
         else:
-            config = config_of(**common, mode="apply", model=args.model,
+            config = config_with(**common, mode="apply", model=args.model,
                                flow_blend=args.flow_blend if method == "stylizer_flow" else 0.0, run_name=name)
         clip = video.open_clip(config)
         run_dir = rundir.create(args.out, config.output.run_name)

@@ -17,7 +17,7 @@ sys.path.insert(0, ROOT)
 from absl import app, flags  # noqa: E402
 
 from nst_tf import image_io, normalize, stylize  # noqa: E402
-from nst_tf.config import config_from_values, options  # noqa: E402
+from nst_tf.config import config_with  # noqa: E402
 from nst_tf.grid import render_grid, save_grid  # noqa: E402
 
 PHOTOS = ["examples/chelsea.jpg"] + [os.path.join(os.path.relpath(normalize.BUNDLED_IMAGES, ROOT), name)
@@ -36,15 +36,14 @@ def stem(path: str) -> str:
 
 def cell(content: str, style: str) -> str:
     """The run folder of one cell, run now unless finished before."""
-    values = {opt.name: opt.default for opt in options()}
     name = f"{stem(content)}+{stem(style)}"
-    values.update(content=os.path.join(ROOT, content), style=os.path.join(ROOT, style), output_dir=FLAGS.out,
-                  run_name=name, save_every=0, max_size=str(values["max_size"]))
+    config = config_with(content=os.path.join(ROOT, content), style=os.path.join(ROOT, style), output_dir=FLAGS.out,
+                         run_name=name, save_every=0)
     run_dir = os.path.join(FLAGS.out, name)
     if not os.path.exists(os.path.join(run_dir, "result.png")):
         shutil.rmtree(run_dir, ignore_errors=True)   # an unfinished cell is run again
         print(name, flush=True)
-        run_dir = stylize.run(config_from_values(values), show_progress=False)
+        run_dir = stylize.run(config, show_progress=False)
     return run_dir
 
 

@@ -21,15 +21,13 @@ Every call runs through `nst_tf.lifecycle.run`, as run.py does.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 
 import numpy as np
 from PIL import Image
 
 from nst_tf import image_io, rundir
-from nst_tf.config import Config, get_field, parse_field, with_field
-from nst_tf.config import options as options_of_config
+from nst_tf.config import Config, config_with, get_field, parse_field, with_field
 from nst_tf.errors import UserError
 
 
@@ -121,24 +119,6 @@ def _as_array(image) -> np.ndarray:
     return np.clip(array, 0.0, 1.0)
 
 
-def _options(config: Config, options: dict) -> Config:
-    """`config` with each option (a flag name) set; values as Python values, or as a flag's text."""
-    schema = {opt.name: opt for opt in options_of_config()}
-    for name, value in options.items():
-        if name not in schema:
-            close = difflib.get_close_matches(name, schema, n=3)
-            hint = (f"; did you mean {', '.join(close)}?" if close
-                    else "; the options are run.py's flag names (python run.py --help).")
-            raise UserError(f"unknown option {name!r}{hint}")
-        opt = schema[name]
-        if isinstance(value, str) and (opt.is_tuple or opt.text or opt.kind is not str):
-            value = parse_field(name, value)   # "1e8", "conv1_1,conv2_1", "auto" ... as on the command line
-        elif isinstance(value, list):
-            value = tuple(value)
-        config = with_field(config, name, value)
-    return config
-
-
 def _say(say):
     return (lambda *a: None) if say is None else say
 
@@ -182,7 +162,7 @@ def _applied(folder: str):
 
 
 def _run(mode: str, images: dict, options: dict, say, progress: bool) -> Result | SweepResult:
-    return run(_options(Config(mode=mode), options), images, say=say, progress=progress)
+    return run(config_with(Config(mode=mode), **options), images, say=say, progress=progress)
 
 
 def transfer(content, style, *, say=print, progress: bool = True, **options) -> Result | SweepResult:
@@ -221,7 +201,7 @@ def sweep(content, style, axes: dict, *, say=print, progress: bool = True, **opt
         list_valued = name != RATIO and isinstance(parse_field(name, ""), tuple)
         texts = [",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v) for v in values]
         specs.append(f"{name}:{(';' if list_valued else ',').join(texts)}")
-    base = dataclasses.replace(_options(Config(mode="transfer"), options), sweep=tuple(specs))
+    base = dataclasses.replace(config_with(Config(mode="transfer"), **options), sweep=tuple(specs))
     return run(base, {"content": content, "style": style}, say=say, progress=progress)
 
 
@@ -230,7 +210,7 @@ def resume(run_dir: str, *, say=print, progress: bool = True, **overrides):
     top (e.g. num_steps=500 to extend a finished run; a clip goes on at its first missing frame); returns
     what the run's own call returns: a Result, a SweepResult, a StylizerResult, a VideoResult for a clip."""
     from nst_tf import lifecycle
-    values = _options(Config(), overrides)
+    values = config_with(Config(), **overrides)
     folder = lifecycle.resume(run_dir, {name: get_field(values, name) for name in overrides},
                               show_progress=progress, say=_say(say))
     # the kind of result by the run's config, as `run` picks it (a clip's summary may predate the lifecycle's)
@@ -249,7 +229,7 @@ def train_stylizer(style, train_images: str | None = None, *, say=print, progres
     options = {**options, "style": ",".join(os.fspath(s) for s in styles)}
     if train_images is not None:
         options["train_images"] = os.fspath(train_images)
-    return run(_options(Config(mode="train"), options), say=say, progress=progress)
+    return run(config_with(Config(mode="train"), **options), say=say, progress=progress)
 
 
 def apply_stylizer(model, content, *, say=print, **options):
@@ -258,7 +238,7 @@ def apply_stylizer(model, content, *, say=print, **options):
     for a folder or a pattern. Options as for `transfer`: max_size, preserve_colors (none, luminance, swap),
     style_blend_weights (one per style of the network)."""
     path = model.path if isinstance(model, StylizerResult) else os.fspath(model)
-    return run(_options(Config(mode="apply"), {**options, "model": path}), {"content": content}, say=say,
+    return run(config_with(Config(mode="apply"), **{**options, "model": path}), {"content": content}, say=say,
                progress=False)
 
 

@@ -9,6 +9,7 @@ reproduces a run exactly. `run.py` builds a `Config` from its flags; the library
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import math
 import typing
@@ -994,6 +995,27 @@ def config_from_dict(data: dict) -> Config:
         if opt.text and isinstance(values[opt.name], int):
             values[opt.name] = "auto" if values[opt.name] == AUTO_SIZE else str(values[opt.name])
     return config_from_values(values)
+
+
+def config_with(base: Config | None = None, /, **values) -> Config:
+    """`base` (the defaults if None) with each option (a flag name) set: values as Python values, or as a
+    flag's text ("1e8", "conv1_1,conv2_1", "auto", as on the command line); lists become tuples. An unknown
+    name is a UserError naming the closest options. Not validated here: the run validates what it runs."""
+    config = Config() if base is None else base
+    schema = {opt.name: opt for opt in options()}
+    for name, value in values.items():
+        if name not in schema:
+            close = difflib.get_close_matches(name, schema, n=3)
+            hint = (f"; did you mean {', '.join(close)}?" if close
+                    else "; the options are run.py's flag names (python run.py --help).")
+            raise UserError(f"unknown option {name!r}{hint}")
+        opt = schema[name]
+        if isinstance(value, str) and (opt.is_tuple or opt.text or opt.kind is not str):
+            value = parse_field(name, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        config = with_field(config, name, value)
+    return config
 
 
 def with_field(config: Config, name: str, value) -> Config:

@@ -3,8 +3,8 @@ import dataclasses
 
 import pytest
 
-from nst_tf.config import (Config, ImageConfig, LossConfig, ModelConfig, OptimConfig, layer_weights, parse_field,
-                           schedule, to_flags, validate)
+from nst_tf.config import (AUTO_SIZE, Config, ImageConfig, LossConfig, ModelConfig, OptimConfig, config_with,
+                           layer_weights, parse_field, schedule, to_flags, validate)
 from nst_tf.errors import UserError
 
 GOOD = Config(images=ImageConfig(content="c.jpg", style="s.jpg"))
@@ -132,6 +132,17 @@ def test_image_paths_are_those_the_run_reads():
     guided = with_(GOOD, "images", style="a.jpg, b.jpg", content_mask="m.png", style_mask="#ff0000,sm.png")
     assert guided.image_paths == {"content": ("c.jpg",), "style": ("a.jpg", "b.jpg"), "content_mask": ("m.png",),
                                   "style_mask": ("sm.png",)}
+
+
+def test_config_with_sets_options_by_flag_name_on_the_defaults_or_a_base():
+    config = config_with(content="a.jpg", max_size=128, style_weight="1e3", style_layers=["conv1_1", "conv2_1"])
+    assert (config.images.content, config.images.max_size, config.loss.style_weight) == ("a.jpg", 128, 1e3)
+    assert config.loss.style_layers == ("conv1_1", "conv2_1") and config.optim == OptimConfig()
+    assert config_with(max_size="auto").images.max_size == AUTO_SIZE   # a flag's text, as on the command line
+    base = Config(mode="train")
+    assert config_with(base, train_steps=5).mode == "train" and config_with(base) is base
+    with pytest.raises(UserError, match="unknown option 'styel_weight'; did you mean style_weight"):
+        config_with(styel_weight=1.0)
 
 
 def test_parse_field_types():

@@ -49,7 +49,7 @@ def test_video_and_resume_of_a_stylizer_clip_return_its_video_result(tmp_path, c
 def test_video_refuses_what_is_not_a_clip_and_unknown_options(tmp_path):
     with pytest.raises(UserError, match="is not a clip"):
         nst_tf.video(ASTRONAUT, STYLE, output_dir=str(tmp_path))
-    with pytest.raises(UserError, match="no option 'temporal_wieght'"):
+    with pytest.raises(UserError, match="unknown option 'temporal_wieght'; did you mean temporal_weight"):
         nst_tf.video("clip.mp4", STYLE, temporal_wieght=1)
 
 

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from nst_tf import image_io, lifecycle, rundir
+from nst_tf.config import config_with
 from nst_tf.stylizer import apply
 from nst_tf.video import clip_io, flow, measure
 from nst_tf.video.transfer import frame_path
-from tests.video_clips import config_of, pan, save_stylizer, write_video
+from tests.video_clips import pan, save_stylizer, write_video
 
 FRAMES = 8
 
@@ -22,7 +23,7 @@ def stylizer_path(tmp_path_factory):
 
 
 def apply_config(clip, model, out, **values):
-    return config_of(mode="apply", content=clip, model=model, max_size="64", output_dir=out, **values)
+    return config_with(mode="apply", content=clip, model=model, max_size="64", output_dir=out, **values)
 
 
 def test_apply_on_a_clip_writes_every_frame_and_flow_blend_lowers_the_flicker(tmp_path, stylizer_path):

@@ -6,9 +6,10 @@ import pytest
 import tensorflow as tf
 
 from nst_tf import image_io
+from nst_tf.config import config_with
 from nst_tf.errors import Interrupted
 from nst_tf.video import flow, measure, temporal
-from tests.video_clips import config_of, pan, write_video
+from tests.video_clips import pan, write_video
 
 
 def test_temporal_term_is_zero_for_a_consistent_output_and_by_hand():
@@ -23,7 +24,7 @@ def test_temporal_term_is_zero_for_a_consistent_output_and_by_hand():
 
 
 def clip_config(content, out, **values):
-    return config_of(**{**dict(content=content, style=os.path.join(os.path.dirname(__file__), "..", "nst_tf", "data",
+    return config_with(**{**dict(content=content, style=os.path.join(os.path.dirname(__file__), "..", "nst_tf", "data",
                                                                   "images", "hubble_deep_field.jpg"),
                                backbone="vgg16_hed", max_size="40", num_steps=30, frame_steps=10, seed=3,
                                output_dir=out, canvas_margin=4, style_octaves=0), **values})

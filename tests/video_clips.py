@@ -71,8 +71,3 @@ def save_stylizer(folder, seed: int, width: int) -> str:
     network.build_stylizer(1, width).save(path)
     return path
 
-
-def config_of(**values):
-    """The config of these option values, every other option at its default."""
-    from nst_tf.config import config_from_values, options
-    return config_from_values({**{opt.name: opt.default for opt in options()}, **values})

@@ -165,16 +165,9 @@ def stylize(content: str, style: str | None = None, *, model: str | None = None,
     through the lifecycle as run.py does (`nst_tf.lifecycle.run`: summary.json says how it ended; a stopped
     clip raises `Interrupted` and `nst_tf.resume(folder)` goes on at its first missing frame)."""
     from nst_tf import lifecycle
-    from nst_tf.config import config_from_values, options as all_options
-    values = {opt.name: opt.default for opt in all_options()}
-    values.update(content=content, style=style, model=model, mode="apply" if model else "transfer")
-    for name, value in options.items():
-        if name not in values:
-            raise UserError(f"there is no option {name!r}; the options are run.py's flag names "
-                            "(python run.py --help).")
-        values[name] = value
-    values = {k: (str(v) if k == "max_size" else v) for k, v in values.items()}
-    config = config_from_values(values)
+    from nst_tf.config import Config, config_with
+    config = config_with(Config(mode="apply" if model else "transfer"), **options, content=content, style=style,
+                         model=model)
     if not is_clip(config):
         raise UserError(f"{content!r} is not a clip: name a video file, or a folder or pattern of frames with "
                         "clip=True.")
