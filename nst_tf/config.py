@@ -37,6 +37,7 @@ GRAM_NORMS = ("paper", "positions", "elements")
 INITS = ("auto", "noise", "content", "recolored", "style")
 DEFAULT_STRENGTH = 0.5   # --strength's middle, what nst_tf.balance's R(s) is calibrated at (docs/balance.md)
 OPTIMIZERS = ("adam", "lbfgs")
+REGIONS = ("none", "detail")
 PADDINGS = ("zero", "reflect", "replicate")   # backbones.PaddedConv2D
 PADDING_SCOPES = ("all", "first")
 STYLE_LOSSES = ("gram", "mean_cov", "wasserstein", "mean_std")   # losses.style_statistics_loss
@@ -74,6 +75,14 @@ class ImageConfig:
     style_mask: Optional[str] = option(None, "One entry per style image: a label image over it, or a colour "
                                        "#rrggbb that makes the whole style image that region. Content regions "
                                        "no style has keep the content only.")
+    # Gram matrices are global: the shallow layers' statistics of a busy painting ask flat skies and water for
+    # the same fine texture as its busiest parts, which they fill with a lattice (docs/quality.md). Split by
+    # local detail, the photo's calm half takes the statistics of the painting's calm half.
+    regions: str = option("none", "Spatial control without masks. detail: the content and each style image "
+                          "split alike into a calmer and a busier half by local detail (smoothed gradient "
+                          "magnitude), each half of the content styled from the same half of the painting "
+                          "(guided Gram matrices, as --content_mask/--style_mask); none: one region.",
+                          REGIONS)
     max_size: int = option(256, "Longest side of the result in pixels (the content image is resized to it; the "
                            "style image to style_scale times it), or auto: the largest whose whole-image step "
                            "fits in the device's free memory.", text=True)
@@ -540,6 +549,12 @@ def _check_styles(config: Config) -> None:
                         "image or #rrggbb colour per style image).")
     if im.content_mask and config.mode != "transfer":
         raise UserError(f"--content_mask and --style_mask need --mode=transfer, not {config.mode}.")
+    _choice("regions", im.regions, REGIONS)
+    if im.regions != "none" and im.content_mask:
+        raise UserError(f"--regions={im.regions} splits the images by itself: leave out --content_mask and "
+                        "--style_mask (or --regions).")
+    if im.regions != "none" and config.mode != "transfer":
+        raise UserError(f"--regions={im.regions} needs --mode=transfer, not {config.mode}.")
     if im.style_mask and len(config.style_mask_entries) != len(styles):
         raise UserError(f"--style_mask has {len(config.style_mask_entries)} entries for {len(styles)} style "
                         "images: give one per --style image (a label image, or #rrggbb for the whole image).")

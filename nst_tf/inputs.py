@@ -112,6 +112,9 @@ def load_inputs(config: Config) -> Inputs:
         from nst_tf import masks   # TensorFlow
         guides = masks.load_guides(im.content_mask, config.style_mask_entries, content.shape[:2],
                                    [s.shape[:2] for s in styles])
+    elif im.regions == "detail":
+        from nst_tf import masks
+        guides = masks.detail_guides(content, styles)
     inputs = Inputs(content, styles, blend_weights(config) if styles else (), guides)
     for coarse in coarser:   # every scale of a pyramid must be large enough for the network
         image_io.fit_size(*inputs.shape[:2], coarse, flag="the smallest of --scales")

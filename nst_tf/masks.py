@@ -125,6 +125,30 @@ def load_guides(content_mask: str, style_masks: tuple[str, ...], content_shape: 
     return Guides(one_hot(index, len(names)), styles, names)
 
 
+DETAIL_COLOURS = ["#0000ff", "#ff0000"]   # --regions=detail's calm and busy halves, as a label image would
+DETAIL_SMOOTHING = 1 / 40   # the smoothing's sigma, a fraction of the image's longest side (6.4 px at 256 px)
+
+
+def detail_index(image: np.ndarray, share: float = 0.5) -> np.ndarray:
+    """[H, W] int: 1 where `image` (float RGB in [0, 1]) is busier than at its `share` quantile, else 0.
+    Busy: the luminance's Sobel gradient magnitude, Gaussian-smoothed with sigma DETAIL_SMOOTHING x the
+    longest side, so regions are areas (a sky, a facade), not pixels; a quantile, so every image splits
+    alike whatever its contrast. A flat image (no detail anywhere) is all calm: one region."""
+    import cv2   # OpenCV: its Sobel and Gaussian filters
+    luminance = np.ascontiguousarray(image[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32))
+    gradient = np.hypot(cv2.Sobel(luminance, cv2.CV_32F, 1, 0), cv2.Sobel(luminance, cv2.CV_32F, 0, 1))
+    detail = cv2.GaussianBlur(gradient, (0, 0), DETAIL_SMOOTHING * max(image.shape[:2]),
+                              borderType=cv2.BORDER_REFLECT)
+    return (detail > np.quantile(detail, share)).astype(np.int64)
+
+
+def detail_guides(content: np.ndarray, styles: list[np.ndarray]) -> Guides:
+    """--regions=detail: the content and each style image split into their calmer and busier halves
+    (`detail_index`), calm matched to calm and busy to busy."""
+    return Guides(one_hot(detail_index(content), 2), [one_hot(detail_index(s), 2) for s in styles],
+                  list(DETAIL_COLOURS))
+
+
 def resize_to(masks: np.ndarray | tf.Tensor, shape: tuple[int, int]) -> tf.Tensor:
     """[K, H, W] masks -> [K, h, w] by area averaging: each output cell is the fraction of its input pixels
     in the region, as average pooling through the network gives (exact for the 2x2 pools of VGG)."""

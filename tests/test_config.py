@@ -185,6 +185,8 @@ def test_schedule_sqrt2_pyramid_from_128():
     (dict(style="a.jpg,b.jpg", style_blend_weights=(1.0, -1.0)), "finite number >= 0"),
     (dict(content_mask="m.png"), "go together"),
     (dict(style_mask="#ff0000"), "go together"),
+    (dict(regions="edges"), "--regions='edges' is not one of"),
+    (dict(regions="detail", content_mask="m.png", style_mask="#ff0000"), "leave out --content_mask"),
 ])
 def test_bad_controls_are_refused(images, message):
     with pytest.raises(UserError, match=message):
@@ -203,7 +205,7 @@ def test_every_option_is_a_flag_and_every_flag_reaches_the_config(tmp_path):
     import run as run_script
     from nst_tf import config as schema
     values = {"mode": "texture", "content": "c.jpg", "style": "s.jpg,t.jpg", "style_blend_weights": "0.3,0.7",
-              "content_mask": None, "style_mask": None, "max_size": "320", "style_scale": "0.5",
+              "content_mask": None, "style_mask": None, "regions": None, "max_size": "320", "style_scale": "0.5",
               "scales": "160,320", "scale_steps": "7,3", "min_scale": "64",
               "scale_ratio": "1.5", "style_octaves": "2", "padding": "reflect", "padding_scope": "first", "normalize_terms": "true",
               "style_loss": "mean_std", "average_decay": "0.9", "gradient_blur": "2", "preserve_colors": "none", "color_match": "pca",

@@ -35,6 +35,15 @@ def test_load_inputs_reads_every_style_and_the_masks(tmp_path):
     assert inputs.guides.styles[1].shape == (2, 32, 16)
 
 
+def test_detail_regions_are_guides_at_the_images_sizes(tmp_path):
+    content = write_png(tmp_path / "c.png", smooth_image(30, 40))
+    style = write_png(tmp_path / "s.png", stripes_image(20, 20))
+    inputs = load_inputs(Config(images=ImageConfig(content=content, style=style, max_size=32, regions="detail")))
+    assert inputs.guides.content.shape == (2, 24, 32) and inputs.guides.styles[0].shape == (2, 32, 32)
+    assert inputs.guides.content.sum(axis=0).min() == 1   # every pixel in exactly one region
+    assert load_inputs(Config(images=ImageConfig(content=content, style=style, max_size=32))).guides is None
+
+
 def test_inputs_at_a_smaller_scale_keep_relative_sizes():
     guides_content = np.zeros((2, 24, 32), np.float32)
     guides_content[0, :, :16] = 1

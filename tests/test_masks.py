@@ -101,3 +101,20 @@ def test_guides_resized_keep_labels():
     small = g.resized((2, 4), [(3, 3)])
     assert small.content.shape == (2, 2, 4) and set(np.unique(small.content)) <= {0.0, 1.0}
     assert small.styles[0].shape == (2, 3, 3)
+
+
+def test_detail_regions_split_each_image_into_its_calm_and_busy_halves():
+    """Left half flat, right half a noisy texture: the right is the busy region (1), and the split is at the
+    median whatever the image's contrast, so a faint texture splits like a strong one."""
+    image = np.full((40, 60, 3), 0.5, np.float32)
+    image[:, 30:] += np.random.default_rng(0).uniform(-0.3, 0.3, size=(40, 30, 1)).astype(np.float32)
+    index = masks.detail_index(image)
+    assert index[:, :25].max() == 0 and index[:, 35:].mean() > 0.99 and 0.45 <= index.mean() <= 0.55
+    faint = 0.5 + 0.1 * (image - 0.5)
+    assert np.mean(masks.detail_index(faint) == index) > 0.99   # equal but for float rounding at the median
+    assert masks.detail_index(np.full((20, 20, 3), 0.3, np.float32)).max() == 0   # flat: all calm
+    guides = masks.detail_guides(image, [image[:, ::-1], image[:30]])
+    assert guides.colours == masks.DETAIL_COLOURS and guides.content.shape == (2, 40, 60)
+    np.testing.assert_array_equal(guides.content[1], index)
+    np.testing.assert_array_equal(guides.styles[0][1], index[:, ::-1])   # the busy half follows the texture
+    assert guides.styles[1].shape == (2, 30, 60) and guides.present.all()

@@ -189,9 +189,10 @@ def expand(base: Config) -> list[Cell]:
 
 def content_per_image(config: Config) -> bool:
     """Whether cells with other content images (of one shape) can share a batch: each image then has its
-    own content targets, and the style targets must not depend on the content (no masks; no colour mode
-    that takes the style to the content's colours or luminance first)."""
-    return not config.images.content_mask and config.images.preserve_colors in ("none", "swap")
+    own content targets, and the style targets must not depend on the content (no masks, no --regions; no
+    colour mode that takes the style to the content's colours or luminance first)."""
+    return (not config.images.content_mask and config.images.regions == "none"
+            and config.images.preserve_colors in ("none", "swap"))
 
 
 def batch_key(config: Config, shape: tuple | None = None):

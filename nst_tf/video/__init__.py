@@ -50,9 +50,9 @@ def _check_options(config: Config) -> None:
         raise UserError("a clip is one run; leave out --sweep.")
     im, opt = config.images, config.optim
     if config.mode == "transfer" and (im.scales or opt.tile_size or opt.optimizer != "adam" or im.content_mask
-                                      or im.max_size == 0):
+                                      or im.regions != "none" or im.max_size == 0):
         raise UserError("a clip is optimized with Adam on whole frames at one size: leave out --scales, "
-                        "--tile_size, --optimizer=lbfgs, masks and --max_size=auto.")
+                        "--tile_size, --optimizer=lbfgs, masks, --regions and --max_size=auto.")
     if config.mode == "apply" and im.max_size == 0:
         raise UserError("--max_size=auto is not for clips: give the frames' longest side, e.g. --max_size=512.")
 
