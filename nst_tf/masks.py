@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageColor
 
-from nst_tf import image_io
+from nst_tf import color, image_io
 from nst_tf.config import is_colour
 from nst_tf.errors import UserError
 
@@ -135,7 +135,7 @@ def detail_index(image: np.ndarray, share: float = 0.5) -> np.ndarray:
     longest side, so regions are areas (a sky, a facade), not pixels; a quantile, so every image splits
     alike whatever its contrast. A flat image (no detail anywhere) is all calm: one region."""
     import cv2   # OpenCV: its Sobel and Gaussian filters
-    luminance = np.ascontiguousarray(image[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32))
+    luminance = np.ascontiguousarray(color.luminance(image), np.float32)
     gradient = np.hypot(cv2.Sobel(luminance, cv2.CV_32F, 1, 0), cv2.Sobel(luminance, cv2.CV_32F, 0, 1))
     detail = cv2.GaussianBlur(gradient, (0, 0), DETAIL_SMOOTHING * max(image.shape[:2]),
                               borderType=cv2.BORDER_REFLECT)
