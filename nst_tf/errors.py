@@ -5,6 +5,11 @@ and `Interrupted` for Ctrl-C and SIGTERM.
 `nst_tf.lifecycle` turns them into a run's status and the command line's last line and exit status: a
 UserError's message as a single line and status 2, an Interrupted one status 130; anything else is a bug,
 keeps its traceback and exits 1.
+
+`request_stop` / `stop_if_requested`: the run's signal handler (`nst_tf.lifecycle`) raises KeyboardInterrupt
+at once, but Python drops an exception raised while a finalizer runs (it prints "Exception ignored in ..."
+and goes on; TensorFlow's objects have finalizers), so that one can be lost. The handler also records the
+request, and each step loop calls `stop_if_requested`, so a stop asked for is never dropped.
 """
 
 
@@ -22,6 +27,22 @@ class OutOfMemory(UserError):
 
 class Interrupted(Exception):
     """The run was stopped by Ctrl-C or SIGTERM after saving its last image (run.py exits 130)."""
+
+
+_stop_requested = False
+
+
+def request_stop(requested: bool = True) -> None:
+    """Records that Ctrl-C or SIGTERM asked the running run to stop (False: the run has ended)."""
+    global _stop_requested
+    _stop_requested = requested
+
+
+def stop_if_requested() -> None:
+    """Raises KeyboardInterrupt when a stop was asked for and the caller, a step loop, still runs: the
+    signal handler's own KeyboardInterrupt was lost in a finalizer."""
+    if _stop_requested:
+        raise KeyboardInterrupt
 
 
 class MissingExtra(UserError):

@@ -31,7 +31,7 @@ from typing import Callable
 
 from nst_tf import rundir
 from nst_tf.config import Config, field_sections, get_field, validate, with_field
-from nst_tf.errors import Diverged, Interrupted, OutOfMemory, UserError, require
+from nst_tf.errors import Diverged, Interrupted, OutOfMemory, UserError, request_stop, require
 from nst_tf.inputs import photo_files
 
 
@@ -267,9 +267,11 @@ class _interrupts_held_while_stopping:
             print("stopping: the run is saving its state; it ends in a moment.", file=sys.stderr)
             return
         self.current.stopping = True
+        request_stop()   # the step loops raise it again if this one is lost in a finalizer
         raise KeyboardInterrupt
 
     def __enter__(self):
+        request_stop(False)
         if threading.current_thread() is threading.main_thread():
             for signum in self.SIGNALS:
                 if signal.getsignal(signum) is not signal.SIG_IGN:
@@ -277,6 +279,7 @@ class _interrupts_held_while_stopping:
         return self
 
     def __exit__(self, *exc):
+        request_stop(False)
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
         return False

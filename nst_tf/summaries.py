@@ -20,7 +20,7 @@ import matplotlib.backends.backend_agg  # noqa: E402,F401
 import tensorflow as tf
 from tqdm.auto import tqdm  # a widget in Jupyter, the bar in a terminal
 
-from nst_tf.errors import UserError
+from nst_tf.errors import UserError, stop_if_requested
 from nst_tf.image_io import atomic_write, save_image
 from nst_tf.objective import is_layer_term, summary_terms
 from nst_tf.rundir import write_csv
@@ -86,6 +86,7 @@ class RunLogger:
                 tf.summary.image(f"image/{name}", image[None], step=0)
 
     def __call__(self, step: int, images: np.ndarray, terms: dict) -> None:
+        stop_if_requested()
         values = {name: float(np.asarray(terms[name])[self.index]) for name in self.term_names}
         if not math.isfinite(values["total"]):
             where = (f"between step {self.last_good_step} and step {step}" if self.last_good_step is not None

@@ -72,6 +72,39 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, conte
     assert open(os.path.join(parts, "run.flags")).read() == flags_before   # a refused resume changes nothing
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")   # the dropped KeyboardInterrupt
+def test_an_interrupt_lost_in_a_finalizer_still_stops_the_run(tmp_path, content_path, style_path, monkeypatch):
+    """Python drops an exception raised while a finalizer runs, so the signal handler's KeyboardInterrupt can
+    be lost (TensorFlow's objects have finalizers); the next step still stops the run with its image saved."""
+    import gc
+    import signal
+
+    class SignalsWhenCollected:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)   # the handler runs here, inside the finalizer
+
+    lost = []
+    original = RunLogger.__call__
+
+    def call(self, step, images, terms):
+        original(self, step, images, terms)
+        if step == 4:
+            SignalsWhenCollected()   # collected at once: its finalizer signals, the KeyboardInterrupt is dropped
+            gc.collect()
+            lost.append(step)        # the run went on past the signal
+    monkeypatch.setattr(RunLogger, "__call__", call)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)   # as an interactive process has it
+    try:
+        with pytest.raises(Interrupted, match=r"the last good image \(step 4\)"):
+            stylize.run(config_for(tmp_path, content_path, style_path, "lost", num_steps=40), **QUIET)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert lost == [4]
+    # stopped at the next log row (step 6, its update applied), not after 40 steps
+    assert int(np.load(os.path.join(tmp_path, "lost", "state.npz"))["step"]) == 7
+    stylize.run(config_for(tmp_path, content_path, style_path, "after", num_steps=2), **QUIET)   # nothing left over
+
+
 def test_resume_without_state_or_with_other_flags_is_refused(tmp_path, content_path, style_path):
     empty = tmp_path / "empty"
     empty.mkdir()

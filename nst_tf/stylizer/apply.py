@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from nst_tf import color, image_io, lifecycle
 from nst_tf.config import Config, validate
-from nst_tf.errors import UserError
+from nst_tf.errors import UserError, stop_if_requested
 from nst_tf.inputs import photo_files
 from nst_tf.plan import pick_device
 from nst_tf.stylizer import network
@@ -84,6 +84,7 @@ def work(run: lifecycle.Run) -> None:
         photos = many or (im.content,)
         timings, failed = [], []
         for path in photos:
+            stop_if_requested()
             try:
                 photo = image_io.load_resized(path, im.max_size)
             except UserError as e:

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from nst_tf import color, image_io
 from nst_tf.config import Config
+from nst_tf.errors import stop_if_requested
 from nst_tf.plan import pick_device
 from nst_tf.stylizer import apply as stylizer_apply
 from nst_tf.stylizer import network
@@ -57,6 +58,7 @@ def stylize_clip(config: Config, clip: clip_io.Clip, run_dir: str, say=print, ba
                 previous, previous_content, index = out, content, index + 1
 
         for frame in clip.frames(size):
+            stop_if_requested()
             pending.append(frame)
             if len(pending) == batch:
                 run_batch(pending)

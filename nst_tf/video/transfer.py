@@ -29,7 +29,7 @@ import tensorflow as tf
 from nst_tf import balance, engine, image_io, losses, rundir
 from nst_tf.blur import blur_gradient
 from nst_tf.config import Config
-from nst_tf.errors import Interrupted, UserError
+from nst_tf.errors import Interrupted, UserError, stop_if_requested
 from nst_tf.inputs import Inputs, initial_image, load_inputs
 from nst_tf.objective import loss_weights
 from nst_tf.plan import pick_device, resolve, resolve_precision
@@ -190,6 +190,7 @@ def stylize_clip(config: Config, clip: clip_io.Clip, run_dir: str, show_progress
                     weight = config.video.temporal_weight
                 optimizer.set_frame(working.content, start, warped, reliable, weight)
                 for s in range(steps):
+                    stop_if_requested()
                     total, terms = optimizer.step()
                     if bar is not None:
                         bar.update(1)
