@@ -16,8 +16,9 @@ and the objective is
 
 so every layer pulls alike at the start whatever its magnitude, and strength s in [0, 1] sets the style's
 whole pull at the photo against the content's at the painting. The anchors cost two forward passes at the
-pyramid's first size. The weights found are written into the run's config (run.flags, config.json; the anchors
-in summary.json), so a resumed or repeated run uses them as they are. Off unless --strength is given: blind
+pyramid's first size (a stylizer's: per held-out photo and style, averaged; `resolve_training`). The weights
+found are written into the run's config (run.flags, config.json; the anchors in summary.json), so a resumed
+or repeated run uses them as they are. Off unless --strength is given: blind
 judges preferred the fixed beta's pictures (docs/balance.md).
 """
 from __future__ import annotations
@@ -28,10 +29,11 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import image_io
+from nst_tf import image_io, registry
 from nst_tf.config import Config, DEFAULT_STRENGTH, schedule
 from nst_tf.errors import UserError
 from nst_tf.inputs import Inputs
+from nst_tf.plan import EffectiveWeights
 
 # R(0.5): the style's pull at the photo this many times the content's at the painting (30 and 300 gave nearly
 # the same tubingen + starry_night at 256 px; docs/quality.md).
@@ -92,22 +94,46 @@ ANCHOR_FLOOR = 1e-3
 
 def resolve(config: Config, inputs: Inputs, network, say=print) -> tuple[Config, Balance | None]:
     """`config` with the weights of its strength for `inputs`, found at the pyramid's first size on `network`
-    (`engine.Network`), or unchanged (and None) where the balance is off (explicit weights, one-term modes).
-
-    Every layer is measured against its own anchor, so each pulls alike at the start whatever its magnitude:
-    content layer c weighs w_c / C0_c; style layer l (octave copies listed as layers of their own) weighs
-    R(s) w_l / (W S0_l), W = sum of the w_l, so that the style's pull at the photo is R(s) times the content's
-    at the painting."""
+    (`engine.Network`), or unchanged (and None) where the balance is off (explicit weights, one-term modes)."""
     if not config.automatic_balance:
         return config, None
+    content_anchors, style_anchors = measure(config, inputs.at(schedule(config)[0][0]), network)
+    return weighed(config, content_anchors, style_anchors, say)
+
+
+def resolve_training(config: Config, photos: list[np.ndarray], styles: list[np.ndarray], network,
+                     say=print) -> tuple[Config, Balance | None]:
+    """--mode=train: the weights of its strength from the anchors of every (photo, style) pair of `photos` (a
+    sample of the training photos at the training size) and `styles`, each layer's anchor their mean, so that
+    one strength means for the stylizer what it means for an optimization. Unchanged (and None) when off."""
+    if not config.automatic_balance:
+        return config, None
+    measured = [measure(config, Inputs(photo, [style], (1.0,)), network) for photo in photos for style in styles]
+    content, style = ({name: float(np.mean([m[k][name] for m in measured])) for name in measured[0][k]} for k in (0, 1))
+    return weighed(config, content, style, say)
+
+
+def measure(config: Config, inputs: Inputs, network) -> tuple[dict, dict]:
+    """({content layer: C0_c}, {style layer: S0_l}, octave copies as layers of their own) of one pair, at the
+    size of `inputs`, through the run's objective with alpha = beta = 1."""
     from nst_tf import engine   # the engine imports this module's users; import it late
-    first = dataclasses.replace(config, loss=dataclasses.replace(config.loss, content_weight=1.0, style_weight=1.0))
-    job = engine.Job(first, inputs.at(schedule(config)[0][0]), "")
+    first = dataclasses.replace(config, mode="transfer", loss=dataclasses.replace(
+        config.loss, content_weight=1.0, style_weight=1.0))
+    job = engine.Job(first, inputs, "")
     loss, weights = engine.loss_of(job, network)
     working = job.working
     style = working.styles[0] if len(working.styles) == 1 else _blend(working)
-    content_anchors, style_anchors = layer_anchors(loss, weights, working.content, style)
-    w_content, w_style = job.weights.layers["content"], job.weights.layers["style"]
+    return layer_anchors(loss, weights, working.content, style)
+
+
+def weighed(config: Config, content_anchors: dict, style_anchors: dict, say=print) -> tuple[Config, Balance]:
+    """`config` with every layer measured against its own anchor, so each pulls alike at the start whatever its
+    magnitude: content layer c weighs w_c / C0_c; style layer l (octave copies listed as layers of their own)
+    weighs R(s) w_l / (W S0_l), W = sum of the w_l, so that the style's pull at the photo is R(s) times the
+    content's at the painting."""
+    layers = EffectiveWeights.of(config, (1, 1)).layers   # an octave copy takes its layer's weight
+    w_content, w_style = ({n: layers[kind][registry.split_octave(n)[0]] for n in anchors}
+                          for kind, anchors in (("content", content_anchors), ("style", style_anchors)))
     c0 = sum(w_content[n] * v for n, v in content_anchors.items()) / sum(w_content.values())
     s0 = sum(w_style[n] * v for n, v in style_anchors.items()) / sum(w_style.values())
     check_anchors(c0, s0)

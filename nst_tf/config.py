@@ -181,7 +181,8 @@ class LossConfig:
     # the run's own network, so that one strength means the same on every pair, size and backbone.
     strength: Optional[float] = option(None, "How far the result moves from the photo toward the painting, 0 to 1 "
                                        f"({DEFAULT_STRENGTH}: the middle): alpha, beta and the layer weights are found "
-                                       "for each pair from the pair itself, on the run's own network (docs/balance.md). "
+                                       "for each pair from the pair itself (a stylizer: from its held-out photos and "
+                                       "styles), on the run's own network (docs/balance.md). "
                                        "Default: off, the fixed weights below (blind judges preferred them on the "
                                        "corpus). Not with --content_weight or --style_weight.")
     content_weight: Optional[float] = option(None, "alpha, the content weight (default 1; 10 for --mode=train).")
@@ -479,13 +480,18 @@ LOSS_DEFAULTS = {"normalize_terms": False, "content_weight": 1.0, "tv_weight": 1
 BALANCED_LOSS_DEFAULTS = {"normalize_terms": True, "tv_weight": 1.0, "style_octaves": 2,
                           "strength": DEFAULT_STRENGTH}
 TRAIN_LOSS_DEFAULTS = {"normalize_terms": True, "content_weight": 10.0, "tv_weight": 100.0, "style_octaves": 0}
+# A stylizer with --strength: its own defaults, alpha found with beta (nst_tf.balance.resolve_training).
+TRAIN_BALANCED_LOSS_DEFAULTS = {k: v for k, v in TRAIN_LOSS_DEFAULTS.items() if k != "content_weight"}
 
 
 def with_loss_defaults(config: "Config") -> "Config":
     """`config` with each unset loss option (None) given its mode's default (LOSS_DEFAULTS; BALANCED_LOSS_DEFAULTS
-    where alpha and beta are found from the pair; TRAIN_LOSS_DEFAULTS for --mode=train)."""
-    defaults = (TRAIN_LOSS_DEFAULTS if config.mode == "train" else BALANCED_LOSS_DEFAULTS if config.automatic_balance
-                else LOSS_DEFAULTS)
+    where alpha and beta are found from the pair; TRAIN_LOSS_DEFAULTS for --mode=train, without alpha with
+    --strength)."""
+    if config.mode == "train":
+        defaults = TRAIN_BALANCED_LOSS_DEFAULTS if config.automatic_balance else TRAIN_LOSS_DEFAULTS
+    else:
+        defaults = BALANCED_LOSS_DEFAULTS if config.automatic_balance else LOSS_DEFAULTS
     unset = {name: value for name, value in defaults.items() if getattr(config.loss, name) is None}
     if not unset:
         return config
@@ -713,8 +719,9 @@ def validate(config: Config) -> Config:
         if given:
             raise UserError(f"--strength finds the weights itself; {' and '.join(given)} set them by hand: give one "
                             "or the other.")
-        if config.mode != "transfer":
-            raise UserError(f"--strength balances content against style: it needs --mode=transfer, not {config.mode}.")
+        if config.mode not in ("transfer", "train"):
+            raise UserError(f"--strength balances content against style: it needs --mode=transfer or train, not "
+                            f"{config.mode}.")
         if loss.normalize_gradients:
             raise UserError("--strength and --normalize_gradients each set the terms' pull: give one or the other.")
         if loss.normalize_terms is False:

@@ -43,6 +43,9 @@ def test_which_runs_are_balanced_automatically():
     assert not texture.automatic_balance
     resolved = with_loss_defaults(transfer(strength=0.5)).loss
     assert resolved.strength == DEFAULT_STRENGTH and resolved.normalize_terms and resolved.content_weight is None
+    trained_loss = with_loss_defaults(Config(mode="train", images=ImageConfig(style="s.png"),
+                                             loss=LossConfig(strength=0.4))).loss
+    assert trained_loss.content_weight is None and trained_loss.tv_weight == 100.0   # alpha found, the stylizer's TV
     by_hand = with_loss_defaults(transfer()).loss
     assert by_hand.strength is None and by_hand.normalize_terms is False and by_hand.content_weight == 1.0
 
@@ -53,7 +56,7 @@ def test_which_runs_are_balanced_automatically():
     (dict(strength=float("nan")), "transfer", "between 0"),
     (dict(strength=0.5, style_weight=1e6), "transfer", "--style_weight set them by hand"),
     (dict(strength=0.5, content_weight=1.0, style_weight=1e6), "transfer", "--content_weight and --style_weight"),
-    (dict(strength=0.5), "texture", "needs --mode=transfer"),
+    (dict(strength=0.5), "texture", "needs --mode=transfer or train"),
     (dict(strength=0.5, normalize_gradients=True), "transfer", "--normalize_gradients"),
     (dict(strength=0.5, normalize_terms=False), "transfer", "scale-free terms"),
 ])
@@ -204,3 +207,47 @@ def test_strength_reaches_the_config_from_the_command_line():
     finally:
         run_script.FLAGS.unparse_flags()
     assert config.loss.strength == 0.3 and config.optim.num_steps == 0 and config.automatic_balance
+
+
+# ------------------------------------------------------------------------------- the stylizer (--mode=train)
+
+def trained(tmp_path, monkeypatch, name, factors=None, **options):
+    """A stylizer trained for 3 steps on a network rescaled by `factors` (None: as it is)."""
+    import nst_tf
+    photos = tmp_path / "photos"
+    if not photos.exists():
+        photos.mkdir()
+        for i in range(4):
+            image_io.save_image(smooth_image(40, 48, seed=i), str(photos / f"photo{i}.png"))
+    _, style = images(tmp_path)
+    real = engine.load_network
+
+    def load(config, say=print):
+        network = real(config, say)
+        if factors:
+            rescale(network.model, factors)
+        return network
+    monkeypatch.setattr(engine, "load_network", load)
+    return nst_tf.train_stylizer(style, str(photos), backbone="vgg16", weights="random", seed=0, train_size=32,
+                                 batch_size=1, stylizer_width=4, train_steps=3, log_every=1,
+                                 output_dir=str(tmp_path / "out"), run_name=name, progress=False, say=None, **options)
+
+
+@pytest.mark.slow
+def test_a_stylizer_takes_its_weights_from_the_strength_whatever_the_magnitudes(tmp_path, monkeypatch):
+    from nst_tf import rundir
+    plain = trained(tmp_path, monkeypatch, "plain", strength=0.3)
+    scaled = trained(tmp_path, monkeypatch, "scaled", FACTORS, strength=0.3)
+    assert np.array_equal(plain.samples, scaled.samples)   # the same network trained: the same bits
+    found = rundir.read_summary(plain.run_dir)["details"]["balance"]
+    assert found["strength"] == 0.3 and found["style_weight"] == pytest.approx(balance.style_ratio(0.3))
+    again = rundir.read_config(plain.run_dir)   # run.flags: the weights found, by hand, so a resume keeps them
+    assert again.loss.strength is None and again.loss.content_weight == 1.0
+    assert len(again.loss.style_layer_weights) == len(again.loss.style_layers) == 5
+    with open(os.path.join(plain.run_dir, "run.flags")) as f:
+        assert "--strength=0.3 found its weights" in f.readline()
+    # the fixed weights of a stylizer (alpha 10, beta 10 on raw terms here) move with the magnitudes
+    fixed = dict(normalize_terms=False, style_weight=10.0)
+    plain_fixed = trained(tmp_path, monkeypatch, "plain_fixed", **fixed)
+    scaled_fixed = trained(tmp_path, monkeypatch, "scaled_fixed", FACTORS, **fixed)
+    assert not np.array_equal(plain_fixed.samples, scaled_fixed.samples)

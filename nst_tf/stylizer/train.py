@@ -27,7 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import backbones, engine, image_io, lifecycle, losses
+from nst_tf import backbones, balance, engine, image_io, lifecycle, losses
 from nst_tf.config import Config, with_loss_defaults
 from nst_tf.errors import Diverged, Interrupted, OutOfMemory, UserError
 from nst_tf.evaluate import WholeImage
@@ -144,8 +144,12 @@ def work(run: lifecycle.Run) -> None:
               for p in config.style_paths]
     device = pick_device(config.optim.device)
     keras.utils.set_random_seed(config.optim.seed)
+    samples = [_square(p, st.train_size) for p in data.sample_photos(held_out, st.train_size)]
     with tf.device(device):
         backbone = engine.load_network(config, say)
+        # --strength: alpha, beta and the layer weights from the held-out photos against every style (a resumed
+        # run's own run.flags holds the weights found when it started)
+        config, found = balance.resolve_training(config, samples, styles, backbone, say)
         weights = EffectiveWeights.of(config, (st.train_size, st.train_size))
         m = config.model
         extractor = backbones.build_extractor(backbone.model, weights.all_layers(),
@@ -166,14 +170,13 @@ def work(run: lifecycle.Run) -> None:
             if start >= st.train_steps:
                 raise UserError(f"{folder!r} is already at step {start} of {st.train_steps}; pass a larger "
                                 "--train_steps to continue it.")
-        run_dir = run.open(config)
+        run_dir = run.open(config, note=f" (--strength={found.strength:g} found its weights)" if found else "")
         manager = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, CHECKPOINTS), max_to_keep=2)
         if run.resume_dir:
             say(f"resuming {run_dir} at step {start}")
         else:
             say(f"run folder: {run_dir} ({len(photos)} training photos, {len(held_out)} held out; "
                 f"{len(styles)} style{'s' * (len(styles) > 1)}; {model.count_params():,} weights)")
-        samples = [_square(p, st.train_size) for p in data.sample_photos(held_out, st.train_size)]
         crops = data.Crops(photos, st.train_size, config.optim.seed + start)   # a resumed run draws new crops
         logger = RunLogger(run_dir, trainer.names, st.train_steps, out.save_every, run.show_progress, desc="training")
         if run.resume_dir:
@@ -193,6 +196,7 @@ def work(run: lifecycle.Run) -> None:
                        details={"backbone": config.model.backbone, "styles": list(config.style_paths),
                                 "training_photos": len(photos), "held_out": list(held_out),
                                 "effective_weights": dataclasses.asdict(trainer.weights),
+                                "balance": dataclasses.asdict(found) if found else None,
                                 "this_session_s": round(time.monotonic() - began, 3), "model": MODEL_FILE})
 
         step = start
