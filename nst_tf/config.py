@@ -37,6 +37,7 @@ GRAM_NORMS = ("paper", "positions", "elements")
 INITS = ("auto", "noise", "content", "recolored", "style")
 DEFAULT_STRENGTH = 0.5   # --strength's middle, what nst_tf.balance's R(s) is calibrated at (docs/balance.md)
 OPTIMIZERS = ("adam", "lbfgs")
+STYLIZER_ARCHS = ("johnson", "lite")
 REGIONS = ("none", "detail")
 PADDINGS = ("zero", "reflect", "replicate")   # backbones.PaddedConv2D
 PADDING_SCOPES = ("all", "first")
@@ -296,6 +297,10 @@ class StylizerConfig:
     train_learning_rate: float = option(1e-3, "--mode=train: Adam learning rate of the network's weights.")
     stylizer_width: int = option(16, "--mode=train: channels of the network's first convolution (2x and 4x "
                                  "further down; Johnson et al.'s is 32, 2.6x slower).")
+    stylizer_arch: str = option("johnson", "--mode=train: the network's shape: johnson (Johnson et al.: 2x and 4x "
+                                "the width down and in the residual blocks) or lite (2x down and in the blocks, "
+                                "half the width in the last upsampling: about 2x faster at 512 px; docs/realtime.md).",
+                                STYLIZER_ARCHS)
     model: Optional[str] = option(None, "--mode=apply: the trained stylizer, e.g. outputs/<run>/stylizer.keras.")
     export: tuple[str, ...] = option((), "Write the stylizer also as saved_model (a TensorFlow SavedModel with a "
                                      "serving signature) and/or tflite, next to stylizer.keras: after --mode=train, "

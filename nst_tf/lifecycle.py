@@ -69,7 +69,7 @@ MODES: list[Mode] = [
 # option: `--mode=train --num_steps=3` once trained for the default --train_steps); the others are named in
 # one line at the start. A new --mode adds its row.
 _STYLIZER = {"train_steps": "num_steps", "train_learning_rate": "learning_rate", "train_size": "max_size",
-             "batch_size": None, "stylizer_width": None}
+             "batch_size": None, "stylizer_width": None, "stylizer_arch": None}
 _PYRAMID = dict.fromkeys(("scales", "scale_steps", "min_scale", "scale_ratio"))
 _START = dict.fromkeys(("init", "init_contrast", "init_noise", "init_noise_cells", "average_decay", "canvas_margin",
                         "jit_compile"))

@@ -8,10 +8,20 @@ import tensorflow as tf
 from nst_tf.stylizer import network
 
 
-@pytest.fixture(scope="module")
-def model():
+@pytest.fixture(scope="module", params=network.ARCHS)
+def model(request):
     keras.utils.set_random_seed(1)
-    return network.build_stylizer(2, 4, ("starry", "wave"))
+    return network.build_stylizer(2, 4, ("starry", "wave"), request.param)
+
+
+@pytest.mark.parametrize("arch, channels", [("johnson", [8, 16, 32, 32, 16, 8, 3]),
+                                            ("lite", [8, 16, 16, 16, 8, 4, 3])])
+def test_the_architectures_channels(arch, channels):
+    """Width 8: the first convolution, the two stride-2 ones, a residual block's, the two upsamplings', RGB."""
+    convs = [layer.filters for layer in network.build_stylizer(1, 8, arch=arch).layers
+             if isinstance(layer, keras.layers.Conv2D)]
+    assert len(convs) == 3 + 2 * network.NUM_RESIDUAL_BLOCKS + 3
+    assert [convs[0], convs[1], convs[2], convs[3], convs[-3], convs[-2], convs[-1]] == channels
 
 
 @pytest.mark.parametrize("height,width", [(32, 32), (37, 53), (18, 31)])

@@ -131,10 +131,19 @@ class ConditionalInstanceNorm(keras.layers.Layer):
         return {**super().get_config(), "num_styles": self.num_styles, "epsilon": self.epsilon}
 
 
-def build_stylizer(num_styles: int = 1, width: int = 32, style_names: tuple[str, ...] = ()) -> keras.Model:
-    """The transformation network for `num_styles` styles; `width` channels at full resolution (2x, 4x
-    deeper down: Johnson's 32, 64, 128). `style_names` (file stems) are kept in the model's name table
-    (`style_names_of`), so that apply can say what it blends."""
+# Channels of each part as multiples of the width: the two stride-2 convolutions, the residual blocks, the two
+# upsamplings. johnson: Johnson et al.'s 1-2-4-4-2-1. lite: the residual blocks at 2x and the last upsampling at
+# half the width; the small real-time networks (magenta's mobile multi-style one keeps 32 channels throughout and
+# upsamples to 8 and 4) show that the blocks need not be 4x wide. The full-resolution layers cost the most.
+ARCHS = {"johnson": ((2, 4), 4, (2, 1)), "lite": ((2, 2), 2, (1, 0.5))}
+
+
+def build_stylizer(num_styles: int = 1, width: int = 32, style_names: tuple[str, ...] = (),
+                   arch: str = "johnson") -> keras.Model:
+    """The transformation network for `num_styles` styles; `width` channels at full resolution, `arch`
+    (ARCHS) the others (johnson: 2x, 4x deeper down, Johnson's 32, 64, 128). `style_names` (file stems) are
+    kept in the model's name table (`style_names_of`), so that apply can say what it blends."""
+    down, blocks, up = ARCHS[arch]
     image = keras.Input((None, None, 3), name="image")
     weights = keras.Input((num_styles,), name="style_weights")
     k = [0]
@@ -148,15 +157,16 @@ def build_stylizer(num_styles: int = 1, width: int = 32, style_names: tuple[str,
         return keras.layers.ReLU(name=f"relu{k[0]}")(x) if relu else x
 
     x = PadToMultiple(name="pad_to_multiple")(image)
+    channels = lambda factor: max(1, round(factor * width))   # noqa: E731
     x = conv(x, width, 9)
-    x = conv(x, 2 * width, 3, 2)
-    x = conv(x, 4 * width, 3, 2)
+    for factor in down:
+        x = conv(x, channels(factor), 3, 2)
     for b in range(NUM_RESIDUAL_BLOCKS):
-        y = conv(conv(x, 4 * width, 3), 4 * width, 3, relu=False)
+        y = conv(conv(x, channels(blocks), 3), channels(blocks), 3, relu=False)
         x = keras.layers.Add(name=f"residual{b + 1}")([x, y])
-    for filters in (2 * width, width):
+    for factor in up:
         x = Upsample(name=f"up{k[0] + 1}")(x)
-        x = conv(x, filters, 3)
+        x = conv(x, channels(factor), 3)
     x = conv(x, 3, 9, norm=False, relu=False)
     x = keras.layers.Activation("sigmoid", name="to_image")(x)
     out = CropTo(name="crop")([x, image])

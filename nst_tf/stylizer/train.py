@@ -155,7 +155,8 @@ def work(run: lifecycle.Run) -> None:
         extractor = backbones.build_extractor(backbone.model, weights.all_layers(),
                                               m.feature_transform, backbone.channel_means, m.softmax_temperature,
                                               config.blur_passes)
-        model = network.build_stylizer(len(styles), st.stylizer_width, tuple(style_name(p) for p in config.style_paths))
+        model = network.build_stylizer(len(styles), st.stylizer_width, tuple(style_name(p) for p in config.style_paths),
+                                       st.stylizer_arch)
         trainer = Trainer(config, extractor, styles, model)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=trainer.optimizer, step=trainer.step)
         start = 0
