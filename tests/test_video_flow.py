@@ -21,6 +21,7 @@ def test_warp_is_exact_for_a_whole_pixel_translation():
     shift[..., 0] = 3.0                              # frame(x) = earlier(x + 3)
     warped = flow.warp(earlier, shift)
     np.testing.assert_array_equal(warped[:, :-3], frame[:, :-3])
+    np.testing.assert_array_equal(warped[:, -3:], earlier[:, [46, 45, 44]])   # the new ground: mirrored, not streaks
     # with the flow DIS estimates, the warped start is as exact in the interior
     estimated = flow.warp(earlier, flow.backward_flow(frame, earlier))
     assert np.abs(estimated - frame)[8:-8, 8:-11].mean() < 2 / 255

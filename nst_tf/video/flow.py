@@ -25,13 +25,14 @@ def backward_flow(frame: np.ndarray, earlier: np.ndarray, preset: int = DIS_PRES
 
 
 def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """`image` [H, W, C] sampled at x + flow(x) (bilinear, the edge repeated outside): for the backward flow
-    of a frame to an earlier one, the earlier frame's image brought to the frame. Exact for whole-pixel
-    translations."""
+    """`image` [H, W, C] sampled at x + flow(x) (bilinear, mirrored outside): for the backward flow of a frame
+    to an earlier one, the earlier frame's image brought to the frame. Exact for whole-pixel translations.
+    Where the camera brings new ground into view, the mirror gives the next frame's start painted strokes to
+    work from, where repeating the edge pixel drew streaks that a few steps did not paint over."""
     h, w = flow.shape[:2]
     grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     out = cv2.remap(np.ascontiguousarray(image, np.float32), grid_x + flow[..., 0], grid_y + flow[..., 1],
-                    cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                    cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     return out.reshape(image.shape).astype(np.float32)
 
 
