@@ -295,12 +295,12 @@ class StylizerConfig:
     train_steps: int = option(1500, "--mode=train: training steps (batches).")
     batch_size: int = option(2, "--mode=train: photos per training step.")
     train_learning_rate: float = option(1e-3, "--mode=train: Adam learning rate of the network's weights.")
-    stylizer_width: int = option(16, "--mode=train: channels of the network's first convolution (2x and 4x "
-                                 "further down; Johnson et al.'s is 32, 2.6x slower).")
-    stylizer_arch: str = option("johnson", "--mode=train: the network's shape: johnson (Johnson et al.: 2x and 4x "
-                                "the width down and in the residual blocks) or lite (2x down and in the blocks, "
-                                "half the width in the last upsampling: about 2x faster at 512 px; docs/realtime.md).",
-                                STYLIZER_ARCHS)
+    stylizer_width: int = option(16, "--mode=train: channels of the network's first convolution (the others are "
+                                 "multiples of it, --stylizer_arch; Johnson et al.'s is 32).")
+    stylizer_arch: str = option("lite", "--mode=train: the network's shape: lite (2x the width down and in the "
+                                "residual blocks, half of it in the last upsampling; 1.7x faster at 512 px, and "
+                                "preferred blind at equal training) or johnson (Johnson et al.'s: 2x and 4x down, "
+                                "4x in the blocks); docs/realtime.md.", STYLIZER_ARCHS)
     model: Optional[str] = option(None, "--mode=apply: the trained stylizer, e.g. outputs/<run>/stylizer.keras.")
     export: tuple[str, ...] = option((), "Write the stylizer also as saved_model (a TensorFlow SavedModel with a "
                                      "serving signature) and/or tflite, next to stylizer.keras: after --mode=train, "

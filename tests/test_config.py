@@ -223,7 +223,7 @@ def test_every_option_is_a_flag_and_every_flag_reaches_the_config(tmp_path):
               "cluster": "ray://10.0.0.1:10001", "ray_workers": "3", "canvas_margin": "8",
               # the stylizer's (the ones of --mode=train/apply only: test_stylizer_options_reach_the_config)
               "train_size": "128", "train_steps": "5", "batch_size": "3", "train_learning_rate": "0.01",
-              "stylizer_width": "8", "stylizer_arch": "lite", "train_images": None, "model": None, "export": None,
+              "stylizer_width": "8", "stylizer_arch": "johnson", "train_images": None, "model": None, "export": None,
               # the clips' (nst_tf.video)
               "clip": "true", "frames": "2:9", "fps": "12.5", "temporal_weight": "50.0", "long_term": "1,2",
               "frame_steps": "7", "flow_blend": "0.3"}

@@ -1,4 +1,4 @@
-"""The feed-forward stylizer: Johnson et al.'s transformation network, one forward pass per photo.
+"""The feed-forward stylizer: Johnson et al.'s transformation network (or a narrower one), one pass per photo.
 
 Johnson, Alahi and Fei-Fei 2016 ("Perceptual Losses for Real-Time Style Transfer and Super-Resolution"):
 a 9x9 convolution, two stride-2 convolutions down, five residual blocks, two upsamplings back and a 9x9
@@ -132,17 +132,19 @@ class ConditionalInstanceNorm(keras.layers.Layer):
 
 
 # Channels of each part as multiples of the width: the two stride-2 convolutions, the residual blocks, the two
-# upsamplings. johnson: Johnson et al.'s 1-2-4-4-2-1. lite: the residual blocks at 2x and the last upsampling at
-# half the width; the small real-time networks (magenta's mobile multi-style one keeps 32 channels throughout and
-# upsamples to 8 and 4) show that the blocks need not be 4x wide. The full-resolution layers cost the most.
+# upsamplings (the last stride-2 convolution and the blocks must agree: the blocks add their input). johnson:
+# Johnson et al.'s 1-2-4-4-2-1. lite: the residual blocks at 2x and the last upsampling at half the width; the
+# small real-time networks (magenta's multi-style one keeps 32 channels throughout and upsamples to 8 and 4) show
+# that the blocks need not be 4x wide. The full-resolution layers cost the most (docs/realtime.md, "Speed").
 ARCHS = {"johnson": ((2, 4), 4, (2, 1)), "lite": ((2, 2), 2, (1, 0.5))}
 
 
 def build_stylizer(num_styles: int = 1, width: int = 32, style_names: tuple[str, ...] = (),
-                   arch: str = "johnson") -> keras.Model:
+                   arch: str = "lite") -> keras.Model:
     """The transformation network for `num_styles` styles; `width` channels at full resolution, `arch`
-    (ARCHS) the others (johnson: 2x, 4x deeper down, Johnson's 32, 64, 128). `style_names` (file stems) are
-    kept in the model's name table (`style_names_of`), so that apply can say what it blends."""
+    (ARCHS) the others (johnson: 2x, 4x deeper down, Johnson's 32, 64, 128; lite, the default: 2x, 2x).
+    `style_names` (file stems) are kept in the model's name table (`style_names_of`), so that apply can say
+    what it blends."""
     down, blocks, up = ARCHS[arch]
     image = keras.Input((None, None, 3), name="image")
     weights = keras.Input((num_styles,), name="style_weights")
