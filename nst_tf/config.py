@@ -197,6 +197,14 @@ class LossConfig:
                                "of the image's features pulled to its nearest style patch (mean squared "
                                "difference); 0: off. Whole images only (no tiles); --mode=transfer or texture.")
     mrf_layers: tuple[str, ...] = option(("conv3_1", "conv4_1"), "Layers of the MRF term (--mrf_weight).")
+    # Heitz et al. 2021 (losses.sliced_loss): the style's feature distributions matched along random
+    # directions, not only their second moments.
+    sliced_weight: float = option(0.0, "Weight of the sliced Wasserstein style term of Heitz et al. 2021: each "
+                                  "layer's feature distribution matched to the style's along random directions "
+                                  "(mean squared difference of sorted projections); 0: off. Whole images only; "
+                                  "--mode=transfer or texture.")
+    sliced_layers: tuple[str, ...] = option(("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"),
+                                            "Layers of the sliced Wasserstein term (--sliced_weight).")
     # The content term times (REFERENCE_SIZE / longest side)^2, and sizes above REFERENCE_SIZE reached
     # coarse-to-fine, so one set of flags gives the same look at every size.
     resolution_invariant: bool = option(True, "The same look at every size: the content term scaled by "

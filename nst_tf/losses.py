@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -376,4 +377,152 @@ def mrf_loss(features: tf.Tensor, style_patches: tf.Tensor) -> tf.Tensor:
     return total / tf.cast(height * width * 9 * channels, tf.float32)
 
 
-FEATURE_TERMS: dict[str, FeatureTerm] = {"mrf": FeatureTerm(mrf_target, mrf_loss)}
+# Style positions kept per layer of the sliced Wasserstein term: their projections give the style's quantiles,
+# and every step projects them afresh, so a sample bounds the work at large sizes (at 256 px conv1_1 has
+# 65,536 positions, at 512 px 262,144).
+SLICED_MAX_SAMPLES = 65536
+# Bins of the histograms that rank the image's projections and read the style's quantiles (`sliced_ranks`,
+# `sliced_quantiles`): a style value is placed within half a bin, 1/8192 of its range.
+SLICED_BINS = 4096
+
+
+def sliced_target(style_features: list[tf.Tensor], blend, max_samples: int = SLICED_MAX_SAMPLES) -> tf.Tensor:
+    """The sliced Wasserstein term's target at one layer: feature vectors of the style images at sampled
+    positions, style s giving a share b_s of them (b: the blend weights), so that the sample is drawn from the
+    mixture of the styles' feature distributions; every position where they are no more than `max_samples`.
+    The positions are a fixed permutation's first ones (seed 0): the same target on every run.
+
+    Args:
+      style_features: one [1, h, w, C] feature map per style image.
+      blend: the style images' blend weights (summing to 1).
+    Returns:
+      [M, C] float32, M <= max_samples.
+    """
+    rng = np.random.default_rng(0)
+    parts = []
+    for features, weight in zip(style_features, blend):
+        flat = tf.reshape(tf.cast(features, tf.float32), [-1, features.shape[-1]])
+        count = min(int(flat.shape[0]), max(1, round(weight * max_samples))) if weight > 0 else 0
+        if count:
+            parts.append(tf.gather(flat, np.sort(rng.permutation(int(flat.shape[0]))[:count])))
+    return tf.concat(parts, axis=0)
+
+
+def _histogram(values: tf.Tensor, bins: int):
+    """Each row's histogram over `bins` equal bins between its smallest and largest value, for [B, K, N]
+    values: (low [B, K, 1], bin width [B, K, 1], each value's bin [B, K, N] int32 and its fraction of the way
+    through that bin [B, K, N] in [0, 1], the counts [B * K, bins])."""
+    rows = tf.shape(values)[0] * values.shape[1]
+    low = tf.reduce_min(values, axis=-1, keepdims=True)
+    width = tf.maximum(tf.reduce_max(values, axis=-1, keepdims=True) - low, 1e-30) / bins
+    place = (values - low) / width
+    index = tf.minimum(tf.cast(place, tf.int32), bins - 1)
+    frac = tf.minimum(place - tf.cast(index, tf.float32), 1.0)
+    segment = index + bins * tf.reshape(tf.range(rows), [-1, values.shape[1], 1])
+    counts = tf.math.unsorted_segment_sum(tf.ones_like(values), segment, rows * bins)
+    return low, width, index, frac, tf.reshape(counts, [rows, bins])
+
+
+def sliced_ranks(values: tf.Tensor, bins: int = SLICED_BINS) -> tf.Tensor:
+    """Each value's rank among the N values of its row, from a histogram instead of a sort (`_histogram`):
+    within a bin of n values, one at fraction f of the bin's width ranks f (n - 1) above the bin's first.
+    Exact where no two values share a bin (the smallest value ranks 0, the largest N - 1); values that share
+    a bin are spread over its ranks by value.
+
+    Args:
+      values: [B, K, N] float32.
+    Returns:
+      [B, K, N] float32 in [0, N - 1].
+    """
+    _, _, index, frac, counts = _histogram(values, bins)
+    rows = tf.shape(counts)[0]
+    flat_index = index + bins * tf.reshape(tf.range(rows), [-1, values.shape[1], 1])
+    below = tf.reshape(tf.cumsum(counts, axis=-1, exclusive=True), [-1])
+    return tf.gather(below, flat_index) + frac * (tf.gather(tf.reshape(counts, [-1]), flat_index) - 1.0)
+
+
+def sliced_quantiles(values: tf.Tensor, ranks: tf.Tensor, bins: int = SLICED_BINS) -> tf.Tensor:
+    """The values of fractional rank `ranks` among each row's M `values` (the inverse of `sliced_ranks`), from
+    a histogram instead of a sort: the value of whole rank r lies in the bin whose counts reach past r, at
+    the place within it that r takes among the bin's values; between whole ranks, linear (the sorted values
+    interpolated). Found so for `bins` ranks evenly spaced over [0, M - 1], and linear between them.
+
+    Args:
+      values: [B, K, M] float32.
+      ranks: [B, K, N] float32 in [0, M - 1].
+    Returns:
+      [B, K, N] float32.
+    """
+    low, width, _, _, counts = _histogram(values, bins)
+    reach = tf.cumsum(counts, axis=-1)                                                   # [B K, bins]
+    m = tf.cast(tf.shape(values)[-1], tf.float32)
+    def value_of_rank(rank):   # [B K, bins] whole ranks -> their values, in bins from `low`
+        index = tf.minimum(tf.searchsorted(reach, rank, side="right"), bins - 1)
+        count = tf.gather(counts, index, batch_dims=1)
+        start = tf.gather(reach, index, batch_dims=1) - count
+        return tf.cast(index, tf.float32) + tf.clip_by_value((rank - start + 0.5) / tf.maximum(count, 1.0), 0.0, 1.0)
+
+    grid = tf.broadcast_to(tf.linspace(0.0, 1.0, bins) * (m - 1.0), tf.shape(reach))     # [B K, bins] ranks
+    whole = tf.floor(grid)
+    between = grid - whole
+    table = (1 - between) * value_of_rank(whole) + between * value_of_rank(tf.minimum(whole + 1.0, m - 1.0))
+    table = tf.reshape(table, tf.shape(values[..., :1]) * [1, 1, bins])
+    table = low + table * width                                                          # [B, K, bins]
+    place = ranks * ((bins - 1) / tf.maximum(m - 1.0, 1.0))
+    below = tf.minimum(tf.cast(place, tf.int32), bins - 1)
+    frac = place - tf.cast(below, tf.float32)
+    return ((1 - frac) * tf.gather(table, below, batch_dims=2)
+            + frac * tf.gather(table, tf.minimum(below + 1, bins - 1), batch_dims=2))
+
+
+def sliced_loss(features: tf.Tensor, style_samples: tf.Tensor) -> tf.Tensor:
+    """The sliced Wasserstein style term of Heitz et al., "A Sliced Wasserstein Loss for Neural Texture
+    Synthesis", CVPR 2021, per image: the squared 1-D Wasserstein-2 distance between the image's and the
+    style's feature distributions along C random unit directions v_k, averaged:
+
+      E = 1 / (N C) sum_k sum_i ( (F v_k)_i - Q_k((r_ki + 1/2) / N) )^2
+
+    over the N positions i of the image's features F [N, C], where r_ki is the rank of (F v_k)_i among the
+    image's projections on v_k (`sliced_ranks`) and Q_k the quantile function of the style samples projected
+    on v_k: their sorted values, sorted value j at level (j + 1/2) / M (`sliced_quantiles`). Pairing each
+    value with the style's value of the same rank is what sorting both and subtracting does; ranks and
+    quantiles come from histograms because tf.sort, a full top_k, took most of a step's time on a CPU (5
+    million projections at conv1_1 at 256 px), where counting into bins is one pass. The matched style
+    values are constants: the gradient is 2 / (N C) ((F v_k)_i - Q_k(...)) along v_k.
+
+    A Gram matrix holds only second moments, which a faint texture spread evenly over the whole image can
+    match as well as the painting's few strong strokes on calm ground; matching every projection's
+    distribution also asks for the painting's share of calm positions.
+
+    The directions are drawn afresh at every evaluation (as the paper draws them at every iteration), from a
+    seed read off each image's own features: the same image gives the same directions, so a run is
+    reproducible and resumable with no random state to keep.
+
+    Args:
+      features: [B, h, w, C] the images' features.
+      style_samples: [M, C] float32, `sliced_target`'s.
+    Returns:
+      [B] float32.
+    """
+    features = tf.cast(features, tf.float32)
+    channels = features.shape[-1]
+    flat = tf.reshape(features, [tf.shape(features)[0], -1, channels])                  # [B, N, C]
+    # one seed per image, so that an image batched with others (a sweep) meets the directions it meets alone
+    seeds = tf.bitcast(tf.reduce_sum(tf.stop_gradient(flat), axis=[1, 2]), tf.int32)     # [B]
+    directions = tf.map_fn(lambda seed: tf.random.stateless_normal([channels, channels], tf.stack([seed, channels])),
+                           seeds, fn_output_signature=tf.float32)
+    directions = directions / tf.norm(directions, axis=1, keepdims=True)                 # [B, C, K]
+    image = tf.linalg.matmul(directions, flat, transpose_a=True, transpose_b=True)       # [B, K, N]
+    target = tf.linalg.matmul(directions, style_samples, transpose_a=True, transpose_b=True)   # [B, K, M]
+    n, m = tf.cast(tf.shape(image)[-1], tf.float32), tf.cast(tf.shape(target)[-1], tf.float32)
+    # the image's value of rank r stands for level (r + 1/2) / N, the style's of rank j for (j + 1/2) / M
+    # fewer bins than positions would only add work on the deep layers' small maps
+    positions = flat.shape[1]
+    bins = SLICED_BINS if positions is None else min(SLICED_BINS, max(64, positions))
+    ranks = tf.clip_by_value((sliced_ranks(tf.stop_gradient(image), bins) + 0.5) * (m / n) - 0.5, 0.0, m - 1.0)
+    matched = sliced_quantiles(target, ranks, bins)
+    return tf.reduce_mean(tf.square(image - tf.stop_gradient(matched)), axis=[1, 2])
+
+
+FEATURE_TERMS: dict[str, FeatureTerm] = {"mrf": FeatureTerm(mrf_target, mrf_loss),
+                                         "sliced": FeatureTerm(sliced_target, sliced_loss)}

@@ -277,3 +277,80 @@ def test_mrf_gradient_pulls_each_patch_to_its_match():
     expected = 2 / 18 * covered * np.array([[1, 0, 0]], np.float32)
     for value in (grad(x).numpy(), tf.function(grad)(x).numpy()):
         np.testing.assert_allclose(value[0, :, :, 0], expected, rtol=1e-6)
+
+
+def column(values):
+    """A [1, 1, w, 1] feature map holding `values`."""
+    return tf.constant(np.asarray(values, np.float32).reshape(1, 1, -1, 1))
+
+
+def test_sliced_target_pools_the_styles_by_blend_weight_within_max_samples():
+    small = column(np.arange(5))
+    np.testing.assert_array_equal(np.sort(losses.sliced_target([small], [1.0])[:, 0].numpy()), np.arange(5))
+    wide = column(np.arange(100, 200))
+    assert losses.sliced_target([wide], [1.0], max_samples=40).shape == (40, 1)
+    mixed = losses.sliced_target([wide, column(np.arange(300, 400))], [0.25, 0.75], max_samples=40)[:, 0].numpy()
+    assert (mixed < 200).sum() == 10 and (mixed >= 300).sum() == 30
+    assert losses.sliced_target([small, wide], [1.0, 0.0]).shape == (5, 1)
+
+
+def test_sliced_ranks_count_the_values_below_from_a_histogram():
+    """Values in bins of their own get their exact ranks; values that share a bin at its left edge share
+    the bin's first rank; on 20,000 random values no rank is off by more than a bin's count."""
+    for value in both(losses.sliced_ranks, tf.constant([[[3.0, 1.0, 2.0, 2.5]]])):
+        np.testing.assert_allclose(value, [[[3, 0, 1, 2]]], atol=1e-5)
+    for value in both(losses.sliced_ranks, tf.constant([[[1.0, 1.0, 1.0, 5.0]]])):
+        np.testing.assert_allclose(value, [[[0, 0, 0, 3]]], atol=1e-5)
+    values = np.random.default_rng(0).standard_normal((1, 2, 20000)).astype(np.float32)
+    exact = np.argsort(np.argsort(values, axis=-1), axis=-1)
+    counts = max(np.histogram(row, 256)[0].max() for row in values[0])
+    assert np.abs(losses.sliced_ranks(tf.constant(values), bins=256).numpy() - exact).max() <= counts
+
+
+def test_sliced_quantiles_read_the_sorted_values_within_half_a_bin():
+    """0..99 shuffled, 64 bins of width 99/64: the values of rank 0, 49.5 and 99 are 0, 49.5 and 99 to
+    within half a bin."""
+    values = tf.constant(np.random.default_rng(0).permutation(100).astype(np.float32)[None, None])
+    for value in both(losses.sliced_quantiles, values, tf.constant([[[0.0, 49.5, 99.0]]]), 64):
+        np.testing.assert_allclose(value, [[[0.0, 49.5, 99.0]]], atol=99 / 64 / 2)
+
+
+def test_sliced_loss_compares_sorted_values():
+    """One channel: the direction is +1 or -1 and either gives the same distances. [3, 1, 2] against the
+    style [10, 30, 20]: sorted (1-10)^2 + (2-20)^2 + (3-30)^2 = 81 + 324 + 729, over 3 positions: 378. Two
+    positions [5, 0] against four [3, 0, 2, 1]: the style's quantiles at levels 1/4 and 3/4 lie halfway
+    between its sorted values 0, 1 and 2, 3 (levels 1/8, 3/8, 5/8, 7/8): 0.5 and 2.5, so
+    ((0-0.5)^2 + (5-2.5)^2) / 2 = 3.25, for either direction. The style's values are read from 64 bins, to
+    within half a bin (20/128 and 3/128), which moves the figures by less than 2%."""
+    target = losses.sliced_target([column([10, 30, 20])], [1.0])
+    for value in both(losses.sliced_loss, column([3, 1, 2]), target):
+        np.testing.assert_allclose(value, [378.0], rtol=2e-2)
+    for value in both(losses.sliced_loss, column([5, 0]), losses.sliced_target([column([3, 0, 2, 1])], [1.0])):
+        np.testing.assert_allclose(value, [3.25], rtol=2e-2)
+
+
+def test_sliced_loss_is_near_zero_for_the_style_rearranged_and_each_image_meets_its_own_directions():
+    rng = np.random.default_rng(0)
+    style = rng.random((1, 4, 6, 5)).astype(np.float32)
+    shuffled = style.reshape(24, 5)[rng.permutation(24)].reshape(1, 6, 4, 5)   # same vectors, other places
+    target = losses.sliced_target([tf.constant(style)], [1.0])
+    other = rng.random((1, 6, 4, 5)).astype(np.float32)
+    for value in both(losses.sliced_loss, tf.constant(np.concatenate([shuffled, other])), target):
+        assert value[0] < 0.05 * value[1]   # only the histograms' half bins
+        # batched or alone: the same value (the directions come from each image's own features)
+        np.testing.assert_allclose(value[1], losses.sliced_loss(tf.constant(other), target).numpy()[0], rtol=1e-6)
+
+
+def test_sliced_loss_gradient_pulls_each_value_to_the_style_value_of_its_rank():
+    """dE/dx_j = 2 / N (x_j - t_rank(j)): [3, 1, 2] against [10, 20, 30] -> 2/3 (3-30, 1-10, 2-20), the
+    style's values to within half of one of 64 bins."""
+    x = column([3, 1, 2])
+    target = losses.sliced_target([column([10, 30, 20])], [1.0])
+
+    def grad(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = losses.sliced_loss(x, target)
+        return tape.gradient(loss, x)
+    for value in (grad(x).numpy(), tf.function(grad)(x).numpy()):
+        np.testing.assert_allclose(value.ravel(), 2 / 3 * np.array([-27, -9, -18]), atol=2 / 3 * 20 / 128)
