@@ -41,7 +41,8 @@ STYLIZER_ARCHS = ("johnson", "lite")
 REGIONS = ("none", "detail")
 PADDINGS = ("zero", "reflect", "replicate")   # backbones.PaddedConv2D
 PADDING_SCOPES = ("all", "first")
-STYLE_LOSSES = ("gram", "mean_cov", "wasserstein", "mean_std")   # losses.style_statistics_loss
+# gram and the statistics of losses.style_statistics_loss; sliced: losses.sliced_loss; auto: plan.auto_style_loss
+STYLE_LOSSES = ("auto", "gram", "sliced", "mean_cov", "wasserstein", "mean_std")
 
 # Largest side we accept; beyond it a CPU run takes hours (tiles keep the memory bounded: nst_tf/tiling.py).
 MAX_SIZE_LIMIT = 4096
@@ -175,9 +176,13 @@ class LossConfig:
                                              "target's own magnitude, TV a mean, so alpha and beta mean the same "
                                              "for every backbone, image and size (default beta 10). Default: off; "
                                              "on for --mode=train.")
-    style_loss: str = option("gram", "The style statistic matched at each layer: gram (the paper's), mean_cov "
-                             "(mean and covariance), wasserstein (W2 between Gaussian fits, crowsonkb), mean_std "
-                             "(Li et al. 2017).", STYLE_LOSSES)
+    style_loss: str = option("auto", "What is matched of the style at each layer: sliced (the feature "
+                             "distributions along random directions, Heitz et al. 2021; whole images, no masks), "
+                             "gram (the paper's Gram matrices), mean_cov (mean and covariance), wasserstein (W2 "
+                             "between Gaussian fits, crowsonkb), mean_std (Li et al. 2017). auto: sliced for an "
+                             "optimized still image, gram where sliced cannot go or was not measured (tiles, "
+                             "masks, --regions, clips, --mode=train, --strength, --normalize_terms, "
+                             "--preserve_colors=luminance, resnet50, the softmax transform).", STYLE_LOSSES)
     # The automatic balance (nst_tf/balance.py): alpha and beta found for each pair from the pair itself, on
     # the run's own network, so that one strength means the same on every pair, size and backbone.
     strength: Optional[float] = option(None, "How far the result moves from the photo toward the painting, 0 to 1 "
@@ -492,20 +497,21 @@ LOSS_DEFAULTS = {"normalize_terms": False, "content_weight": 1.0, "tv_weight": 1
 # at 100 it takes the fine crumpled relief out of flat regions (docs/balance.md); alpha and beta are found later.
 BALANCED_LOSS_DEFAULTS = {"normalize_terms": True, "tv_weight": 1.0, "style_octaves": 2,
                           "strength": DEFAULT_STRENGTH}
-TRAIN_LOSS_DEFAULTS = {"normalize_terms": True, "content_weight": 10.0, "tv_weight": 100.0, "style_octaves": 0}
+TRAIN_LOSS_DEFAULTS = {"normalize_terms": True, "content_weight": 10.0, "tv_weight": 100.0, "style_octaves": 0,
+                       "style_loss": "gram"}
 # A stylizer with --strength: its own defaults, alpha found with beta (nst_tf.balance.resolve_training).
 TRAIN_BALANCED_LOSS_DEFAULTS = {k: v for k, v in TRAIN_LOSS_DEFAULTS.items() if k != "content_weight"}
 
 
 def with_loss_defaults(config: "Config") -> "Config":
-    """`config` with each unset loss option (None) given its mode's default (LOSS_DEFAULTS; BALANCED_LOSS_DEFAULTS
+    """`config` with each unset loss option (None, or auto) given its mode's default (LOSS_DEFAULTS; BALANCED_LOSS_DEFAULTS
     where alpha and beta are found from the pair; TRAIN_LOSS_DEFAULTS for --mode=train, without alpha with
     --strength)."""
     if config.mode == "train":
         defaults = TRAIN_BALANCED_LOSS_DEFAULTS if config.automatic_balance else TRAIN_LOSS_DEFAULTS
     else:
         defaults = BALANCED_LOSS_DEFAULTS if config.automatic_balance else LOSS_DEFAULTS
-    unset = {name: value for name, value in defaults.items() if getattr(config.loss, name) is None}
+    unset = {name: value for name, value in defaults.items() if getattr(config.loss, name) in (None, "auto")}
     if not unset:
         return config
     return dataclasses.replace(config, loss=dataclasses.replace(config.loss, **unset))
@@ -594,6 +600,19 @@ def _check_scales(config: Config) -> None:
             raise UserError("--scale_steps must all be at least 1.")
 
 
+def _check_sliced(config: Config) -> None:
+    """--style_loss=sliced where it can go: whole feature maps of an optimized image, no regions."""
+    if config.mode not in FEATURE_TERM_MODES:
+        raise UserError(f"--style_loss=sliced matches an optimized image's features (--mode="
+                        f"{' or '.join(FEATURE_TERM_MODES)}), not --mode={config.mode}: use --style_loss=gram.")
+    if config.images.content_mask or config.images.regions != "none":
+        raise UserError("--style_loss=sliced compares whole feature maps, not regions: use --style_loss=gram with "
+                        "--content_mask or --regions.")
+    if config.loss.normalize_terms or config.loss.strength is not None:
+        raise UserError("--style_loss=sliced has no scale-free form: leave out --normalize_terms and --strength, "
+                        "or use --style_loss=gram.")
+
+
 def tiling_blocked(config: Config) -> str | None:
     """What tiles would need that this config does not have (a phrase), or None: tiles work where every
     term is a sum over positions of features from a chain of convolutions."""
@@ -604,6 +623,8 @@ def tiling_blocked(config: Config) -> str | None:
         return "no --normalize_gradients (it needs each whole feature map's gradient)"
     for term in feature_terms_on(config):
         return f"--{term}_weight=0 (the {term} term compares whole feature maps)"
+    if config.loss.style_loss == "sliced":
+        return "--style_loss=gram (the sliced style term compares whole feature maps)"
     if config.loss.style_octaves or any("@" in name for name in config.loss.style_layers):
         return ("--style_octaves=0 and no octave layers such as conv1_1@2 (a downsampled copy of the image is not "
                 "cut into tiles)")
@@ -714,6 +735,8 @@ def validate(config: Config) -> Config:
     if model.padding != "zero" and registry.spec_of(model.backbone).family != "vgg":
         raise UserError(f"--padding={model.padding} needs a VGG backbone; {model.backbone} keeps zero padding.")
     _choice("style_loss", loss.style_loss, STYLE_LOSSES)
+    if loss.style_loss == "sliced":
+        _check_sliced(config)
     _choice("feature_transform", model.feature_transform, FEATURE_TRANSFORMS)
     if not (math.isfinite(model.softmax_temperature) and model.softmax_temperature > 0):
         raise UserError(f"--softmax_temperature={model.softmax_temperature} must be a positive number.")

@@ -1,8 +1,9 @@
 """The objective: precomputed targets + per-image weights -> (total, named terms), from per-layer sums.
 
 Every content and style term is a function of sums over the feature positions of its layer: a content term
-is sum_k d(F_k, P_k), a style term depends on the Gram sum G = sum_k F_k F_k^T (per region with masks). An
-evaluator (`nst_tf.evaluate.WholeImage`, `nst_tf.tiling.Tiled`) computes the sums, over the whole image at
+is sum_k d(F_k, P_k), a Gram style term depends on the Gram sum G = sum_k F_k F_k^T (per region with masks);
+the sliced style term (--style_loss=sliced) compares the whole feature map's distribution, so it is its own
+"sum" and needs whole images. An evaluator (`nst_tf.evaluate.WholeImage`, `nst_tf.tiling.Tiled`) computes the sums, over the whole image at
 once or tile by tile, and hands them to `Objective.terms`; the objective never sees how they were made.
 A feature term (`losses.FEATURE_TERMS`, e.g. mrf) compares a layer's whole feature map with its target at
 once, so only `WholeImage` evaluates an objective that has one.
@@ -162,6 +163,12 @@ def compute_targets(evaluator, inputs: Inputs, content_layers: tuple[str, ...],
                                   for name in names}
     if not style_layers:
         return targets
+    if style_loss == "sliced":   # samples of the styles' feature vectors, not Gram matrices
+        if inputs.guides is not None:
+            raise ValueError("the sliced style term compares whole feature maps, not regions of a mask")
+        maps = [evaluator.feature_maps(style, style_layers) for style in inputs.styles]
+        targets.style = {name: losses.sliced_target([m[name] for m in maps], inputs.blend) for name in style_layers}
+        return targets
     shape = inputs.shape[:2]
 
     def grams_of(image: np.ndarray, regions: dict[str, tf.Tensor] | None) -> dict[str, tf.Tensor]:
@@ -215,7 +222,8 @@ class Objective:
           normalize_terms: each content and style term divided by its target's own magnitude
             (`losses.content_scale`, `losses.relative_style_loss`, the `relative` statistics) and the TV term
             by its number of terms (`losses.mean_total_variation`): scale-free terms.
-          style_loss: gram, or a statistic of `losses.style_statistics_loss` (mean_cov, wasserstein, mean_std).
+          style_loss: gram, a statistic of `losses.style_statistics_loss` (mean_cov, wasserstein, mean_std), or
+            sliced (`losses.sliced_loss`, on whole feature maps: whole images, no guides).
           feature_terms: {term of `losses.FEATURE_TERMS`: its layers}; whole images only.
         """
         self.content_layers = tuple(content_layers)
@@ -241,7 +249,8 @@ class Objective:
     def sums(self, features: dict[str, tf.Tensor], window: Window = WHOLE,
              weights: Weights | None = None) -> dict[str, tf.Tensor]:
         """Each term's sums over the positions that `window` covers: {"content/<layer>": [B] the content
-        term, "style/<layer>": [B, C, C] (or [B, K, C, C]) the Gram sum, "<feature term>/<layer>": [B] its
+        term, "style/<layer>": [B, C, C] (or [B, K, C, C]) the Gram sum (sliced: [B] the term itself),
+        "<feature term>/<layer>": [B] its
         value (whole images only)}. Sums of the parts of an image add up to the sums of the image. With
         --normalize_gradients (whole images only), each term's features pass through `normalized_gradient`
         with the term's weight times the layer's as strength."""
@@ -255,7 +264,12 @@ class Objective:
         for name in self.content_layers:
             target = window.whole(name, self.targets.content[name])
             out[f"content/{name}"] = losses.content_loss(seen("content", name), target, self.content_loss)
+        if self.style_loss == "sliced" and self.style_layers and window is not WHOLE:
+            raise ValueError("the sliced style term compares whole feature maps, not tiles")
         for name in self.style_layers:
+            if self.style_loss == "sliced":
+                out[f"style/{name}"] = losses.sliced_loss(seen("style", name), self.targets.style[name])
+                continue
             regions = self.targets.regions.get(name)
             out[f"style/{name}"] = losses.gram_sum(statistic_features(seen("style", name), self.style_loss),
                                                    None if regions is None else window.whole(name, regions))
@@ -268,7 +282,10 @@ class Objective:
         return out
 
     def style_term(self, name: str, gram_sum: tf.Tensor) -> tf.Tensor:
-        """E_l [B] of one layer from its Gram sum: unguided, or 1/K times the sum over the styled regions."""
+        """E_l [B] of one layer from its Gram sum: unguided, or 1/K times the sum over the styled regions.
+        The sliced term is its own value (`sums`)."""
+        if self.style_loss == "sliced":
+            return gram_sum
         gram = gram_sum / self.targets.counts[name]
         target = self.targets.style[name]
         if self.style_loss != "gram":

@@ -96,6 +96,12 @@ STYLE_WEIGHTS = {
     ("resnet", "softmax", True): 3.0,
 }
 
+# Default beta of --style_loss=sliced (alpha = 1): its term is a mean of squared feature differences, so it
+# grows with the features' square where the Gram term grows with their fourth power. Chosen on vgg16_hed on
+# two corpus pairs at 256 px (docs/quality.md, "The sliced Wasserstein style term"); the other transforms were
+# not measured (--style_weight is then needed).
+SLICED_STYLE_WEIGHTS = {("vgg", "none", False): 1e7 / 3}
+
 # With --normalize_gradients every term pulls by its weight alone, whatever the backbone and transform:
 # beta = 1 against alpha = 1 (chelsea + swirls at 192 px, vgg16_hed, 120 steps, beta 0.3 ... 1e5: at 0.3
 # mostly the photo, from 10 on the style swallows it; docs/controls.md, "Gradient normalization").

@@ -12,11 +12,13 @@ GiB = 2**30
 
 
 def config(**optim):
-    """A resolved config; without a canvas unless asked (the figures below are of the result's own pixels) and
-    without the style octaves (which cannot be tiled; plan.make_plan drops the default ones for tiles)."""
+    """A resolved config; without a canvas unless asked (the figures below are of the result's own pixels),
+    without the style octaves and with the Gram style term (neither the octaves nor the sliced term can be
+    tiled; plan.make_plan drops the default ones for tiles)."""
     optim = {"canvas_margin": 0, **optim}
     return resolve(Config(images=ImageConfig(content="c.png", style="s.png"), model=ModelConfig(backbone="vgg16_hed"),
-                          loss=LossConfig(style_octaves=0), optim=OptimConfig(seed=0, **optim)), say=lambda _: None)
+                          loss=LossConfig(style_octaves=0, style_loss="gram"), optim=OptimConfig(seed=0, **optim)),
+                   say=lambda _: None)
 
 
 def test_activations_by_hand():

@@ -8,17 +8,20 @@ from nst_tf.config import Config, ImageConfig, LossConfig, ModelConfig, OptimCon
 from nst_tf.objective import loss_weights
 
 
-@pytest.mark.parametrize("backbone, transform, normalized, content, style0, beta", [
-    ("vgg16_hed", "auto", False, ("conv4_2",), "conv1_1", 2.5e7),
-    ("vgg16_hed", "auto", True, ("conv4_2",), "conv1_1", 8e11),
-    ("resnet50", "auto", False, ("conv5_block1_1_conv",), "conv1_relu", 6e3),
-    ("resnet50", "none", False, ("conv5_block1_1_conv",), "conv1_relu", 2e7),
+@pytest.mark.parametrize("backbone, transform, normalized, style_loss, content, style0, beta", [
+    ("vgg16_hed", "auto", False, "auto", ("conv4_2",), "conv1_1", registry.SLICED_STYLE_WEIGHTS[("vgg", "none", False)]),
+    ("vgg16_hed", "auto", False, "gram", ("conv4_2",), "conv1_1", 2.5e7),
+    ("vgg16_hed", "auto", True, "auto", ("conv4_2",), "conv1_1", 8e11),
+    ("resnet50", "auto", False, "auto", ("conv5_block1_1_conv",), "conv1_relu", 6e3),
+    ("resnet50", "none", False, "auto", ("conv5_block1_1_conv",), "conv1_relu", 2e7),
 ])
-def test_resolve_fills_in_the_backbones_defaults(backbone, transform, normalized, content, style0, beta):
-    """With the weights set by hand (here alpha: the automatic balance is off), beta's default is the backbone's."""
+def test_resolve_fills_in_the_backbones_defaults(backbone, transform, normalized, style_loss, content, style0, beta):
+    """With the weights set by hand (here alpha: the automatic balance is off), beta's default is the backbone's
+    for its style term (sliced on a VGG's plain features, else the Gram matrices)."""
     config = Config(images=ImageConfig(content="c.png", style="s.png"),
                     model=ModelConfig(backbone=backbone, weights="random", feature_transform=transform,
-                                      normalize_features=normalized), loss=LossConfig(content_weight=1.0))
+                                      normalize_features=normalized),
+                    loss=LossConfig(content_weight=1.0, style_loss=style_loss))
     resolved = plan.resolve(config, say=lambda *a: None)
     assert resolved.loss.content_layers == content and resolved.loss.style_layers[0] == style0
     assert resolved.loss.style_weight == beta
@@ -28,6 +31,40 @@ def test_resolve_fills_in_the_backbones_defaults(backbone, transform, normalized
                                                         if backbone != "resnet50" else ("conv1_conv",)))
     resolved = plan.resolve(given, say=lambda *a: None)
     assert resolved.loss.style_weight == 5.0 and len(resolved.loss.style_layers) == 1
+
+
+def test_auto_style_loss_is_sliced_for_a_whole_still_image_and_gram_where_sliced_cannot_go_or_was_not_measured():
+    def style_loss(mode="transfer", backbone="vgg16_hed", images=(), loss=(), optim=()):
+        content = None if mode == "train" else "c.png"
+        config = Config(mode=mode, images=ImageConfig(content=content, style="s.png", **dict(images)),
+                        model=ModelConfig(backbone=backbone), loss=LossConfig(**dict(loss)),
+                        optim=OptimConfig(**dict(optim)))
+        return plan.resolve(config, say=lambda *a: None).loss.style_loss
+    assert style_loss() == "sliced" and style_loss("texture") == "sliced"
+    assert style_loss(optim={"tile_size": 128}) == "gram"
+    assert style_loss(images={"regions": "detail"}) == "gram"
+    assert style_loss(images={"preserve_colors": "luminance"}) == "gram"
+    assert style_loss("train") == "gram"
+    assert style_loss(loss={"strength": 0.5}) == "gram"
+    assert style_loss(loss={"normalize_terms": True}) == "gram"
+    assert style_loss(backbone="resnet50") == "gram"
+    assert style_loss(loss={"style_loss": "gram"}) == "gram"
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"mode": "train", "images": ImageConfig(style="s.png")}, "not --mode=train"),
+    ({"images": ImageConfig(content="c.png", style="s.png", regions="detail")}, "not regions"),
+    ({"loss": LossConfig(style_loss="sliced", normalize_terms=True)}, "no scale-free form"),
+    ({"optim": OptimConfig(tile_size=128)}, "--tile_size needs --style_loss=gram"),
+])
+def test_an_explicit_sliced_style_loss_where_it_cannot_go_is_one_line(kw, message):
+    from nst_tf.config import validate
+    from nst_tf.errors import UserError
+    kw = {"images": ImageConfig(content="c.png", style="s.png"), "loss": LossConfig(style_loss="sliced"), **kw}
+    if "style_loss" not in repr(kw["loss"]) or kw["loss"].style_loss != "sliced":
+        kw["loss"] = dataclasses.replace(kw["loss"], style_loss="sliced")
+    with pytest.raises(UserError, match=message):
+        validate(Config(model=ModelConfig(backbone="vgg16_hed"), **kw))
 
 
 def test_luminance_transfer_raises_the_default_style_weight_only():
