@@ -182,7 +182,7 @@ class LossConfig:
                              "between Gaussian fits, crowsonkb), mean_std (Li et al. 2017). auto: sliced for an "
                              "optimized still image, gram where sliced cannot go or was not measured (tiles, "
                              "masks, --regions, clips, --mode=train, --strength, --normalize_terms, "
-                             "--preserve_colors=luminance, resnet50, the softmax transform).", STYLE_LOSSES)
+                             "--preserve_colors=luminance, L-BFGS, resnet50, the feature transforms).", STYLE_LOSSES)
     # The automatic balance (nst_tf/balance.py): alpha and beta found for each pair from the pair itself, on
     # the run's own network, so that one strength means the same on every pair, size and backbone.
     strength: Optional[float] = option(None, "How far the result moves from the photo toward the painting, 0 to 1 "

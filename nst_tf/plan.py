@@ -159,7 +159,7 @@ def resolve(config: Config, say=print) -> Config:
     spec = registry.BACKBONES[model.backbone]
     transform = spec.feature_transform if model.feature_transform == "auto" else model.feature_transform
     style_weight = loss.style_weight
-    if style_weight is None and loss.style_loss == "sliced":
+    if style_weight is None and loss.style_loss == "sliced" and not loss.normalize_gradients:
         style_weight = registry.SLICED_STYLE_WEIGHTS.get((spec.family, transform, model.normalize_features))
         if style_weight is None:
             raise UserError("--style_loss=sliced has no calibrated default beta with --feature_transform or "
@@ -193,7 +193,8 @@ def auto_style_loss(config: Config) -> str:
     texture) of a VGG's plain features, where blind judges preferred it to the Gram matrices (docs/quality.md);
     gram where the sliced term cannot go (tiles, masks, --regions) or was not measured (--mode=train and
     content, --strength and --normalize_terms, --preserve_colors=luminance, resnet50, the softmax transform,
-    --normalize_features).
+    --normalize_features, --normalize_gradients, L-BFGS: its line search compares values at nearby images, which the term's fresh
+    directions make noisy).
     Clips choose their own
     (nst_tf.video.transfer)."""
     transform = config.model.feature_transform
@@ -203,6 +204,7 @@ def auto_style_loss(config: Config) -> str:
     measured = (config.mode in ("transfer", "texture") and config.loss.strength is None
                 and not config.loss.normalize_terms and transform == "none"
                 and config.images.preserve_colors != "luminance" and not config.model.normalize_features
+                and config.optim.optimizer == "adam" and not config.loss.normalize_gradients
                 and registry.spec_of(config.model.backbone).family == "vgg")
     return "sliced" if whole_image and measured else "gram"
 

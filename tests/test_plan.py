@@ -48,6 +48,7 @@ def test_auto_style_loss_is_sliced_for_a_whole_still_image_and_gram_where_sliced
     assert style_loss(loss={"strength": 0.5}) == "gram"
     assert style_loss(loss={"normalize_terms": True}) == "gram"
     assert style_loss(backbone="resnet50") == "gram"
+    assert style_loss(optim={"optimizer": "lbfgs"}) == "gram"
     assert style_loss(loss={"style_loss": "gram"}) == "gram"
 
 
