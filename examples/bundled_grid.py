@@ -17,7 +17,7 @@ sys.path.insert(0, ROOT)
 from absl import app, flags  # noqa: E402
 
 from nst_tf import image_io, normalize, stylize  # noqa: E402
-from nst_tf.config import config_with  # noqa: E402
+from nst_tf.config import config_with, options  # noqa: E402
 from nst_tf.grid import render_grid, save_grid  # noqa: E402
 
 PHOTOS = ["examples/chelsea.jpg"] + [os.path.join(os.path.relpath(normalize.BUNDLED_IMAGES, ROOT), name)
