@@ -308,7 +308,8 @@ class FeatureTerm(NamedTuple):
     loss(features, target) -> [B]: features [B, h, w, C] of the optimized images.
     """
     target: Callable[[list[tf.Tensor], list[float]], tf.Tensor]
-    loss: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+    loss: Callable[..., tf.Tensor]
+    seeded: bool = False   # loss(features, target, seed): random draws from the optimizer's step
 
 
 # Style patches kept per layer of the MRF term: beyond, they are taken on every s-th position (the smallest
@@ -416,7 +417,8 @@ def _histogram(values: tf.Tensor, bins: int):
     low = tf.reduce_min(values, axis=-1, keepdims=True)
     width = tf.maximum(tf.reduce_max(values, axis=-1, keepdims=True) - low, 1e-30) / bins
     place = (values - low) / width
-    index = tf.minimum(tf.cast(place, tf.int32), bins - 1)
+    place = tf.where(tf.math.is_finite(place), place, 0.0)   # a diverged image: no out-of-range bin
+    index = tf.clip_by_value(tf.cast(place, tf.int32), 0, bins - 1)
     frac = tf.minimum(place - tf.cast(index, tf.float32), 1.0)
     segment = index + bins * tf.reshape(tf.range(rows), [-1, values.shape[1], 1])
     counts = tf.math.unsorted_segment_sum(tf.ones_like(values), segment, rows * bins)
@@ -469,13 +471,14 @@ def sliced_quantiles(values: tf.Tensor, ranks: tf.Tensor, bins: int = SLICED_BIN
     table = tf.reshape(table, tf.shape(values[..., :1]) * [1, 1, bins])
     table = low + table * width                                                          # [B, K, bins]
     place = ranks * ((bins - 1) / tf.maximum(m - 1.0, 1.0))
-    below = tf.minimum(tf.cast(place, tf.int32), bins - 1)
+    place = tf.where(tf.math.is_finite(place), place, 0.0)
+    below = tf.clip_by_value(tf.cast(place, tf.int32), 0, bins - 1)
     frac = place - tf.cast(below, tf.float32)
     return ((1 - frac) * tf.gather(table, below, batch_dims=2)
             + frac * tf.gather(table, tf.minimum(below + 1, bins - 1), batch_dims=2))
 
 
-def sliced_loss(features: tf.Tensor, style_samples: tf.Tensor) -> tf.Tensor:
+def sliced_loss(features: tf.Tensor, style_samples: tf.Tensor, seed=0) -> tf.Tensor:
     """The sliced Wasserstein style term of Heitz et al., "A Sliced Wasserstein Loss for Neural Texture
     Synthesis", CVPR 2021, per image: the squared 1-D Wasserstein-2 distance between the image's and the
     style's feature distributions along C random unit directions v_k, averaged:
@@ -494,24 +497,24 @@ def sliced_loss(features: tf.Tensor, style_samples: tf.Tensor) -> tf.Tensor:
     match as well as the painting's few strong strokes on calm ground; matching every projection's
     distribution also asks for the painting's share of calm positions.
 
-    The directions are drawn afresh at every evaluation (as the paper draws them at every iteration), from a
-    seed read off each image's own features: the same image gives the same directions, so a run is
-    reproducible and resumable with no random state to keep.
+    The directions are drawn from `seed` (the optimizer's step, `objective.Objective.step`), so each step
+    draws new ones, as the paper draws them at every iteration, and every image of a batch, a resumed run
+    and a run alone meet the same ones.
 
     Args:
       features: [B, h, w, C] the images' features.
       style_samples: [M, C] float32, `sliced_target`'s.
+      seed: int32 scalar.
     Returns:
       [B] float32.
     """
     features = tf.cast(features, tf.float32)
     channels = features.shape[-1]
     flat = tf.reshape(features, [tf.shape(features)[0], -1, channels])                  # [B, N, C]
-    # one seed per image, so that an image batched with others (a sweep) meets the directions it meets alone
-    seeds = tf.bitcast(tf.reduce_sum(tf.stop_gradient(flat), axis=[1, 2]), tf.int32)     # [B]
-    directions = tf.map_fn(lambda seed: tf.random.stateless_normal([channels, channels], tf.stack([seed, channels])),
-                           seeds, fn_output_signature=tf.float32)
-    directions = directions / tf.norm(directions, axis=1, keepdims=True)                 # [B, C, K]
+    seed = tf.cast(seed, tf.int32)
+    directions = tf.random.stateless_normal([channels, channels], tf.stack([seed, channels]))
+    directions = (directions / tf.norm(directions, axis=0, keepdims=True))[None]         # [1, C, K]
+    directions = tf.broadcast_to(directions, [tf.shape(flat)[0], channels, channels])
     image = tf.linalg.matmul(directions, flat, transpose_a=True, transpose_b=True)       # [B, K, N]
     target = tf.linalg.matmul(directions, style_samples, transpose_a=True, transpose_b=True)   # [B, K, M]
     n, m = tf.cast(tf.shape(image)[-1], tf.float32), tf.cast(tf.shape(target)[-1], tf.float32)
@@ -525,4 +528,4 @@ def sliced_loss(features: tf.Tensor, style_samples: tf.Tensor) -> tf.Tensor:
 
 
 FEATURE_TERMS: dict[str, FeatureTerm] = {"mrf": FeatureTerm(mrf_target, mrf_loss),
-                                         "sliced": FeatureTerm(sliced_target, sliced_loss)}
+                                         "sliced": FeatureTerm(sliced_target, sliced_loss, seeded=True)}

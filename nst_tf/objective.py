@@ -235,6 +235,9 @@ class Objective:
         self.normalize_gradients = normalize_gradients
         self.normalize_terms = normalize_terms
         self.style_loss = style_loss
+        # the optimizer's step, set before each one (optimize.run_adam): it draws the sliced style term's
+        # random directions, the same for every image of a batch and in a resumed run
+        self.step = tf.Variable(0, dtype=tf.int32, trainable=False, name="objective_step")
 
     @property
     def term_layers(self) -> dict[str, tuple[str, ...]]:
@@ -268,7 +271,7 @@ class Objective:
             raise ValueError("the sliced style term compares whole feature maps, not tiles")
         for name in self.style_layers:
             if self.style_loss == "sliced":
-                out[f"style/{name}"] = losses.sliced_loss(seen("style", name), self.targets.style[name])
+                out[f"style/{name}"] = losses.sliced_loss(seen("style", name), self.targets.style[name], self.step)
                 continue
             regions = self.targets.regions.get(name)
             out[f"style/{name}"] = losses.gram_sum(statistic_features(seen("style", name), self.style_loss),
@@ -277,8 +280,9 @@ class Objective:
             raise ValueError(f"the {', '.join(self.feature_terms)} term compares whole feature maps, not tiles")
         for kind, names in self.feature_terms.items():
             for name in names:
-                out[f"{kind}/{name}"] = losses.FEATURE_TERMS[kind].loss(seen(kind, name),
-                                                                        self.targets.features[kind][name])
+                term = losses.FEATURE_TERMS[kind]
+                out[f"{kind}/{name}"] = term.loss(seen(kind, name), self.targets.features[kind][name],
+                                                  *((self.step,) if term.seeded else ()))
         return out
 
     def style_term(self, name: str, gram_sum: tf.Tensor) -> tf.Tensor:

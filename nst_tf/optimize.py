@@ -92,6 +92,7 @@ def run_adam(loss: Loss, images: tf.Variable, weights: Weights, num_steps: int,
     """
     step = make_adam_step(loss, optimizer, jit_compile, average, gradient_blur)
     for i in range(int(optimizer.iterations), num_steps):
+        loss.objective.step.assign(i)   # draws the sliced term's directions for this step
         if i % log_every == 0:
             before = images.numpy() if average is None or average.empty else average.get()
             _, terms = step(images, weights)

@@ -53,8 +53,10 @@ def test_a_batch_gives_the_images_of_its_cells_run_one_by_one(tmp_path, content_
         engine.optimize([job], engine.Network(hed_backbone), "/device:CPU:0", show_progress=False)
     for a, b in zip(batched, single):
         assert a.status == b.status == "done"
-        np.testing.assert_allclose(a.logger.last_good_image, b.logger.last_good_image, atol=2e-5)
-        assert a.logger.rows[-1]["total"] == pytest.approx(b.logger.rows[-1]["total"], rel=1e-4)
+        # the default sliced style term matches each value to the style's by rank, read from histogram bins:
+        # a batched convolution's rounding can move a value across a bin edge (2e-5 with the Gram term)
+        np.testing.assert_allclose(a.logger.last_good_image, b.logger.last_good_image, atol=5e-4)
+        assert a.logger.rows[-1]["total"] == pytest.approx(b.logger.rows[-1]["total"], rel=1e-3)
         assert list(a.logger.rows[-1]) == list(b.logger.rows[-1])   # each cell logs only its own layers
     assert "style/conv1_1" not in batched[2].logger.rows[-1] and "content/conv3_2" in batched[2].logger.rows[-1]
     # the cells really differ

@@ -27,13 +27,20 @@ def psnr(a, b):
 
 
 @pytest.mark.slow
-def test_texture_synthesis_lowers_style_loss_by_orders_of_magnitude(tmp_path):
+@pytest.mark.parametrize("style_loss, factor", [
+    ("gram", 100),
+    # a distance between whole distributions, each step along new random directions: it falls less (36x
+    # measured with directions drawn from the image's bits, 2026-12-04)
+    ("sliced", 10),
+])
+def test_texture_synthesis_lowers_style_loss_by_orders_of_magnitude(tmp_path, style_loss, factor):
     style = write_png(tmp_path / "stripes.png", stripes_image(48, 48))
     _, rows = run(tmp_path, mode="texture", images=ImageConfig(style=style, max_size=48),
-                  loss=LossConfig(style_layers=("conv1_1", "pool1", "pool2", "pool3"), tv_weight=0.0),
+                  loss=LossConfig(style_layers=("conv1_1", "pool1", "pool2", "pool3"), tv_weight=0.0,
+                                  style_loss=style_loss),
                   optim=OptimConfig(num_steps=150, learning_rate=0.05, seed=0))
     first, last = float(rows[0]["style"]), float(rows[-1]["style"])
-    assert last < first / 100, (first, last)
+    assert last < first / factor, (first, last)
 
 
 @pytest.mark.slow
