@@ -206,7 +206,12 @@ def auto_style_loss(config: Config) -> str:
                 and config.images.preserve_colors != "luminance" and not config.model.normalize_features
                 and config.optim.optimizer == "adam" and not config.loss.normalize_gradients
                 and registry.spec_of(config.model.backbone).family == "vgg")
-    return "sliced" if whole_image and measured else "gram"
+    # sliced won the blind round but is not yet the default: with it, 7 tests of the whole suite failed on the
+    # last fresh-clone CI of the session (docs/quality.md); until they are looked at, auto is gram everywhere
+    return "gram" if SLICED_NOT_YET_DEFAULT else ("sliced" if whole_image and measured else "gram")
+
+
+SLICED_NOT_YET_DEFAULT = True
 
 
 def _with_style_loss(config: Config, style_loss: str) -> Config:
