@@ -111,4 +111,5 @@ def make_loss(extractor: keras.Model, content_layers: tuple[str, ...], style_lay
                               contents, feature_terms)
     objective = Objective(content_layers, style_layers, targets, content_loss, gram_norm, normalize_gradients,
                           normalize_terms, style_loss, feature_terms)
+    objective.step = tf.Variable(0, dtype=tf.int32, trainable=False, name="objective_step")
     return Loss(objective, evaluator)

@@ -235,9 +235,15 @@ class Objective:
         self.normalize_gradients = normalize_gradients
         self.normalize_terms = normalize_terms
         self.style_loss = style_loss
-        # the optimizer's step, set before each one (optimize.run_adam): it draws the sliced style term's
-        # random directions, the same for every image of a batch and in a resumed run
-        self.step = tf.Variable(0, dtype=tf.int32, trainable=False, name="objective_step")
+        # the optimizer's step, a tf.Variable that evaluate.make_loss gives an optimized image's objective and
+        # optimize.run_adam sets before each step: it draws the sliced style term's random directions, the
+        # same for every image of a batch and in a resumed run (None: fixed directions, seed 0)
+        self.step = None
+
+    @property
+    def seed(self):
+        """What draws the sliced term's directions: the step, or 0."""
+        return 0 if self.step is None else self.step
 
     @property
     def term_layers(self) -> dict[str, tuple[str, ...]]:
@@ -271,7 +277,7 @@ class Objective:
             raise ValueError("the sliced style term compares whole feature maps, not tiles")
         for name in self.style_layers:
             if self.style_loss == "sliced":
-                out[f"style/{name}"] = losses.sliced_loss(seen("style", name), self.targets.style[name], self.step)
+                out[f"style/{name}"] = losses.sliced_loss(seen("style", name), self.targets.style[name], self.seed)
                 continue
             regions = self.targets.regions.get(name)
             out[f"style/{name}"] = losses.gram_sum(statistic_features(seen("style", name), self.style_loss),
@@ -282,7 +288,7 @@ class Objective:
             for name in names:
                 term = losses.FEATURE_TERMS[kind]
                 out[f"{kind}/{name}"] = term.loss(seen(kind, name), self.targets.features[kind][name],
-                                                  *((self.step,) if term.seeded else ()))
+                                                  *((self.seed,) if term.seeded else ()))
         return out
 
     def style_term(self, name: str, gram_sum: tf.Tensor) -> tf.Tensor:

@@ -91,8 +91,10 @@ def run_adam(loss: Loss, images: tf.Variable, weights: Weights, num_steps: int,
     those of the raw iterate.
     """
     step = make_adam_step(loss, optimizer, jit_compile, average, gradient_blur)
+    seed = getattr(getattr(loss, "objective", None), "step", None)
     for i in range(int(optimizer.iterations), num_steps):
-        loss.objective.step.assign(i)   # draws the sliced term's directions for this step
+        if seed is not None:
+            seed.assign(i)   # draws the sliced term's directions for this step
         if i % log_every == 0:
             before = images.numpy() if average is None or average.empty else average.get()
             _, terms = step(images, weights)
