@@ -411,8 +411,9 @@ def sliced_target(style_features: list[tf.Tensor], blend, max_samples: int = SLI
 
 def _histogram(values: tf.Tensor, bins: int):
     """Each row's histogram over `bins` equal bins between its smallest and largest value, for [B, K, N]
-    values: (low [B, K, 1], bin width [B, K, 1], each value's bin [B, K, N] int32 and its fraction of the way
-    through that bin [B, K, N] in [0, 1], the counts [B * K, bins])."""
+    values: (low [B, K, 1], bin width [B, K, 1], each value's bin [B, K, N] int32 numbered across all rows
+    (row r's bins are r * bins ... r * bins + bins - 1) and its fraction of the way through that bin
+    [B, K, N] in [0, 1], the counts [B * K, bins])."""
     rows = tf.shape(values)[0] * values.shape[1]
     low = tf.reduce_min(values, axis=-1, keepdims=True)
     width = tf.maximum(tf.reduce_max(values, axis=-1, keepdims=True) - low, 1e-30) / bins
@@ -422,7 +423,7 @@ def _histogram(values: tf.Tensor, bins: int):
     frac = tf.minimum(place - tf.cast(index, tf.float32), 1.0)
     segment = index + bins * tf.reshape(tf.range(rows), [-1, values.shape[1], 1])
     counts = tf.math.unsorted_segment_sum(tf.ones_like(values), segment, rows * bins)
-    return low, width, index, frac, tf.reshape(counts, [rows, bins])
+    return low, width, segment, frac, tf.reshape(counts, [rows, bins])
 
 
 def sliced_ranks(values: tf.Tensor, bins: int = SLICED_BINS) -> tf.Tensor:
@@ -436,11 +437,9 @@ def sliced_ranks(values: tf.Tensor, bins: int = SLICED_BINS) -> tf.Tensor:
     Returns:
       [B, K, N] float32 in [0, N - 1].
     """
-    _, _, index, frac, counts = _histogram(values, bins)
-    rows = tf.shape(counts)[0]
-    flat_index = index + bins * tf.reshape(tf.range(rows), [-1, values.shape[1], 1])
+    _, _, segment, frac, counts = _histogram(values, bins)
     below = tf.reshape(tf.cumsum(counts, axis=-1, exclusive=True), [-1])
-    return tf.gather(below, flat_index) + frac * (tf.gather(tf.reshape(counts, [-1]), flat_index) - 1.0)
+    return tf.gather(below, segment) + frac * (tf.gather(tf.reshape(counts, [-1]), segment) - 1.0)
 
 
 def sliced_quantiles(values: tf.Tensor, ranks: tf.Tensor, bins: int = SLICED_BINS) -> tf.Tensor:
