@@ -194,12 +194,7 @@ def auto_style_loss(config: Config) -> str:
     gram where the sliced term cannot go (tiles, masks, --regions) or was not measured (--mode=train and
     content, --strength and --normalize_terms, --preserve_colors=luminance, resnet50, the softmax transform,
     --normalize_features, --normalize_gradients, and L-BFGS, whose line search compares values at nearby
-    images, which the term's fresh directions make noisy). Clips choose their own (nst_tf.video.transfer).
-    Held at gram everywhere while SLICED_NOT_YET_DEFAULT."""
-    # sliced won the blind round but is not yet the default: with it, tests of the whole suite failed on the
-    # last fresh-clone CI of the session (docs/quality.md, "Held back from the default")
-    if SLICED_NOT_YET_DEFAULT:
-        return "gram"
+    images, which the term's fresh directions make noisy). Clips choose their own (nst_tf.video.transfer)."""
     transform = config.model.feature_transform
     if transform == "auto":
         transform = registry.spec_of(config.model.backbone).feature_transform
@@ -210,9 +205,6 @@ def auto_style_loss(config: Config) -> str:
                 and config.optim.optimizer == "adam" and not config.loss.normalize_gradients
                 and registry.spec_of(config.model.backbone).family == "vgg")
     return "sliced" if whole_image and measured else "gram"
-
-
-SLICED_NOT_YET_DEFAULT = True
 
 
 def _with_style_loss(config: Config, style_loss: str) -> Config:

@@ -33,17 +33,13 @@ def test_resolve_fills_in_the_backbones_defaults(backbone, transform, normalized
     assert resolved.loss.style_weight == 5.0 and len(resolved.loss.style_layers) == 1
 
 
-def test_auto_style_loss_is_sliced_for_a_whole_still_image_and_gram_where_sliced_cannot_go_or_was_not_measured(
-        monkeypatch):
+def test_auto_style_loss_is_sliced_for_a_whole_still_image_and_gram_where_sliced_cannot_go_or_was_not_measured():
     def style_loss(mode="transfer", backbone="vgg16_hed", images=(), loss=(), optim=()):
         content = None if mode == "train" else "c.png"
         config = Config(mode=mode, images=ImageConfig(content=content, style="s.png", **dict(images)),
                         model=ModelConfig(backbone=backbone), loss=LossConfig(**dict(loss)),
                         optim=OptimConfig(**dict(optim)))
         return plan.resolve(config, say=lambda *a: None).loss.style_loss
-    # held back from the default (plan.SLICED_NOT_YET_DEFAULT): gram everywhere; the rule, with the switch off
-    assert style_loss() == "gram" and style_loss("texture") == "gram"
-    monkeypatch.setattr(plan, "SLICED_NOT_YET_DEFAULT", False)
     assert style_loss() == "sliced" and style_loss("texture") == "sliced"
     assert style_loss(optim={"tile_size": 128}) == "gram"
     assert style_loss(images={"regions": "detail"}) == "gram"
