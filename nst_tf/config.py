@@ -179,8 +179,10 @@ class LossConfig:
     style_loss: str = option("auto", "What is matched of the style at each layer: sliced (the feature "
                              "distributions along random directions, Heitz et al. 2021; whole images, no masks), "
                              "gram (the paper's Gram matrices), mean_cov (mean and covariance), wasserstein (W2 "
-                             "between Gaussian fits, crowsonkb), mean_std (Li et al. 2017). auto: gram for now "
-                             "(sliced won a blind round, docs/quality.md, and is not yet the default).", STYLE_LOSSES)
+                             "between Gaussian fits, crowsonkb), mean_std (Li et al. 2017). auto: sliced for an "
+                             "optimized still image, gram where sliced cannot go or was not measured (tiles, "
+                             "masks, --regions, clips, --mode=train, --strength, --normalize_terms, "
+                             "--preserve_colors=luminance, L-BFGS, resnet50, the feature transforms).", STYLE_LOSSES)
     # The automatic balance (nst_tf/balance.py): alpha and beta found for each pair from the pair itself, on
     # the run's own network, so that one strength means the same on every pair, size and backbone.
     strength: Optional[float] = option(None, "How far the result moves from the photo toward the painting, 0 to 1 "

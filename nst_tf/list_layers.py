@@ -38,7 +38,7 @@ def describe(name: str, max_size: int, pooling: str = "avg", content: str | None
               f"{registry.default_style_weight(spec, transform, True):g}"]
     sliced = registry.SLICED_STYLE_WEIGHTS.get((spec.family, transform, False))
     if sliced is not None:
-        lines.append(f"with --style_loss=sliced: {sliced:g}")
+        lines.append(f"with --style_loss=sliced (the default for a still image): {sliced:g}")
     return "\n".join(lines)
 
 

@@ -298,7 +298,7 @@ def test_list_layers(content_path, capsys):
     out = capsys.readouterr().out
     assert any(line.split()[:6] == ["conv1_1", "40", "x", "48", "x", "64"] for line in out.splitlines())
     assert "default content layers: conv4_2" in out
-    assert "with --style_loss=sliced: 3.33333e+06" in out
+    assert "with --style_loss=sliced (the default for a still image): 3.33333e+06" in out
 
 
 @pytest.mark.slow
