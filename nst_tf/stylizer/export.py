@@ -1,11 +1,14 @@
-"""Exporting a stylizer for the places it is used: a TensorFlow SavedModel and a TFLite file (--export).
+"""Exporting a stylizer for the places it is used: a TensorFlow SavedModel, a TFLite file and an ONNX file
+(--export).
 
-Both take what the Keras model takes, an image batch [B, H, W, 3] float32 in [0, 1] of any size and the
-style weights [B, S], and give its image (tests/test_stylizer.py checks both against the Keras model):
+Each takes what the Keras model takes, an image batch [B, H, W, 3] float32 in [0, 1] of any size and the
+style weights [B, S], and gives its image (tests/test_stylizer_export.py checks each against the Keras model):
 
   stylizer_saved_model/   tf.saved_model.load(path).signatures["serving_default"](image=..., style_weights=...)
                           -> {"stylized": [B, H, W, 3]}
   stylizer.tflite         tf.lite.Interpreter: resize_tensor_input to the image's shape, then invoke
+  stylizer.onnx           onnxruntime.InferenceSession(path).run(["stylized"], {"image": ..., "style_weights": ...});
+                          --mode=apply --model=stylizer.onnx runs it so (nst_tf.stylizer.onnx_model)
 
 Each is written beside stylizer.keras, atomically (a stopped export leaves the previous one).
 """
@@ -22,6 +25,7 @@ from nst_tf.stylizer import network
 
 SAVED_MODEL = "stylizer_saved_model"
 TFLITE = "stylizer.tflite"
+ONNX = "stylizer.onnx"
 
 
 def serving_function(model: keras.Model) -> tf.types.experimental.GenericFunction:
@@ -64,9 +68,17 @@ def save_tflite(model: keras.Model, folder: str) -> str:
     return path
 
 
+def save_onnx(model: keras.Model, folder: str) -> str:
+    from nst_tf.stylizer import onnx_model
+    path = os.path.join(folder, ONNX)
+    content = onnx_model.onnx_bytes(model)
+    atomic_write(path, lambda f: f.write(content))
+    return path
+
+
 def export(model: keras.Model, folder: str, formats: tuple[str, ...]) -> list[str]:
-    """Writes each of `formats` (saved_model, tflite) into `folder`; returns the paths written."""
-    writers = {"saved_model": save_saved_model, "tflite": save_tflite}
+    """Writes each of `formats` (saved_model, tflite, onnx) into `folder`; returns the paths written."""
+    writers = {"saved_model": save_saved_model, "tflite": save_tflite, "onnx": save_onnx}
     return [writers[name](model, folder) for name in formats]
 
 
