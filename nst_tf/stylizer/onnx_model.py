@@ -10,11 +10,13 @@ model takes and gives its image:
   style_weights  [B, S] float32
   -> stylized    [B, H, W, 3] float32 in [0, 1]
 
-Why not tf2onnx (what `keras.Model.export(format="onnx")` calls): it converts this network too, to within
-1e-5, but its graph keeps a transpose before and after every instance normalization (its layout pass
-stops at a product with a tensor that is not a constant, the style's scale), took 5 s to convert
-against 0.02 s here, and it is tested only up to TensorFlow 2.15 (docs/realtime.md, "Speed against the
-fastest CPU peer"). Writing the graph needs the `onnx` package, running it `onnxruntime`: the `[onnx]` extra.
+Why not tf2onnx (what `keras.Model.export(format="onnx")` calls): it converts this network too (to 2e-5,
+once network.PadToMultiple avoided a modulo it mistranslates), but its graph keeps 33 full-size transposes
+(its layout pass stops at the product with the style's scale, not a constant), which onnxruntime turns into
+twice the layout reorders of this graph, and computes each normalization in seven elementwise operations; it
+takes 5 s to convert against 0.02 s here, and is tested only up to TensorFlow 2.15 (docs/realtime.md, "Speed
+against the fastest CPU peer", has the times of both). Writing the graph needs the `onnx` package, running it
+`onnxruntime`: the `[onnx]` extra.
 """
 from __future__ import annotations
 
