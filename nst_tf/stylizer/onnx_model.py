@@ -12,11 +12,12 @@ model takes and gives its image:
 
 Why not tf2onnx (what `keras.Model.export(format="onnx")` calls): it converts this network too (to 2e-5,
 once network.PadToMultiple avoided a modulo it mistranslates), but its graph keeps 33 full-size transposes
-(its layout pass stops at the product with the style's scale, not a constant), which onnxruntime turns into
-twice the layout reorders of this graph, and computes each normalization in seven elementwise operations; it
-takes 5 s to convert against 0.02 s here, and is tested only up to TensorFlow 2.15 (docs/realtime.md, "Speed
-against the fastest CPU peer", has the times of both). Writing the graph needs the `onnx` package, running it
-`onnxruntime`: the `[onnx]` extra.
+(its layout pass stops at the product with the style's scale, not a constant) and computes each
+normalization in seven elementwise operations; onnxruntime's own optimizations make up for most of that (its
+times were within the noise of this graph's, docs/realtime.md, "Speed against the fastest CPU peer"). It is
+left out for the rest: 5 s to convert against 0.02 s here, a dependency tested only up to TensorFlow 2.15,
+and the modulo it mistranslated. Writing the graph needs the `onnx` package, running it `onnxruntime`: the
+`[onnx]` extra.
 """
 from __future__ import annotations
 
