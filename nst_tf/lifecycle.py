@@ -98,7 +98,7 @@ def check_options(config: Config) -> list[str]:
     if config.cluster:   # an optional part: fail before anything loads
         require("ray", "cluster", f"--cluster={config.cluster}")
     if "onnx" in config.stylizer.export:
-        require("onnx", "onnx", "--export=onnx")
+        require("tf2onnx", "onnx", "--export=onnx")
     if config.stylizer.model and is_onnx(config.stylizer.model):
         require("onnxruntime", "onnx", f"--model={config.stylizer.model}")
     row, default = NOT_READ.get(config.mode, {}), Config()

@@ -117,6 +117,15 @@ def onnx_path(model_path):
     return export.export(apply.load(model_path), os.path.dirname(model_path), ("onnx",))[0]
 
 
+@pytest.fixture
+def unread_onnx(tmp_path):
+    """A file named .onnx that is never loaded: the refusals below come before the model is read."""
+    path = tmp_path / "stylizer.onnx"
+    path.write_bytes(b"never read")
+    return str(path)
+
+
+@pytest.mark.slow   # tf2onnx converts the network (several seconds)
 def test_a_stylizer_onnx_writes_the_keras_models_image(tmp_path, content_path, model_path, onnx_path):
     said = []
     runs = {name: apply.apply(config(tmp_path / name, content_path, path, style_blend_weights=(1.0, 1.0)),
@@ -138,7 +147,8 @@ def test_a_stylizer_onnx_writes_the_keras_models_image(tmp_path, content_path, m
                                    apply.Stylizer(keras_model, weights)(photo), atol=1e-4)
 
 
-def test_an_onnx_stylizer_is_not_exported_again_nor_sent_to_a_gpu(tmp_path, content_path, onnx_path):
+def test_an_onnx_stylizer_is_not_exported_again_nor_sent_to_a_gpu(tmp_path, content_path, unread_onnx):
+    onnx_path = unread_onnx
     def refused(**sections):
         with pytest.raises(UserError) as raised:
             apply.apply(Config(mode="apply", images=ImageConfig(content=content_path),
@@ -151,7 +161,8 @@ def test_an_onnx_stylizer_is_not_exported_again_nor_sent_to_a_gpu(tmp_path, cont
 
 
 def test_without_onnxruntime_an_onnx_model_is_one_line_naming_the_extra(monkeypatch, tmp_path, content_path,
-                                                                       onnx_path, capsys):
+                                                                       unread_onnx, capsys):
+    onnx_path = unread_onnx
     from tests.test_run import main_in_process
     monkeypatch.setitem(sys.modules, "onnxruntime", None)   # as if `pip install -e .` left the [onnx] extra out
     code = main_in_process("--mode=apply", f"--model={onnx_path}", f"--content={content_path}",

@@ -59,6 +59,7 @@ def test_apply_on_a_clip_writes_every_frame_and_flow_blend_lowers_the_flicker(tm
         assert np.abs(blended[i] - expected).max() < 2 / 255, i
 
 
+@pytest.mark.slow   # tf2onnx converts the network (several seconds)
 def test_a_stylizer_onnx_on_a_clip_gives_the_keras_frames(tmp_path, stylizer_path):
     from nst_tf.stylizer import export
     onnx_path = export.export(apply.load(stylizer_path), str(tmp_path), ("onnx",))[0]

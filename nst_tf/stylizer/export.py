@@ -8,24 +8,28 @@ style weights [B, S], and gives its image (tests/test_stylizer_export.py checks 
                           -> {"stylized": [B, H, W, 3]}
   stylizer.tflite         tf.lite.Interpreter: resize_tensor_input to the image's shape, then invoke
   stylizer.onnx           onnxruntime.InferenceSession(path).run(["stylized"], {"image": ..., "style_weights": ...});
-                          --mode=apply --model=stylizer.onnx runs it so (nst_tf.stylizer.onnx_model)
+                          tf2onnx's conversion of the serving function; --mode=apply --model=stylizer.onnx runs
+                          it so (nst_tf.stylizer.onnx_model)
 
 Each is written beside stylizer.keras, atomically (a stopped export leaves the previous one).
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 
 import keras
 import tensorflow as tf
 
+from nst_tf.errors import require
 from nst_tf.image_io import atomic_write
 from nst_tf.stylizer import network
 
 SAVED_MODEL = "stylizer_saved_model"
 TFLITE = "stylizer.tflite"
 ONNX = "stylizer.onnx"
+ONNX_OPSET = 17
 
 
 def serving_function(model: keras.Model) -> tf.types.experimental.GenericFunction:
@@ -68,10 +72,21 @@ def save_tflite(model: keras.Model, folder: str) -> str:
     return path
 
 
+def onnx_bytes(model: keras.Model) -> bytes:
+    """The serving function (`serving_function`) converted to ONNX by tf2onnx (the [onnx] extra), the graph
+    named as the model (its style names)."""
+    require("tf2onnx", "onnx", "--export=onnx")
+    import tf2onnx
+    logging.getLogger("tf2onnx").setLevel(logging.WARNING)   # its conversion log is not the user's business
+    serve = serving_function(model)
+    proto, _ = tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=ONNX_OPSET)
+    proto.graph.name = model.name
+    return proto.SerializeToString()
+
+
 def save_onnx(model: keras.Model, folder: str) -> str:
-    from nst_tf.stylizer import onnx_model
     path = os.path.join(folder, ONNX)
-    content = onnx_model.onnx_bytes(model)
+    content = onnx_bytes(model)
     atomic_write(path, lambda f: f.write(content))
     return path
 
