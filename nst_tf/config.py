@@ -20,7 +20,7 @@ from nst_tf import registry
 from nst_tf.errors import UserError
 
 MODES = ("transfer", "content", "texture", "train", "apply")
-EXPORTS = ("saved_model", "tflite")   # nst_tf.stylizer.export
+EXPORTS = ("saved_model", "tflite", "onnx")   # nst_tf.stylizer.export
 BACKBONES = registry.NAMES
 FEATURE_TRANSFORMS = ("auto", "none", "softmax")
 PRESERVE_COLORS = ("none", "luminance", "swap", "histogram")   # nst_tf.color
@@ -314,10 +314,11 @@ class StylizerConfig:
                                 "residual blocks, half of it in the last upsampling; 1.7x faster at 512 px, and "
                                 "preferred blind at equal training) or johnson (Johnson et al.'s: 2x and 4x down, "
                                 "4x in the blocks); docs/realtime.md.", STYLIZER_ARCHS)
-    model: Optional[str] = option(None, "--mode=apply: the trained stylizer, e.g. outputs/<run>/stylizer.keras.")
+    model: Optional[str] = option(None, "--mode=apply: the trained stylizer, e.g. outputs/<run>/stylizer.keras, or "
+                                  "its stylizer.onnx (--export=onnx), which runs on onnxruntime.")
     export: tuple[str, ...] = option((), "Write the stylizer also as saved_model (a TensorFlow SavedModel with a "
-                                     "serving signature) and/or tflite, next to stylizer.keras: after --mode=train, "
-                                     "or with --mode=apply --model=... .")
+                                     "serving signature), tflite and/or onnx, next to stylizer.keras: after "
+                                     "--mode=train, or with --mode=apply --model=... .")
 
 
 @dataclass(frozen=True)
@@ -642,12 +643,22 @@ def _check_tiling(config: Config) -> None:
         raise UserError(f"--tile_size needs {blocked}.")
 
 
+def is_onnx(model_path: str) -> bool:
+    """Whether --model names an ONNX stylizer (--export=onnx), which --mode=apply runs on onnxruntime."""
+    return model_path.lower().endswith(".onnx")
+
+
 def _check_stylizer(config: Config) -> None:
     st = config.stylizer
     for name in st.export:
         _choice("export", name, EXPORTS)
     if st.export and not config.feed_forward:
         raise UserError("--export writes a trained stylizer: use it with --mode=train, or --mode=apply --model=PATH.")
+    if st.export and st.model and is_onnx(st.model):
+        raise UserError(f"--export converts a Keras stylizer (stylizer.keras); --model={st.model} is already ONNX.")
+    if st.model and is_onnx(st.model) and config.optim.device.lower() not in ("auto", "cpu"):
+        raise UserError(f"--model={st.model} runs on onnxruntime's CPU provider; --device={config.optim.device} "
+                        "runs a stylizer.keras.")
     if config.mode == "apply" and not st.model:
         raise UserError("--mode=apply needs --model=PATH, a stylizer trained with --mode=train (its stylizer.keras).")
     if st.model and config.mode != "apply":

@@ -63,11 +63,13 @@ def check_image_path(path: str) -> None:
 
 
 def check_model_path(path: str) -> None:
-    """Raises UserError unless `path` is a non-empty .keras file (--model, checked before TensorFlow loads)."""
+    """Raises UserError unless `path` is a non-empty .keras or .onnx file (--model, checked before TensorFlow
+    loads)."""
     if not os.path.isfile(path):
         raise UserError(f"stylizer not found: {path!r}; name the stylizer.keras of a --mode=train run folder.")
-    if not path.endswith(".keras") or os.path.getsize(path) == 0:
-        raise UserError(f"{path!r} is not a stylizer file (stylizer.keras, written by --mode=train).")
+    if not (path.endswith(".keras") or path.lower().endswith(".onnx")) or os.path.getsize(path) == 0:
+        raise UserError(f"{path!r} is not a stylizer file (stylizer.keras, written by --mode=train, or its "
+                        "stylizer.onnx, written by --export=onnx).")
 
 
 def load_image(path: str) -> np.ndarray:

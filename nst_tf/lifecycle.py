@@ -30,7 +30,7 @@ import traceback
 from typing import Callable
 
 from nst_tf import rundir
-from nst_tf.config import Config, field_sections, get_field, validate, with_field
+from nst_tf.config import Config, field_sections, get_field, is_onnx, validate, with_field
 from nst_tf.errors import Diverged, Interrupted, OutOfMemory, UserError, request_stop, require
 from nst_tf.inputs import photo_files
 
@@ -97,6 +97,10 @@ def check_options(config: Config) -> list[str]:
     given (empty if none)."""
     if config.cluster:   # an optional part: fail before anything loads
         require("ray", "cluster", f"--cluster={config.cluster}")
+    if "onnx" in config.stylizer.export:
+        require("tf2onnx", "onnx", "--export=onnx")
+    if config.stylizer.model and is_onnx(config.stylizer.model):
+        require("onnxruntime", "onnx", f"--model={config.stylizer.model}")
     row, default = NOT_READ.get(config.mode, {}), Config()
     unread = []
     for name, instead in row.items():

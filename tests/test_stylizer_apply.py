@@ -1,7 +1,8 @@
 """Applying a stylizer (nst_tf/stylizer/apply.py, --mode=apply, nst_tf.apply_stylizer): one image, a
-folder, colours, blends, and the one-line errors for bad models and flags."""
+folder, colours, blends, a stylizer.onnx on onnxruntime, and the one-line errors for bad models and flags."""
 import json
 import os
+import sys
 
 import keras
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 import nst_tf
 from nst_tf import color, image_io
-from nst_tf.config import Config, ImageConfig, OutputConfig, StylizerConfig
+from nst_tf.config import Config, ImageConfig, OptimConfig, OutputConfig, StylizerConfig
 from nst_tf.errors import UserError
 from nst_tf.stylizer import apply, network
 from tests.conftest import smooth_image, write_png
@@ -108,3 +109,64 @@ def test_apply_with_export_and_no_content_writes_the_export_only(tmp_path, model
                            "--run_name=exported") == 0
     assert {"stylizer_saved_model", "run.flags"} <= set(os.listdir(out / "exported"))
     assert not os.path.exists(out / "exported" / "result.png")
+
+
+@pytest.fixture(scope="module")
+def onnx_path(model_path):
+    from nst_tf.stylizer import export
+    return export.export(apply.load(model_path), os.path.dirname(model_path), ("onnx",))[0]
+
+
+@pytest.fixture
+def unread_onnx(tmp_path):
+    """A file named .onnx that is never loaded: the refusals below come before the model is read."""
+    path = tmp_path / "stylizer.onnx"
+    path.write_bytes(b"never read")
+    return str(path)
+
+
+@pytest.mark.slow   # tf2onnx converts the network (several seconds)
+def test_a_stylizer_onnx_writes_the_keras_models_image(tmp_path, content_path, model_path, onnx_path):
+    said = []
+    runs = {name: apply.apply(config(tmp_path / name, content_path, path, style_blend_weights=(1.0, 1.0)),
+                              say=said.append)
+            for name, path in (("keras", model_path), ("onnx", onnx_path))}
+    keras_image, onnx_image = (image_io.load_image(os.path.join(runs[n], "result.png")) for n in ("keras", "onnx"))
+    assert onnx_image.shape == (33, 40, 3)
+    np.testing.assert_allclose(onnx_image, keras_image, atol=1 / 255 + 1e-6)   # 8-bit rounding of two close images
+    assert np.mean(onnx_image != keras_image) < 0.01
+    summary = json.load(open(os.path.join(runs["onnx"], "summary.json")))
+    assert summary["device"] == "onnxruntime:CPU" and summary["details"]["style_weights"] == [0.5, 0.5]
+    photo = image_io.load_resized(content_path, 40)   # the styles the ONNX graph holds, blended as Keras blends them
+    onnx_model, keras_model = apply.load(onnx_path), apply.load(model_path)
+    assert apply.style_names(onnx_model) == ("one", "two")
+    for weights in ((1.0, 0.0), (0.0, 1.0), (0.2, 0.8)):
+        # 1e-4, not 1e-5: style two's scales of 3 in all 15 normalizations amplify the float32 rounding of two
+        # ways of computing the variance (up to 3e-5 seen); a wrong graph is off by 1e-2 or more
+        np.testing.assert_allclose(apply.Stylizer(onnx_model, weights)(photo),
+                                   apply.Stylizer(keras_model, weights)(photo), atol=1e-4)
+
+
+def test_an_onnx_stylizer_is_not_exported_again_nor_sent_to_a_gpu(tmp_path, content_path, unread_onnx):
+    onnx_path = unread_onnx
+    def refused(**sections):
+        with pytest.raises(UserError) as raised:
+            apply.apply(Config(mode="apply", images=ImageConfig(content=content_path),
+                               output=OutputConfig(output_dir=str(tmp_path)), **sections), say=lambda *a: None)
+        return str(raised.value)
+    assert "already ONNX" in refused(stylizer=StylizerConfig(model=onnx_path, export=("tflite",)))
+    assert "onnxruntime's CPU provider" in refused(stylizer=StylizerConfig(model=onnx_path),
+                                                   optim=OptimConfig(device="gpu"))
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_without_onnxruntime_an_onnx_model_is_one_line_naming_the_extra(monkeypatch, tmp_path, content_path,
+                                                                       unread_onnx, capsys):
+    onnx_path = unread_onnx
+    from tests.test_run import main_in_process
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)   # as if `pip install -e .` left the [onnx] extra out
+    code = main_in_process("--mode=apply", f"--model={onnx_path}", f"--content={content_path}",
+                           f"--output_dir={tmp_path}")
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip() == (f'error: --model={onnx_path} needs onnxruntime, which is not installed: '
+                                         'pip install "nst_tf[onnx]" (or pip install -e ".[onnx]" in a checkout).')

@@ -57,3 +57,17 @@ def test_apply_on_a_clip_writes_every_frame_and_flow_blend_lowers_the_flicker(tm
         c = 0.5 * motion.weights[0][..., None]
         expected = (1 - c) * alone[i] + c * flow.warp(blended[i - 1], motion.flows[0])
         assert np.abs(blended[i] - expected).max() < 2 / 255, i
+
+
+@pytest.mark.slow   # tf2onnx converts the network (several seconds)
+def test_a_stylizer_onnx_on_a_clip_gives_the_keras_frames(tmp_path, stylizer_path):
+    from nst_tf.stylizer import export
+    onnx_path = export.export(apply.load(stylizer_path), str(tmp_path), ("onnx",))[0]
+    source = str(tmp_path / "pan.mp4")
+    write_video(source, pan(3, 48, 64, step=2), fps=10)
+    runs = {name: lifecycle.run(apply_config(source, path, str(tmp_path / name)), show_progress=False, say=None)
+            for name, path in (("keras", stylizer_path), ("onnx", onnx_path))}
+    assert rundir.read_summary(runs["onnx"])["details"]["device"] == "onnxruntime:CPU"
+    for i in range(3):   # the same network on two runtimes: equal but for 8-bit rounding
+        frames = [image_io.load_image(frame_path(runs[name], i)) for name in ("keras", "onnx")]
+        assert np.abs(frames[0] - frames[1]).max() <= 1 / 255 + 1e-6, i

@@ -1,7 +1,8 @@
 """Applying a trained stylizer: photos in, stylized photos out, one forward pass each (--mode=apply).
 
-`load(path)` reads a stylizer.keras (a UserError in one line for anything that is not one); `Stylizer`
-runs it on images [H, W, 3] in [0, 1] with the style weights mixing its styles; `work` (--mode=apply) stylizes
+`load(path)` reads a stylizer.keras, or a stylizer.onnx (--export=onnx) to run on onnxruntime (a UserError in
+one line for anything that is not one); `Stylizer` runs either on images [H, W, 3] in [0, 1] with the style
+weights mixing its styles; `work` (--mode=apply) stylizes
 --content (an image, a folder or a pattern) at --max_size into a run folder: result.png for one image,
 results/<name>.png for several, with --preserve_colors=luminance or swap applied after, run.flags and a
 summary.json whose details hold the milliseconds per image.
@@ -17,16 +18,20 @@ import numpy as np
 import tensorflow as tf
 
 from nst_tf import color, image_io, lifecycle
-from nst_tf.config import Config, validate
+from nst_tf.config import Config, is_onnx, validate
 from nst_tf.errors import UserError, stop_if_requested
 from nst_tf.inputs import photo_files
 from nst_tf.plan import pick_device
 from nst_tf.stylizer import network
+from nst_tf.stylizer.onnx_model import OnnxStylizer
 
 
-def load(path: str) -> keras.Model:
-    """The stylizer saved at `path` (a .keras file written by --mode=train)."""
+def load(path: str) -> keras.Model | OnnxStylizer:
+    """The stylizer saved at `path`: a .keras file written by --mode=train (a Keras model), or a .onnx file
+    written by --export=onnx (an OnnxStylizer, run on onnxruntime)."""
     image_io.check_model_path(path)
+    if is_onnx(path):
+        return OnnxStylizer(path)
     if not zipfile.is_zipfile(path):
         raise UserError(f"{path!r} is not a Keras model file (.keras); name the stylizer.keras of a --mode=train run.")
     try:
@@ -40,21 +45,34 @@ def load(path: str) -> keras.Model:
     return model
 
 
-class Stylizer:
-    """A loaded stylizer with its style weights: `stylizer(image [H, W, 3]) -> [H, W, 3]`, compiled once
-    per image size."""
+def style_names(model: keras.Model | OnnxStylizer) -> tuple[str, ...]:
+    """The style names a loaded stylizer holds (network.style_names_of), of a Keras model or an ONNX one."""
+    if isinstance(model, OnnxStylizer):
+        return network.style_names_in(model.name, model.num_styles)
+    return network.style_names_of(model)
 
-    def __init__(self, model: keras.Model, style_weights: tuple[float, ...] = ()):
+
+class Stylizer:
+    """A loaded stylizer with its style weights: `stylizer(image [H, W, 3]) -> [H, W, 3]`; a Keras model
+    compiled once per image size, an ONNX one run on onnxruntime."""
+
+    def __init__(self, model: keras.Model | OnnxStylizer, style_weights: tuple[float, ...] = ()):
         self.model = model
-        count = network.num_styles(model)
+        names = style_names(model)
+        count = len(names)
         if style_weights and len(style_weights) != count:
             raise UserError(f"--style_blend_weights has {len(style_weights)} values but the stylizer holds {count} "
-                            f"style{'s' * (count > 1)} ({', '.join(network.style_names_of(model))}): give one per style.")
+                            f"style{'s' * (count > 1)} ({', '.join(names)}): give one per style.")
         weights = np.asarray(style_weights or (1.0,) + (0.0,) * (count - 1), np.float32)
         self.style_weights = tf.constant((weights / weights.sum())[None])
-        self._forward = tf.function(lambda x, w: model([x, w], training=False), reduce_retracing=True)
+        if isinstance(model, OnnxStylizer):
+            self._forward = None
+        else:
+            self._forward = tf.function(lambda x, w: model([x, w], training=False), reduce_retracing=True)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
+        if self._forward is None:
+            return self.model(image[None], self.style_weights.numpy())[0]
         return self._forward(tf.constant(image[None], tf.float32), self.style_weights)[0].numpy()
 
 
@@ -62,10 +80,11 @@ def work(run: lifecycle.Run) -> None:
     """--mode=apply: stylizes --content (an image, a folder or a pattern) with --model in a new run folder."""
     config, say = validate(run.config), run.say
     im, st = config.images, config.stylizer
-    device = pick_device(config.optim.device)
-    with tf.device(device):
+    onnx = is_onnx(st.model)
+    device = "onnxruntime:CPU" if onnx else pick_device(config.optim.device)
+    with tf.device(None if onnx else device):
         model = load(st.model)
-        names = network.style_names_of(model)
+        names = style_names(model)
         given = im.style_blend_weights
         if not given and len(names) > 1:
             say(f"the stylizer holds {len(names)} styles ({', '.join(names)}); using {names[0]} "

@@ -1,27 +1,35 @@
-"""Exporting a stylizer for the places it is used: a TensorFlow SavedModel and a TFLite file (--export).
+"""Exporting a stylizer for the places it is used: a TensorFlow SavedModel, a TFLite file and an ONNX file
+(--export).
 
-Both take what the Keras model takes, an image batch [B, H, W, 3] float32 in [0, 1] of any size and the
-style weights [B, S], and give its image (tests/test_stylizer.py checks both against the Keras model):
+Each takes what the Keras model takes, an image batch [B, H, W, 3] float32 in [0, 1] of any size and the
+style weights [B, S], and gives its image (tests/test_stylizer_export.py checks each against the Keras model):
 
   stylizer_saved_model/   tf.saved_model.load(path).signatures["serving_default"](image=..., style_weights=...)
                           -> {"stylized": [B, H, W, 3]}
   stylizer.tflite         tf.lite.Interpreter: resize_tensor_input to the image's shape, then invoke
+  stylizer.onnx           onnxruntime.InferenceSession(path).run(["stylized"], {"image": ..., "style_weights": ...});
+                          tf2onnx's conversion of the serving function; --mode=apply --model=stylizer.onnx runs
+                          it so (nst_tf.stylizer.onnx_model)
 
 Each is written beside stylizer.keras, atomically (a stopped export leaves the previous one).
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 
 import keras
 import tensorflow as tf
 
+from nst_tf.errors import require
 from nst_tf.image_io import atomic_write
 from nst_tf.stylizer import network
 
 SAVED_MODEL = "stylizer_saved_model"
 TFLITE = "stylizer.tflite"
+ONNX = "stylizer.onnx"
+ONNX_OPSET = 17
 
 
 def serving_function(model: keras.Model) -> tf.types.experimental.GenericFunction:
@@ -64,9 +72,28 @@ def save_tflite(model: keras.Model, folder: str) -> str:
     return path
 
 
+def onnx_bytes(model: keras.Model) -> bytes:
+    """The serving function (`serving_function`) converted to ONNX by tf2onnx (the [onnx] extra), the graph
+    named as the model (its style names)."""
+    require("tf2onnx", "onnx", "--export=onnx")
+    import tf2onnx
+    logging.getLogger("tf2onnx").setLevel(logging.WARNING)   # its conversion log is not the user's business
+    serve = serving_function(model)
+    proto, _ = tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=ONNX_OPSET)
+    proto.graph.name = model.name
+    return proto.SerializeToString()
+
+
+def save_onnx(model: keras.Model, folder: str) -> str:
+    path = os.path.join(folder, ONNX)
+    content = onnx_bytes(model)
+    atomic_write(path, lambda f: f.write(content))
+    return path
+
+
 def export(model: keras.Model, folder: str, formats: tuple[str, ...]) -> list[str]:
-    """Writes each of `formats` (saved_model, tflite) into `folder`; returns the paths written."""
-    writers = {"saved_model": save_saved_model, "tflite": save_tflite}
+    """Writes each of `formats` (saved_model, tflite, onnx) into `folder`; returns the paths written."""
+    writers = {"saved_model": save_saved_model, "tflite": save_tflite, "onnx": save_onnx}
     return [writers[name](model, folder) for name in formats]
 
 

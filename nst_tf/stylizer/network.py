@@ -54,8 +54,10 @@ class PadToMultiple(keras.layers.Layer):
 
     def call(self, x):
         shape = tf.shape(x)
-        pad_h = (-shape[1]) % self.multiple
-        pad_w = (-shape[2]) % self.multiple
+        # (m - n % m) % m, not (-n) % m: tf2onnx turns the floor modulo of a negative number into a truncated
+        # one (a negative pad, which ONNX's Pad reads as a crop)
+        pad_h = (self.multiple - shape[1] % self.multiple) % self.multiple
+        pad_w = (self.multiple - shape[2] % self.multiple) % self.multiple
         out = tf.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="REFLECT")
         # the channels made known again, in the graph too (TFLite's convolutions need them)
         return tf.reshape(out, [shape[0], shape[1] + pad_h, shape[2] + pad_w, x.shape[-1]])
@@ -183,5 +185,11 @@ def num_styles(model: keras.Model) -> int:
 
 def style_names_of(model: keras.Model) -> tuple[str, ...]:
     """The style names kept in a stylizer's name at training, or style1, style2, ..."""
-    names = tuple(model.name.split("__")[1:]) if model.name.startswith("stylizer__") else ()
-    return names if len(names) == num_styles(model) else tuple(f"style{i + 1}" for i in range(num_styles(model)))
+    return style_names_in(model.name, num_styles(model))
+
+
+def style_names_in(name: str, count: int) -> tuple[str, ...]:
+    """The `count` style names kept in a stylizer's model name ("stylizer__a__b"; an exported ONNX graph
+    keeps it as its own name), or style1, style2, ..."""
+    names = tuple(name.split("__")[1:]) if name.startswith("stylizer__") else ()
+    return names if len(names) == count else tuple(f"style{i + 1}" for i in range(count))

@@ -16,11 +16,10 @@ import numpy as np
 import tensorflow as tf
 
 from nst_tf import color, image_io
-from nst_tf.config import Config
+from nst_tf.config import Config, is_onnx
 from nst_tf.errors import stop_if_requested
 from nst_tf.plan import pick_device
 from nst_tf.stylizer import apply as stylizer_apply
-from nst_tf.stylizer import network
 from nst_tf.video import clip_io, flow
 from nst_tf.video.transfer import FRAMES_DIR, frame_path
 
@@ -31,24 +30,29 @@ def stylize_clip(config: Config, clip: clip_io.Clip, run_dir: str, say=print, ba
     """Stylizes every frame of `clip` into `run_dir/frames/`; returns the summary's numbers."""
     from nst_tf import rundir
     im, blend = config.images, config.video.flow_blend
-    device = pick_device(config.optim.device)
+    onnx = is_onnx(config.stylizer.model)
+    device = "onnxruntime:CPU" if onnx else pick_device(config.optim.device)
     rundir.write_config(config, run_dir)
     size = image_io.fit_size(clip.height, clip.width, im.max_size)
     os.makedirs(os.path.join(run_dir, FRAMES_DIR), exist_ok=True)
-    with tf.device(device):
+    with tf.device(None if onnx else device):
         model = stylizer_apply.load(config.stylizer.model)
-        names = network.style_names_of(model)
+        names = stylizer_apply.style_names(model)
         weights = stylizer_apply.Stylizer(model, stylizer_apply.blend_weights_of(im.style_blend_weights)).style_weights
-        # XLA: every frame has one size, so its compile (about a second) is paid once or twice (the last, partial
-        # batch) and each pass is about a fifth faster (docs/realtime.md, "Speed")
-        forward = tf.function(lambda x, w: model([x, w], training=False), jit_compile=True)
+        if onnx:   # a stylizer.onnx on onnxruntime (numpy in and out)
+            forward = model
+        else:
+            # XLA: every frame has one size, so its compile (about a second) is paid once or twice (the last,
+            # partial batch) and each pass is about a fifth faster (docs/realtime.md, "Speed")
+            compiled = tf.function(lambda x, w: model([x, w], training=False), jit_compile=True)
+            forward = lambda x, w: compiled(tf.constant(x), tf.constant(w)).numpy()   # noqa: E731
         seconds, previous, previous_content, index = [], None, None, 0
         pending = []
 
         def run_batch(frames):
             nonlocal previous, previous_content, index
             start = time.perf_counter()
-            outputs = forward(tf.constant(np.stack(frames)), tf.repeat(weights, len(frames), axis=0)).numpy()
+            outputs = forward(np.stack(frames), np.repeat(weights.numpy(), len(frames), axis=0))
             seconds.append((time.perf_counter() - start) / len(frames))
             for content, out in zip(frames, outputs):
                 out = color.final_image(im.preserve_colors, np.clip(out, 0, 1), content)
