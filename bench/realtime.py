@@ -144,7 +144,7 @@ def main(argv):
             start = time.perf_counter()
             stylizer(photo)
             keras_ms.append(1000 * (time.perf_counter() - start))
-        weights = stylizer.style_weights.numpy()
+        weights = stylizer.style_weights
         export.run_tflite(tflite, photo[None], weights)
         lite_ms = []
         for _ in range(FLAGS.repeats):   # includes building the interpreter for the size, as an app would once

@@ -64,16 +64,15 @@ class Stylizer:
             raise UserError(f"--style_blend_weights has {len(style_weights)} values but the stylizer holds {count} "
                             f"style{'s' * (count > 1)} ({', '.join(names)}): give one per style.")
         weights = np.asarray(style_weights or (1.0,) + (0.0,) * (count - 1), np.float32)
-        self.style_weights = tf.constant((weights / weights.sum())[None])
-        if isinstance(model, OnnxStylizer):
-            self._forward = None
+        self.style_weights = (weights / weights.sum())[None]   # [1, S]
+        if isinstance(model, OnnxStylizer):   # numpy in and out, as the compiled Keras forward below
+            self._forward = model
         else:
-            self._forward = tf.function(lambda x, w: model([x, w], training=False), reduce_retracing=True)
+            compiled = tf.function(lambda x, w: model([x, w], training=False), reduce_retracing=True)
+            self._forward = lambda x, w: compiled(tf.constant(x), tf.constant(w)).numpy()   # noqa: E731
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        if self._forward is None:
-            return self.model(image[None], self.style_weights.numpy())[0]
-        return self._forward(tf.constant(image[None], tf.float32), self.style_weights)[0].numpy()
+        return self._forward(np.asarray(image[None], np.float32), self.style_weights)[0]
 
 
 def work(run: lifecycle.Run) -> None:
@@ -92,7 +91,7 @@ def work(run: lifecycle.Run) -> None:
         stylizer = Stylizer(model, tuple(blend_weights_of(given)))
         run_dir = run.open(config)
         run.record(device=device, details={"model": st.model, "images": 0, "skipped": [],
-                                           "style_weights": stylizer.style_weights.numpy()[0].tolist()})
+                                           "style_weights": stylizer.style_weights[0].tolist()})
         if st.export:
             from nst_tf.stylizer import export
             for path in export.export(model, run_dir, st.export):

@@ -52,7 +52,7 @@ def stylize_clip(config: Config, clip: clip_io.Clip, run_dir: str, say=print, ba
         def run_batch(frames):
             nonlocal previous, previous_content, index
             start = time.perf_counter()
-            outputs = forward(np.stack(frames), np.repeat(weights.numpy(), len(frames), axis=0))
+            outputs = forward(np.stack(frames), np.repeat(weights, len(frames), axis=0))
             seconds.append((time.perf_counter() - start) / len(frames))
             for content, out in zip(frames, outputs):
                 out = color.final_image(im.preserve_colors, np.clip(out, 0, 1), content)
