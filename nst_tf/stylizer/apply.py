@@ -53,10 +53,12 @@ def style_names(model: keras.Model | OnnxStylizer) -> tuple[str, ...]:
 
 
 class Stylizer:
-    """A loaded stylizer with its style weights: `stylizer(image [H, W, 3]) -> [H, W, 3]`; a Keras model
-    compiled once per image size, an ONNX one run on onnxruntime."""
+    """A loaded stylizer with its style weights: `stylizer(image [H, W, 3]) -> [H, W, 3]` and
+    `stylizer.batch(images [B, H, W, 3])`; a Keras model compiled once per image size (with XLA when
+    `jit_compile`: a clip, whose frames share one size), an ONNX one run on onnxruntime."""
 
-    def __init__(self, model: keras.Model | OnnxStylizer, style_weights: tuple[float, ...] = ()):
+    def __init__(self, model: keras.Model | OnnxStylizer, style_weights: tuple[float, ...] = (),
+                 jit_compile: bool = False):
         self.model = model
         names = style_names(model)
         count = len(names)
@@ -68,11 +70,17 @@ class Stylizer:
         if isinstance(model, OnnxStylizer):   # numpy in and out, as the compiled Keras forward below
             self._forward = model
         else:
-            compiled = tf.function(lambda x, w: model([x, w], training=False), reduce_retracing=True)
+            compiled = tf.function(lambda x, w: model([x, w], training=False), reduce_retracing=not jit_compile,
+                                   jit_compile=jit_compile)
             self._forward = lambda x, w: compiled(tf.constant(x), tf.constant(w)).numpy()   # noqa: E731
 
+    def batch(self, images: np.ndarray) -> np.ndarray:
+        """[B, H, W, 3] -> [B, H, W, 3], every image with the style weights."""
+        images = np.asarray(images, np.float32)
+        return self._forward(images, np.repeat(self.style_weights, len(images), axis=0))
+
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        return self._forward(np.asarray(image[None], np.float32), self.style_weights)[0]
+        return self.batch(image[None])[0]
 
 
 def work(run: lifecycle.Run) -> None:

@@ -38,21 +38,17 @@ def stylize_clip(config: Config, clip: clip_io.Clip, run_dir: str, say=print, ba
     with tf.device(None if onnx else device):
         model = stylizer_apply.load(config.stylizer.model)
         names = stylizer_apply.style_names(model)
-        weights = stylizer_apply.Stylizer(model, stylizer_apply.blend_weights_of(im.style_blend_weights)).style_weights
-        if onnx:   # a stylizer.onnx on onnxruntime (numpy in and out)
-            forward = model
-        else:
-            # XLA: every frame has one size, so its compile (about a second) is paid once or twice (the last,
-            # partial batch) and each pass is about a fifth faster (docs/realtime.md, "Speed")
-            compiled = tf.function(lambda x, w: model([x, w], training=False), jit_compile=True)
-            forward = lambda x, w: compiled(tf.constant(x), tf.constant(w)).numpy()   # noqa: E731
+        # XLA for a Keras stylizer: every frame has one size, so its compile (about a second) is paid once or
+        # twice (the last, partial batch) and each pass is about a fifth faster (docs/realtime.md, "Speed")
+        stylizer = stylizer_apply.Stylizer(model, stylizer_apply.blend_weights_of(im.style_blend_weights),
+                                           jit_compile=True)
         seconds, previous, previous_content, index = [], None, None, 0
         pending = []
 
         def run_batch(frames):
             nonlocal previous, previous_content, index
             start = time.perf_counter()
-            outputs = forward(np.stack(frames), np.repeat(weights, len(frames), axis=0))
+            outputs = stylizer.batch(np.stack(frames))
             seconds.append((time.perf_counter() - start) / len(frames))
             for content, out in zip(frames, outputs):
                 out = color.final_image(im.preserve_colors, np.clip(out, 0, 1), content)
