@@ -6,7 +6,7 @@ A run writes `<output_dir>/<run_name>/`:
   run.flags         a flagfile that reproduces the run (`python run.py --flagfile=.../run.flags`)
   config.json       the resolved config, as JSON (run.flags holds the same; `nst_tf.resume` reads that)
   losses.csv        every named term at every logged step, with the wall time
-  losses.png        the loss curves (log scale)
+  losses.png        the loss curves (log scale), drawn when the run ends or stops
   events.out.tfevents.*  TensorBoard scalars and images
   summary.json      how the run ended, in one schema for every mode (`summary`): status, mode, steps,
                     wall time, device, versions, final terms, the mode's details

@@ -113,20 +113,22 @@ class RunLogger:
         return bool(period) and 0 < step < self.num_steps and step // period > self.last_snapshot // period
 
     def snapshot(self, step: int, image: np.ndarray) -> None:
-        """Writes snapshots/step_NNNNN.png, a TensorBoard image, and the CSV and plot so far."""
+        """Writes snapshots/step_NNNNN.png, a TensorBoard image, and the CSV so far (the plot is drawn when the
+        run ends or stops, `close`: drawing it takes about half a second, more than a small step)."""
         os.makedirs(os.path.join(self.run_dir, "snapshots"), exist_ok=True)
         save_image(image, os.path.join(self.run_dir, "snapshots", f"step_{step:05d}.png"))
         with self.writer.as_default():
             tf.summary.image("image/2_result", image[None], step=step)
-        self.write_tables()
+        self.write_tables(plot=False)
 
-    def write_tables(self) -> None:
-        """losses.csv and losses.png from the rows so far, each written atomically."""
+    def write_tables(self, plot: bool = True) -> None:
+        """losses.csv and (with `plot`) losses.png from the rows so far, each written atomically."""
         self.writer.flush()
         if not self.rows:
             return
         write_csv(os.path.join(self.run_dir, "losses.csv"), self.rows, ["step", "wall_s", *self.term_names])
-        plot_losses(self.rows, self.term_names, os.path.join(self.run_dir, "losses.png"))
+        if plot:
+            plot_losses(self.rows, self.term_names, os.path.join(self.run_dir, "losses.png"))
 
     def close(self, final_image: np.ndarray | None = None) -> None:
         self.bar.close()   # first: an error while writing the tables then comes after the bar, not before it
@@ -166,7 +168,10 @@ def plot_losses(rows: list[dict], term_names: list[str], path: str) -> None:
 def plot_curves(path: str, panels: list[tuple[str, dict[str, list[tuple[int, float]]]]],
                 ylabel: str = "") -> None:
     """PNG of one or more panels side by side, each (title, {label: [(step, value)]}) on a log scale."""
-    fig = Figure(figsize=(6 * len(panels) + 2 * (len(panels) == 1), 4.5))
+    width = 6 * len(panels) + 2 * (len(panels) == 1)
+    fig = Figure(figsize=(width, 4.5))
+    # fixed margins (room for log-scale tick labels and the titles): tight_layout drew the figure twice
+    fig.subplots_adjust(left=0.9 / width, right=1 - 0.2 / width, bottom=0.12, top=0.92, wspace=0.25)
     axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (title, series) in zip(axes[0], panels):
         for name, points in series.items():
@@ -178,7 +183,6 @@ def plot_curves(path: str, panels: list[tuple[str, dict[str, list[tuple[int, flo
         ax.grid(True, which="both", alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=7 if len(series) > 6 else 8)
-    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     atomic_write(path, lambda f: f.write(buf.getvalue()))
