@@ -54,11 +54,10 @@ def style_names(model: keras.Model | OnnxStylizer) -> tuple[str, ...]:
 
 class Stylizer:
     """A loaded stylizer with its style weights: `stylizer(image [H, W, 3]) -> [H, W, 3]` and
-    `stylizer.batch(images [B, H, W, 3])`; a Keras model compiled once per image size (with XLA when
-    `jit_compile`: a clip, whose frames share one size), an ONNX one run on onnxruntime."""
+    `stylizer.batch(images [B, H, W, 3])`; a Keras model under `tf.function` (without XLA, which was 1.3x
+    slower on a quiet CPU, docs/realtime.md), an ONNX one run on onnxruntime."""
 
-    def __init__(self, model: keras.Model | OnnxStylizer, style_weights: tuple[float, ...] = (),
-                 jit_compile: bool = False):
+    def __init__(self, model: keras.Model | OnnxStylizer, style_weights: tuple[float, ...] = ()):
         self.model = model
         names = style_names(model)
         count = len(names)
@@ -70,8 +69,7 @@ class Stylizer:
         if isinstance(model, OnnxStylizer):   # numpy in and out, as the compiled Keras forward below
             self._forward = model
         else:
-            compiled = tf.function(lambda x, w: model([x, w], training=False), reduce_retracing=not jit_compile,
-                                   jit_compile=jit_compile)
+            compiled = tf.function(lambda x, w: model([x, w], training=False), reduce_retracing=True)
             self._forward = lambda x, w: compiled(tf.constant(x), tf.constant(w)).numpy()   # noqa: E731
 
     def batch(self, images: np.ndarray) -> np.ndarray:

@@ -38,10 +38,7 @@ def stylize_clip(config: Config, clip: clip_io.Clip, run_dir: str, say=print, ba
     with tf.device(None if onnx else device):
         model = stylizer_apply.load(config.stylizer.model)
         names = stylizer_apply.style_names(model)
-        # XLA for a Keras stylizer: every frame has one size, so its compile (about a second) is paid once or
-        # twice (the last, partial batch) and each pass is about a fifth faster (docs/realtime.md, "Speed")
-        stylizer = stylizer_apply.Stylizer(model, stylizer_apply.blend_weights_of(im.style_blend_weights),
-                                           jit_compile=True)
+        stylizer = stylizer_apply.Stylizer(model, stylizer_apply.blend_weights_of(im.style_blend_weights))
         seconds, previous, previous_content, index = [], None, None, 0
         pending = []
 
