@@ -59,7 +59,7 @@ class Stylizer:
 
     def __init__(self, model: keras.Model | OnnxStylizer, style_weights: tuple[float, ...] = ()):
         self.model = model
-        names = style_names(model)
+        self.names = names = style_names(model)
         count = len(names)
         if style_weights and len(style_weights) != count:
             raise UserError(f"--style_blend_weights has {len(style_weights)} values but the stylizer holds {count} "
@@ -88,19 +88,18 @@ def work(run: lifecycle.Run) -> None:
     onnx = is_onnx(st.model)
     device = "onnxruntime:CPU" if onnx else pick_device(config.optim.device)
     with tf.device(None if onnx else device):
-        model = load(st.model)
-        names = style_names(model)
         given = im.style_blend_weights
+        stylizer = Stylizer(load(st.model), tuple(blend_weights_of(given)))
+        names = stylizer.names
         if not given and len(names) > 1:
             say(f"the stylizer holds {len(names)} styles ({', '.join(names)}); using {names[0]} "
                 "(--style_blend_weights mixes them)")
-        stylizer = Stylizer(model, tuple(blend_weights_of(given)))
         run_dir = run.open(config)
         run.record(device=device, details={"model": st.model, "images": 0, "skipped": [],
                                            "style_weights": stylizer.style_weights[0].tolist()})
         if st.export:
             from nst_tf.stylizer import export
-            for path in export.export(model, run_dir, st.export):
+            for path in export.export(stylizer.model, run_dir, st.export):
                 say(f"exported: {path}")
         if not im.content:
             return

@@ -36,9 +36,9 @@ def stylize_clip(config: Config, clip: clip_io.Clip, run_dir: str, say=print, ba
     size = image_io.fit_size(clip.height, clip.width, im.max_size)
     os.makedirs(os.path.join(run_dir, FRAMES_DIR), exist_ok=True)
     with tf.device(None if onnx else device):
-        model = stylizer_apply.load(config.stylizer.model)
-        names = stylizer_apply.style_names(model)
-        stylizer = stylizer_apply.Stylizer(model, stylizer_apply.blend_weights_of(im.style_blend_weights))
+        stylizer = stylizer_apply.Stylizer(stylizer_apply.load(config.stylizer.model),
+                                           stylizer_apply.blend_weights_of(im.style_blend_weights))
+        names = stylizer.names
         seconds, previous, previous_content, index = [], None, None, 0
         pending = []
 
