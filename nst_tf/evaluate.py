@@ -70,6 +70,11 @@ class Loss:
     def whole_graph(self) -> bool:
         return self.evaluator.whole_graph
 
+    @property
+    def step(self) -> tf.Variable | None:
+        """The step that draws the sliced term's directions (the optimizer sets it), or None (`Objective.step`)."""
+        return self.objective.step
+
     def __call__(self, images: tf.Tensor, weights: Weights) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         return self.evaluator.evaluate(self.objective, images, weights)
 

@@ -91,7 +91,7 @@ def run_adam(loss: Loss, images: tf.Variable, weights: Weights, num_steps: int,
     those of the raw iterate.
     """
     step = make_adam_step(loss, optimizer, jit_compile, average, gradient_blur)
-    seed = getattr(getattr(loss, "objective", None), "step", None)
+    seed = loss.step
     for i in range(int(optimizer.iterations), num_steps):
         if seed is not None:
             seed.assign(i)   # draws the sliced term's directions for this step

@@ -142,13 +142,14 @@ def with_seed_and_backbone(config: Config, say=print) -> Config:
     return config
 
 
-def resolve(config: Config, say=print) -> Config:
+def resolve(config: Config, say=print, clip: bool = False) -> Config:
     """The config made concrete: seed and backbone (`with_seed_and_backbone`), the mode's loss defaults
     (`config.with_loss_defaults`), the backbone's defaults filled in (layers, feature transform, style
-    weight), layer names in our spelling (an unknown name is a UserError)."""
+    weight, `auto_style_loss`), layer names in our spelling (an unknown name is a UserError). `clip`: the
+    config optimizes the frames of a clip (nst_tf.video.transfer)."""
     config = with_seed_and_backbone(config, say)
     if config.loss.style_loss == "auto":
-        config = _with_style_loss(config, auto_style_loss(config))
+        config = _with_style_loss(config, auto_style_loss(config, clip))
     if config.loss.style_octaves is None and config.optim.tile_size:   # tiles asked for: not the default octaves
         say(TILES_WITHOUT_OCTAVES)
         config = _without_octaves(config)
@@ -188,13 +189,14 @@ def resolve(config: Config, say=print) -> Config:
         model, feature_transform=transform, precision=precision)))
 
 
-def auto_style_loss(config: Config) -> str:
+def auto_style_loss(config: Config, clip: bool = False) -> str:
     """What --style_loss=auto is: sliced (losses.sliced_loss) for an optimized still image (--mode=transfer or
     texture) of a VGG's plain features, where blind judges preferred it to the Gram matrices (docs/quality.md);
     gram where the sliced term cannot go (tiles, masks, --regions) or was not measured (--mode=train and
     content, --strength and --normalize_terms, --preserve_colors=luminance, resnet50, the softmax transform,
     --normalize_features, --normalize_gradients, and L-BFGS, whose line search compares values at nearby
-    images, which the term's fresh directions make noisy). Clips choose their own (nst_tf.video.transfer)."""
+    images, which the term's fresh directions make noisy; and the frames of a clip, whose temporal weight and
+    steps per frame were measured with Gram terms, docs/video.md)."""
     transform = config.model.feature_transform
     if transform == "auto":
         transform = registry.spec_of(config.model.backbone).feature_transform
@@ -204,7 +206,7 @@ def auto_style_loss(config: Config) -> str:
                 and config.images.preserve_colors != "luminance" and not config.model.normalize_features
                 and config.optim.optimizer == "adam" and not config.loss.normalize_gradients
                 and registry.spec_of(config.model.backbone).family == "vgg")
-    return "sliced" if whole_image and measured else "gram"
+    return "sliced" if whole_image and measured and not clip else "gram"
 
 
 def _with_style_loss(config: Config, style_loss: str) -> Config:

@@ -184,6 +184,7 @@ def test_iterate_average_by_hand_and_through_a_resume(objective):
 class _LinearLoss:
     """total = sum(c * x): its gradient is c whatever x is."""
     whole_graph = True
+    step = None   # nothing drawn per step
 
     def __init__(self, c):
         self.c = tf.constant(c, tf.float32)

@@ -34,13 +34,14 @@ def test_resolve_fills_in_the_backbones_defaults(backbone, transform, normalized
 
 
 def test_auto_style_loss_is_sliced_for_a_whole_still_image_and_gram_where_sliced_cannot_go_or_was_not_measured():
-    def style_loss(mode="transfer", backbone="vgg16_hed", images=(), loss=(), optim=()):
+    def style_loss(mode="transfer", backbone="vgg16_hed", images=(), loss=(), optim=(), clip=False):
         content = None if mode == "train" else "c.png"
         config = Config(mode=mode, images=ImageConfig(content=content, style="s.png", **dict(images)),
                         model=ModelConfig(backbone=backbone), loss=LossConfig(**dict(loss)),
                         optim=OptimConfig(**dict(optim)))
-        return plan.resolve(config, say=lambda *a: None).loss.style_loss
+        return plan.resolve(config, say=lambda *a: None, clip=clip).loss.style_loss
     assert style_loss() == "sliced" and style_loss("texture") == "sliced"
+    assert style_loss(clip=True) == "gram"
     assert style_loss(optim={"tile_size": 128}) == "gram"
     assert style_loss(images={"regions": "detail"}) == "gram"
     assert style_loss(images={"preserve_colors": "luminance"}) == "gram"

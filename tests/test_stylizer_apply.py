@@ -80,6 +80,17 @@ def test_blend_weights_must_match_the_styles(model_path):
         apply.Stylizer(apply.load(model_path), (1.0, 1.0, 1.0))
 
 
+def test_open_stylizer_names_the_style_it_uses_and_where_it_runs(tmp_path, content_path, model_path):
+    said = []
+    stylizer = apply.open_stylizer(config(tmp_path, content_path, model_path), say=said.append)
+    assert said == ["the stylizer holds 2 styles (one, two); using one (--style_blend_weights mixes them)"]
+    assert stylizer.device == "/device:CPU:0" and stylizer.style_weights.tolist() == [[1.0, 0.0]]
+    said = []
+    mixed = apply.open_stylizer(config(tmp_path, content_path, model_path, style_blend_weights=(1.0, 3.0)),
+                                say=said.append)
+    assert said == [] and mixed.style_weights.tolist() == [[0.25, 0.75]]
+
+
 def test_a_model_that_is_no_stylizer_is_refused_in_one_line(tmp_path):
     inputs = keras.Input((4,))
     path = str(tmp_path / "other.keras")

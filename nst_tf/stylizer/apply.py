@@ -55,10 +55,12 @@ def style_names(model: keras.Model | OnnxStylizer) -> tuple[str, ...]:
 class Stylizer:
     """A loaded stylizer with its style weights: `stylizer(image [H, W, 3]) -> [H, W, 3]` and
     `stylizer.batch(images [B, H, W, 3])`; a Keras model under `tf.function` (without XLA, which was 1.3x
-    slower on a quiet CPU, docs/realtime.md), an ONNX one run on onnxruntime."""
+    slower on a quiet CPU, docs/realtime.md) on `device` (a TensorFlow device name; None: TensorFlow's
+    choice), an ONNX one run on onnxruntime."""
 
-    def __init__(self, model: keras.Model | OnnxStylizer, style_weights: tuple[float, ...] = ()):
-        self.model = model
+    def __init__(self, model: keras.Model | OnnxStylizer, style_weights: tuple[float, ...] = (),
+                 device: str | None = None):
+        self.model, self.device = model, device
         self.names = names = style_names(model)
         count = len(names)
         if style_weights and len(style_weights) != count:
@@ -70,7 +72,11 @@ class Stylizer:
             self._forward = model
         else:
             compiled = tf.function(lambda x, w: model([x, w], training=False), reduce_retracing=True)
-            self._forward = lambda x, w: compiled(tf.constant(x), tf.constant(w)).numpy()   # noqa: E731
+
+            def forward(x, w):
+                with tf.device(device):
+                    return compiled(tf.constant(x), tf.constant(w)).numpy()
+            self._forward = forward
 
     def batch(self, images: np.ndarray) -> np.ndarray:
         """[B, H, W, 3] -> [B, H, W, 3], every image with the style weights."""
@@ -81,56 +87,66 @@ class Stylizer:
         return self.batch(image[None])[0]
 
 
+def open_stylizer(config: Config, say=print) -> Stylizer:
+    """--model with --style_blend_weights, loaded and run on --device (a .onnx file on onnxruntime's CPU); says
+    which style is used when the stylizer holds several and no weights mix them. `.device` names where it runs."""
+    model_path, given = config.stylizer.model, config.images.style_blend_weights
+    if is_onnx(model_path):
+        stylizer = Stylizer(load(model_path), blend_weights_of(given))
+        stylizer.device = "onnxruntime:CPU"
+    else:
+        device = pick_device(config.optim.device)
+        with tf.device(device):   # the weights are placed where the forward pass runs
+            stylizer = Stylizer(load(model_path), blend_weights_of(given), device)
+    names = stylizer.names
+    if not given and len(names) > 1:
+        say(f"the stylizer holds {len(names)} styles ({', '.join(names)}); using {names[0]} "
+            "(--style_blend_weights mixes them)")
+    return stylizer
+
+
 def work(run: lifecycle.Run) -> None:
     """--mode=apply: stylizes --content (an image, a folder or a pattern) with --model in a new run folder."""
     config, say = validate(run.config), run.say
     im, st = config.images, config.stylizer
-    onnx = is_onnx(st.model)
-    device = "onnxruntime:CPU" if onnx else pick_device(config.optim.device)
-    with tf.device(None if onnx else device):
-        given = im.style_blend_weights
-        stylizer = Stylizer(load(st.model), tuple(blend_weights_of(given)))
-        names = stylizer.names
-        if not given and len(names) > 1:
-            say(f"the stylizer holds {len(names)} styles ({', '.join(names)}); using {names[0]} "
-                "(--style_blend_weights mixes them)")
-        run_dir = run.open(config)
-        run.record(device=device, details={"model": st.model, "images": 0, "skipped": [],
-                                           "style_weights": stylizer.style_weights[0].tolist()})
-        if st.export:
-            from nst_tf.stylizer import export
-            for path in export.export(stylizer.model, run_dir, st.export):
-                say(f"exported: {path}")
-        if not im.content:
-            return
-        many = photo_files(im.content)
-        photos = many or (im.content,)
-        timings, failed = [], []
-        for path in photos:
-            stop_if_requested()
-            try:
-                photo = image_io.load_resized(path, im.max_size)
-            except UserError as e:
-                if many is None:
-                    raise
-                failed.append(path)
-                say(f"skipped: {e}")
-                continue
-            start = time.perf_counter()
-            result = stylizer(photo)
-            timings.append(time.perf_counter() - start)
-            result = color.final_image(im.preserve_colors, result, photo)
-            name = (os.path.join("results", os.path.splitext(os.path.basename(path))[0] + ".png") if many
-                    else "result.png")
-            os.makedirs(os.path.dirname(os.path.join(run_dir, name)), exist_ok=True)
-            image_io.save_image(result, os.path.join(run_dir, name))
-            run.record(steps=len(timings))
-        if not timings:
-            raise UserError(f"none of the {len(photos)} photos in {im.content!r} could be read.")
-        run.details.update(images=len(timings), skipped=failed,
-                           # the first image of each size includes compiling; the median is the steady state
-                           ms_per_image_median=round(1000 * float(np.median(timings)), 2),
-                           ms_first_image=round(1000 * timings[0], 2))
+    stylizer = open_stylizer(config, say)
+    run_dir = run.open(config)
+    run.record(device=stylizer.device, details={"model": st.model, "images": 0, "skipped": [],
+                                       "style_weights": stylizer.style_weights[0].tolist()})
+    if st.export:
+        from nst_tf.stylizer import export
+        for path in export.export(stylizer.model, run_dir, st.export):
+            say(f"exported: {path}")
+    if not im.content:
+        return
+    many = photo_files(im.content)
+    photos = many or (im.content,)
+    timings, failed = [], []
+    for path in photos:
+        stop_if_requested()
+        try:
+            photo = image_io.load_resized(path, im.max_size)
+        except UserError as e:
+            if many is None:
+                raise
+            failed.append(path)
+            say(f"skipped: {e}")
+            continue
+        start = time.perf_counter()
+        result = stylizer(photo)
+        timings.append(time.perf_counter() - start)
+        result = color.final_image(im.preserve_colors, result, photo)
+        name = (os.path.join("results", os.path.splitext(os.path.basename(path))[0] + ".png") if many
+                else "result.png")
+        os.makedirs(os.path.dirname(os.path.join(run_dir, name)), exist_ok=True)
+        image_io.save_image(result, os.path.join(run_dir, name))
+        run.record(steps=len(timings))
+    if not timings:
+        raise UserError(f"none of the {len(photos)} photos in {im.content!r} could be read.")
+    run.details.update(images=len(timings), skipped=failed,
+                       # the first image of each size includes compiling; the median is the steady state
+                       ms_per_image_median=round(1000 * float(np.median(timings)), 2),
+                       ms_first_image=round(1000 * timings[0], 2))
     where = os.path.join(run_dir, "results" if many else "result.png")
     say(f"result{'s' * bool(many)}: {where} ({len(timings)} image{'s' * (len(timings) > 1)}, "
         f"{1000 * float(np.median(timings)):.0f} ms each)")

@@ -13,12 +13,10 @@ import os
 import time
 
 import numpy as np
-import tensorflow as tf
 
 from nst_tf import color, image_io
-from nst_tf.config import Config, is_onnx
+from nst_tf.config import Config
 from nst_tf.errors import stop_if_requested
-from nst_tf.plan import pick_device
 from nst_tf.stylizer import apply as stylizer_apply
 from nst_tf.video import clip_io, flow
 from nst_tf.video.transfer import FRAMES_DIR, frame_path
@@ -30,44 +28,37 @@ def stylize_clip(config: Config, clip: clip_io.Clip, run_dir: str, say=print, ba
     """Stylizes every frame of `clip` into `run_dir/frames/`; returns the summary's numbers."""
     from nst_tf import rundir
     im, blend = config.images, config.video.flow_blend
-    onnx = is_onnx(config.stylizer.model)
-    device = "onnxruntime:CPU" if onnx else pick_device(config.optim.device)
+    stylizer = stylizer_apply.open_stylizer(config, say)
     rundir.write_config(config, run_dir)
     size = image_io.fit_size(clip.height, clip.width, im.max_size)
     os.makedirs(os.path.join(run_dir, FRAMES_DIR), exist_ok=True)
-    with tf.device(None if onnx else device):
-        stylizer = stylizer_apply.Stylizer(stylizer_apply.load(config.stylizer.model),
-                                           stylizer_apply.blend_weights_of(im.style_blend_weights))
-        names = stylizer.names
-        seconds, previous, previous_content, index = [], None, None, 0
-        pending = []
+    seconds, previous, previous_content, index = [], None, None, 0
+    pending = []
 
-        def run_batch(frames):
-            nonlocal previous, previous_content, index
-            start = time.perf_counter()
-            outputs = stylizer.batch(np.stack(frames))
-            seconds.append((time.perf_counter() - start) / len(frames))
-            for content, out in zip(frames, outputs):
-                out = color.final_image(im.preserve_colors, np.clip(out, 0, 1), content)
-                if blend and previous is not None:
-                    motion = flow.Motion.between(content, [previous_content])
-                    c = blend * motion.weights[0][..., None]
-                    out = (1 - c) * out + c * flow.warp(previous, motion.flows[0])
-                image_io.save_image(out, frame_path(run_dir, index))
-                previous, previous_content, index = out, content, index + 1
+    def run_batch(frames):
+        nonlocal previous, previous_content, index
+        start = time.perf_counter()
+        outputs = stylizer.batch(np.stack(frames))
+        seconds.append((time.perf_counter() - start) / len(frames))
+        for content, out in zip(frames, outputs):
+            out = color.final_image(im.preserve_colors, np.clip(out, 0, 1), content)
+            if blend and previous is not None:
+                motion = flow.Motion.between(content, [previous_content])
+                c = blend * motion.weights[0][..., None]
+                out = (1 - c) * out + c * flow.warp(previous, motion.flows[0])
+            image_io.save_image(out, frame_path(run_dir, index))
+            previous, previous_content, index = out, content, index + 1
 
-        for frame in clip.frames(size):
-            stop_if_requested()
-            pending.append(frame)
-            if len(pending) == batch:
-                run_batch(pending)
-                pending = []
-        if pending:
+    for frame in clip.frames(size):
+        stop_if_requested()
+        pending.append(frame)
+        if len(pending) == batch:
             run_batch(pending)
-    if len(names) > 1 and not im.style_blend_weights:
-        say(f"the stylizer holds {len(names)} styles ({', '.join(names)}); used {names[0]}")
+            pending = []
+    if pending:
+        run_batch(pending)
     # the first batch includes compiling; the median batch is the steady state
     per_frame = float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
     return {"frames": clip.count, "ms_per_frame_median": round(1000 * per_frame, 2), "flow_blend": blend,
-            "seconds_per_frame_after_first": round(per_frame, 4), "device": device, "size": list(size),
+            "seconds_per_frame_after_first": round(per_frame, 4), "device": stylizer.device, "size": list(size),
             "model": config.stylizer.model}

@@ -138,9 +138,7 @@ def stylize_clip(config: Config, clip: clip_io.Clip, run_dir: str, show_progress
     """Optimizes every frame of `clip` into `run_dir/frames/`; returns the summary's numbers. `independent`:
     every frame as a still, from its own start image for --num_steps without the temporal term (the
     per-frame baseline of bench/video.py)."""
-    if config.loss.style_loss == "auto":   # the temporal term and the frames' steps were measured with it
-        config = dataclasses.replace(config, loss=dataclasses.replace(config.loss, style_loss="gram"))
-    config = resolve(config, say)
+    config = resolve(config, say, clip=True)
     size = image_io.fit_size(clip.height, clip.width, config.images.max_size)
     device = pick_device(config.optim.device)
     config = resolve_precision(config, (*size, 3), device, say)
