@@ -212,10 +212,13 @@ def parse(argv: list[str]) -> tuple[Config | None, list, str | None]:
     else:
         config = config_from_flags()
     lifecycle.check_options(config)   # an option this mode does not read but names another: refused here
-    cells = [] if config.feed_forward else comparison.expand(config)
     from nst_tf import video   # a clip (--content=clip.mp4): its file checked here, before TensorFlow loads
     clip = video.is_clip(config) and video.check(config)
-    many = bool(clip) or photo_files(config.images.content) is not None   # a bad photo fails alone, later
+    clips = video.clip_files(config)   # many clips: the options checked here, each clip's file when its turn comes
+    if clips:
+        video.check_options(config)
+    cells = [] if config.feed_forward or clip or clips else comparison.expand(config)
+    many = bool(clip) or bool(clips) or photo_files(config.images.content) is not None   # a bad one fails alone
     if config.stylizer.model:
         image_io.check_model_path(config.stylizer.model)
     for cfg in [c.config for c in cells] or [config]:

@@ -137,7 +137,7 @@ def _video(folder: str):
 
 # The result of each lifecycle mode, read back from its run folder.
 RESULTS = {"sweep": lambda folder: SweepResult.of(folder), "train": lambda folder: StylizerResult.of(folder),
-           "apply": lambda folder: _applied(folder), "video": _video}
+           "apply": lambda folder: _applied(folder), "video": _video, "clips": _video}
 
 
 def run(config: Config, images: dict | None = None, *, say=print, progress: bool = True):

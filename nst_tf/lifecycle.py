@@ -53,9 +53,15 @@ def _is_clip(config: Config) -> bool:
     return video.is_clip(config)
 
 
+def _are_clips(config: Config) -> bool:
+    from nst_tf import video
+    return video.clip_files(config) is not None
+
+
 MODES: list[Mode] = [
     Mode("train", "nst_tf.stylizer.train:work", lambda c: c.mode == "train"),
     Mode("video", "nst_tf.video:work", _is_clip),   # a clip, by optimization or through a stylizer
+    Mode("clips", "nst_tf.video:work_many", _are_clips),   # a folder or pattern of clips, each in turn
     Mode("apply", "nst_tf.stylizer.apply:work", lambda c: c.mode == "apply"),
     Mode("sweep", "nst_tf.comparison.runner:work",   # a --sweep grid, or many photos (a contact sheet)
          lambda c: bool(c.sweep) or photo_files(c.images.content) is not None),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import glob
 import json
 import os
 import shutil

@@ -46,6 +46,51 @@ def test_video_and_resume_of_a_stylizer_clip_return_its_video_result(tmp_path, c
     assert isinstance(applied, VideoResult) and frames_of(applied.run_dir) == frames_of(result.run_dir)
 
 
+def test_many_clips_each_in_its_folder_a_bad_one_skipped_and_a_resume_skips_the_finished(tmp_path, stylizer_path):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    write_video(str(clips / "a.mp4"), pan(3, 24, 32), fps=10)
+    write_video(str(clips / "b.webm"), pan(2, 16, 24), fps=8)
+    (clips / "c.mp4").write_bytes(b"not a video")
+    said = []
+    result = nst_tf.video(str(clips), model=stylizer_path, max_size=32, output_dir=str(tmp_path / "out"),
+                          say=said.append)
+    assert [os.path.basename(c.run_dir) for c in result.clips] == ["a", "b"]
+    assert [clip_io.probe(c.mp4)["frames"] for c in result.clips] == [3, 2]
+    assert [c.summary["status"] for c in result.clips] == ["done", "done"]
+    summary = result.summary
+    assert (summary["status"], summary["mode"]) == ("done", "clips")
+    assert sorted(summary["details"]["clips"]) == ["a", "b"] and summary["details"]["clips"]["a"]["frames"] == 3
+    assert summary["details"]["skipped"] == [str(clips / "c.mp4")]
+    assert any(line.startswith("skipped:") and "c.mp4" in line for line in said)
+    assert os.path.basename(result.run_dir).startswith("apply_clips_")   # the folder's name, not a pattern's
+    os.remove(os.path.join(result.run_dir, "clips", "b", rundir.SUMMARY_FILE))   # b stopped before it finished
+    made = os.path.getmtime(result.clips[0].mp4)
+    said = []
+    again = nst_tf.resume(result.run_dir, say=said.append, progress=False)
+    assert again.run_dir == result.run_dir and os.path.getmtime(again.clips[0].mp4) == made   # a: not redone
+    assert again.clips[1].summary["status"] == "done" and clip_io.probe(again.clips[1].mp4)["frames"] == 2
+    assert not any("clip 1 of 3" in line for line in said) and any("clip 2 of 3" in line for line in said)
+
+
+def test_clip_files_are_video_files_of_a_folder_or_pattern_without_photos(tmp_path):
+    from nst_tf.config import config_with, Config
+    folder = tmp_path / "c"
+    folder.mkdir()
+    for name in ("b.mov", "a.mp4", "x.gif"):
+        (folder / name).write_bytes(b"")
+    files = nst_tf.video.clip_files
+    config = config_with(Config(), content=str(folder))
+    assert [os.path.basename(p) for p in files(config)] == ["a.mp4", "b.mov", "x.gif"]
+    assert [os.path.basename(p) for p in files(config_with(config, content=str(folder / "*.m*")))] == ["b.mov", "a.mp4"][::-1]
+    assert files(config_with(config, clip=True)) is None   # a folder of frames
+    assert files(config_with(config, content=str(folder / "a.mp4"))) is None   # one clip
+    assert files(config_with(config, content=str(folder / "*.gif"))) is None   # GIFs alone may be photos
+    (folder / "photo.jpg").write_bytes(b"")
+    assert files(config) is None   # photos among them: a many-photo run
+    assert nst_tf.video.clip_names(("d/a.mp4", "d/a.mov", "d/b.mp4")) == ["a_mp4", "a_mov", "b"]
+
+
 def test_video_refuses_what_is_not_a_clip_and_unknown_options(tmp_path):
     with pytest.raises(UserError, match="is not a clip"):
         nst_tf.video(ASTRONAUT, STYLE, output_dir=str(tmp_path))

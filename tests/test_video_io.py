@@ -111,6 +111,22 @@ def test_run_py_refuses_a_bad_clip_in_one_line_before_tensorflow(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_run_py_checks_a_folder_of_clips_options_before_tensorflow(tmp_path):
+    import subprocess
+    import sys
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    write_video(str(clips / "a.mp4"), pan(2, 16, 16))
+    root = os.path.join(os.path.dirname(__file__), "..")
+    done = subprocess.run([sys.executable, os.path.join(root, "run.py"), f"--content={clips}", "--mode=content",
+                           f"--output_dir={tmp_path / 'out'}"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": root})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["error: a clip is stylized with --mode=transfer (optimization) or "
+                                                "--mode=apply (a stylizer), not --mode=content."]
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("name,value,message", [
     ("temporal_weight", -1.0, "--temporal_weight"), ("long_term", (1, 1), "distinct"), ("long_term", (0,), "1 to 16"),
     ("frame_steps", 0, "--frame_steps"), ("fps", 0.0, "--fps"), ("flow_blend", 1.0, "--flow_blend")])

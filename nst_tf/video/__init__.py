@@ -4,7 +4,8 @@
     result = nst_tf.video("clip.mp4", "painting.jpg", max_size=256)   # this package, called
     result.run_dir     # outputs/<run>/: result.mp4, frames/, preview.png, frames.csv, summary.json
 
-`run(config)` is what run.py calls for a clip (`is_clip(config)`), in --mode=transfer (`transfer`: Ruder
+`run(config)` is what run.py calls for a clip (`is_clip(config)`), and `work_many` for several (`clip_files`: a
+folder or pattern of video files, each into `clips/<name>/` of one run folder), in --mode=transfer (`transfer`: Ruder
 et al.'s temporal optimization through the engine's loss) and --mode=apply (`apply`: a trained stylizer
 on batches of frames, optionally blended along the optical flow). `clip_io` reads and writes clips (PyAV),
 `flow` computes optical flow, warps and reliabilities (OpenCV's DIS), `temporal` holds the temporal term
@@ -14,6 +15,7 @@ before it loads. The package itself is callable, `nst_tf.video(content, style, *
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 import sys
 import time
@@ -30,6 +32,29 @@ def is_clip(config: Config) -> bool:
     return bool(content) and (clip_io.is_video_file(content) or config.video.clip)
 
 
+def clip_files(config: Config) -> tuple[str, ...] | None:
+    """The clips of a many-clip run: the video files of --content when it names a folder or a pattern
+    (`clips/*.mp4`) that holds video files and no still images (a GIF among clips is a clip), sorted; None
+    otherwise (one file, a folder of frames with --clip, photos)."""
+    content = config.images.content
+    if config.video.clip or not content or not (os.path.isdir(content) or glob.has_magic(content)):
+        return None
+    from nst_tf.inputs import IMAGE_EXTENSIONS
+    pattern = os.path.join(content, "*") if os.path.isdir(content) else content
+    files = sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
+    videos = [p for p in files if clip_io.is_video_file(p)]
+    stills = [p for p in files if p.lower().endswith(IMAGE_EXTENSIONS) and not p.lower().endswith(".gif")]
+    if stills or not any(not p.lower().endswith(".gif") for p in videos):
+        return None
+    return tuple(videos)
+
+
+def clip_names(paths: tuple[str, ...]) -> list[str]:
+    """The sub-folder of each clip: its file name without the extension, or with it where two share one."""
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    return [s if stems.count(s) == 1 else os.path.basename(p).replace(".", "_") for s, p in zip(stems, paths)]
+
+
 def open_clip(config: Config) -> clip_io.Clip:
     """The clip of --content with --frames and --fps (UserError in one line if it is not one)."""
     v = config.video
@@ -38,11 +63,12 @@ def open_clip(config: Config) -> clip_io.Clip:
 
 def check(config: Config) -> clip_io.Clip:
     """Every check of a clip run that needs no TensorFlow: the options, the file; returns the clip."""
-    _check_options(config)
+    check_options(config)
     return open_clip(config)
 
 
-def _check_options(config: Config) -> None:
+def check_options(config: Config) -> None:
+    """UserError in one line for options a clip run cannot take (the mode, a sweep, a pyramid, tiles...)."""
     if config.mode not in ("transfer", "apply"):
         raise UserError(f"a clip is stylized with --mode=transfer (optimization) or --mode=apply (a stylizer), "
                         f"not --mode={config.mode}.")
@@ -66,7 +92,7 @@ def run(config: Config, show_progress: bool = True, say=print, resume_dir: str |
     temporal error). With `resume_dir`, continues the clip stopped there at its first unfinished frame.
     """
     config = validate(config)
-    _check_options(config)
+    check_options(config)
     clip = open_clip(config)
     if clip.variable_rate:
         say(f"{config.images.content}: a variable frame rate; the result plays at its average, {float(clip.fps):g} fps")
@@ -99,6 +125,44 @@ def work(lifecycle_run) -> None:
     numbers = rundir.read_summary(run_dir)
     r.record(steps=optimizer_steps(numbers), wall_time_s=numbers.get("wall_time_s"), device=numbers.get("device"),
              details=numbers)
+
+
+def work_many(lifecycle_run) -> None:
+    """The lifecycle's mode for several clips (`clip_files`): each clip a run of its own in
+    `clips/<name>/` of one run folder (result.mp4, frames/, its summary.json), in turn. A clip that cannot be
+    read is skipped and named; a resumed run skips the finished clips and continues the stopped one at its
+    first unfinished frame. summary.json's details list each clip's numbers."""
+    from nst_tf import rundir
+    r = lifecycle_run
+    paths = clip_files(r.config)
+    check_options(r.config)
+    run_dir = r.open()
+    r.say(f"{len(paths)} clips: {', '.join(os.path.basename(p) for p in paths)}")
+    done, skipped, steps, device = {}, [], 0, None
+    for path, name in zip(paths, clip_names(paths)):
+        folder = os.path.join(run_dir, "clips", name)
+        summary = os.path.join(folder, rundir.SUMMARY_FILE)
+        if not (os.path.exists(summary) and rundir.read_summary(folder).get("status") == "done"):
+            config = dataclasses.replace(r.config, images=dataclasses.replace(r.config.images, content=path))
+            started = os.path.isdir(os.path.join(folder, "frames"))
+            r.say(f"clip {len(done) + len(skipped) + 1} of {len(paths)}: {path}")
+            try:
+                open_clip(config)   # an unreadable clip gets no folder
+                os.makedirs(folder, exist_ok=True)
+                run(config, show_progress=r.show_progress, say=r.say, run_dir=folder,
+                    resume_dir=folder if started else None)
+            except UserError as e:
+                skipped.append(path)
+                r.say(f"skipped: {e}")
+                continue
+        numbers = rundir.read_summary(folder)
+        done[name] = {k: numbers.get(k) for k in ("frames", "temporal_error", "seconds_per_frame_after_first",
+                                                  "wall_time_s")}
+        steps, device = steps + optimizer_steps(numbers), numbers.get("device", device)
+        r.record(steps=steps, device=device, details={"clips": done, "skipped": skipped})
+    if not done:
+        raise UserError(f"none of the {len(paths)} clips in {r.config.images.content!r} could be read.")
+    r.say(f"results: {os.path.join(run_dir, 'clips')} ({len(done)} clips, each with result.mp4)")
 
 
 def optimizer_steps(numbers: dict) -> int:
@@ -144,6 +208,12 @@ class VideoResult:
         return os.path.join(self.run_dir, "frames")
 
     @property
+    def clips(self) -> list[VideoResult]:
+        """A many-clip run's clips (clips/<name>/, each with its result.mp4), in order; empty for one clip."""
+        folder = os.path.join(self.run_dir, "clips")
+        return [VideoResult(os.path.join(folder, n)) for n in sorted(os.listdir(folder))] if os.path.isdir(folder) else []
+
+    @property
     def summary(self) -> dict:
         """summary.json: status, seconds per frame, the temporal error (under "details")."""
         from nst_tf import rundir
@@ -159,7 +229,8 @@ class VideoResult:
 
 def stylize(content: str, style: str | None = None, *, model: str | None = None, show_progress: bool = False,
             say=print, **options) -> VideoResult:
-    """Stylizes the clip `content` (a video file; a folder or pattern of frames with clip=True): with `style`
+    """Stylizes the clip `content` (a video file; a folder or pattern of frames with clip=True; a folder or
+    pattern of video files, each into clips/<name>/, `VideoResult.clips`): with `style`
     by temporally consistent optimization, or with `model` (a stylizer.keras) in --mode=apply. `options` are
     any run options by their flag names (max_size=256, temporal_weight=..., frames="0:60", ...). Runs
     through the lifecycle as run.py does (`nst_tf.lifecycle.run`: summary.json says how it ended; a stopped
@@ -168,9 +239,9 @@ def stylize(content: str, style: str | None = None, *, model: str | None = None,
     from nst_tf.config import Config, config_with
     config = config_with(Config(mode="apply" if model else "transfer"), **options, content=content, style=style,
                          model=model)
-    if not is_clip(config):
-        raise UserError(f"{content!r} is not a clip: name a video file, or a folder or pattern of frames with "
-                        "clip=True.")
+    if not is_clip(config) and clip_files(config) is None:
+        raise UserError(f"{content!r} is not a clip: name a video file, a folder or pattern of video files, or a "
+                        "folder or pattern of frames with clip=True.")
     return VideoResult(lifecycle.run(config, show_progress=show_progress, say=say))
 
 
