@@ -18,8 +18,8 @@ Every file but the TensorBoard event file is written whole or not at all (`image
 from __future__ import annotations
 
 import csv
-import io
 import glob
+import io
 import json
 import os
 import shutil
@@ -40,8 +40,15 @@ SUMMARY_FILE = "summary.json"
 
 
 def _stem(paths: str | None) -> str:
-    """"a" for "dir/a.jpg"; "a+b" for several images "dir/a.jpg,b.png"."""
-    return "+".join(os.path.splitext(os.path.basename(p))[0] for p in split_list(paths))
+    """"a" for "dir/a.jpg"; "a+b" for several images "dir/a.jpg,b.png"; "dir" for a folder "dir/" or a
+    pattern "dir/*.jpg"."""
+    def stem(path: str) -> str:
+        path = path.rstrip("/" + os.sep)
+        if glob.has_magic(path):
+            path = os.path.dirname(path) or "many"
+        name = os.path.basename(os.path.abspath(path))
+        return name if os.path.isdir(path) else os.path.splitext(name)[0]
+    return "+".join(stem(p) for p in split_list(paths))
 
 
 def default_name(config: Config) -> str:

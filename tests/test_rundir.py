@@ -22,6 +22,16 @@ def test_runs_started_at_the_same_moment_get_their_own_folders(tmp_path):
     assert len(set(folders)) == 32 and sorted(os.listdir(tmp_path / "out")) == sorted(map(os.path.basename, folders))
 
 
+def test_default_names_come_from_the_files_or_the_folder_of_a_pattern(tmp_path):
+    def name(content, style="s/starry.jpg"):
+        return rundir.default_name(Config(images=ImageConfig(content=content, style=style))).rsplit("_", 1)[0]
+    assert name("photos/cat.jpg") == "cat_starry"
+    assert name("a/cat.jpg,b/dog.png") == "cat+dog_starry"
+    assert name("photos/*.jpg") == "photos_starry" and name("*.mp4") == "many_starry"
+    (tmp_path / "clips.v2").mkdir()
+    assert name(str(tmp_path / "clips.v2") + "/") == "clips.v2_starry"   # a folder keeps its dots
+
+
 def test_the_flagfile_reads_back_as_the_config_it_was_written_from(tmp_path):
     config = Config(images=ImageConfig(content="a b.jpg", style="s1.png,s2.png", style_blend_weights=(0.25, 0.75),
                                        scales=(128, 256)),
