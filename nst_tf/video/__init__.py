@@ -84,12 +84,13 @@ def check_options(config: Config) -> None:
 
 
 def run(config: Config, show_progress: bool = True, say=print, resume_dir: str | None = None,
-        run_dir: str | None = None) -> str:
+        run_dir: str | None = None, on_frame=None) -> str:
     """Stylizes the clip of `config` (--mode=transfer or apply) into a run folder; returns the folder.
 
     Writes frames/NNNNN.png as each frame finishes, then result.mp4 (H.264, yuv420p, the clip's frame rate,
     its audio), preview.png (content frames above their results) and summary.json (seconds per frame, the
     temporal error). With `resume_dir`, continues the clip stopped there at its first unfinished frame.
+    `on_frame(done, count)` is called as frames are saved.
     """
     config = validate(config)
     check_options(config)
@@ -108,10 +109,11 @@ def run(config: Config, show_progress: bool = True, say=print, resume_dir: str |
     start = time.monotonic()
     if config.mode == "apply":
         from nst_tf.video import apply
-        numbers = apply.stylize_clip(config, clip, run_dir, say=say)
+        numbers = apply.stylize_clip(config, clip, run_dir, say=say, on_frame=on_frame)
     else:
         from nst_tf.video import transfer
-        numbers = transfer.stylize_clip(config, clip, run_dir, show_progress, say, resume=bool(resume_dir))
+        numbers = transfer.stylize_clip(config, clip, run_dir, show_progress, say, resume=bool(resume_dir),
+                                        on_frame=on_frame)
     return finish(config, clip, run_dir, numbers, time.monotonic() - start, say)
 
 
@@ -127,41 +129,81 @@ def work(lifecycle_run) -> None:
              details=numbers)
 
 
+@dataclasses.dataclass(frozen=True)
+class ClipTask:
+    """One clip of a many-clip run, as a task of `nst_tf.cluster`: its config (--content the clip's file);
+    `say` and `show_progress` for a task run in this process (a Ray worker prints to its log)."""
+    config: Config
+    label: str = ""
+    say: object = None
+    show_progress: bool = False
+
+
+def clip_task(task: ClipTask, workdir: str, sync, progress) -> dict:
+    """`run` of one clip into `workdir` (the cluster layer's task function: in this process, or on a Ray
+    worker), continuing a clip stopped there; syncs the folder after each frame; returns summary.json."""
+    from nst_tf import rundir
+
+    def on_frame(done, count):
+        sync()   # a retried worker goes on from the frames synced
+        progress(done, count)
+    started = os.path.isdir(os.path.join(workdir, "frames"))
+    (task.say or print)(task.label)
+    run(task.config, show_progress=task.show_progress, say=task.say or print, run_dir=workdir,
+        resume_dir=workdir if started else None, on_frame=on_frame)
+    return rundir.read_summary(workdir)
+
+
 def work_many(lifecycle_run) -> None:
     """The lifecycle's mode for several clips (`clip_files`): each clip a run of its own in
-    `clips/<name>/` of one run folder (result.mp4, frames/, its summary.json), in turn. A clip that cannot be
-    read is skipped and named; a resumed run skips the finished clips and continues the stopped one at its
-    first unfinished frame. summary.json's details list each clip's numbers."""
-    from nst_tf import rundir
+    `clips/<name>/` of one run folder (result.mp4, frames/, its summary.json), one after another, or with
+    --cluster each clip a task of `nst_tf.cluster` (Ray). A clip that cannot be read or fails is skipped
+    and named; a resumed run skips the finished clips and continues a stopped one at its first unfinished
+    frame. summary.json's details list each clip's numbers."""
+    from nst_tf import cluster, rundir
     r = lifecycle_run
     paths = clip_files(r.config)
     check_options(r.config)
+    ray_cluster = r.config.cluster if r.config.mode == "transfer" else None   # a stylizer is fast enough alone
     run_dir = r.open()
     r.say(f"{len(paths)} clips: {', '.join(os.path.basename(p) for p in paths)}")
-    done, skipped, steps, device = {}, [], 0, None
-    for path, name in zip(paths, clip_names(paths)):
-        folder = os.path.join(run_dir, "clips", name)
-        summary = os.path.join(folder, rundir.SUMMARY_FILE)
-        if not (os.path.exists(summary) and rundir.read_summary(folder).get("status") == "done"):
-            config = dataclasses.replace(r.config, images=dataclasses.replace(r.config.images, content=path))
-            started = os.path.isdir(os.path.join(folder, "frames"))
-            r.say(f"clip {len(done) + len(skipped) + 1} of {len(paths)}: {path}")
-            try:
-                open_clip(config)   # an unreadable clip gets no folder
-                os.makedirs(folder, exist_ok=True)
-                run(config, show_progress=r.show_progress, say=r.say, run_dir=folder,
-                    resume_dir=folder if started else None)
-            except UserError as e:
-                skipped.append(path)
-                r.say(f"skipped: {e}")
-                continue
-        numbers = rundir.read_summary(folder)
+    skipped, tasks = [], []
+    for k, (path, name) in enumerate(zip(paths, clip_names(paths))):
+        folder = f"clips/{name}"
+        summary = rundir.read_summary(os.path.join(run_dir, folder))
+        if summary and summary.get("status") == "done":
+            continue
+        config = dataclasses.replace(r.config, images=dataclasses.replace(r.config.images, content=path))
+        try:
+            open_clip(config)   # an unreadable clip gets no folder
+        except UserError as e:
+            skipped.append(path)
+            r.say(f"skipped: {e}")
+            continue
+        in_process = not ray_cluster
+        tasks.append(cluster.Task(folder, ClipTask(config, f"clip {k + 1} of {len(paths)}: {path}",
+                                                   r.say if in_process else None, r.show_progress and in_process)))
+    if tasks and ray_cluster:
+        workers = f" ({r.config.ray_workers} workers)" if r.config.ray_workers else ""
+        r.say(f"{len(tasks)} clips on {ray_cluster}{workers}")
+    results = cluster.run_tasks(clip_task, tasks, run_dir, cluster=ray_cluster,
+                                workers=r.config.ray_workers or None,
+                                cpus_per_task=1 if r.config.ray_workers else None, show_progress=False)
+    for path, result in zip([t.payload.config.images.content for t in tasks], results):
+        if result.error:
+            skipped.append(path)
+            r.say(f"skipped: {path}: {result.error}")
+    done, steps, device = {}, 0, None
+    for name in clip_names(paths):
+        numbers = rundir.read_summary(os.path.join(run_dir, "clips", name))
+        if numbers.get("status") != "done":
+            continue
         done[name] = {k: numbers.get(k) for k in ("frames", "temporal_error", "seconds_per_frame_after_first",
                                                   "wall_time_s")}
         steps, device = steps + optimizer_steps(numbers), numbers.get("device", device)
-        r.record(steps=steps, device=device, details={"clips": done, "skipped": skipped})
+    r.record(steps=steps, device=device, details={"clips": done, "skipped": skipped})
     if not done:
-        raise UserError(f"none of the {len(paths)} clips in {r.config.images.content!r} could be read.")
+        raise UserError(f"none of the {len(paths)} clips in {r.config.images.content!r} could be stylized.")
     r.say(f"results: {os.path.join(run_dir, 'clips')} ({len(done)} clips, each with result.mp4)")
 
 

@@ -24,8 +24,10 @@ from nst_tf.video.transfer import FRAMES_DIR, frame_path
 BATCH = 8   # frames per forward pass: 256 px frames of a 16-channel stylizer in a few hundred MB
 
 
-def stylize_clip(config: Config, clip: clip_io.Clip, run_dir: str, say=print, batch: int = BATCH) -> dict:
-    """Stylizes every frame of `clip` into `run_dir/frames/`; returns the summary's numbers."""
+def stylize_clip(config: Config, clip: clip_io.Clip, run_dir: str, say=print, batch: int = BATCH,
+                 on_frame=None) -> dict:
+    """Stylizes every frame of `clip` into `run_dir/frames/`; returns the summary's numbers. `on_frame(done,
+    count)` is called after each batch of frames is saved."""
     from nst_tf import rundir
     im, blend = config.images, config.video.flow_blend
     stylizer = stylizer_apply.open_stylizer(config, say)
@@ -48,6 +50,8 @@ def stylize_clip(config: Config, clip: clip_io.Clip, run_dir: str, say=print, ba
                 out = (1 - c) * out + c * flow.warp(previous, motion.flows[0])
             image_io.save_image(out, frame_path(run_dir, index))
             previous, previous_content, index = out, content, index + 1
+        if on_frame:
+            on_frame(index, clip.count)
 
     for frame in clip.frames(size):
         stop_if_requested()

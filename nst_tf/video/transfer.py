@@ -134,10 +134,10 @@ def quantized(image: np.ndarray) -> np.ndarray:
 
 
 def stylize_clip(config: Config, clip: clip_io.Clip, run_dir: str, show_progress: bool = True, say=print,
-                 resume: bool = False, independent: bool = False) -> dict:
+                 resume: bool = False, independent: bool = False, on_frame=None) -> dict:
     """Optimizes every frame of `clip` into `run_dir/frames/`; returns the summary's numbers. `independent`:
     every frame as a still, from its own start image for --num_steps without the temporal term (the
-    per-frame baseline of bench/video.py)."""
+    per-frame baseline of bench/video.py). `on_frame(done, count)` is called after each frame is saved."""
     config = resolve(config, say, clip=True)
     size = image_io.fit_size(clip.height, clip.width, config.images.max_size)
     device = pick_device(config.optim.device)
@@ -212,6 +212,8 @@ def stylize_clip(config: Config, clip: clip_io.Clip, run_dir: str, show_progress
                 _append_rows(os.path.join(run_dir, "frames.csv"), rows)
                 contents.append(content)
                 results.append(result)
+                if on_frame:
+                    on_frame(i + 1, clip.count)
         except KeyboardInterrupt:
             raise Interrupted(f"interrupted; the finished frames are kept in {os.path.join(run_dir, FRAMES_DIR)} "
                               f"(--resume={run_dir} goes on at the first missing one)") from None
