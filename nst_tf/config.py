@@ -338,7 +338,7 @@ class VideoConfig:
     long_term: tuple[int, ...] = option((1,), "Clips: the earlier results the temporal term compares with, in frames "
                                         "back, e.g. 1,2,4 (Ruder et al.'s long-term consistency).")
     frame_steps: Optional[int] = option(None, "Clips: steps for each frame after the first, which starts from the "
-                                        "previous result warped (default: a quarter of --num_steps).")
+                                        "previous result warped (default: an eighth of --num_steps).")
     flow_blend: float = option(0.0, "--mode=apply on a clip: each output blended with the previous output warped by "
                                "the optical flow, by this weight where the flow is reliable (0: off).")
 
