@@ -115,6 +115,24 @@ def test_page_and_listing(site):
     assert download.status_code == 200 and "attachment" in download.headers["content-disposition"]
 
 
+def test_a_clip_run_shows_its_preview_and_offers_its_mp4(site):
+    client, outputs, _ = site
+    one = outputs / "clip_run"
+    one.mkdir()
+    (one / "run.flags").write_text("--content=/x/clip.mp4\n")
+    (one / "preview.png").write_bytes(png_bytes(seed=3))
+    (one / "result.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    (one / "summary.json").write_text('{"status": "done"}')
+    many = outputs / "clips_run"
+    (many / "clips" / "a").mkdir(parents=True)
+    (many / "run.flags").write_text("--content=/x/clips\n")
+    (many / "clips" / "a" / "preview.png").write_bytes(png_bytes(seed=4))
+    detail = client.get("/api/runs/clip_run").json()
+    assert detail["image"] == "clip_run/preview.png" and "result.mp4" in detail["files"]
+    assert client.get("/files/clip_run/result.mp4").content.endswith(b"ftypmp42")
+    assert client.get("/api/runs/clips_run").json()["image"] == "clips_run/clips/a/preview.png"
+
+
 @pytest.mark.parametrize("path", [
     "/files/../secret.png", "/files/%2e%2e/secret.png", "/files/done_run/..%2F..%2Fsecret.png",
     "/files/done_run/%2E%2E/%2E%2E/secret.flags", "/files//etc/passwd", "/files/%2Fetc%2Fpasswd",

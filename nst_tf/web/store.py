@@ -17,7 +17,7 @@ from nst_tf.config import field_sections
 
 # A folder or file name: no separators, no "..", no leading dot (hidden: the uploads live in .uploads).
 NAME = re.compile(r"^[A-Za-z0-9_+=,\-][A-Za-z0-9._+=,\-]{0,200}$")
-FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".flags", ".json", ".csv", ".md", ".keras")
+FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".flags", ".json", ".csv", ".md", ".keras", ".mp4")
 UPLOADS = ".uploads"
 
 
@@ -131,6 +131,20 @@ def latest_image(path: str) -> str | None:
     return f"snapshots/{shots[-1]}" if shots else None
 
 
+def clip_preview(path: str) -> str | None:
+    """A clip run's preview.png (content frames above their results), relative to it; for a run of several
+    clips the first one's that has one (clips/<name>/preview.png); None if there is none yet."""
+    if os.path.isfile(os.path.join(path, "preview.png")):
+        return "preview.png"
+    try:
+        names = sorted(e.name for e in os.scandir(os.path.join(path, "clips"))
+                       if NAME.match(e.name) and e.is_dir(follow_symlinks=False))
+    except OSError:
+        return None
+    return next((f"clips/{n}/preview.png" for n in names if os.path.isfile(os.path.join(path, "clips", n, "preview.png"))),
+                None)
+
+
 def cells(path: str) -> list[str]:
     """The cell folders of a sweep (each a run folder), in name order."""
     try:
@@ -163,6 +177,7 @@ def describe(outputs: str, name: str, detail: bool = False) -> dict:
     if sweep and image is None:
         image = next((f"{c}/{latest_image(os.path.join(path, c))}" for c in cells(path)
                       if latest_image(os.path.join(path, c))), None)
+    image = image or clip_preview(path)
     info["image"] = f"{name}/{image}" if image else None
     if sweep:   # a sweep folder has no summary of its own: its cells' say how far it is
         states = [status_of(os.path.join(path, c)) for c in cells(path)]
@@ -172,8 +187,8 @@ def describe(outputs: str, name: str, detail: bool = False) -> dict:
     if detail:
         info["snapshots"] = [f"{name}/snapshots/{s}" for s in snapshots(path)]
         info["losses"] = read_losses(path)
-        info["files"] = [f for f in ("result.png", "run.flags", "sweep.flags", "losses.csv", "losses.png",
-                                     "grid.png", "results.md", "stylizer.keras")
+        info["files"] = [f for f in ("result.png", "result.mp4", "preview.png", "run.flags", "sweep.flags", "losses.csv",
+                                     "losses.png", "grid.png", "results.md", "stylizer.keras")
                          if os.path.isfile(os.path.join(path, f))]
         if sweep:
             info["cells"] = []
