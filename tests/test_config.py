@@ -153,19 +153,23 @@ def test_parse_field_types():
         parse_field("normalize_features", "maybe")
 
 
-def test_schedule_default_pyramid_from_the_reference_size():
+def test_schedule_default_pyramid_from_512_px():
     def plan(**images):
         return schedule(with_(GOOD, "images", **images))
     assert plan(max_size=256) == ((256, 200),)
+    assert plan(max_size=512) == ((512, 200),)   # up to 512 px: one scale, the result's own
     assert plan(max_size=200) == ((200, 200),)
-    assert plan(max_size=1024) == ((256, 200), (512, 100), (1024, 50))
-    assert plan(max_size=700) == ((350, 200), (700, 100))
+    assert plan(max_size=1024) == ((512, 200), (1024, 100))
+    assert plan(max_size=2048) == ((512, 200), (1024, 100), (2048, 50))
+    assert plan(max_size=700) == ((700, 200),)
+    assert plan(max_size=1400) == ((700, 200), (1400, 100))
+    assert plan(max_size=1024, min_scale=256) == ((256, 200), (512, 100), (1024, 50))   # the old pyramid
     assert plan(scales=(64, 128), max_size=999) == ((64, 200), (128, 100))
     assert plan(scales=(64, 128), scale_steps=(5, 9)) == ((64, 5), (128, 9))
     single = with_(with_(GOOD, "images", max_size=1024), "loss", resolution_invariant=False)
     assert schedule(single) == ((1024, 200),)
     tiny = with_(with_(GOOD, "images", max_size=1024), "optim", num_steps=1)
-    assert schedule(tiny) == ((256, 1), (512, 1), (1024, 1))
+    assert schedule(tiny) == ((512, 1), (1024, 1))
 
 
 def test_schedule_sqrt2_pyramid_from_128():
