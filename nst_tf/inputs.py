@@ -23,13 +23,22 @@ from nst_tf.errors import UserError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
 
-def photo_files(content: str | None) -> tuple[str, ...] | None:
-    """The photos of a many-photo job: the image files of `content` when it names a folder or a glob
-    pattern (`photos/*.jpg`), sorted; None when it names one file (or nothing). UserError if none match."""
+def listed_files(content: str | None) -> list[str] | None:
+    """The files of `content` when it names a folder or a glob pattern (`photos/*.jpg`), sorted; None when it
+    names one file (or nothing)."""
     if not content or not (os.path.isdir(content) or glob.has_magic(content)):
         return None
     pattern = os.path.join(content, "*") if os.path.isdir(content) else content
-    files = sorted(p for p in glob.glob(pattern) if os.path.isfile(p) and p.lower().endswith(IMAGE_EXTENSIONS))
+    return sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
+
+
+def photo_files(content: str | None) -> tuple[str, ...] | None:
+    """The photos of a many-photo job: the image files of `content` when it names a folder or a glob
+    pattern (`photos/*.jpg`), sorted; None when it names one file (or nothing). UserError if none match."""
+    listed = listed_files(content)
+    if listed is None:
+        return None
+    files = [p for p in listed if p.lower().endswith(IMAGE_EXTENSIONS)]
     if not files:
         raise UserError(f"--content={content!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)}); name an image, "
                         "a folder of images or a pattern such as 'photos/*.jpg'.")

@@ -56,7 +56,7 @@ class Stylizer:
     """A loaded stylizer with its style weights: `stylizer(image [H, W, 3]) -> [H, W, 3]` and
     `stylizer.batch(images [B, H, W, 3])`; a Keras model under `tf.function` (without XLA, which was 1.3x
     slower on a quiet CPU, docs/realtime.md) on `device` (a TensorFlow device name; None: TensorFlow's
-    choice), an ONNX one run on onnxruntime."""
+    choice), an ONNX one run on onnxruntime (`device` then only names it)."""
 
     def __init__(self, model: keras.Model | OnnxStylizer, style_weights: tuple[float, ...] = (),
                  device: str | None = None):
@@ -91,13 +91,10 @@ def open_stylizer(config: Config, say=print) -> Stylizer:
     """--model with --style_blend_weights, loaded and run on --device (a .onnx file on onnxruntime's CPU); says
     which style is used when the stylizer holds several and no weights mix them. `.device` names where it runs."""
     model_path, given = config.stylizer.model, config.images.style_blend_weights
-    if is_onnx(model_path):
-        stylizer = Stylizer(load(model_path), blend_weights_of(given))
-        stylizer.device = "onnxruntime:CPU"
-    else:
-        device = pick_device(config.optim.device)
-        with tf.device(device):   # the weights are placed where the forward pass runs
-            stylizer = Stylizer(load(model_path), blend_weights_of(given), device)
+    onnx = is_onnx(model_path)
+    device = "onnxruntime:CPU" if onnx else pick_device(config.optim.device)
+    with tf.device(None if onnx else device):   # a Keras model's weights placed where its forward pass runs
+        stylizer = Stylizer(load(model_path), blend_weights_of(given), device)
     names = stylizer.names
     if not given and len(names) > 1:
         say(f"the stylizer holds {len(names)} styles ({', '.join(names)}); using {names[0]} "

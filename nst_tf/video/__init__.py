@@ -15,7 +15,6 @@ before it loads. The package itself is callable, `nst_tf.video(content, style, *
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
 import sys
 import time
@@ -36,12 +35,10 @@ def clip_files(config: Config) -> tuple[str, ...] | None:
     """The clips of a many-clip run: the video files of --content when it names a folder or a pattern
     (`clips/*.mp4`) that holds video files and no still images (a GIF among clips is a clip), sorted; None
     otherwise (one file, a folder of frames with --clip, photos)."""
-    content = config.images.content
-    if config.video.clip or not content or not (os.path.isdir(content) or glob.has_magic(content)):
+    from nst_tf.inputs import IMAGE_EXTENSIONS, listed_files
+    files = None if config.video.clip else listed_files(config.images.content)
+    if files is None:
         return None
-    from nst_tf.inputs import IMAGE_EXTENSIONS
-    pattern = os.path.join(content, "*") if os.path.isdir(content) else content
-    files = sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
     videos = [p for p in files if clip_io.is_video_file(p)]
     stills = [p for p in files if p.lower().endswith(IMAGE_EXTENSIONS) and not p.lower().endswith(".gif")]
     if stills or not any(not p.lower().endswith(".gif") for p in videos):
@@ -147,9 +144,9 @@ def clip_task(task: ClipTask, workdir: str, sync, progress) -> dict:
     def on_frame(done, count):
         sync()   # a retried worker goes on from the frames synced
         progress(done, count)
-    started = os.path.isdir(os.path.join(workdir, "frames"))
-    (task.say or print)(task.label)
-    run(task.config, show_progress=task.show_progress, say=task.say or print, run_dir=workdir,
+    started, say = os.path.isdir(os.path.join(workdir, "frames")), task.say or print
+    say(task.label)
+    run(task.config, show_progress=task.show_progress, say=say, run_dir=workdir,
         resume_dir=workdir if started else None, on_frame=on_frame)
     return rundir.read_summary(workdir)
 
@@ -163,15 +160,16 @@ def work_many(lifecycle_run) -> None:
     from nst_tf import cluster, rundir
     r = lifecycle_run
     paths = clip_files(r.config)
+    names = clip_names(paths)
     check_options(r.config)
     ray_cluster = r.config.cluster if r.config.mode == "transfer" else None   # a stylizer is fast enough alone
+    say, show_progress = (None, False) if ray_cluster else (r.say, r.show_progress)   # a Ray worker logs its own
     run_dir = r.open()
     r.say(f"{len(paths)} clips: {', '.join(os.path.basename(p) for p in paths)}")
     skipped, tasks = [], []
-    for k, (path, name) in enumerate(zip(paths, clip_names(paths))):
+    for k, (path, name) in enumerate(zip(paths, names)):
         folder = f"clips/{name}"
-        summary = rundir.read_summary(os.path.join(run_dir, folder))
-        if summary and summary.get("status") == "done":
+        if rundir.read_summary(os.path.join(run_dir, folder)).get("status") == "done":
             continue
         config = dataclasses.replace(r.config, images=dataclasses.replace(r.config.images, content=path))
         try:
@@ -180,21 +178,21 @@ def work_many(lifecycle_run) -> None:
             skipped.append(path)
             r.say(f"skipped: {e}")
             continue
-        in_process = not ray_cluster
-        tasks.append(cluster.Task(folder, ClipTask(config, f"clip {k + 1} of {len(paths)}: {path}",
-                                                   r.say if in_process else None, r.show_progress and in_process)))
+        tasks.append(cluster.Task(folder, ClipTask(config, f"clip {k + 1} of {len(paths)}: {path}", say,
+                                                   show_progress)))
     if tasks and ray_cluster:
         workers = f" ({r.config.ray_workers} workers)" if r.config.ray_workers else ""
         r.say(f"{len(tasks)} clips on {ray_cluster}{workers}")
     results = cluster.run_tasks(clip_task, tasks, run_dir, cluster=ray_cluster,
                                 workers=r.config.ray_workers or None,
                                 cpus_per_task=1 if r.config.ray_workers else None, show_progress=False)
-    for path, result in zip([t.payload.config.images.content for t in tasks], results):
+    for task, result in zip(tasks, results):
         if result.error:
+            path = task.payload.config.images.content
             skipped.append(path)
             r.say(f"skipped: {path}: {result.error}")
     done, steps, device = {}, 0, None
-    for name in clip_names(paths):
+    for name in names:
         numbers = rundir.read_summary(os.path.join(run_dir, "clips", name))
         if numbers.get("status") != "done":
             continue
