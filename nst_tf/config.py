@@ -188,7 +188,7 @@ class LossConfig:
                              "gram (the paper's Gram matrices), mean_cov (mean and covariance), wasserstein (W2 "
                              "between Gaussian fits, crowsonkb), mean_std (Li et al. 2017). auto: sliced for an "
                              "optimized still image, gram where sliced cannot go or was not measured (tiles, "
-                             "masks, --regions, clips, --mode=train, --strength, --normalize_terms, "
+                             "masks, --regions, clips, --mode=train, --normalize_terms without --strength, "
                              "--preserve_colors=luminance, L-BFGS, resnet50, the feature transforms).", STYLE_LOSSES)
     # The automatic balance (nst_tf/balance.py): alpha and beta found for each pair from the pair itself, on
     # the run's own network, so that one strength means the same on every pair, size and backbone.
@@ -616,9 +616,6 @@ def _check_sliced(config: Config) -> None:
     if config.images.content_mask or config.images.regions != "none":
         raise UserError("--style_loss=sliced compares whole feature maps, not regions: use --style_loss=gram with "
                         "--content_mask or --regions.")
-    if config.loss.normalize_terms or config.loss.strength is not None:
-        raise UserError("--style_loss=sliced has no scale-free form: leave out --normalize_terms and --strength, "
-                        "or use --style_loss=gram.")
 
 
 def tiling_blocked(config: Config) -> str | None:

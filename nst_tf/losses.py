@@ -192,6 +192,17 @@ def relative_style_loss(gram: tf.Tensor, target_gram: tf.Tensor) -> tf.Tensor:
     return num / (tf.reduce_sum(tf.square(target_gram), axis=[-2, -1]) + 1e-30)
 
 
+def sliced_scale(style_samples: tf.Tensor) -> tf.Tensor:
+    """What the sliced term is divided by under --normalize_terms: the style samples' mean squared value,
+
+      s = 1 / (M C) sum_j |S_j|^2        (S: `sliced_target`'s [M, C] samples)
+
+    the term's value for an image whose features are all 0 along random unit directions, on average (E[(S v)^2] =
+    |S|^2 / C). A network whose layer gives features c times larger makes both the term and s c^2 times larger,
+    so their ratio is the same: the relative term is dimensionless, as `relative_style_loss` is for a Gram."""
+    return tf.reduce_mean(tf.square(tf.cast(style_samples, tf.float32))) + 1e-30
+
+
 def mean_total_variation(images: tf.Tensor) -> tf.Tensor:
     """`total_variation` divided by the number of its terms, 3 (H - 1) W + 3 H (W - 1): the mean squared
     difference of neighbouring pixels, the same for every image size (--normalize_terms)."""

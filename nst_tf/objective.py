@@ -119,6 +119,8 @@ class Targets:
     counts: {style layer: what its Gram sum is divided by}: the positions M, or each region's size.
     content_scales: {content layer: [1]} its target's own magnitude (`losses.content_scale`), what the term
       is divided by with --normalize_terms.
+    style_scales: with the sliced term, {style layer: []} its samples' magnitude (`losses.sliced_scale`), what
+      the term is divided by with --normalize_terms.
     features: {feature term: {layer: its target}} (`losses.FeatureTerm.target` of the style images).
     With a style statistic other than the Gram (--style_loss), the "Gram" is that of the features with a
     channel of ones (`losses.with_ones`): its blocks are the mean and the second moments.
@@ -129,6 +131,7 @@ class Targets:
     region_weights: tf.Tensor | None
     counts: dict[str, tf.Tensor]
     content_scales: dict[str, tf.Tensor] = dataclasses.field(default_factory=dict)
+    style_scales: dict[str, tf.Tensor] = dataclasses.field(default_factory=dict)
     features: dict[str, dict[str, tf.Tensor]] = dataclasses.field(default_factory=dict)
 
 
@@ -168,6 +171,7 @@ def compute_targets(evaluator, inputs: Inputs, content_layers: tuple[str, ...],
             raise ValueError("the sliced style term compares whole feature maps, not regions of a mask")
         maps = [evaluator.feature_maps(style, style_layers) for style in inputs.styles]
         targets.style = {name: losses.sliced_target([m[name] for m in maps], inputs.blend) for name in style_layers}
+        targets.style_scales = {name: losses.sliced_scale(t) for name, t in targets.style.items()}
         return targets
     shape = inputs.shape[:2]
 
@@ -293,9 +297,9 @@ class Objective:
 
     def style_term(self, name: str, gram_sum: tf.Tensor) -> tf.Tensor:
         """E_l [B] of one layer from its Gram sum: unguided, or 1/K times the sum over the styled regions.
-        The sliced term is its own value (`sums`)."""
+        The sliced term is its own value (`sums`), with --normalize_terms divided by `losses.sliced_scale`."""
         if self.style_loss == "sliced":
-            return gram_sum
+            return gram_sum / self.targets.style_scales[name] if self.normalize_terms else gram_sum
         gram = gram_sum / self.targets.counts[name]
         target = self.targets.style[name]
         if self.style_loss != "gram":

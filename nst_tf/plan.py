@@ -160,7 +160,11 @@ def resolve(config: Config, say=print, clip: bool = False) -> Config:
     spec = registry.BACKBONES[model.backbone]
     transform = spec.feature_transform if model.feature_transform == "auto" else model.feature_transform
     style_weight = loss.style_weight
-    if style_weight is None and loss.style_loss == "sliced" and not loss.normalize_gradients:
+    if style_weight is None and loss.style_loss == "sliced" and loss.normalize_terms and not config.automatic_balance:
+        raise UserError("--style_loss=sliced with --normalize_terms has no calibrated default beta: give "
+                        "--style_weight, or --strength (which finds it), or leave out --normalize_terms.")
+    if style_weight is None and loss.style_loss == "sliced" and not loss.normalize_gradients \
+            and not config.automatic_balance:
         style_weight = registry.SLICED_STYLE_WEIGHTS.get((spec.family, transform, model.normalize_features))
         if style_weight is None:
             raise UserError("--style_loss=sliced has no calibrated default beta with --feature_transform or "
@@ -191,9 +195,10 @@ def resolve(config: Config, say=print, clip: bool = False) -> Config:
 
 def auto_style_loss(config: Config, clip: bool = False) -> str:
     """What --style_loss=auto is: sliced (losses.sliced_loss) for an optimized still image (--mode=transfer or
-    texture) of a VGG's plain features, where blind judges preferred it to the Gram matrices (docs/quality.md);
+    texture) of a VGG's plain features, where blind judges preferred it to the Gram matrices (docs/quality.md),
+    with fixed weights or --strength (whose ratio was calibrated for it, balance.RATIO_AT_HALF);
     gram where the sliced term cannot go (tiles, masks, --regions) or was not measured (--mode=train and
-    content, --strength and --normalize_terms, --preserve_colors=luminance, resnet50, the softmax transform,
+    content, --normalize_terms alone, --preserve_colors=luminance, resnet50, the softmax transform,
     --normalize_features, --normalize_gradients, and L-BFGS, whose line search compares values at nearby
     images, which the term's fresh directions make noisy; and the frames of a clip, whose temporal weight and
     steps per frame were measured with Gram terms, docs/video.md)."""
@@ -201,8 +206,8 @@ def auto_style_loss(config: Config, clip: bool = False) -> str:
     if transform == "auto":
         transform = registry.spec_of(config.model.backbone).feature_transform
     whole_image = not config.optim.tile_size and not config.images.content_mask and config.images.regions == "none"
-    measured = (config.mode in ("transfer", "texture") and config.loss.strength is None
-                and not config.loss.normalize_terms and transform == "none"
+    measured = (config.mode in ("transfer", "texture")
+                and (config.automatic_balance or not config.loss.normalize_terms) and transform == "none"
                 and config.images.preserve_colors != "luminance" and not config.model.normalize_features
                 and config.optim.optimizer == "adam" and not config.loss.normalize_gradients
                 and registry.spec_of(config.model.backbone).family == "vgg")

@@ -16,7 +16,9 @@ QUIET = dict(show_progress=False, say=lambda *a: None)
 
 
 def test_the_strength_scale_by_hand():
-    assert balance.style_ratio(0.5) == pytest.approx(balance.RATIO_AT_HALF)
+    assert balance.style_ratio(0.5) == pytest.approx(balance.RATIO_AT_HALF["gram"]) == 30.0
+    assert balance.style_ratio(0.5, "sliced") == pytest.approx(balance.RATIO_AT_HALF["sliced"])
+    assert balance.style_ratio(0.5, "mean_cov") == balance.style_ratio(0.5)   # the statistics take the Gram's
     # each step of 0.5 in strength multiplies the style's pull by RANGE
     assert balance.style_ratio(1.0) / balance.style_ratio(0.5) == pytest.approx(balance.RANGE)
     assert balance.style_ratio(0.5) / balance.style_ratio(0.0) == pytest.approx(balance.RANGE)
@@ -123,13 +125,14 @@ def result(tmp_path, monkeypatch, name, factors=None, **loss):
 
 
 @pytest.mark.slow
-def test_the_same_strength_gives_the_same_picture_on_a_rescaled_network(tmp_path, monkeypatch):
-    plain = result(tmp_path, monkeypatch, "plain")
-    assert np.array_equal(result(tmp_path, monkeypatch, "scaled", FACTORS), plain)   # the same bits
-    odd = np.abs(result(tmp_path, monkeypatch, "odd", ODD_FACTORS) - plain)
+@pytest.mark.parametrize("style_loss", ["gram", "sliced"])
+def test_the_same_strength_gives_the_same_picture_on_a_rescaled_network(tmp_path, monkeypatch, style_loss):
+    plain = result(tmp_path, monkeypatch, "plain", style_loss=style_loss)
+    assert np.array_equal(result(tmp_path, monkeypatch, "scaled", FACTORS, style_loss=style_loss), plain)   # the same bits
+    odd = np.abs(result(tmp_path, monkeypatch, "odd", ODD_FACTORS, style_loss=style_loss) - plain)
     assert odd.mean() < 3 / 255 and np.percentile(odd, 99) < 16 / 255   # the same picture, other rounding
     # with fixed, raw weights the balance moves with the magnitudes: another picture
-    fixed = dict(content_weight=1.0, style_weight=1e4)
+    fixed = dict(content_weight=1.0, style_weight=1e4, style_loss=style_loss)
     plain_fixed = result(tmp_path, monkeypatch, "plain_fixed", **fixed)
     scaled_fixed = result(tmp_path, monkeypatch, "scaled_fixed", FACTORS, **fixed)
     assert np.abs(plain_fixed - scaled_fixed).mean() > 10 / 255
@@ -142,8 +145,9 @@ def test_the_found_weights_are_recorded_and_reproduce_the_run(tmp_path):
     from nst_tf import rundir
     summary = rundir.read_summary(run_dir)
     found = summary["details"]["balance"]
-    assert found["strength"] == 0.7 and found["style_weight"] == pytest.approx(balance.style_ratio(0.7))
     again = rundir.read_config(run_dir)   # run.flags: the weights found, by hand; no strength
+    assert again.loss.style_loss == "sliced"   # --style_loss=auto with --strength: the ratio calibrated for it
+    assert found["strength"] == 0.7 and found["style_weight"] == pytest.approx(balance.style_ratio(0.7, "sliced"))
     assert again.loss.strength is None and not again.automatic_balance
     assert again.loss.style_weight == found["style_weight"] and again.loss.content_weight == found["content_weight"]
     assert len(again.loss.style_layer_weights) == len(again.loss.style_layers) == 5 and again.loss.style_octaves == 0
@@ -169,7 +173,8 @@ def test_each_layer_pulls_alike_at_the_start(tmp_path):
     _, at_painting = loss(tf.constant(painting[None]), weights)
     layers = found.loss.style_layers
     pulls = [float(at_photo[f"weighted/style/{n}"][0]) for n in layers]
-    assert pulls == pytest.approx([balance.style_ratio(0.5) / len(layers)] * len(layers), rel=1e-3)
+    ratio = balance.style_ratio(0.5, found.loss.style_loss)
+    assert pulls == pytest.approx([ratio / len(layers)] * len(layers), rel=1e-3)
     assert float(at_painting["weighted/content"][0]) == pytest.approx(1.0, rel=1e-3)
 
 

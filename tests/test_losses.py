@@ -329,6 +329,18 @@ def test_sliced_loss_compares_sorted_values():
         np.testing.assert_allclose(value, [3.25], rtol=2e-2)
 
 
+def test_sliced_scale_by_hand_and_the_relative_sliced_term_is_scale_free():
+    # samples [[3, 4], [0, 0]]: (9 + 16 + 0 + 0) / (2 positions * 2 channels) = 6.25
+    np.testing.assert_allclose(losses.sliced_scale(tf.constant([[3.0, 4.0], [0.0, 0.0]])).numpy(), 6.25, rtol=1e-6)
+    rng = np.random.default_rng(1)
+    image, style = (tf.constant(rng.random((1, 5, 6, 4)).astype(np.float32)) for _ in range(2))
+
+    def relative(c):   # the network's features c times larger: the term and its scale grow alike
+        target = losses.sliced_target([c * style], [1.0])
+        return losses.sliced_loss(c * image, target).numpy()[0] / losses.sliced_scale(target).numpy()
+    assert relative(4.0) == pytest.approx(relative(1.0), rel=1e-5) and relative(1.0) > 0.01
+
+
 def test_sliced_loss_is_near_zero_for_the_style_rearranged_and_its_directions_come_from_the_seed():
     rng = np.random.default_rng(0)
     style = rng.random((1, 4, 6, 5)).astype(np.float32)

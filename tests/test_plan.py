@@ -46,8 +46,9 @@ def test_auto_style_loss_is_sliced_for_a_whole_still_image_and_gram_where_sliced
     assert style_loss(images={"regions": "detail"}) == "gram"
     assert style_loss(images={"preserve_colors": "luminance"}) == "gram"
     assert style_loss("train") == "gram"
-    assert style_loss(loss={"strength": 0.5}) == "gram"
+    assert style_loss(loss={"strength": 0.5}) == "sliced"   # its ratio calibrated for sliced (balance.py)
     assert style_loss(loss={"normalize_terms": True}) == "gram"
+    assert style_loss(loss={"strength": 0.5, "style_loss": "gram"}) == "gram"
     assert style_loss(backbone="resnet50") == "gram"
     assert style_loss(optim={"optimizer": "lbfgs"}) == "gram"
     assert style_loss(loss={"style_loss": "gram"}) == "gram"
@@ -56,7 +57,6 @@ def test_auto_style_loss_is_sliced_for_a_whole_still_image_and_gram_where_sliced
 @pytest.mark.parametrize("kw, message", [
     ({"mode": "train", "images": ImageConfig(style="s.png")}, "not --mode=train"),
     ({"images": ImageConfig(content="c.png", style="s.png", regions="detail")}, "not regions"),
-    ({"loss": LossConfig(style_loss="sliced", normalize_terms=True)}, "no scale-free form"),
     ({"optim": OptimConfig(tile_size=128)}, "--tile_size needs --style_loss=gram"),
 ])
 def test_an_explicit_sliced_style_loss_where_it_cannot_go_is_one_line(kw, message):
@@ -67,6 +67,16 @@ def test_an_explicit_sliced_style_loss_where_it_cannot_go_is_one_line(kw, messag
         kw["loss"] = dataclasses.replace(kw["loss"], style_loss="sliced")
     with pytest.raises(UserError, match=message):
         validate(Config(model=ModelConfig(backbone="vgg16_hed"), **kw))
+
+
+def test_relative_sliced_terms_without_a_style_weight_are_one_line():
+    from nst_tf.errors import UserError
+    config = Config(images=ImageConfig(content="c.png", style="s.png"), model=ModelConfig(backbone="vgg16_hed"),
+                    loss=LossConfig(style_loss="sliced", normalize_terms=True))
+    with pytest.raises(UserError, match="no calibrated default beta: give --style_weight, or --strength"):
+        plan.resolve(config, say=lambda *a: None)
+    with_weight = dataclasses.replace(config, loss=dataclasses.replace(config.loss, style_weight=3.0))
+    assert plan.resolve(with_weight, say=lambda *a: None).loss.style_weight == 3.0
 
 
 def test_luminance_transfer_raises_the_default_style_weight_only():
