@@ -18,8 +18,8 @@ so every layer pulls alike at the start whatever its magnitude, and strength s i
 whole pull at the photo against the content's at the painting. The anchors cost two forward passes at the
 pyramid's first size (a stylizer's: per held-out photo and style, averaged; `resolve_training`). The weights
 found are written into the run's config (run.flags, config.json; the anchors in summary.json), so a resumed
-or repeated run uses them as they are. Off unless --strength is given: blind
-judges preferred the fixed beta's pictures (docs/balance.md).
+or repeated run uses them as they are. Off unless --strength is given: on vgg16_hed blind judges preferred
+the fixed beta's pictures with Gram terms and split with the sliced term (docs/balance.md).
 """
 from __future__ import annotations
 
