@@ -160,15 +160,15 @@ def resolve(config: Config, say=print, clip: bool = False) -> Config:
     spec = registry.BACKBONES[model.backbone]
     transform = spec.feature_transform if model.feature_transform == "auto" else model.feature_transform
     style_weight = loss.style_weight
-    if style_weight is None and loss.style_loss == "sliced" and loss.normalize_terms and not config.automatic_balance:
-        raise UserError("--style_loss=sliced with --normalize_terms has no calibrated default beta: give "
-                        "--style_weight, or --strength (which finds it), or leave out --normalize_terms.")
-    if style_weight is None and loss.style_loss == "sliced" and not loss.normalize_gradients \
-            and not config.automatic_balance:
-        style_weight = registry.SLICED_STYLE_WEIGHTS.get((spec.family, transform, model.normalize_features))
-        if style_weight is None:
-            raise UserError("--style_loss=sliced has no calibrated default beta with --feature_transform or "
-                            "--normalize_features: give --style_weight, or use --style_loss=gram.")
+    if style_weight is None and loss.style_loss == "sliced" and not config.automatic_balance:
+        if loss.normalize_terms:
+            raise UserError("--style_loss=sliced with --normalize_terms has no calibrated default beta: give "
+                            "--style_weight, or --strength (which finds it), or leave out --normalize_terms.")
+        if not loss.normalize_gradients:
+            style_weight = registry.SLICED_STYLE_WEIGHTS.get((spec.family, transform, model.normalize_features))
+            if style_weight is None:
+                raise UserError("--style_loss=sliced has no calibrated default beta with --feature_transform or "
+                                "--normalize_features: give --style_weight, or use --style_loss=gram.")
     if style_weight is None and loss.style_loss != "gram" and not loss.normalize_terms:
         beta = registry.NORMALIZED_TERMS_STYLE_WEIGHT
         raise UserError(f"--style_loss={loss.style_loss} has no calibrated default beta on its own: add "
