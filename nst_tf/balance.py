@@ -18,8 +18,10 @@ so every layer pulls alike at the start whatever its magnitude, and strength s i
 whole pull at the photo against the content's at the painting. The anchors cost two forward passes at the
 pyramid's first size (a stylizer's: per held-out photo and style, averaged; `resolve_training`). The weights
 found are written into the run's config (run.flags, config.json; the anchors in summary.json), so a resumed
-or repeated run uses them as they are. Off unless --strength is given: on vgg16_hed blind judges preferred
-the fixed beta's pictures with Gram terms and split with the sliced term (docs/balance.md).
+or repeated run uses them as they are. On vgg16_hed off unless --strength is given (blind judges preferred the
+fixed beta's pictures with Gram terms and split with the sliced term); on any other network a transfer without
+explicit weights is balanced at the default strength (plan.balanced_by_default; docs/balance.md). A pair with
+nothing to measure (an anchor of 0: the same image twice) weighs every layer's scale-free term 1 and says so.
 """
 from __future__ import annotations
 
@@ -80,15 +82,15 @@ def layer_anchors(loss, weights, content: np.ndarray, style: np.ndarray) -> tupl
     return per_layer(at_painting, "content"), per_layer(at_photo, "style")
 
 
-def check_anchors(content_anchor: float, style_anchor: float) -> None:
-    """A pair whose photo already has the painting's statistics (the same image, or both one flat colour) leaves
-    nothing to measure the style's pull by."""
-    for value, what in ((style_anchor, "the photo already has the painting's statistics (the same image, or both "
-                                       "one flat colour)"),
-                        (content_anchor, "the painting has the photo's features (the same image?)")):
+def degenerate(content_anchor: float, style_anchor: float) -> str | None:
+    """Why the pair leaves nothing to measure the terms' pull by, or None: the photo already has the painting's
+    statistics (the same image, or both one flat colour), or the painting has the photo's features."""
+    for value, why in ((style_anchor, "the photo already has the painting's statistics (the same image, or both "
+                                      "one flat colour?)"),
+                       (content_anchor, "the painting has the photo's features (the same image?)")):
         if not (math.isfinite(value) and value > 1e-6):
-            raise UserError(f"--strength cannot balance this pair: {what}; give --content_weight and "
-                            "--style_weight instead.")
+            return why
+    return None
 
 
 # A layer whose photo is already (nearly) at the painting's statistics would take a huge weight from its tiny
@@ -140,7 +142,11 @@ def weighed(config: Config, content_anchors: dict, style_anchors: dict, say=prin
                           for kind, anchors in (("content", content_anchors), ("style", style_anchors)))
     c0 = sum(w_content[n] * v for n, v in content_anchors.items()) / sum(w_content.values())
     s0 = sum(w_style[n] * v for n, v in style_anchors.items()) / sum(w_style.values())
-    check_anchors(c0, s0)
+    why = degenerate(c0, s0)
+    if why:   # any finite weights serve: the photo is already (nearly) where both terms are least
+        say(f"balance: {why}; each layer's scale-free term weighs 1 instead of 1 / its anchor")
+        content_anchors, style_anchors = dict.fromkeys(content_anchors, 1.0), dict.fromkeys(style_anchors, 1.0)
+        c0 = s0 = 1.0
     strength = config.loss.strength if config.loss.strength is not None else DEFAULT_STRENGTH
     found = Balance(strength, c0, s0, 1.0, style_ratio(strength, config.loss.style_loss))
     floor_c = ANCHOR_FLOOR * max(content_anchors.values())

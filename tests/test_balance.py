@@ -25,12 +25,20 @@ def test_the_strength_scale_by_hand():
     assert balance.style_ratio(0.3) < balance.style_ratio(0.6)
 
 
-def test_anchor_of_nothing_to_measure_is_a_user_error():
-    with pytest.raises(UserError, match="--strength cannot balance this pair"):
-        balance.check_anchors(1.0, 0.0)
-    with pytest.raises(UserError, match="give --content_weight and --style_weight"):
-        balance.check_anchors(float("nan"), 1.0)
-    balance.check_anchors(0.5, 3.0)   # fine
+def test_a_pair_with_nothing_to_measure_is_said_and_weighed_alike():
+    assert "the same image" in balance.degenerate(1.0, 0.0)
+    assert "the same image" in balance.degenerate(float("nan"), 1.0)
+    assert balance.degenerate(0.5, 3.0) is None
+    said = []
+    config = with_loss_defaults(validate(Config(images=ImageConfig(content="c.png", style="c.png"),
+                                                loss=LossConfig(strength=0.5, style_octaves=0, content_layers=("conv4_2",),
+                                                                style_layers=("conv1_1", "conv2_1")))))
+    found, record = balance.weighed(config, {"conv4_2": 0.0}, {"conv1_1": 0.0, "conv2_1": 0.0}, said.append)
+    assert "the photo already has the painting's statistics" in said[0]
+    ratio = balance.style_ratio(0.5, config.loss.style_loss)
+    assert found.loss.content_layer_weights == (1.0,)                       # 1 / anchor 1, finite
+    assert found.loss.style_layer_weights == pytest.approx((0.5, 0.5))      # w_l / W, each anchor 1
+    assert found.loss.style_weight == pytest.approx(ratio) and record.style_anchor == 1.0
 
 
 def transfer(**loss):

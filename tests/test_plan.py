@@ -103,6 +103,33 @@ def test_the_automatic_balance_leaves_the_weights_to_be_found():
     assert resolved.loss.style_weight is None and resolved.loss.content_weight is None   # nst_tf.balance finds them
 
 
+@pytest.mark.parametrize("backbone, weights, loss, mode, clip, balanced", [
+    ("vgg16_hed", None, {}, "transfer", False, False),        # the fixed weights were chosen on it
+    ("vgg19", None, {}, "transfer", False, True),
+    ("vgg16", None, {}, "transfer", False, True),
+    ("resnet50", None, {}, "transfer", False, True),
+    ("vgg16_hed", "random", {}, "transfer", False, True),     # not the weights they were chosen on
+    ("vgg16_hed", "my.h5", {}, "transfer", False, True),
+    ("vgg19", None, {"style_weight": 1e6}, "transfer", False, False),   # weights by hand
+    ("vgg19", None, {"content_weight": 2.0}, "transfer", False, False),
+    ("vgg19", None, {"normalize_terms": False}, "transfer", False, False),
+    ("vgg19", None, {"normalize_gradients": True}, "transfer", False, False),
+    ("vgg19", None, {}, "texture", False, False),
+    ("vgg19", None, {}, "transfer", True, False),             # a clip's frames
+])
+def test_a_network_the_fixed_weights_were_not_chosen_on_is_balanced_by_default(backbone, weights, loss, mode, clip,
+                                                                                balanced):
+    said = []
+    config = Config(mode=mode, images=ImageConfig(content="c.png", style="s.png"),
+                    model=ModelConfig(backbone=backbone, weights=weights), loss=LossConfig(**loss))
+    resolved = plan.resolve(config, say=said.append, clip=clip)
+    assert resolved.automatic_balance == balanced
+    assert any("finds them from this pair" in line for line in said) == balanced
+    if balanced:
+        assert resolved.loss.strength == 0.5 and resolved.loss.normalize_terms and resolved.loss.style_weight is None
+        assert f"not chosen on {backbone}" in said[-1]
+
+
 def test_resolve_takes_the_last_scale_as_the_size():
     config = Config(images=ImageConfig(content="c.png", style="s.png", max_size=300, scales=(128, 640)),
                     model=ModelConfig(backbone="vgg16_hed"))
