@@ -39,6 +39,9 @@ def describe(name: str, max_size: int, pooling: str = "avg", content: str | None
     sliced = registry.SLICED_STYLE_WEIGHTS.get((spec.family, transform, False))
     if sliced is not None:
         lines.append(f"with --style_loss=sliced (the default for a still image): {sliced:g}")
+    if not spec.calibrated:
+        lines.append("these weights were chosen on vgg16_hed: a transfer on this network that sets neither alpha nor "
+                     "beta finds them from the pair (--strength=0.5)")
     return "\n".join(lines)
 
 

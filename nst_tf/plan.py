@@ -204,8 +204,8 @@ def balanced_by_default(config: Config, clip: bool = False) -> bool:
     """Whether a transfer that sets no weights finds them from the pair (nst_tf.balance, at the default strength):
     on a network whose fixed default beta was not chosen on it (`registry.BackboneSpec.calibrated`: any backbone
     but vgg16_hed, and any weights file or random weights), where the same beta pulls toward the style orders of
-    magnitude more or less (docs/balance.md: on VGG-19 the fixed sliced beta would pull about 200x less than on
-    vgg16_hed). Only where the balance can go and was judged: a still image (--mode=transfer, not a clip's
+    magnitude more or less and through other layers (docs/balance.md: vgg16_hed rescaled to VGG-19's magnitudes
+    gives another picture with the fixed weights, the same with the balance). Only where the balance can go and was judged: a still image (--mode=transfer, not a clip's
     frames, whose temporal weight was measured with fixed Gram terms), without --nonormalize_terms or
     --normalize_gradients, which set the terms' pull themselves. `config` has a concrete backbone."""
     loss, model = config.loss, config.model

@@ -293,12 +293,14 @@ def test_list_layers(content_path, capsys):
     assert any(line.split()[0] == "conv1_relu" and line.split()[-1] == "style" for line in lines[2:-3])
     assert "default style layers:   conv1_relu,conv2_block1_1_conv," in out
     assert "default feature transform: softmax" in out
+    assert "finds them from the pair (--strength=0.5)" in lines[-1]   # resnet50 is not where they were chosen
     # The content image's aspect: 40 x 48 at --max_size=48.
     assert main_in_process("--list_layers", "--backbone=vgg16_hed", "--max_size=48", f"--content={content_path}") == 0
     out = capsys.readouterr().out
     assert any(line.split()[:6] == ["conv1_1", "40", "x", "48", "x", "64"] for line in out.splitlines())
     assert "default content layers: conv4_2" in out
     assert "with --style_loss=sliced (the default for a still image): 3.33333e+06" in out
+    assert "finds them from the pair" not in out
 
 
 @pytest.mark.slow
