@@ -33,7 +33,6 @@ import tensorflow as tf
 
 from nst_tf import image_io, registry
 from nst_tf.config import Config, DEFAULT_STRENGTH, schedule
-from nst_tf.errors import UserError
 from nst_tf.inputs import Inputs
 from nst_tf.plan import EffectiveWeights
 

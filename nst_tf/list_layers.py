@@ -5,7 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from nst_tf import backbones, image_io, registry
-from nst_tf.config import check_max_size
+from nst_tf.config import DEFAULT_STRENGTH, check_max_size
 
 
 def describe(name: str, max_size: int, pooling: str = "avg", content: str | None = None) -> str:
@@ -41,7 +41,7 @@ def describe(name: str, max_size: int, pooling: str = "avg", content: str | None
         lines.append(f"with --style_loss=sliced (the default for a still image): {sliced:g}")
     if not spec.calibrated:
         lines.append("these weights were chosen on vgg16_hed: a transfer on this network that sets neither alpha nor "
-                     "beta finds them from the pair (--strength=0.5)")
+                     f"beta finds them from the pair (--strength={DEFAULT_STRENGTH:g})")
     return "\n".join(lines)
 
 

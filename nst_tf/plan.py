@@ -205,9 +205,10 @@ def balanced_by_default(config: Config, clip: bool = False) -> bool:
     on a network whose fixed default beta was not chosen on it (`registry.BackboneSpec.calibrated`: any backbone
     but vgg16_hed, and any weights file or random weights), where the same beta pulls toward the style orders of
     magnitude more or less and through other layers (docs/balance.md: vgg16_hed rescaled to VGG-19's magnitudes
-    gives another picture with the fixed weights, the same with the balance). Only where the balance can go and was judged: a still image (--mode=transfer, not a clip's
-    frames, whose temporal weight was measured with fixed Gram terms), without --nonormalize_terms or
-    --normalize_gradients, which set the terms' pull themselves. `config` has a concrete backbone."""
+    gives another picture with the fixed weights, the same with the balance). Only where the balance can go and
+    was judged: a still image (--mode=transfer, not a clip's frames, whose temporal weight was measured with fixed
+    Gram terms), without --nonormalize_terms or --normalize_gradients, which set the terms' pull themselves.
+    `config` has a concrete backbone."""
     loss, model = config.loss, config.model
     calibrated = registry.BACKBONES[model.backbone].calibrated and model.weights is None
     return (config.mode == "transfer" and not clip and not calibrated
