@@ -2,6 +2,8 @@
 
   PYTHONPATH=. python bench/other_magnitudes.py                        # R over the corpus, forward passes only
   PYTHONPATH=. python bench/other_magnitudes.py --photos=tubingen --paintings=starry_night --run=out/mag
+  PYTHONPATH=. python bench/other_magnitudes.py --clip=../shared/video/cockatoo.mp4 --style=examples/swirls.jpg \
+      --size=128 --run=out/mag_clip                                    # a clip's first frames, both networks
 
 The offline vgg16_hed with every conv layer's kernel and bias rescaled so that each layer's features are those of
 vgg16_hed times VGG-19's feature amplitude over vgg16_hed's at that layer (docs/quality.md, "How far vgg16_hed's
@@ -12,7 +14,10 @@ balance, and nothing else (VGG-19's features differ in more than their size).
 
 For each pair: R, the style's pull at the photo over the content's at the painting in the fixed-weight default
 (bench/balance_ratio.py), on vgg16_hed and on the rescaled network; with --run, the default run (fixed weights)
-and --strength=0.5 on both networks, written to --run/<pair>/<variant>/result.png.
+and --strength=0.5 on both networks, written to --run/<pair>/<variant>/result.png. With --clip, the clip's first
+--frames frames against --style instead (100 steps for the first frame, 25 for each next, as bench/video.py's
+ladders; each variant at its own default --temporal_weight), and each frame of the rescaled network's result
+compared with vgg16_hed's (mean absolute difference in 1/255, SSIM of the luminance).
 """
 from __future__ import annotations
 
@@ -28,9 +33,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import balance_ratio  # noqa: E402
 import quality  # noqa: E402  (bench/quality.py: the corpus)
 
-from nst_tf import engine, stylize  # noqa: E402
+from nst_tf import engine, lifecycle  # noqa: E402
 from nst_tf.plan import make_plan  # noqa: E402
-from nst_tf.config import Config, ImageConfig, LossConfig, ModelConfig, OptimConfig, OutputConfig  # noqa: E402
+from nst_tf.config import (Config, ImageConfig, LossConfig, ModelConfig, OptimConfig, OutputConfig,  # noqa: E402
+                           VideoConfig)
 
 # VGG-19's feature amplitude over vgg16_hed's at the layers the default terms read (docs/quality.md).
 MEASURED = {"conv1_1": 1.7, "conv2_1": 4.4, "conv3_1": 9.6, "conv4_1": 79.0, "conv4_2": 95.0, "conv5_1": 15.0}
@@ -63,10 +69,23 @@ def rescale(model, cumulative: list[float]):
 
 
 def config_of(content: str, style: str, size: int, out: str = "outputs", name: str = "magnitudes",
-              strength=None) -> Config:
+              strength=None, frames: int = 0) -> Config:
+    """A still's default run, or with `frames` a clip's first frames (short steps, as bench/video.py's ladders)."""
+    clip = dict(optim=OptimConfig(seed=0, num_steps=100), video=VideoConfig(frames=f":{frames}", frame_steps=25)
+                ) if frames else dict(optim=OptimConfig(seed=0))
     return Config(images=ImageConfig(content=content, style=style, max_size=size),
                   model=ModelConfig(backbone="vgg16_hed"), loss=LossConfig(strength=strength),
-                  optim=OptimConfig(seed=0), output=OutputConfig(output_dir=out, run_name=name))
+                  output=OutputConfig(output_dir=out, run_name=name), **clip)
+
+
+def frame_differences(a_dir: str, b_dir: str) -> list[tuple[float, float]]:
+    """(mean |a - b| in 1/255, SSIM of the luminance) of each frame two clip runs share."""
+    names = sorted(set(os.listdir(os.path.join(a_dir, "frames"))) & set(os.listdir(os.path.join(b_dir, "frames"))))
+    out = []
+    for name in names:
+        a, b = (quality.load(os.path.join(d, "frames", name)) for d in (a_dir, b_dir))
+        out.append((float(np.abs(a - b).mean() * 255), quality.ssim(quality.luminance(a), quality.luminance(b))))
+    return out
 
 
 def main(argv=None) -> int:
@@ -75,7 +94,14 @@ def main(argv=None) -> int:
     ap.add_argument("--paintings", default="")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--run", default="", help="a folder: also run the default and --strength=0.5 on both networks")
+    ap.add_argument("--clip", default="", help="with --run and --style: this clip's first --frames frames")
+    ap.add_argument("--style", default="", help="with --clip: the painting")
+    ap.add_argument("--frames", type=int, default=6)
     args = ap.parse_args(argv)
+    if args.clip:
+        if not (args.run and args.style):
+            ap.error("--clip needs --run=FOLDER and --style=PAINTING")
+        return run_clip(args)
     pairs = quality.corpus(args.photos, args.paintings)
     if not pairs:
         print("no corpus pairs found (bench/quality.py looks in ../shared/images)", file=sys.stderr)
@@ -99,22 +125,43 @@ def main(argv=None) -> int:
     for name, rs in ratios.items():
         print(f"{name}: median R {np.median(rs):.4g} (range {min(rs):.3g} to {max(rs):.3g}, {len(rs)} pairs)")
     if args.run:
-        real = engine.load_network
         for pair in pairs:
-            for network, factors in (("vgg16_hed", None), ("rescaled", cumulative)):
-                def load(config, say=print, factors=factors):
-                    loaded = real(config, say)
-                    if factors:
-                        rescale(loaded.model, factors)
-                    return loaded
-                engine.load_network = load
-                for variant, strength in (("fixed", None), ("strength", 0.5)):
-                    out = os.path.join(args.run, quality.pair_label(pair), f"{network}_{variant}")
-                    config = config_of(*pair.split(":", 1), args.size, os.path.dirname(out),
-                                       os.path.basename(out), strength)
-                    stylize.run(config, show_progress=False, say=lambda *a: None)
-                    print(f"{quality.pair_label(pair)} {network} {variant}: {out}/result.png", flush=True)
+            run_both(args.run, quality.pair_label(pair), *pair.split(":", 1), args.size, cumulative)
+    return 0
+
+
+def run_both(folder: str, label: str, content: str, style: str, size: int, cumulative: list[float],
+             frames: int = 0) -> dict:
+    """The fixed-weight default and --strength=0.5 on vgg16_hed and on the rescaled network: {(network, variant):
+    run folder}."""
+    real, runs = engine.load_network, {}
+    try:
+        for network, factors in (("vgg16_hed", None), ("rescaled", cumulative)):
+            def load(config, say=print, factors=factors):
+                loaded = real(config, say)
+                if factors:
+                    rescale(loaded.model, factors)
+                return loaded
+            engine.load_network = load
+            for variant, strength in (("fixed", None), ("strength", 0.5)):
+                out = os.path.join(folder, label, f"{network}_{variant}")
+                config = config_of(content, style, size, os.path.dirname(out), os.path.basename(out), strength,
+                                   frames)
+                runs[network, variant] = lifecycle.run(config, show_progress=False, say=lambda *a: None)
+                print(f"{label} {network} {variant}: {runs[network, variant]}", flush=True)
+    finally:
         engine.load_network = real
+    return runs
+
+
+def run_clip(args) -> int:
+    """--clip: both variants on both networks; each frame of the rescaled network's against vgg16_hed's."""
+    label = os.path.splitext(os.path.basename(args.clip))[0]
+    runs = run_both(args.run, label, args.clip, args.style, args.size, amplitudes(), args.frames)
+    for variant in ("fixed", "strength"):
+        diffs = frame_differences(runs["vgg16_hed", variant], runs["rescaled", variant])
+        print(f"{variant}: rescaled against vgg16_hed, frame by frame: mean |diff| (1/255) "
+              + " ".join(f"{d:.1f}" for d, _ in diffs) + "; SSIM " + " ".join(f"{s:.3f}" for _, s in diffs))
     return 0
 
 

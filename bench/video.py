@@ -64,6 +64,8 @@ def main() -> None:
                              "option's default)")
     parser.add_argument("--flow_blend", type=float, default=0.5)
     parser.add_argument("--backbone", default="vgg16_hed")
+    parser.add_argument("--strength", type=float, default=None,
+                        help="the automatic balance at this strength (found on the first frame) for the optimizations")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--first_frame", default=None,
                         help="a run folder of an earlier bench (same clip, size, style, seed, --num_steps) whose "
@@ -87,6 +89,8 @@ def main() -> None:
         name = f"{label}_{time.strftime('%H%M%S')}"
         if method in ("perframe", "temporal"):
             extra = {} if weight is None else {"temporal_weight": weight}
+            if args.strength is not None:
+                extra["strength"] = args.strength
             config = config_with(**common, style=args.style, backbone=args.backbone, num_steps=args.num_steps,
                                frame_steps=args.frame_steps, run_name=name, **extra)
         else:

@@ -60,7 +60,11 @@ REFERENCE_SIZE = 256
 # 512 px result at 256 px drew them twice as large against the scene, and blind judges preferred one scale at
 # 512 px on 4 of 5 pairs ("keeps the town readable"; docs/quality.md, "One scale at 512 px"), for 1.2x the time.
 PYRAMID_MIN_SIZE = 512
-VIDEO_TEMPORAL_WEIGHT = 300.0   # --temporal_weight's default: the largest that did not soften moving edges (docs/video.md)
+# --temporal_weight's default with the fixed weights: the largest that did not soften moving edges in six frames
+# (docs/video.md). With the automatic balance beta stands for another pull, so the weight has its own default:
+# the one whose frames pay the same price in style for their steadiness and flicker about as little.
+VIDEO_TEMPORAL_WEIGHT = 300.0
+BALANCED_TEMPORAL_WEIGHT = 5.0
 
 
 def option(default, help: str, choices: tuple[str, ...] | None = None, **metadata):
@@ -340,10 +344,12 @@ class VideoConfig:
     fps: Optional[float] = option(None, "Frame rate of a clip's result: a folder of frames plays at it (default 24), "
                                   "a video is resampled to it (frames dropped or repeated; default its own).")
     # Ruder et al. 2016's temporal term, weight * beta * mean(c * (x - warped previous result)^2): relative to
-    # beta, so that one value serves every backbone; the default was chosen on cockatoo.mp4 (docs/video.md).
-    temporal_weight: float = option(VIDEO_TEMPORAL_WEIGHT, "Clips: weight of the temporal term relative to the style "
-                                    "weight; it pulls each frame toward the previous result warped by the optical "
-                                    "flow where the flow is reliable (0: only the warped start).")
+    # beta, the style's pull; with the automatic balance beta is that pull at the photo on any network
+    # (nst_tf/balance.py). None: the default of the weights in use (plan.resolve); chosen on cockatoo.mp4.
+    temporal_weight: Optional[float] = option(
+        None, "Clips: weight of the temporal term relative to the style weight; it pulls each frame toward the "
+        "previous result warped by the optical flow where the flow is reliable (0: only the warped start; default: "
+        f"{VIDEO_TEMPORAL_WEIGHT:g} with fixed weights, {BALANCED_TEMPORAL_WEIGHT:g} with --strength).")
     long_term: tuple[int, ...] = option((1,), "Clips: the earlier results the temporal term compares with, in frames "
                                         "back, e.g. 1,2,4 (Ruder et al.'s long-term consistency).")
     frame_steps: Optional[int] = option(None, "Clips: steps for each frame after the first, which starts from the "
@@ -701,7 +707,7 @@ def _check_stylizer(config: Config) -> None:
 def check_video(config: Config) -> None:
     """The clip options (nst_tf.video): values in range; the file checks come when the clip is opened."""
     v = config.video
-    if not (math.isfinite(v.temporal_weight) and v.temporal_weight >= 0):
+    if v.temporal_weight is not None and not (math.isfinite(v.temporal_weight) and v.temporal_weight >= 0):
         raise UserError(f"--temporal_weight={v.temporal_weight} must be a finite number >= 0.")
     if not v.long_term or any(not 1 <= k <= 16 for k in v.long_term) or len(set(v.long_term)) != len(v.long_term):
         raise UserError(f"--long_term={','.join(map(str, v.long_term))} must be distinct frame counts 1 to 16, "

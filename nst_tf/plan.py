@@ -16,8 +16,9 @@ import re
 import tensorflow as tf
 
 from nst_tf import backbones, color, memory, registry
-from nst_tf.config import (AUTO_SIZE, BFLOAT16_MIN_SIZE, DEFAULT_STRENGTH, REFERENCE_SIZE, Config, feature_terms_on,
-                           layer_weights, validate, with_loss_defaults)
+from nst_tf.config import (AUTO_SIZE, BALANCED_TEMPORAL_WEIGHT, BFLOAT16_MIN_SIZE, DEFAULT_STRENGTH, REFERENCE_SIZE,
+                           VIDEO_TEMPORAL_WEIGHT, Config, feature_terms_on, layer_weights, validate,
+                           with_loss_defaults)
 from nst_tf.errors import UserError
 from nst_tf.inputs import Inputs, load_inputs
 
@@ -151,7 +152,7 @@ def resolve(config: Config, say=print, clip: bool = False) -> Config:
     weight, `auto_style_loss`), layer names in our spelling (an unknown name is a UserError). `clip`: the
     config optimizes the frames of a clip (nst_tf.video.transfer)."""
     config = with_seed_and_backbone(config, say)
-    if balanced_by_default(config, clip):
+    if balanced_by_default(config):
         say(f"balance: the fixed weights were not chosen on {_network_words(config.model)}; "
             f"--strength={DEFAULT_STRENGTH:g} finds them from this pair (--style_weight sets them by hand)")
         config = dataclasses.replace(config, loss=dataclasses.replace(config.loss, strength=DEFAULT_STRENGTH))
@@ -163,6 +164,9 @@ def resolve(config: Config, say=print, clip: bool = False) -> Config:
     if config.loss.style_octaves is None and registry.BACKBONES[config.model.backbone].family == "resnet":
         config = _without_octaves(config)   # ResNet: its softmax features' look was not checked with octaves
     config = with_loss_defaults(config)
+    if config.video.temporal_weight is None:   # before the balance replaces --strength by the weights it finds
+        weight = BALANCED_TEMPORAL_WEIGHT if config.automatic_balance else VIDEO_TEMPORAL_WEIGHT
+        config = dataclasses.replace(config, video=dataclasses.replace(config.video, temporal_weight=weight))
     model, loss = config.model, config.loss
     spec = registry.BACKBONES[model.backbone]
     transform = spec.feature_transform if model.feature_transform == "auto" else model.feature_transform
@@ -200,18 +204,18 @@ def resolve(config: Config, say=print, clip: bool = False) -> Config:
         model, feature_transform=transform, precision=precision)))
 
 
-def balanced_by_default(config: Config, clip: bool = False) -> bool:
+def balanced_by_default(config: Config) -> bool:
     """Whether a transfer that sets no weights finds them from the pair (nst_tf.balance, at the default strength):
     on a network whose fixed default beta was not chosen on it (`registry.BackboneSpec.calibrated`: any backbone
     but vgg16_hed, and any weights file or random weights), where the same beta pulls toward the style orders of
     magnitude more or less and through other layers (docs/balance.md: vgg16_hed rescaled to VGG-19's magnitudes
     gives another picture with the fixed weights, the same with the balance). Only where the balance can go and
-    was judged: a still image (--mode=transfer, not a clip's frames, whose temporal weight was measured with fixed
-    Gram terms), without --nonormalize_terms or --normalize_gradients, which set the terms' pull themselves.
+    was measured: --mode=transfer, a still or a clip (its temporal weight measured under the balance too,
+    docs/video.md), without --nonormalize_terms or --normalize_gradients, which set the terms' pull themselves.
     `config` has a concrete backbone."""
     loss, model = config.loss, config.model
     calibrated = registry.BACKBONES[model.backbone].calibrated and model.weights is None
-    return (config.mode == "transfer" and not clip and not calibrated
+    return (config.mode == "transfer" and not calibrated
             and loss.strength is None and loss.content_weight is None and loss.style_weight is None
             and loss.normalize_terms is not False and not loss.normalize_gradients)
 

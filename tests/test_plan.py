@@ -4,7 +4,8 @@ import dataclasses
 import pytest
 
 from nst_tf import color, plan, registry
-from nst_tf.config import Config, ImageConfig, LossConfig, ModelConfig, OptimConfig
+from nst_tf.config import (BALANCED_TEMPORAL_WEIGHT, VIDEO_TEMPORAL_WEIGHT, Config, ImageConfig, LossConfig, ModelConfig,
+                           OptimConfig, VideoConfig)
 from nst_tf.objective import loss_weights
 
 
@@ -115,7 +116,8 @@ def test_the_automatic_balance_leaves_the_weights_to_be_found():
     ("vgg19", None, {"normalize_terms": False}, "transfer", False, False),
     ("vgg19", None, {"normalize_gradients": True}, "transfer", False, False),
     ("vgg19", None, {}, "texture", False, False),
-    ("vgg19", None, {}, "transfer", True, False),             # a clip's frames
+    ("vgg19", None, {}, "transfer", True, True),              # a clip's frames
+    ("vgg16_hed", None, {}, "transfer", True, False),
 ])
 def test_a_network_the_fixed_weights_were_not_chosen_on_is_balanced_by_default(backbone, weights, loss, mode, clip,
                                                                                 balanced):
@@ -128,6 +130,16 @@ def test_a_network_the_fixed_weights_were_not_chosen_on_is_balanced_by_default(b
     if balanced:
         assert resolved.loss.strength == 0.5 and resolved.loss.normalize_terms and resolved.loss.style_weight is None
         assert f"not chosen on {backbone}" in said[-1]
+    # the temporal term is relative to beta, which stands for another pull with the balance
+    assert resolved.video.temporal_weight == (BALANCED_TEMPORAL_WEIGHT if balanced else VIDEO_TEMPORAL_WEIGHT)
+
+
+@pytest.mark.parametrize("strength, given, expected", [
+    (None, None, VIDEO_TEMPORAL_WEIGHT), (0.5, None, BALANCED_TEMPORAL_WEIGHT), (0.5, 50.0, 50.0), (None, 0.0, 0.0)])
+def test_the_temporal_weight_defaults_to_the_one_measured_with_the_weights_in_use(strength, given, expected):
+    config = Config(images=ImageConfig(content="c.png", style="s.png"), model=ModelConfig(backbone="vgg16_hed"),
+                    loss=LossConfig(strength=strength), video=VideoConfig(temporal_weight=given))
+    assert plan.resolve(config, say=lambda *a: None, clip=True).video.temporal_weight == expected
 
 
 def test_resolve_takes_the_last_scale_as_the_size():

@@ -66,3 +66,38 @@ def test_temporal_output_flickers_less_and_resumes_to_the_same_frames(tmp_path, 
     for i in range(5):
         np.testing.assert_array_equal(image_io.load_image(transfer.frame_path(stopped, i)), frames[i])
     assert os.path.exists(os.path.join(stopped, "result.mp4"))
+
+
+@pytest.mark.slow
+def test_a_clip_on_a_rescaled_network_keeps_its_frames_with_the_balance(tmp_path, monkeypatch):
+    """A network the fixed weights were not chosen on (random weights) balances a clip by default, with the
+    temporal weight measured for the balance; the same network at other magnitudes (powers of two: exact) then
+    gives the same frames bit for bit. With weights by hand the temporal term's pull moves with the magnitudes."""
+    from nst_tf import engine, video
+    from nst_tf.config import BALANCED_TEMPORAL_WEIGHT
+    from nst_tf.video import transfer
+    from tests.test_balance import FACTORS, rescale
+    source = str(tmp_path / "pan.mp4")
+    write_video(source, pan(3, 30, 40, step=2), fps=10)
+    real = engine.load_network
+
+    def frames(name, factors=None, **values):
+        def load(config, say=print):
+            network = real(config, say)
+            if factors:
+                rescale(network.model, factors)
+            return network
+        monkeypatch.setattr(engine, "load_network", load)
+        said = []
+        config = clip_config(source, str(tmp_path / "out"), backbone="vgg16", weights="random", run_name=name,
+                             **values)
+        run_dir = video.run(config, show_progress=False, say=said.append)
+        return [image_io.load_image(transfer.frame_path(run_dir, i)) for i in range(3)], said
+
+    plain, said = frames("plain")
+    assert any("finds them from this pair" in line for line in said)
+    scaled, _ = frames("scaled", FACTORS)
+    assert all(np.array_equal(a, b) for a, b in zip(plain, scaled))
+    plain_fixed, _ = frames("plain_fixed", style_weight=1e4, temporal_weight=BALANCED_TEMPORAL_WEIGHT)
+    scaled_fixed, _ = frames("scaled_fixed", FACTORS, style_weight=1e4, temporal_weight=BALANCED_TEMPORAL_WEIGHT)
+    assert np.abs(plain_fixed[-1] - scaled_fixed[-1]).mean() > 10 / 255

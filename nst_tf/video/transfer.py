@@ -113,8 +113,8 @@ class _FrameOptimizer:
             w[0, j], c[0, j] = image, weight
         self.warped.assign(w)
         self.reliable.assign(c)
-        # relative to beta: the style term's pull on a pixel is what the temporal term's is weighed against,
-        # and beta is what makes the style term's size comparable across backbones
+        # relative to beta: the style term's pull on a pixel is what the temporal term's is weighed against; with
+        # the automatic balance beta is that pull at the photo on any network (its own default weight, plan.resolve)
         self.temporal_weight.assign(temporal_weight * self.job.weights.terms["style"])
         for var in self.optimizer.variables:   # a fresh Adam: step 0, no moments (the learning rate kept)
             if "learning_rate" not in var.path:
