@@ -190,3 +190,38 @@ def test_style_octaves_add_terms_that_the_optimization_lowers(tmp_path):
     assert not any("conv2_1@" in name for name in logged[0])
     assert logged[-1]["style/conv1_1@2"] < 0.5 * logged[0]["style/conv1_1@2"]
     assert logged[-1]["weighted/style/conv1_1@2"] == pytest.approx(1e6 * 0.5 * logged[-1]["style/conv1_1@2"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_auto_steps_stop_at_the_first_log_row_where_the_image_stopped_changing(tmp_path, content_path, style_path,
+                                                                                 monkeypatch):
+    """--num_steps=auto: the scale stops at the first log row where the image has stopped changing
+    (`engine.stopped_changing`), below the cap, and summary.json says where. (A threshold this tiny run reaches
+    before its plateau, so that the test does not hang on the plateau's rule alone.)"""
+    from nst_tf import engine, rundir
+    from nst_tf.config import AUTO_STEPS, AUTO_STEPS_CAP
+    monkeypatch.setattr(engine, "CONVERGED", 0.5)
+    config = config_for(tmp_path, content_path, style_path, "auto")
+    config = dataclasses.replace(config, optim=dataclasses.replace(config.optim, num_steps=AUTO_STEPS,
+                                                                   learning_rate=0.02))
+    details = rundir.read_summary(stylize.run(config, **QUIET))["details"]
+    changes, stop = details["image_change_per_step"], details["converged_at"]
+    assert stop is not None and engine.CONVERGED_MIN_STEPS <= stop < AUTO_STEPS_CAP
+    assert stop == next(step for i, (step, _) in enumerate(changes) if engine.stopped_changing(changes[:i + 1]))
+    assert changes[-1][1] < 0.5 or changes[-1][0] >= engine.CONVERGED_MIN_STEPS + engine.PLATEAU_STEPS
+    assert changes[-1][0] == stop   # nothing optimized after it
+
+
+@pytest.mark.parametrize("changes, stopped", [
+    ([(10, 3.0), (20, 0.09)], False),                  # under the threshold, but before CONVERGED_MIN_STEPS
+    ([(40, 0.09)], True),                              # under CONVERGED (0.10)
+    ([(40, 0.5), (50, 0.2)], False),
+    ([(50, 0.2), (100, 0.18)], True),                  # fell by 10% in 50 steps: less than PLATEAU_DROP (15%)
+    ([(50, 0.2), (100, 0.16)], False),                 # fell by 20%: still settling
+    ([(30, 0.2), (80, 0.19)], False),                  # the row 50 steps back is before CONVERGED_MIN_STEPS
+    ([(50, 0.2), (90, 0.19), (100, 0.3), (50, 0.3), (70, 0.3)], False),   # a new scale: its own rows only
+    ([(100, 0.3), (50, 0.2), (80, 0.19), (100, 0.18)], True),
+])
+def test_an_image_has_stopped_changing_under_the_threshold_or_on_a_plateau(changes, stopped):
+    from nst_tf import engine
+    assert engine.stopped_changing(changes) is stopped
