@@ -69,12 +69,12 @@ def rescale(model, cumulative: list[float]):
 
 
 def config_of(content: str, style: str, size: int, out: str = "outputs", name: str = "magnitudes",
-              strength=None, frames: int = 0) -> Config:
+              strength=None, frames: int = 0, precision: str = "auto") -> Config:
     """A still's default run, or with `frames` a clip's first frames (short steps, as bench/video.py's ladders)."""
     clip = dict(optim=OptimConfig(seed=0, num_steps=100), video=VideoConfig(frames=f":{frames}", frame_steps=25)
                 ) if frames else dict(optim=OptimConfig(seed=0))
     return Config(images=ImageConfig(content=content, style=style, max_size=size),
-                  model=ModelConfig(backbone="vgg16_hed"), loss=LossConfig(strength=strength),
+                  model=ModelConfig(backbone="vgg16_hed", precision=precision), loss=LossConfig(strength=strength),
                   output=OutputConfig(output_dir=out, run_name=name), **clip)
 
 
@@ -97,6 +97,9 @@ def main(argv=None) -> int:
     ap.add_argument("--clip", default="", help="with --run and --style: this clip's first --frames frames")
     ap.add_argument("--style", default="", help="with --clip: the painting")
     ap.add_argument("--frames", type=int, default=6)
+    ap.add_argument("--variants", default="fixed,strength", help="with --run: fixed (the default weights), strength")
+    ap.add_argument("--precision", default="auto", help="with --run: float32 leaves only float32's rounding between "
+                    "the two networks")
     args = ap.parse_args(argv)
     if args.clip:
         if not (args.run and args.style):
@@ -126,14 +129,20 @@ def main(argv=None) -> int:
         print(f"{name}: median R {np.median(rs):.4g} (range {min(rs):.3g} to {max(rs):.3g}, {len(rs)} pairs)")
     if args.run:
         for pair in pairs:
-            run_both(args.run, quality.pair_label(pair), *pair.split(":", 1), args.size, cumulative)
+            runs = run_both(args.run, quality.pair_label(pair), *pair.split(":", 1), args.size, cumulative,
+                            variants=args.variants.split(","), precision=args.precision)
+            for variant in args.variants.split(","):
+                a, b = (quality.load(os.path.join(runs[n, variant], "result.png")) for n in ("vgg16_hed", "rescaled"))
+                ssim = quality.ssim(quality.luminance(a), quality.luminance(b))
+                print(f"{quality.pair_label(pair)} {variant}: rescaled against vgg16_hed: mean |diff| "
+                      f"{np.abs(a - b).mean() * 255:.1f}/255, SSIM {ssim:.3f}", flush=True)
     return 0
 
 
 def run_both(folder: str, label: str, content: str, style: str, size: int, cumulative: list[float],
-             frames: int = 0) -> dict:
-    """The fixed-weight default and --strength=0.5 on vgg16_hed and on the rescaled network: {(network, variant):
-    run folder}."""
+             frames: int = 0, variants=("fixed", "strength"), precision: str = "auto") -> dict:
+    """The fixed-weight default and --strength=0.5 (`variants`) on vgg16_hed and on the rescaled network:
+    {(network, variant): run folder}."""
     real, runs = engine.load_network, {}
     try:
         for network, factors in (("vgg16_hed", None), ("rescaled", cumulative)):
@@ -143,10 +152,11 @@ def run_both(folder: str, label: str, content: str, style: str, size: int, cumul
                     rescale(loaded.model, factors)
                 return loaded
             engine.load_network = load
-            for variant, strength in (("fixed", None), ("strength", 0.5)):
+            for variant in variants:
+                strength = {"fixed": None, "strength": 0.5}[variant]
                 out = os.path.join(folder, label, f"{network}_{variant}")
                 config = config_of(content, style, size, os.path.dirname(out), os.path.basename(out), strength,
-                                   frames)
+                                   frames, precision)
                 runs[network, variant] = lifecycle.run(config, show_progress=False, say=lambda *a: None)
                 print(f"{label} {network} {variant}: {runs[network, variant]}", flush=True)
     finally:
