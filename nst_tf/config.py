@@ -349,7 +349,7 @@ class VideoConfig:
     temporal_weight: Optional[float] = option(
         None, "Clips: weight of the temporal term relative to the style weight; it pulls each frame toward the "
         "previous result warped by the optical flow where the flow is reliable (0: only the warped start; default: "
-        f"{VIDEO_TEMPORAL_WEIGHT:g} with fixed weights, {BALANCED_TEMPORAL_WEIGHT:g} with --strength).")
+        f"{VIDEO_TEMPORAL_WEIGHT:g} with fixed weights, {BALANCED_TEMPORAL_WEIGHT:g} where --strength finds them).")
     long_term: tuple[int, ...] = option((1,), "Clips: the earlier results the temporal term compares with, in frames "
                                         "back, e.g. 1,2,4 (Ruder et al.'s long-term consistency).")
     frame_steps: Optional[int] = option(None, "Clips: steps for each frame after the first, which starts from the "
