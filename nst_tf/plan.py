@@ -148,7 +148,8 @@ def resolve(config: Config, say=print, clip: bool = False) -> Config:
     """The config made concrete: seed and backbone (`with_seed_and_backbone`), the automatic balance at the
     default strength on a network the fixed weights were not chosen on (`balanced_by_default`, said in one
     line), the mode's loss defaults
-    (`config.with_loss_defaults`), the backbone's defaults filled in (layers, feature transform, style
+    (`config.with_loss_defaults`), the temporal weight measured for the weights in use (fixed or balanced,
+    config.BALANCED_TEMPORAL_WEIGHT), the backbone's defaults filled in (layers, feature transform, style
     weight, `auto_style_loss`), layer names in our spelling (an unknown name is a UserError). `clip`: the
     config optimizes the frames of a clip (nst_tf.video.transfer)."""
     config = with_seed_and_backbone(config, say)
