@@ -116,18 +116,24 @@ FACTORS = (2.0, 0.5, 4.0, 0.25, 0.5, 4.0, 0.25, 2.0, 0.5, 4.0, 0.125, 8.0, 0.5)
 ODD_FACTORS = (7.0, 0.2, 3.0, 0.5, 0.3, 4.0, 0.25, 2.0, 0.5, 3.0, 0.1, 6.0, 0.5)
 
 
-def result(tmp_path, monkeypatch, name, factors=None, **loss):
-    if "style_weight" not in loss:
-        loss.setdefault("strength", 0.5)
-    config = run_config(tmp_path, name, **loss)
-    real = engine.load_network
+LOAD_NETWORK = engine.load_network   # the real one, whatever a test has patched since
 
+
+def load_rescaled(monkeypatch, factors=None):
+    """For this test, engine.load_network loads the network rescaled by `factors` (None: as it is)."""
     def load(config, say=print):
-        network = real(config, say)
+        network = LOAD_NETWORK(config, say)
         if factors:
             rescale(network.model, factors)
         return network
     monkeypatch.setattr(engine, "load_network", load)
+
+
+def result(tmp_path, monkeypatch, name, factors=None, **loss):
+    if "style_weight" not in loss:
+        loss.setdefault("strength", 0.5)
+    config = run_config(tmp_path, name, **loss)
+    load_rescaled(monkeypatch, factors)
     run_dir = stylize.run(config, **QUIET)
     return image_io.load_image(os.path.join(run_dir, "result.png"))
 
@@ -233,14 +239,7 @@ def trained(tmp_path, monkeypatch, name, factors=None, **options):
         for i in range(4):
             image_io.save_image(smooth_image(40, 48, seed=i), str(photos / f"photo{i}.png"))
     _, style = images(tmp_path)
-    real = engine.load_network
-
-    def load(config, say=print):
-        network = real(config, say)
-        if factors:
-            rescale(network.model, factors)
-        return network
-    monkeypatch.setattr(engine, "load_network", load)
+    load_rescaled(monkeypatch, factors)
     return nst_tf.train_stylizer(style, str(photos), backbone="vgg16", weights="random", seed=0, train_size=32,
                                  batch_size=1, stylizer_width=4, train_steps=3, log_every=1,
                                  output_dir=str(tmp_path / "out"), run_name=name, progress=False, say=None, **options)

@@ -73,21 +73,15 @@ def test_a_clip_on_a_rescaled_network_keeps_its_frames_with_the_balance(tmp_path
     """A network the fixed weights were not chosen on (random weights) balances a clip by default, with the
     temporal weight measured for the balance; the same network at other magnitudes (powers of two: exact) then
     gives the same frames bit for bit. With weights by hand the temporal term's pull moves with the magnitudes."""
-    from nst_tf import engine, video
+    from nst_tf import video
     from nst_tf.config import BALANCED_TEMPORAL_WEIGHT
     from nst_tf.video import transfer
-    from tests.test_balance import FACTORS, rescale
+    from tests.test_balance import FACTORS, load_rescaled
     source = str(tmp_path / "pan.mp4")
     write_video(source, pan(3, 30, 40, step=2), fps=10)
-    real = engine.load_network
 
     def frames(name, factors=None, **values):
-        def load(config, say=print):
-            network = real(config, say)
-            if factors:
-                rescale(network.model, factors)
-            return network
-        monkeypatch.setattr(engine, "load_network", load)
+        load_rescaled(monkeypatch, factors)
         said = []
         config = clip_config(source, str(tmp_path / "out"), backbone="vgg16", weights="random", run_name=name,
                              **values)
