@@ -197,9 +197,10 @@ class LossConfig:
     # The automatic balance (nst_tf/balance.py): alpha and beta found for each pair from the pair itself, on
     # the run's own network, so that one strength means the same on every pair, size and backbone.
     strength: Optional[float] = option(None, "How far the result moves from the photo toward the painting, 0 to 1 "
-                                       f"({DEFAULT_STRENGTH}: the middle): alpha, beta and the layer weights are found "
-                                       "for each pair from the pair itself (a stylizer: from its held-out photos and "
-                                       "styles), on the run's own network (docs/balance.md). "
+                                       f"({DEFAULT_STRENGTH}: the middle; on vgg16_hed the picture moves below it "
+                                       "and hardly above): alpha, beta and the layer weights are found for each pair "
+                                       "from the pair itself (a stylizer: from its held-out photos and styles), on "
+                                       "the run's own network (docs/balance.md). "
                                        "Default: off on vgg16_hed, whose fixed weights below were chosen on it "
                                        f"(blind judges found the two about even); {DEFAULT_STRENGTH} on any other "
                                        "network (VGG-19 ...) for --mode=transfer. Not with --content_weight or "
