@@ -512,7 +512,8 @@ def schedule(config: Config) -> tuple[tuple[int, int], ...]:
 # the stylizer's defaults were measured without them.
 LOSS_DEFAULTS = {"normalize_terms": False, "content_weight": 1.0, "tv_weight": 1.0, "style_octaves": 2}
 # The automatic balance (nst_tf/balance.py) on scale-free terms, where the TV term is a mean over pixel pairs:
-# at 100 it takes the fine crumpled relief out of flat regions (docs/balance.md); alpha and beta are found later.
+# weight 1 (100 took the fine crumpled relief out of flat regions with the first, one-anchor balance, but with
+# each layer weighed by its own anchor it dissolved tubingen's town); alpha and beta are found later.
 BALANCED_LOSS_DEFAULTS = {"normalize_terms": True, "tv_weight": 1.0, "style_octaves": 2,
                           "strength": DEFAULT_STRENGTH}
 TRAIN_LOSS_DEFAULTS = {"normalize_terms": True, "content_weight": 10.0, "tv_weight": 100.0, "style_octaves": 0,
