@@ -128,10 +128,11 @@ def main(argv=None) -> int:
     for name, rs in ratios.items():
         print(f"{name}: median R {np.median(rs):.4g} (range {min(rs):.3g} to {max(rs):.3g}, {len(rs)} pairs)")
     if args.run:
+        variants = args.variants.split(",")
         for pair in pairs:
             runs = run_both(args.run, quality.pair_label(pair), *pair.split(":", 1), args.size, cumulative,
-                            variants=args.variants.split(","), precision=args.precision)
-            for variant in args.variants.split(","):
+                            variants=variants, precision=args.precision)
+            for variant in variants:
                 a, b = (quality.load(os.path.join(runs[n, variant], "result.png")) for n in ("vgg16_hed", "rescaled"))
                 ssim = quality.ssim(quality.luminance(a), quality.luminance(b))
                 print(f"{quality.pair_label(pair)} {variant}: rescaled against vgg16_hed: mean |diff| "
