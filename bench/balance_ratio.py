@@ -29,7 +29,7 @@ import quality  # noqa: E402  (bench/quality.py: the corpus)
 
 from nst_tf import balance, engine  # noqa: E402
 from nst_tf.config import Config, ImageConfig, LossConfig, ModelConfig, OptimConfig  # noqa: E402
-from nst_tf.plan import EffectiveWeights, make_plan  # noqa: E402
+from nst_tf.plan import make_plan  # noqa: E402
 
 
 def pull_ratio(config: Config, network=None) -> tuple[float, dict, object]:
@@ -37,12 +37,7 @@ def pull_ratio(config: Config, network=None) -> tuple[float, dict, object]:
     loaded for it)."""
     plan = make_plan(config, say=lambda *a: None)
     network = network or engine.load_network(plan.config, say=lambda *a: None)
-    content_anchors, style_anchors = balance.measure(plan.config, plan.inputs, network)
-    w = EffectiveWeights.of(plan.config, plan.inputs.content.shape)
-    pulls = {n: w.layers["style"][n] * v for n, v in style_anchors.items()}
-    style = w.terms["style"] * sum(pulls.values())
-    content = w.terms["content"] * sum(w.layers["content"][n] * v for n, v in content_anchors.items())
-    return style / content, {n: v / sum(pulls.values()) for n, v in pulls.items()}, network
+    return (*balance.pull_ratio(plan.config, plan.inputs, network), network)
 
 
 def main(argv=None) -> int:

@@ -79,6 +79,9 @@ class Plan:
     config: Config
     inputs: Inputs
     device: str
+    # The style weight is the fixed default beta of the sliced term, raised where the pair needs it
+    # (nst_tf.balance.floored): no weights and no --strength given, a transfer without normalized terms.
+    floor: bool = False
 
 
 def pick_device(device: str) -> str:
@@ -267,6 +270,7 @@ def make_plan(config: Config, say=print) -> Plan:
     auto = validate(config).images.max_size == AUTO_SIZE
     inputs = None if auto else load_inputs(config)
     octaves_by_default = config.loss.style_octaves is None
+    default_weights = config.loss.style_weight is None and config.loss.content_weight is None
     sliced_by_default = config.loss.style_loss == "auto"
     config = resolve(config, say)
     device = pick_device(config.optim.device)
@@ -306,4 +310,7 @@ def make_plan(config: Config, say=print) -> Plan:
             say(f"in tiles, without {what} (whole feature maps are not cut into tiles; --style_octaves=0 and "
                 "--style_loss=gram say so)")
     config = validate(dataclasses.replace(config, optim=dataclasses.replace(config.optim, tile_size=tile_size)))
-    return Plan(resolve_precision(config, inputs.shape, device, say), inputs, device)
+    loss = config.loss
+    floor = (default_weights and config.mode == "transfer" and not config.automatic_balance
+             and loss.style_loss == "sliced" and not (loss.normalize_terms or loss.normalize_gradients))
+    return Plan(resolve_precision(config, inputs.shape, device, say), inputs, device, floor)

@@ -39,7 +39,9 @@ def work(run: lifecycle.Run) -> None:
         say(f"resuming {run.resume_dir} at {engine.resume_point(run.resume_dir, schedule(config))}")
     with tf.device(plan.device):   # a resumed run's own run.flags holds the weights found when it started
         config, found = balance.resolve(config, plan.inputs, network, say)
-    run_dir = run.open(config, note=f" (--strength={found.strength:g} found its weights)" if found else "")
+        if plan.floor:
+            config, found = balance.floored(config, plan.inputs, network, say)
+    run_dir = run.open(config, note=found.note() if found else "")
     if not run.resume_dir:
         say(f"run folder: {run_dir}")
     job = engine.Job(config, plan.inputs, run_dir, balance=found)

@@ -204,6 +204,67 @@ def test_each_layer_pulls_alike_at_the_start(tmp_path):
     assert float(at_painting["weighted/content"][0]) == pytest.approx(1.0, rel=1e-3)
 
 
+def pulls_at_the_start(config, inputs, network):
+    """(the weighted style term at the photo, the weighted content term at the painting) of `config` as the
+    objective computes them: what balance.pull_ratio's R is the ratio of."""
+    import tensorflow as tf
+    job = engine.Job(config, inputs, "")
+    loss, weights = engine.loss_of(job, network)
+    photo = job.working.content
+    painting = image_io.resize(job.working.styles[0], photo.shape[:2])
+    _, at_photo = loss(tf.constant(photo[None]), weights)
+    _, at_painting = loss(tf.constant(painting[None]), weights)
+    return float(at_photo["weighted/style"][0]), float(at_painting["weighted/content"][0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("beta, raised", [(1.0, True), (1e13, False)])
+def test_the_fixed_beta_is_raised_to_the_floor_and_no_further(tmp_path, beta, raised):
+    """R = the objective's weighted style term at the photo over its weighted content term at the painting; a beta
+    whose R is below FIXED_FLOOR is raised until R is FIXED_FLOOR, one above it is left as it is."""
+    from nst_tf.plan import make_plan
+    plan = make_plan(run_config(tmp_path, "floor", style_weight=beta, style_loss="sliced"), say=lambda *a: None)
+    network = engine.load_network(plan.config)
+    style, content = pulls_at_the_start(plan.config, plan.inputs, network)
+    ratio, shares = balance.pull_ratio(plan.config, plan.inputs, network)
+    assert ratio == pytest.approx(style / content, rel=1e-4) and sum(shares.values()) == pytest.approx(1.0)
+    assert (ratio < balance.FIXED_FLOOR) == raised
+    said = []
+    floored, record = balance.floored(plan.config, plan.inputs, network, said.append)
+    style, content = pulls_at_the_start(floored, plan.inputs, network)
+    assert record.ratio == pytest.approx(ratio, rel=1e-4)
+    if raised:
+        assert style / content == pytest.approx(balance.FIXED_FLOOR, rel=1e-3)
+        assert floored.loss.style_weight == pytest.approx(beta * balance.FIXED_FLOOR / ratio, rel=1e-4)
+        assert len(said) == 1 and f"--style_weight={record.style_weight:.4g}" in said[0]
+    else:
+        assert floored.loss.style_weight == beta and not said and record.note() == ""
+
+
+@pytest.mark.slow
+def test_a_default_run_records_the_raised_beta_and_reproduces_it(tmp_path, monkeypatch, content_path, style_path):
+    """On the network the fixed weights were chosen on, a run without weights runs with the floored beta; run.flags
+    and summary.json hold it, and a run from run.flags takes it as given (floored no further)."""
+    from nst_tf import registry, rundir
+    monkeypatch.setattr(balance, "FIXED_FLOOR", 1e12)   # whatever this tiny pair's R, below the floor
+    config = Config(images=ImageConfig(content=content_path, style=style_path, max_size=32),
+                    model=ModelConfig(backbone="vgg16_hed"), loss=LossConfig(style_octaves=0),
+                    optim=OptimConfig(num_steps=4, seed=0),
+                    output=OutputConfig(output_dir=str(tmp_path / "out"), run_name="floor", save_every=0))
+    said = []
+    run_dir = stylize.run(config, show_progress=False, say=said.append)
+    found = rundir.read_summary(run_dir)["details"]["balance"]
+    default = registry.SLICED_STYLE_WEIGHTS[("vgg", "none", False)]
+    assert found["floor"] == 1e12 and found["style_weight"] == pytest.approx(default * 1e12 / found["ratio"])
+    assert any("below 1000000000000x" in line for line in said)
+    again = rundir.read_config(run_dir)
+    assert again.loss.style_weight == found["style_weight"]
+    with open(os.path.join(run_dir, "run.flags")) as f:
+        assert "the default beta raised" in f.readline()
+    from nst_tf.plan import make_plan
+    assert not make_plan(again, say=lambda *a: None).floor
+
+
 @pytest.mark.slow
 def test_the_anchors_barely_move_with_the_size(tmp_path):
     """Scale-free terms at two sizes of the same pair: the weights found stay within 30%."""

@@ -134,6 +134,21 @@ def test_a_network_the_fixed_weights_were_not_chosen_on_is_balanced_by_default(b
     assert resolved.video.temporal_weight == (BALANCED_TEMPORAL_WEIGHT if balanced else VIDEO_TEMPORAL_WEIGHT)
 
 
+@pytest.mark.parametrize("weights, loss, floor", [
+    (None, {}, True),                          # the fixed sliced beta, raised where the pair needs it
+    (None, {"style_weight": 1e6}, False),      # weights by hand
+    (None, {"content_weight": 2.0}, False),
+    (None, {"strength": 0.5}, False),          # the balance finds them
+    (None, {"style_loss": "gram"}, False),     # the floor was measured with the sliced term only
+    (None, {"normalize_gradients": True}, False),
+    ("random", {}, False),                     # balanced by default
+])
+def test_only_the_fixed_default_sliced_beta_is_floored(content_path, style_path, weights, loss, floor):
+    config = Config(images=ImageConfig(content=content_path, style=style_path, max_size=40),
+                    model=ModelConfig(backbone="vgg16_hed", weights=weights), loss=LossConfig(**loss))
+    assert plan.make_plan(config, say=lambda *a: None).floor == floor
+
+
 @pytest.mark.parametrize("strength, given, expected", [
     (None, None, VIDEO_TEMPORAL_WEIGHT), (0.5, None, BALANCED_TEMPORAL_WEIGHT), (0.5, 50.0, 50.0), (None, 0.0, 0.0)])
 def test_the_temporal_weight_defaults_to_the_one_measured_with_the_weights_in_use(strength, given, expected):

@@ -199,15 +199,20 @@ def _run_on_cluster(config: Config, groups, plans, outcomes, sweep_dir, show_pro
 
 
 def balanced(cells: list[Cell], plans: dict[int, Plan], networks: dict, say=print) -> list[Cell]:
-    """The cells with the weights of the automatic balance found for each (nst_tf.balance), on the network they
-    run on (loaded here for the balance alone on a cluster); said for the first cell only."""
+    """The cells with the weights of the automatic balance found for each (nst_tf.balance), or the fixed default
+    beta raised where the cell's pair needs it (`balance.floored`), on the network they run on (loaded here for
+    the balance alone on a cluster); said for the first cell only."""
     out = []
     for cell in cells:
-        if cell.index in plans and cell.config.automatic_balance:
+        plan = plans.get(cell.index)
+        if plan and (cell.config.automatic_balance or plan.floor):
             key = network_key(cell.config)
             if key not in networks:
                 networks[key] = engine.load_network(cell.config, say)
-            config, _ = balance.resolve(cell.config, plans[cell.index].inputs, networks[key], say)
+            if plan.floor:
+                config, _ = balance.floored(cell.config, plan.inputs, networks[key], say)
+            else:
+                config, _ = balance.resolve(cell.config, plan.inputs, networks[key], say)
             say = lambda *a: None  # noqa: E731
             cell = dataclasses.replace(cell, config=config)
         out.append(cell)
