@@ -58,7 +58,7 @@ class Job:
     inputs: Inputs                  # as loaded; `working` is what the network sees
     run_dir: str
     init: np.ndarray | None = None  # the start image, if not the config's init (the previous scale's result)
-    balance: object | None = None   # what --strength found (balance.Balance) or the floor did (balance.Floor), for summary.json
+    balance: object | None = None   # for summary.json: what --strength found or the floor did (balance.Balance, Floor)
     changes: list = dataclasses.field(default_factory=list)   # (step, mean |pixel change| per step, 1/255)
     converged_at: int | None = None   # --num_steps=auto: the step where the image stopped changing
     status: str = "pending"
