@@ -242,7 +242,8 @@ def test_the_fixed_beta_is_raised_to_the_floor_and_no_further(tmp_path, beta, ra
 
 
 @pytest.mark.slow
-def test_a_default_run_records_the_raised_beta_and_a_rerun_takes_it_as_given(tmp_path, monkeypatch, content_path, style_path):
+def test_a_default_run_records_the_raised_beta_and_a_rerun_takes_it_as_given(tmp_path, monkeypatch, content_path,
+                                                                            style_path):
     """On the network the fixed weights were chosen on, a run without weights runs with the floored beta; run.flags
     and summary.json hold it, and a run from run.flags takes it as given (floored no further)."""
     from nst_tf import registry, rundir
