@@ -181,22 +181,26 @@ def test_the_found_weights_are_recorded_and_reproduce_the_run(tmp_path):
         assert "--strength=0.7 found its weights" in f.readline()
 
 
+def terms_at_the_start(config, inputs, network):
+    """(the objective's terms at the photo, its terms at the painting resized to the photo) for `config`."""
+    import tensorflow as tf
+    job = engine.Job(config, inputs, "")
+    loss, weights = engine.loss_of(job, network)
+    photo = job.working.content
+    painting = image_io.resize(job.working.styles[0], photo.shape[:2])
+    return loss(tf.constant(photo[None]), weights)[1], loss(tf.constant(painting[None]), weights)[1]
+
+
 @pytest.mark.slow
 def test_each_layer_pulls_alike_at_the_start(tmp_path):
     """The layer weights found make every style layer's weighted term at the photo R(s) / L, and the content
     term at the painting 1: each layer measured against its own distance."""
-    import tensorflow as tf
     from nst_tf.plan import make_plan
     config = run_config(tmp_path, "alike", strength=0.5)
     plan = make_plan(config, say=lambda *a: None)
     network = engine.load_network(plan.config)
     found, _ = balance.resolve(plan.config, plan.inputs, network, say=lambda *a: None)
-    job = engine.Job(found, plan.inputs, "")
-    loss, weights = engine.loss_of(job, network)
-    photo = job.working.content
-    painting = image_io.resize(job.working.styles[0], photo.shape[:2])
-    _, at_photo = loss(tf.constant(photo[None]), weights)
-    _, at_painting = loss(tf.constant(painting[None]), weights)
+    at_photo, at_painting = terms_at_the_start(found, plan.inputs, network)
     layers = found.loss.style_layers
     pulls = [float(at_photo[f"weighted/style/{n}"][0]) for n in layers]
     ratio = balance.style_ratio(0.5, found.loss.style_loss)
@@ -207,13 +211,7 @@ def test_each_layer_pulls_alike_at_the_start(tmp_path):
 def pulls_at_the_start(config, inputs, network):
     """(the weighted style term at the photo, the weighted content term at the painting) of `config` as the
     objective computes them: what balance.pull_ratio's R is the ratio of."""
-    import tensorflow as tf
-    job = engine.Job(config, inputs, "")
-    loss, weights = engine.loss_of(job, network)
-    photo = job.working.content
-    painting = image_io.resize(job.working.styles[0], photo.shape[:2])
-    _, at_photo = loss(tf.constant(photo[None]), weights)
-    _, at_painting = loss(tf.constant(painting[None]), weights)
+    at_photo, at_painting = terms_at_the_start(config, inputs, network)
     return float(at_photo["weighted/style"][0]), float(at_painting["weighted/content"][0])
 
 
