@@ -105,11 +105,13 @@ def degenerate(content_anchor: float, style_anchor: float) -> str | None:
 ANCHOR_FLOOR = 1e-3
 
 
-def resolve(config: Config, inputs: Inputs, network, say=print) -> tuple[Config, Balance | None]:
+def resolve(config: Config, inputs: Inputs, network, say=print,
+            floor: bool = False) -> tuple[Config, Balance | Floor | None]:
     """`config` with the weights of its strength for `inputs`, found at the pyramid's first size on `network`
-    (`engine.Network`), or unchanged (and None) where the balance is off (explicit weights, one-term modes)."""
+    (`engine.Network`); with `floor` (`plan.Plan.floor`: the fixed default sliced beta) that beta raised where the
+    pair needs it (`floored`); else unchanged (and None): explicit weights, one-term modes."""
     if not config.automatic_balance:
-        return config, None
+        return floored(config, inputs, network, say) if floor else (config, None)
     content_anchors, style_anchors = measure(config, inputs.at(schedule(config)[0][0]), network)
     return weighed(config, content_anchors, style_anchors, say)
 
@@ -184,13 +186,15 @@ class Floor:
     floor: float          # FIXED_FLOOR
     style_weight: float   # beta, raised where R < floor
 
+    @property
+    def raised(self) -> bool:
+        return self.ratio < self.floor
+
     def note(self) -> str:
         """What run.flags' first line says of the weights."""
-        return "" if self.ratio >= self.floor else f" (the default beta raised to a pull of {self.floor:.0f}x)"
+        return f" (the default beta raised to a pull of {self.floor:.0f}x)" if self.raised else ""
 
     def describe(self) -> str:
-        if self.ratio >= self.floor:
-            return ""
         return (f"style weight: the default beta pulls {self.ratio:.0f}x the content here, below "
                 f"{self.floor:.0f}x: --style_weight={self.style_weight:.4g} (--style_weight or --strength set it)")
 
@@ -221,7 +225,7 @@ def floored(config: Config, inputs: Inputs, network, say=print) -> tuple[Config,
         return config, None
     beta = config.loss.style_weight * max(1.0, FIXED_FLOOR / ratio)
     found = Floor(ratio, FIXED_FLOOR, beta)
-    if found.describe():
+    if found.raised:
         say(found.describe())
     return dataclasses.replace(config, loss=dataclasses.replace(config.loss, style_weight=beta)), found
 

@@ -38,9 +38,7 @@ def work(run: lifecycle.Run) -> None:
     if run.resume_dir:   # refused before run.flags is rewritten with the new flags
         say(f"resuming {run.resume_dir} at {engine.resume_point(run.resume_dir, schedule(config))}")
     with tf.device(plan.device):   # a resumed run's own run.flags holds the weights found when it started
-        config, found = balance.resolve(config, plan.inputs, network, say)
-        if plan.floor:
-            config, found = balance.floored(config, plan.inputs, network, say)
+        config, found = balance.resolve(config, plan.inputs, network, say, floor=plan.floor)
     run_dir = run.open(config, note=found.note() if found else "")
     if not run.resume_dir:
         say(f"run folder: {run_dir}")

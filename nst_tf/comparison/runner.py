@@ -209,10 +209,7 @@ def balanced(cells: list[Cell], plans: dict[int, Plan], networks: dict, say=prin
             key = network_key(cell.config)
             if key not in networks:
                 networks[key] = engine.load_network(cell.config, say)
-            if plan.floor:
-                config, _ = balance.floored(cell.config, plan.inputs, networks[key], say)
-            else:
-                config, _ = balance.resolve(cell.config, plan.inputs, networks[key], say)
+            config, _ = balance.resolve(cell.config, plan.inputs, networks[key], say, floor=plan.floor)
             say = lambda *a: None  # noqa: E731
             cell = dataclasses.replace(cell, config=config)
         out.append(cell)
