@@ -131,27 +131,26 @@ def latest_image(path: str) -> str | None:
     return f"snapshots/{shots[-1]}" if shots else None
 
 
+def _folders_holding(path: str, file: str) -> list[str]:
+    """The sub-folders of `path` (safe names, not links) that hold `file`, in name order; [] if it can't be read."""
+    try:
+        return sorted(e.name for e in os.scandir(path) if NAME.match(e.name) and e.is_dir(follow_symlinks=False)
+                      and os.path.isfile(os.path.join(e.path, file)))
+    except OSError:
+        return []
+
+
 def clip_preview(path: str) -> str | None:
     """A clip run's preview.png (content frames above their results), relative to it; for a run of several
     clips the first one's that has one (clips/<name>/preview.png); None if there is none yet."""
     if os.path.isfile(os.path.join(path, "preview.png")):
         return "preview.png"
-    try:
-        names = sorted(e.name for e in os.scandir(os.path.join(path, "clips"))
-                       if NAME.match(e.name) and e.is_dir(follow_symlinks=False))
-    except OSError:
-        return None
-    return next((f"clips/{n}/preview.png" for n in names if os.path.isfile(os.path.join(path, "clips", n, "preview.png"))),
-                None)
+    return next((f"clips/{n}/preview.png" for n in _folders_holding(os.path.join(path, "clips"), "preview.png")), None)
 
 
 def cells(path: str) -> list[str]:
     """The cell folders of a sweep (each a run folder), in name order."""
-    try:
-        return sorted(e.name for e in os.scandir(path) if NAME.match(e.name) and e.is_dir(follow_symlinks=False)
-                      and os.path.isfile(os.path.join(e.path, "run.flags")))
-    except OSError:
-        return []
+    return _folders_holding(path, "run.flags")
 
 
 def status_of(path: str) -> str:
