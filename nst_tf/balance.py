@@ -195,6 +195,7 @@ class Floor:
         return f" (the default beta raised to a pull of {self.floor:.0f}x)" if self.raised else ""
 
     def describe(self) -> str:
+        """The line a run says where the beta was raised (`raised`; `floored` says nothing otherwise)."""
         return (f"style weight: the default beta pulls {self.ratio:.0f}x the content here, below "
                 f"{self.floor:.0f}x: --style_weight={self.style_weight:.4g} (--style_weight or --strength set it)")
 
